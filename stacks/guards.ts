@@ -1,0 +1,340 @@
+import { addressOn, flannelPath, isK3sNode, nodeIpPath, sshPath } from "./fleet";
+import {
+    TAILNET_SUPERNET,
+    isNetworkOrBroadcast,
+    networkContainsAddress,
+    networksOverlap,
+    networkWithin,
+    parseIpv4Network,
+    type Ipv4Network,
+} from "./net";
+import type { Fleet, NetworkPath } from "./schema";
+
+/*
+ * Cross-field guards, run on a fleet that already passed the schema. Each guard turns one
+ * incident from ../shared/background into an error (or a warning) naming the config path.
+ */
+
+export interface Problem {
+    /** Config path such as `fleet.nodes[3].nebula.address`. */
+    path: string;
+    message: string;
+    severity: "error" | "warning";
+}
+
+/** Collects problems; guards push into it instead of throwing so every problem is reported at once. */
+class ProblemList {
+    readonly items: Problem[] = [];
+    error(path: string, message: string): void {
+        this.items.push({ path, message, severity: "error" });
+    }
+    warning(path: string, message: string): void {
+        this.items.push({ path, message, severity: "warning" });
+    }
+}
+
+const ROOT = "fleet";
+const MTU_FLOOR = 1280;
+
+function nodePath(index: number, suffix?: string): string {
+    return `${ROOT}.nodes[${index}]${suffix ? `.${suffix}` : ""}`;
+}
+
+export function runGuards(fleet: Fleet): Problem[] {
+    const problems = new ProblemList();
+    checkNamesAndReferences(fleet, problems);
+    checkMtus(fleet, problems);
+    checkNetworks(fleet, problems);
+    checkAddresses(fleet, problems);
+    checkNodePaths(fleet, problems);
+    checkEtcd(fleet, problems);
+    checkControlAndRelays(fleet, problems);
+    checkEdge(fleet, problems);
+    return problems.items;
+}
+
+function firstIndexByKey<T>(items: readonly T[], key: (item: T) => string, onDuplicate: (index: number, firstIndex: number) => void): Map<string, number> {
+    const seen = new Map<string, number>();
+    items.forEach((item, index) => {
+        const value = key(item);
+        const first = seen.get(value);
+        if (first === undefined) {
+            seen.set(value, index);
+        } else {
+            onDuplicate(index, first);
+        }
+    });
+    return seen;
+}
+
+function checkNamesAndReferences(fleet: Fleet, problems: ProblemList): void {
+    const siteNames = firstIndexByKey(fleet.sites, (site) => site.name, (index) =>
+        problems.error(`${ROOT}.sites[${index}].name`, `site "${fleet.sites[index].name}" is declared twice`),
+    );
+    firstIndexByKey(fleet.nodes, (node) => node.name, (index, first) =>
+        problems.error(nodePath(index, "name"), `duplicate node name "${fleet.nodes[index].name}" (also fleet.nodes[${first}])`),
+    );
+    fleet.nodes.forEach((node, index) => {
+        if (!siteNames.has(node.site)) {
+            problems.error(nodePath(index, "site"), `unknown site "${node.site}"; declared sites: ${[...siteNames.keys()].join(", ")}`);
+        }
+    });
+}
+
+function checkMtus(fleet: Fleet, problems: ProblemList): void {
+    const floor = (path: string, mtu: number | undefined): void => {
+        if (mtu !== undefined && mtu < MTU_FLOOR) {
+            problems.error(path, `MTU ${mtu} is below the ${MTU_FLOOR} floor: SSH and TLS packets stop fitting (the Nebula MTU 1200 lockout)`);
+        }
+    };
+    floor(`${ROOT}.overlays.tailnet.mtu`, fleet.overlays.tailnet.mtu);
+    floor(`${ROOT}.overlays.nebula.mtu`, fleet.overlays.nebula.mtu);
+
+    const relayHosts = new Set(fleet.derpRelays.map((relay) => relay.host));
+    const agree = (path: string, who: string, mtu: number | undefined, overlay: "tailnet" | "nebula"): void => {
+        const overlayMtu = fleet.overlays[overlay].mtu;
+        floor(path, mtu);
+        if (mtu !== undefined && mtu !== overlayMtu) {
+            problems.error(
+                path,
+                `${who} has ${overlay} MTU ${mtu} but the ${overlay} runs at ${overlayMtu}: one MTU per overlay (a relay at 1300 under a 1350 mesh silently dropped TLS certificates)`,
+            );
+        }
+    };
+    fleet.nodes.forEach((node, index) => {
+        const who = relayHosts.has(node.name) ? `relay host ${node.name}` : node.name;
+        agree(nodePath(index, "tailnet.mtu"), who, node.tailnet?.mtu, "tailnet");
+        agree(nodePath(index, "nebula.mtu"), who, node.nebula?.mtu, "nebula");
+        floor(nodePath(index, "lan.mtu"), node.lan.mtu);
+    });
+    agree(`${ROOT}.controlServer.nebula.mtu`, "the control server", fleet.controlServer.nebula.mtu, "nebula");
+}
+
+interface NamedNetwork {
+    path: string;
+    label: string;
+    network: Ipv4Network;
+}
+
+function checkNetworks(fleet: Fleet, problems: ProblemList): void {
+    const tailnet = parseIpv4Network(fleet.overlays.tailnet.prefix);
+    if (!networkWithin(tailnet, TAILNET_SUPERNET)) {
+        problems.error(`${ROOT}.overlays.tailnet.prefix`, `${tailnet.cidr} is outside 100.64.0.0/10, the only range Headscale hands out`);
+    }
+    const cluster: NamedNetwork[] = [
+        { path: `${ROOT}.cluster.clusterCidr`, label: "cluster CIDR", network: parseIpv4Network(fleet.cluster.clusterCidr) },
+        { path: `${ROOT}.cluster.serviceCidr`, label: "service CIDR", network: parseIpv4Network(fleet.cluster.serviceCidr) },
+    ];
+    const underlays: NamedNetwork[] = [
+        { path: `${ROOT}.overlays.tailnet.prefix`, label: "the tailnet prefix", network: tailnet },
+        { path: `${ROOT}.overlays.nebula.network`, label: "the Nebula network", network: parseIpv4Network(fleet.overlays.nebula.network) },
+        ...fleet.sites.map((site, index) => ({
+            path: `${ROOT}.sites[${index}].lan`,
+            label: `the ${site.name} LAN`,
+            network: parseIpv4Network(site.lan),
+        })),
+    ];
+    if (networksOverlap(cluster[0].network, cluster[1].network)) {
+        problems.error(cluster[1].path, `${cluster[1].network.cidr} overlaps the cluster CIDR ${cluster[0].network.cidr}`);
+    }
+    for (const inside of cluster) {
+        for (const other of underlays) {
+            if (networksOverlap(inside.network, other.network)) {
+                problems.error(
+                    inside.path,
+                    `${inside.label} ${inside.network.cidr} overlaps ${other.label} ${other.network.cidr} (${other.path}): routes for it would shadow pod or service traffic (the table 52 incident)`,
+                );
+            }
+        }
+    }
+    // The overlays and LANs must not overlap each other either, or a node cannot tell which link a peer is on.
+    for (let i = 0; i < underlays.length; i++) {
+        for (let j = i + 1; j < underlays.length; j++) {
+            if (networksOverlap(underlays[i].network, underlays[j].network)) {
+                problems.error(underlays[j].path, `${underlays[j].network.cidr} overlaps ${underlays[i].label} ${underlays[i].network.cidr} (${underlays[i].path})`);
+            }
+        }
+    }
+}
+
+interface AddressClaim {
+    path: string;
+    owner: string;
+    address: string;
+}
+
+function checkAddresses(fleet: Fleet, problems: ProblemList): void {
+    const tailnet = parseIpv4Network(fleet.overlays.tailnet.prefix);
+    const nebula = parseIpv4Network(fleet.overlays.nebula.network);
+    const siteLans = new Map(fleet.sites.map((site) => [site.name, parseIpv4Network(site.lan)]));
+
+    const inside = (path: string, address: string, network: Ipv4Network, label: string): void => {
+        if (!networkContainsAddress(network, address)) {
+            problems.error(path, `${address} is outside ${label} ${network.cidr}`);
+        } else if (isNetworkOrBroadcast(network, address)) {
+            problems.error(path, `${address} is the network or broadcast address of ${label} ${network.cidr}`);
+        }
+    };
+
+    const claims: Record<NetworkPath, AddressClaim[]> = { tailnet: [], nebula: [], lan: [] };
+    fleet.nodes.forEach((node, index) => {
+        if (node.tailnet) {
+            inside(nodePath(index, "tailnet.address"), node.tailnet.address, tailnet, "the tailnet prefix");
+            claims.tailnet.push({ path: nodePath(index, "tailnet.address"), owner: node.name, address: node.tailnet.address });
+        }
+        if (node.nebula) {
+            inside(nodePath(index, "nebula.address"), node.nebula.address, nebula, "the Nebula network");
+            claims.nebula.push({ path: nodePath(index, "nebula.address"), owner: node.name, address: node.nebula.address });
+        }
+        const lan = siteLans.get(node.site);
+        if (lan) {
+            inside(nodePath(index, "lan.address"), node.lan.address, lan, `the ${node.site} LAN`);
+        }
+        claims.lan.push({ path: nodePath(index, "lan.address"), owner: node.name, address: node.lan.address });
+    });
+    const control = fleet.controlServer;
+    inside(`${ROOT}.controlServer.nebula.address`, control.nebula.address, nebula, "the Nebula network");
+    claims.nebula.push({ path: `${ROOT}.controlServer.nebula.address`, owner: "the control server", address: control.nebula.address });
+
+    for (const list of Object.values(claims)) {
+        firstIndexByKey(list, (claim) => claim.address, (index, first) =>
+            problems.error(list[index].path, `${list[index].address} is a duplicate of ${list[first].owner} (${list[first].path})`),
+        );
+    }
+}
+
+function checkNodePaths(fleet: Fleet, problems: ProblemList): void {
+    fleet.nodes.forEach((node, index) => {
+        const needs = (path: NetworkPath, why: string, configPath: string): void => {
+            if (addressOn(node, path) === undefined) {
+                problems.error(configPath, `${node.name} takes ${why} from the ${path} but has no ${path} address (set ${nodePath(index, `${path}.address`)})`);
+            }
+        };
+        if (isK3sNode(node)) {
+            const ipPath = nodeIpPath(fleet, node);
+            const ifacePath = flannelPath(fleet, node);
+            needs(ipPath, "its node-ip", nodePath(index, node.nodeIpFrom ? "nodeIpFrom" : ipPath));
+            needs(ifacePath, "its flannel interface", nodePath(index, node.flannelIfaceFrom ? "flannelIfaceFrom" : ifacePath));
+        }
+        if (node.ssh.host === undefined) {
+            needs(sshPath(fleet, node), "its SSH address", nodePath(index, "ssh.via"));
+        }
+        if (node.nebula?.lighthouse && !node.nebula.publicEndpoint) {
+            problems.error(nodePath(index, "nebula.publicEndpoint"), `lighthouse ${node.name} needs a public host:port other hosts can dial`);
+        }
+        if (node.genesis && node.role !== "server") {
+            problems.error(nodePath(index, "genesis"), `${node.name} is the genesis but its role is ${node.role}; only a server can run cluster-init`);
+        }
+        if (node.role === "standalone" && (node.nodeIpFrom || node.flannelIfaceFrom || node.taints.length > 0)) {
+            problems.error(nodePath(index, "role"), `${node.name} is standalone (not a K3s node) but sets node-ip, flannel or taint options`);
+        }
+    });
+}
+
+function checkEtcd(fleet: Fleet, problems: ProblemList): void {
+    const serverCount = fleet.nodes.filter((node) => node.role === "server").length;
+    const genesisCount = fleet.nodes.filter((node) => node.genesis).length;
+    if (genesisCount === 0) {
+        problems.error(`${ROOT}.nodes`, "no genesis server: exactly one server must set genesis: true (it runs cluster-init)");
+    } else if (genesisCount > 1) {
+        const names = fleet.nodes.filter((node) => node.genesis).map((node) => node.name);
+        problems.error(`${ROOT}.nodes`, `${genesisCount} genesis servers (${names.join(", ")}): exactly one may run cluster-init`);
+    }
+    if (serverCount > 0 && serverCount % 2 === 0) {
+        problems.warning(
+            `${ROOT}.nodes`,
+            `${serverCount} etcd servers: an even member count tolerates no more failures than ${serverCount - 1} and adds a vote that can split`,
+        );
+    }
+    const { heartbeatIntervalMs, electionTimeoutMs } = fleet.cluster.etcd;
+    if (electionTimeoutMs < 5 * heartbeatIntervalMs) {
+        problems.error(
+            `${ROOT}.cluster.etcd.electionTimeoutMs`,
+            `${electionTimeoutMs} ms is under 5 × the ${heartbeatIntervalMs} ms heartbeat; etcd refuses to start`,
+        );
+    }
+}
+
+function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
+    const control = fleet.controlServer;
+    const regions = [
+        { path: `${ROOT}.controlServer.derp`, regionId: control.derp.regionId, regionCode: control.derp.regionCode },
+        ...fleet.derpRelays.map((relay, index) => ({ path: `${ROOT}.derpRelays[${index}]`, regionId: relay.regionId, regionCode: relay.regionCode })),
+    ];
+    firstIndexByKey(regions, (region) => String(region.regionId), (index, first) =>
+        problems.error(`${regions[index].path}.regionId`, `DERP region id ${regions[index].regionId} is already used by ${regions[first].path}`),
+    );
+    firstIndexByKey(regions, (region) => region.regionCode, (index, first) =>
+        problems.error(`${regions[index].path}.regionCode`, `DERP region code "${regions[index].regionCode}" is already used by ${regions[first].path}`),
+    );
+    const serverHost = control.hostname;
+    if (serverHost === control.magicDnsBaseDomain || serverHost.endsWith(`.${control.magicDnsBaseDomain}`)) {
+        problems.error(
+            `${ROOT}.controlServer.magicDnsBaseDomain`,
+            `${control.magicDnsBaseDomain} contains the Headscale server name ${serverHost}: MagicDNS would shadow it and clients lose the control server`,
+        );
+    }
+    if (control.host.kind === "existing") {
+        const hostName = control.host.host;
+        const host = fleet.nodes.find((node) => node.name === hostName);
+        if (!host) {
+            problems.error(`${ROOT}.controlServer.host.host`, `unknown fleet host "${hostName}"`);
+        } else if (host.role !== "standalone") {
+            problems.error(`${ROOT}.controlServer.host.host`, `${hostName} is a K3s ${host.role}; the control server must run on a standalone host`);
+        }
+    }
+    fleet.derpRelays.forEach((relay, index) => {
+        const host = fleet.nodes.find((node) => node.name === relay.host);
+        if (!host) {
+            problems.error(`${ROOT}.derpRelays[${index}].host`, `unknown fleet host "${relay.host}"`);
+        } else if (relay.serviceManager === "launchd" && host.os !== "macos") {
+            problems.error(`${ROOT}.derpRelays[${index}].serviceManager`, `launchd needs a macOS host; ${host.name} runs ${host.os}`);
+        }
+    });
+}
+
+function checkEdge(fleet: Fleet, problems: ProblemList): void {
+    const known = new Set(fleet.nodes.map((node) => node.name));
+    const edge = fleet.edge;
+    edge.serviceLbNodes.forEach((name, index) => {
+        if (!known.has(name)) {
+            problems.error(`${ROOT}.edge.serviceLbNodes[${index}]`, `unknown fleet host "${name}"`);
+        }
+    });
+    edge.middlewares.forEach((middleware, index) => {
+        const kinds = (["stripPrefix", "forwardAuth", "headers"] as const).filter((kind) => middleware[kind] !== undefined);
+        if (kinds.length !== 1) {
+            problems.error(
+                `${ROOT}.edge.middlewares[${index}]`,
+                `a middleware sets exactly one of stripPrefix, forwardAuth, headers; ${middleware.name} sets ${kinds.length === 0 ? "none" : kinds.join(", ")}`,
+            );
+        }
+    });
+    edge.externalServices.forEach((service, index) => {
+        const path = `${ROOT}.edge.externalServices[${index}]`;
+        if (service.type === "ExternalName" && !service.externalName) {
+            problems.error(`${path}.externalName`, "an ExternalName service needs externalName");
+        }
+        if (service.type === "headless" && service.hosts.length === 0) {
+            problems.error(`${path}.hosts`, "a headless service needs at least one fleet host behind it");
+        }
+        service.hosts.forEach((name, hostIndex) => {
+            if (!known.has(name)) {
+                problems.error(`${path}.hosts[${hostIndex}]`, `unknown fleet host "${name}"`);
+            }
+        });
+        service.ports.forEach((port, portIndex) => {
+            if (!port.name) {
+                problems.error(`${path}.ports[${portIndex}].name`, "every port needs a name that the Service and EndpointSlice share (unnamed ports gave Traefik 'no available server')");
+            }
+        });
+    });
+    edge.workloads.forEach((workload, index) => {
+        if (workload.hostNetwork && /tailscale/i.test(workload.image)) {
+            problems.error(
+                `${ROOT}.edge.workloads[${index}].hostNetwork`,
+                `${workload.name} would run Tailscale with hostNetwork: it rewrites the node's routes and iptables and took nodes off the network`,
+            );
+        }
+    });
+}

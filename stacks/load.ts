@@ -1,0 +1,34 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { Fleet } from "./schema";
+import { formatProblem, parseFleet } from "./validate";
+
+/*
+ * The only place the program reads pulumi.Config. Everything downstream receives the
+ * validated fleet (plain data) and the secrets as secret Outputs.
+ */
+
+export interface StackSecrets {
+    /** K3s join token; delivered as a file, never placed in config.yaml. */
+    k3sToken: pulumi.Output<string>;
+}
+
+export interface LoadedStack {
+    stack: string;
+    fleet: Fleet;
+    secrets: StackSecrets;
+}
+
+export function loadStack(): LoadedStack {
+    const config = new pulumi.Config("shortcircuit");
+    // parseFleet throws FleetConfigError with every problem before any resource is declared,
+    // so invalid config never reaches a host.
+    const { fleet, warnings } = parseFleet(config.requireObject<unknown>("fleet"));
+    for (const warning of warnings) {
+        void pulumi.log.warn(formatProblem(warning));
+    }
+    return {
+        stack: pulumi.getStack(),
+        fleet,
+        secrets: { k3sToken: config.requireSecret("k3sToken") },
+    };
+}

@@ -1,0 +1,292 @@
+import { z } from "zod";
+import { isIpv4Address, isIpv4Cidr, isNetworkAddress } from "./net";
+
+/*
+ * The stack config schema: the shape of `shortcircuit:fleet` in Pulumi.<stack>.yaml.
+ * Objects are strict so a misspelt key is an error rather than a silently ignored setting.
+ * Cross-field rules (overlaps, duplicates, MTU agreement, genesis) live in guards.ts.
+ */
+
+const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const dnsName = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$/;
+// Kubernetes qualified names: optional DNS-subdomain prefix, then a 63-char name.
+const labelKey = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const labelValue = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+const taintPattern = /^([^=:\s]+)(=([^:\s]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/;
+
+export const NodeNameSchema = z.string().regex(dnsLabel, "must be a lowercase DNS label (a-z, 0-9, '-')");
+export const DnsNameSchema = z.string().regex(dnsName, "must be a lowercase fully qualified DNS name");
+export const Ipv4Schema = z.string().refine(isIpv4Address, "must be a dotted-quad IPv4 address");
+export const Ipv4CidrSchema = z
+    .string()
+    .refine(isIpv4Cidr, "must be an IPv4 CIDR such as 10.42.0.0/16")
+    .refine((cidr) => !isIpv4Cidr(cidr) || isNetworkAddress(cidr), "must name the network address (host bits zero)");
+/** Overlay and interface MTU; the 1280 floor is a guard with its own message, so the schema only bounds sanity. */
+export const MtuSchema = z.number().int().min(576).max(9216);
+export const PortSchema = z.number().int().min(1).max(65535);
+
+/** Which network a node-level choice (node-ip, flannel-iface, SSH path) is taken from. */
+export const PathSchema = z.enum(["tailnet", "nebula", "lan"]);
+export type NetworkPath = z.infer<typeof PathSchema>;
+
+export const TaintSchema = z
+    .string()
+    .regex(taintPattern, "must be key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
+
+const SiteSchema = z.strictObject({
+    /** Short site code used in node names (aus, lax, toa, hnd). */
+    name: NodeNameSchema,
+    description: z.string().optional(),
+    /** The site's LAN; cluster and service CIDRs must not overlap it. */
+    lan: Ipv4CidrSchema,
+});
+
+const OverlayAddressSchema = z.strictObject({
+    address: Ipv4Schema,
+    /** Set only where a host's interface MTU is known to be pinned; it must equal the overlay's MTU. */
+    mtu: MtuSchema.optional(),
+});
+
+const NebulaMembershipSchema = OverlayAddressSchema.extend({
+    /** This host serves as a Nebula lighthouse (and relay). */
+    lighthouse: z.boolean().default(false),
+    /** Public `host:port` other hosts dial to reach this lighthouse; required for lighthouses. */
+    publicEndpoint: z.string().optional(),
+    /** Extra Nebula groups beyond role, site and lighthouse. */
+    groups: z.array(z.string()).default([]),
+});
+
+const LanSchema = z.strictObject({
+    interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, "must be a Linux interface name"),
+    address: Ipv4Schema,
+    mtu: MtuSchema.default(1500),
+});
+
+const SshSchema = z.strictObject({
+    user: z.string().min(1).default("root"),
+    port: PortSchema.default(22),
+    /** Which network the program's SSH connections use; defaults to `access.sshVia`. */
+    via: PathSchema.optional(),
+    /** An explicit address or name, overriding the address on `via`. */
+    host: z.string().min(1).optional(),
+});
+
+export const NodeRoleSchema = z.enum(["server", "agent", "standalone"]);
+export type NodeRole = z.infer<typeof NodeRoleSchema>;
+
+const NodeSchema = z.strictObject({
+    name: NodeNameSchema,
+    site: NodeNameSchema,
+    /** server/agent run K3s; standalone hosts (DERP relay, feeders) are fleet members outside the cluster. */
+    role: NodeRoleSchema,
+    /** The server that bootstraps etcd with `cluster-init`; exactly one. */
+    genesis: z.boolean().default(false),
+    arch: z.enum(["amd64", "arm64"]),
+    os: z.enum(["debian", "ubuntu", "raspios", "fedora", "macos"]),
+    /** Hardware note (e.g. "rpi5", "framework-desktop", "mac-mini"); informational. */
+    hardware: z.string().optional(),
+    ssh: SshSchema.default({ user: "root", port: 22 }),
+    lan: LanSchema,
+    tailnet: OverlayAddressSchema.optional(),
+    nebula: NebulaMembershipSchema.optional(),
+    /** Public address advertised as `node-external-ip`. */
+    externalIp: Ipv4Schema.optional(),
+    /** Per-node override of `cluster.nodeIpFrom`. */
+    nodeIpFrom: PathSchema.optional(),
+    /** Per-node override of `cluster.flannelIfaceFrom`. */
+    flannelIfaceFrom: PathSchema.optional(),
+    taints: z.array(TaintSchema).default([]),
+    labels: z
+        .record(z.string().regex(labelKey, "label key must be a Kubernetes qualified name"), z.string().regex(labelValue, "label value must be ≤63 chars of [A-Za-z0-9_.-]"))
+        .default({}),
+});
+export type NodeConfig = z.infer<typeof NodeSchema>;
+
+const OverlaysSchema = z.strictObject({
+    tailnet: z.strictObject({
+        /** Headscale `prefixes.v4`; must sit inside 100.64.0.0/10. */
+        prefix: Ipv4CidrSchema,
+        /** Headscale `prefixes.v6`; inside fd7a:115c:a1e0::/48. */
+        prefixV6: z.string().default("fd7a:115c:a1e0::/48"),
+        interface: z.string().default("tailscale0"),
+        /** One MTU for every host on the tailnet (tailscaled uses 1280). */
+        mtu: MtuSchema,
+        /** Nodes join with --accept-routes=false: subnet routes would land in table 52 and shadow the cluster CIDRs. */
+        acceptRoutes: z.literal(false, "must be false: accepted subnet routes land in table 52 and steal the cluster and service CIDRs").default(false),
+    }),
+    nebula: z.strictObject({
+        network: Ipv4CidrSchema,
+        interface: z.string().default("nebula0"),
+        /** One MTU for every host and relay on the mesh. */
+        mtu: MtuSchema,
+        listenPort: PortSchema.default(4242),
+    }),
+});
+
+const EtcdSchema = z.strictObject({
+    heartbeatIntervalMs: z.number().int().positive().default(500),
+    electionTimeoutMs: z.number().int().positive().default(5000),
+});
+
+const ClusterSchema = z.strictObject({
+    name: NodeNameSchema,
+    clusterCidr: Ipv4CidrSchema.default("10.42.0.0/16"),
+    serviceCidr: Ipv4CidrSchema.default("10.43.0.0/16"),
+    flannelBackend: z
+        .enum(["vxlan", "host-gw", "wireguard-native", "none"], {
+            error: "must be vxlan, host-gw, wireguard-native or none (the tailscale backend accepts routes into table 52)",
+        })
+        .default("vxlan"),
+    /** Which overlay supplies every node's `node-ip` unless the node overrides it. */
+    nodeIpFrom: PathSchema,
+    /** Which interface carries flannel unless the node overrides it. */
+    flannelIfaceFrom: PathSchema,
+    etcd: EtcdSchema.default({ heartbeatIntervalMs: 500, electionTimeoutMs: 5000 }),
+    /** DNS names for the API server; added to every server's `tls-san`. */
+    apiDnsNames: z.array(DnsNameSchema).default([]),
+    /** Server URL joining nodes use; defaults to the genesis server's node-ip on port 6443. */
+    serverUrl: z.string().url().optional(),
+    /** Packaged components to disable on every server (all servers must agree). */
+    disable: z.array(z.enum(["coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"])).default([]),
+});
+
+const DerpRegionSchema = z.strictObject({
+    regionId: z.number().int().min(900, "must be ≥ 900: 1-899 are Tailscale's public regions").max(999),
+    regionCode: z.string().regex(/^[a-z0-9-]{2,16}$/, "must be a short lowercase code"),
+    regionName: z.string().min(1),
+    stunPort: PortSchema.default(3478),
+});
+
+const DropletSchema = z.strictObject({
+    kind: z.literal("droplet"),
+    name: z.string().min(1),
+    region: z.string().regex(/^[a-z]{3}\d$/, "must be a DigitalOcean region slug such as sfo3"),
+    size: z.string().min(1),
+    image: z.string().min(1),
+    volumeSizeGb: z.number().int().min(1).default(1),
+    /** CIDRs allowed to SSH to the droplet from the internet (the overlays are always allowed). */
+    adminCidrs: z.array(Ipv4CidrSchema).default([]),
+});
+
+const ExistingControlHostSchema = z.strictObject({
+    kind: z.literal("existing"),
+    /** A `standalone` node in `nodes` that runs Headscale instead of a droplet. */
+    host: NodeNameSchema,
+});
+
+const ControlServerSchema = z.strictObject({
+    /** Headscale's public name; server_url is https://<hostname>. */
+    hostname: DnsNameSchema,
+    magicDnsBaseDomain: DnsNameSchema,
+    derp: DerpRegionSchema,
+    /** The lighthouse's Nebula address (a droplet has no entry in `nodes`). */
+    nebula: z.strictObject({ address: Ipv4Schema, mtu: MtuSchema.optional() }),
+    /** Public address of the droplet when already known (reserved IP); otherwise taken from state. */
+    publicIp: Ipv4Schema.optional(),
+    /** Include Tailscale's public DERP map as a fallback. */
+    tailscaleDerpFallback: z.boolean().default(false),
+    host: z.discriminatedUnion("kind", [DropletSchema, ExistingControlHostSchema]),
+});
+
+const DerpRelaySchema = DerpRegionSchema.extend({
+    /** The fleet host (a `nodes` entry) that runs derper. */
+    host: NodeNameSchema,
+    hostname: DnsNameSchema,
+    derpPort: PortSchema.default(443),
+    serviceManager: z.enum(["systemd", "launchd"]),
+    certMode: z.enum(["letsencrypt", "self-signed"]),
+});
+
+const MiddlewareSchema = z.strictObject({
+    name: NodeNameSchema,
+    namespace: NodeNameSchema,
+    stripPrefix: z.strictObject({ prefixes: z.array(z.string().startsWith("/")).min(1) }).optional(),
+    forwardAuth: z
+        .strictObject({
+            address: z.string().url(),
+            trustForwardHeader: z.boolean().optional(),
+            authResponseHeaders: z.array(z.string()).optional(),
+        })
+        .optional(),
+    headers: z
+        .strictObject({
+            accessControlAllowOriginList: z.array(z.string()).optional(),
+            accessControlAllowMethods: z.array(z.string()).optional(),
+            accessControlAllowHeaders: z.array(z.string()).optional(),
+            accessControlAllowCredentials: z.boolean().optional(),
+            accessControlMaxAge: z.number().int().optional(),
+            customRequestHeaders: z.record(z.string(), z.string()).optional(),
+            customResponseHeaders: z.record(z.string(), z.string()).optional(),
+        })
+        .optional(),
+});
+
+const ServicePortSchema = z.strictObject({
+    name: z.string().optional(),
+    port: PortSchema,
+    protocol: z.enum(["TCP", "UDP"]).default("TCP"),
+});
+
+const ExternalServiceSchema = z.strictObject({
+    name: NodeNameSchema,
+    namespace: NodeNameSchema,
+    /** ExternalName: a DNS alias. headless: EndpointSlices generated from fleet hosts' overlay addresses. */
+    type: z.enum(["ExternalName", "headless"]),
+    externalName: DnsNameSchema.optional(),
+    /** Fleet hosts behind a headless service. */
+    hosts: z.array(NodeNameSchema).default([]),
+    ports: z.array(ServicePortSchema).default([]),
+});
+
+const WorkloadSchema = z.strictObject({
+    name: NodeNameSchema,
+    namespace: NodeNameSchema,
+    kind: z.enum(["Deployment", "DaemonSet", "StatefulSet"]),
+    image: z.string().min(1),
+    hostNetwork: z.boolean().default(false),
+});
+
+const EdgeSchema = z.strictObject({
+    enabled: z.boolean().default(true),
+    /** Extra Traefik chart values merged into the HelmChartConfig (the ExternalName flags are always set). */
+    traefikValues: z.record(z.string(), z.unknown()).default({}),
+    /** Nodes labelled svccontroller.k3s.cattle.io/enablelb=true; empty means every node may run ServiceLB. */
+    serviceLbNodes: z.array(NodeNameSchema).default([]),
+    middlewares: z.array(MiddlewareSchema).default([]),
+    externalServices: z.array(ExternalServiceSchema).default([]),
+    /** Extra workloads the program deploys; checked against the hostNetwork Tailscale rule. */
+    workloads: z.array(WorkloadSchema).default([]),
+});
+
+const AccessSchema = z.strictObject({
+    /** Default SSH path for the program and the generated SSH configs. */
+    sshVia: PathSchema.default("nebula"),
+    /** Seconds to wait for an SSH connection before failing the node. */
+    sshTimeoutSeconds: z.number().int().min(1).max(600).default(20),
+});
+
+export const FleetSchema = z.strictObject({
+    sites: z.array(SiteSchema).min(1),
+    overlays: OverlaysSchema,
+    cluster: ClusterSchema,
+    access: AccessSchema.default({ sshVia: "nebula", sshTimeoutSeconds: 20 }),
+    nodes: z.array(NodeSchema).min(1),
+    controlServer: ControlServerSchema,
+    derpRelays: z.array(DerpRelaySchema).default([]),
+    edge: EdgeSchema.default({
+        enabled: true,
+        traefikValues: {},
+        serviceLbNodes: [],
+        middlewares: [],
+        externalServices: [],
+        workloads: [],
+    }),
+});
+
+/** The validated fleet: plain data, defaults filled in. */
+export type Fleet = z.infer<typeof FleetSchema>;
+export type FleetNode = Fleet["nodes"][number];
+export type DerpRelay = Fleet["derpRelays"][number];
+export type ControlServer = Fleet["controlServer"];
+export type Middleware = Fleet["edge"]["middlewares"][number];
+export type ExternalService = Fleet["edge"]["externalServices"][number];
