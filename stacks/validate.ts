@@ -47,7 +47,10 @@ export interface ValidationResult {
 
 /** Parses raw config (as read from Pulumi config or a stack file) and runs every guard. */
 export function validateFleet(raw: unknown): ValidationResult {
-    const parsed = FleetSchema.safeParse(raw);
+    const parsed = FleetSchema.safeParse(raw, {
+        // zod's default ("expected string, received undefined") hides that the key is simply missing.
+        error: (issue) => (issue.code === "invalid_type" && issue.input === undefined ? `required (${issue.expected})` : undefined),
+    });
     if (!parsed.success) {
         return { problems: zodProblems("fleet", parsed.error) };
     }

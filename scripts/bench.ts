@@ -1,0 +1,127 @@
+/*
+ * `npm run bench`: prints how long validation, rendering and graph construction take for
+ * the prod fleet and synthetic fleets of 200 and 1000 nodes, and the cost per node, so a
+ * change that makes the program grow worse than linearly shows up as a rising per-node
+ * figure. Numbers only; nothing here asserts a timing.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "node:path";
+import { performance } from "node:perf_hooks";
+import { renderFleetFiles } from "../components/render/fleetFiles";
+import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
+import { validateFleet } from "../stacks/validate";
+import { syntheticRawFleet } from "./syntheticFleet";
+
+interface Case {
+    label: string;
+    raw: () => unknown;
+    repeats: number;
+}
+
+function median(values: number[]): number {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+}
+
+function timeMs(action: () => void): number {
+    const start = performance.now();
+    action();
+    return performance.now() - start;
+}
+
+function validateAndRender(raw: unknown): { nodes: number; files: number } {
+    const { fleet, problems } = validateFleet(raw);
+    if (!fleet) {
+        throw new Error(`benchmark fleet is invalid: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ")}`);
+    }
+    return { nodes: fleet.nodes.length, files: renderFleetFiles(fleet).size };
+}
+
+const projectRoot = path.resolve(__dirname, "..");
+
+/** Drops the program's own modules so each run constructs the graph from scratch. */
+function forgetProgramModules(): void {
+    for (const key of Object.keys(require.cache)) {
+        if (key.startsWith(projectRoot) && !key.includes(`${path.sep}node_modules${path.sep}`) && !key.startsWith(__dirname)) {
+            delete require.cache[key];
+        }
+    }
+}
+
+/** Waits until no new resource has registered for a few event-loop turns (bounded). */
+async function settle(count: () => number): Promise<void> {
+    let stableTurns = 0;
+    let last = -1;
+    for (let turn = 0; turn < 10000 && stableTurns < 5; turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        const now = count();
+        stableTurns = now === last ? stableTurns + 1 : 0;
+        last = now;
+    }
+}
+
+async function constructGraphMs(raw: unknown): Promise<{ ms: number; resources: number }> {
+    let resources = 0;
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                resources++;
+                return { id: `${args.name}-id`, state: args.inputs as Record<string, unknown> };
+            },
+            call: (args) => {
+                throw new Error(`unmocked call ${args.token}`);
+            },
+        },
+        "shortcircuit",
+        "bench",
+        false,
+    );
+    pulumi.runtime.setAllConfig(
+        { "shortcircuit:fleet": JSON.stringify(raw), "shortcircuit:k3sToken": "bench-token" },
+        ["shortcircuit:k3sToken"],
+    );
+    forgetProgramModules();
+    const start = performance.now();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require("../index");
+    await settle(() => resources);
+    return { ms: performance.now() - start, resources };
+}
+
+async function main(): Promise<void> {
+    const cases: Case[] = [
+        { label: "prod", raw: () => rawFleetFromStackFile(readStackFile(stackFilePath("prod"))), repeats: 21 },
+        { label: "synthetic-200", raw: () => syntheticRawFleet(200), repeats: 11 },
+        { label: "synthetic-1000", raw: () => syntheticRawFleet(1000), repeats: 5 },
+    ];
+    console.log("fleet            hosts  files  validate+render ms  per host µs  graph ms  per host µs  resources");
+    for (const benchCase of cases) {
+        const raw = benchCase.raw();
+        let shape = validateAndRender(raw); // warm-up
+        const renderTimes = Array.from({ length: benchCase.repeats }, () => timeMs(() => (shape = validateAndRender(raw))));
+        const graphRuns: { ms: number; resources: number }[] = [];
+        for (let run = 0; run < Math.min(benchCase.repeats, 5); run++) {
+            graphRuns.push(await constructGraphMs(raw));
+        }
+        const renderMs = median(renderTimes);
+        const graphMs = median(graphRuns.map((run) => run.ms));
+        console.log(
+            [
+                benchCase.label.padEnd(15),
+                String(shape.nodes).padStart(6),
+                String(shape.files).padStart(6),
+                renderMs.toFixed(2).padStart(19),
+                ((renderMs * 1000) / shape.nodes).toFixed(1).padStart(12),
+                graphMs.toFixed(2).padStart(9),
+                ((graphMs * 1000) / shape.nodes).toFixed(1).padStart(12),
+                String(graphRuns[0].resources).padStart(10),
+            ].join(" "),
+        );
+    }
+    console.log("(medians; per-host cost should stay roughly flat as the fleet grows)");
+}
+
+main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+});

@@ -1,0 +1,117 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { PassThrough } from "node:stream";
+import { stringify as stringifyYaml } from "yaml";
+import { runRender } from "../../scripts/render";
+import { k3sNodes } from "../../stacks/fleet";
+import { rawFleet, validFleet, type Raw } from "../support/fixtures";
+
+interface RunResult {
+    code: number;
+    stdout: string;
+    stderr: string;
+}
+
+function render(args: string[]): RunResult {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const code = runRender(args, stdout, stderr);
+    return { code, stdout: String(stdout.read() ?? ""), stderr: String(stderr.read() ?? "") };
+}
+
+let workDir: string;
+beforeEach(() => {
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), "sc-render-"));
+});
+afterEach(() => {
+    fs.rmSync(workDir, { recursive: true, force: true });
+});
+
+function listFiles(dir: string): string[] {
+    return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((entry) => entry.isFile())
+        .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
+        .sort();
+}
+
+describe("npm run render", () => {
+    it("writes a config.yaml for every prod node and a rollout.json naming every node once", () => {
+        const out = path.join(workDir, "prod");
+        const result = render(["--stack", "prod", "--out", out]);
+        expect(result).toMatchObject({ code: 0, stderr: "" });
+
+        const names = k3sNodes(validFleet("prod")).map((node) => node.name);
+        for (const name of names) {
+            const file = path.join(out, "hosts", name, "etc/rancher/k3s/config.yaml");
+            expect(fs.readFileSync(file, "utf8")).toContain(`node-name: ${name}\n`);
+        }
+        const rollout = JSON.parse(fs.readFileSync(path.join(out, "rollout.json"), "utf8")) as { order: string[] };
+        expect([...rollout.order].sort()).toEqual([...names].sort());
+        expect(new Set(rollout.order).size).toBe(rollout.order.length);
+        expect(listFiles(out)).toEqual(
+            [".shortcircuit-render", "rollout.json", ...names.map((name) => `hosts/${name}/etc/rancher/k3s/config.yaml`)].sort(),
+        );
+    });
+
+    it("reads a stack file from elsewhere with --config-file and re-renders over its own output", () => {
+        const file = path.join(workDir, "Pulumi.elsewhere.yaml");
+        fs.writeFileSync(file, stringifyYaml({ config: { "shortcircuit:fleet": rawFleet("lab") } }));
+        const out = path.join(workDir, "lab");
+        expect(render(["--config-file", file, "--out", out]).code).toBe(0);
+        expect(render(["--config-file", file, "--out", out]).code).toBe(0);
+        expect(fs.existsSync(path.join(out, "hosts/lab-agent-02/etc/rancher/k3s/config.yaml"))).toBe(true);
+        expect(fs.readdirSync(workDir).filter((name) => name.includes("staging"))).toEqual([]);
+    });
+
+    it("rejects an invalid stack with every problem on stderr and writes nothing", () => {
+        const raw: Raw = rawFleet("lab");
+        raw.overlays.nebula.mtu = 1200;
+        raw.nodes[2].nebula.address = "10.68.1.21";
+        const file = path.join(workDir, "Pulumi.bad.yaml");
+        fs.writeFileSync(file, stringifyYaml({ config: { "shortcircuit:fleet": raw } }));
+        const out = path.join(workDir, "bad");
+
+        const result = render(["--config-file", file, "--out", out]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain("fleet.overlays.nebula.mtu: MTU 1200 is below the 1280 floor");
+        expect(result.stderr).toContain("fleet.nodes[2].nebula.address: 10.68.1.21 is a duplicate of lab-agent-01");
+        expect(result.stderr).toContain("nothing written");
+        expect(fs.readdirSync(workDir)).toEqual(["Pulumi.bad.yaml"]);
+    });
+
+    it("refuses to overwrite a directory it did not write", () => {
+        const out = path.join(workDir, "precious");
+        fs.mkdirSync(out);
+        fs.writeFileSync(path.join(out, "notes.txt"), "keep me");
+        const result = render(["--stack", "lab", "--out", out]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain("was not written by render");
+        expect(fs.readdirSync(out)).toEqual(["notes.txt"]);
+    });
+
+    it("explains its usage when arguments are missing", () => {
+        const result = render(["--stack", "lab"]);
+        expect(result.code).toBe(2);
+        expect(result.stderr).toContain("--out <dir> is required");
+    });
+});
+
+describe("the render command line", () => {
+    it("exits non-zero with the problem on stderr for an invalid --config-file, writing nothing", () => {
+        const raw: Raw = rawFleet("lab");
+        raw.cluster.clusterCidr = "100.68.0.0/16";
+        const file = path.join(workDir, "Pulumi.cli.yaml");
+        fs.writeFileSync(file, stringifyYaml({ config: { "shortcircuit:fleet": raw } }));
+        const out = path.join(workDir, "cli-out");
+        const result = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", "--config-file", file, "--out", out], {
+            cwd: path.resolve(__dirname, "../.."),
+            encoding: "utf8",
+            timeout: 60000,
+        });
+        expect(result.status).toBe(1);
+        expect(result.stderr).toContain("fleet.cluster.clusterCidr: cluster CIDR 100.68.0.0/16 overlaps the tailnet prefix 100.68.0.0/16");
+        expect(fs.existsSync(out)).toBe(false);
+    });
+});

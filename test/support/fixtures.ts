@@ -1,0 +1,15 @@
+import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
+import { parseFleet } from "../../stacks/validate";
+import type { Fleet } from "../../stacks/schema";
+
+/** A stack file's raw fleet object, freshly parsed so tests may mutate it. */
+export function rawFleet(stack: "prod" | "lab"): Record<string, unknown> {
+    return rawFleetFromStackFile(readStackFile(stackFilePath(stack))) as Record<string, unknown>;
+}
+
+export function validFleet(stack: "prod" | "lab"): Fleet {
+    return parseFleet(rawFleet(stack)).fleet;
+}
+
+/** Loosely typed access for mutating raw config in guard tests. */
+export type Raw = any;
