@@ -18,6 +18,10 @@ interface Case {
     repeats: number;
 }
 
+/** Fixed clock and PKI seed so every repeat signs the same certificates. */
+const BENCH_CLOCK = new Date("2026-11-22T00:00:00Z");
+const BENCH_SEED = "5c".repeat(32);
+
 function median(values: number[]): number {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)];
@@ -34,10 +38,11 @@ function validateAndRender(raw: unknown): { nodes: number; files: number } {
     if (!fleet) {
         throw new Error(`benchmark fleet is invalid: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ")}`);
     }
-    return { nodes: fleet.nodes.length, files: renderFleetFiles(fleet).size };
+    return { nodes: fleet.nodes.length, files: renderFleetFiles(fleet, { now: BENCH_CLOCK, pkiSeedHex: BENCH_SEED }).files.size };
 }
 
 const projectRoot = path.resolve(__dirname, "..");
+
 
 /** Drops the program's own modules so each run constructs the graph from scratch. */
 function forgetProgramModules(): void {

@@ -1,5 +1,5 @@
 /*
- * `npm run render -- --stack <name> --out <dir> [--config-file <path>]`
+ * `npm run render -- --stack <name> --out <dir> [--config-file <path>] [--pki-seed <hex>]`
  *
  * Validates a stack's fleet and writes what every host would receive, mirroring host paths
  * under <dir>/hosts/<host>/. Needs no Pulumi CLI, cloud account or network. On invalid config
@@ -17,19 +17,21 @@ const MARKER = ".shortcircuit-render";
 
 class UsageError extends Error {}
 
-interface RenderOptions {
+interface CommandOptions {
     stack?: string;
     out: string;
     configFile: string;
+    pkiSeedHex?: string;
 }
 
-function parseOptions(argv: string[]): RenderOptions {
+function parseOptions(argv: string[]): CommandOptions {
     const { values } = parseArgs({
         args: argv,
         options: {
             stack: { type: "string" },
             out: { type: "string" },
             "config-file": { type: "string" },
+            "pki-seed": { type: "string" },
         },
         strict: true,
     });
@@ -39,10 +41,15 @@ function parseOptions(argv: string[]): RenderOptions {
     if (!values.stack && !values["config-file"]) {
         throw new UsageError("--stack <name> or --config-file <path> is required");
     }
+    const pkiSeedHex = values["pki-seed"];
+    if (pkiSeedHex !== undefined && !/^[0-9a-f]{64}$/i.test(pkiSeedHex)) {
+        throw new UsageError("--pki-seed must be 64 hex characters");
+    }
     return {
         stack: values.stack,
         out: path.resolve(values.out),
         configFile: values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(values.stack as string),
+        pkiSeedHex,
     };
 }
 
@@ -78,11 +85,11 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
 }
 
 export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): number {
-    let options: RenderOptions;
+    let options: CommandOptions;
     try {
         options = parseOptions(argv);
     } catch (error) {
-        stderr.write(`render: ${(error as Error).message}\nusage: npm run render -- --stack <name> --out <dir> [--config-file <path>]\n`);
+        stderr.write(`render: ${(error as Error).message}\nusage: npm run render -- --stack <name> --out <dir> [--config-file <path>] [--pki-seed <64 hex>]\n`);
         return 2;
     }
     let raw: unknown;
@@ -100,14 +107,17 @@ export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr:
         stderr.write(`render: ${options.configFile} is invalid (${problems.filter((p) => p.severity === "error").length} errors); nothing written\n`);
         return 1;
     }
-    const files = renderFleetFiles(fleet);
     try {
+        const { files, notes } = renderFleetFiles(fleet, { now: new Date(), pkiSeedHex: options.pkiSeedHex });
         writeRenderedTree(options.out, files);
+        stdout.write(`render: wrote ${files.size} files for ${fleet.nodes.length} hosts to ${options.out}\n`);
+        for (const note of notes) {
+            stdout.write(`render: ${note}\n`);
+        }
     } catch (error) {
         stderr.write(`render: ${(error as Error).message}\n`);
         return 1;
     }
-    stdout.write(`render: wrote ${files.size} files for ${fleet.nodes.length} hosts to ${options.out}\n`);
     return 0;
 }
 

@@ -41,7 +41,7 @@ export function syntheticRawFleet(nodeCount: number): Record<string, unknown> {
         sites,
         overlays: {
             tailnet: { prefix: "100.67.0.0/16", mtu: 1280 },
-            nebula: { network: "10.67.0.0/16", mtu: 1300 },
+            nebula: { network: "10.67.0.0/16", mtu: 1300, pki: { caIssuedOn: "2026-11-01" } },
         },
         cluster: { name: "synthetic", nodeIpFrom: "tailnet", flannelIfaceFrom: "tailnet", apiDnsNames: ["k3s.example.net"] },
         nodes,

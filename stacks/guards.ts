@@ -8,6 +8,7 @@ import {
     parseIpv4Network,
     type Ipv4Network,
 } from "./net";
+import { nebulaGroupProblem } from "../components/pki/nebulaCert";
 import type { Fleet, NetworkPath } from "./schema";
 
 /*
@@ -50,6 +51,7 @@ export function runGuards(fleet: Fleet): Problem[] {
     checkEtcd(fleet, problems);
     checkControlAndRelays(fleet, problems);
     checkEdge(fleet, problems);
+    checkNebula(fleet, problems);
     return problems.items;
 }
 
@@ -191,6 +193,11 @@ function checkAddresses(fleet: Fleet, problems: ProblemList): void {
             inside(nodePath(index, "lan.address"), node.lan.address, lan, `the ${node.site} LAN`);
         }
         claims.lan.push({ path: nodePath(index, "lan.address"), owner: node.name, address: node.lan.address });
+    });
+    fleet.overlays.nebula.admins.forEach((admin, index) => {
+        const path = `${ROOT}.overlays.nebula.admins[${index}].address`;
+        inside(path, admin.address, nebula, "the Nebula network");
+        claims.nebula.push({ path, owner: `admin ${admin.name}`, address: admin.address });
     });
     const control = fleet.controlServer;
     inside(`${ROOT}.controlServer.nebula.address`, control.nebula.address, nebula, "the Nebula network");
@@ -337,4 +344,50 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
             );
         }
     });
+}
+
+function checkNebula(fleet: Fleet, problems: ProblemList): void {
+    const nebula = fleet.overlays.nebula;
+    const pki = nebula.pki;
+    if (pki.certValidityDays > pki.caValidityDays) {
+        problems.error(
+            `${ROOT}.overlays.nebula.pki.certValidityDays`,
+            `${pki.certValidityDays} days is longer than the CA's ${pki.caValidityDays}: a host certificate must expire before its CA`,
+        );
+    }
+    if (pki.renewBeforeDays >= pki.certValidityDays) {
+        problems.error(
+            `${ROOT}.overlays.nebula.pki.renewBeforeDays`,
+            `${pki.renewBeforeDays} days is not shorter than the ${pki.certValidityDays}-day certificate lifetime: every run would reissue`,
+        );
+    }
+    const group = (path: string, value: string): void => {
+        const problem = nebulaGroupProblem(value);
+        if (problem) {
+            problems.error(path, `Nebula group "${value}" ${problem}`);
+        }
+    };
+    group(`${ROOT}.overlays.nebula.adminGroup`, nebula.adminGroup);
+    fleet.nodes.forEach((node, index) => node.nebula?.groups.forEach((value, groupIndex) => group(nodePath(index, `nebula.groups[${groupIndex}]`), value)));
+    const nodeNames = new Set(fleet.nodes.map((node) => node.name));
+    nebula.admins.forEach((admin, index) => {
+        admin.groups.forEach((value, groupIndex) => group(`${ROOT}.overlays.nebula.admins[${index}].groups[${groupIndex}]`, value));
+        if (nodeNames.has(admin.name)) {
+            problems.error(`${ROOT}.overlays.nebula.admins[${index}].name`, `"${admin.name}" is already a fleet node; Nebula names must be unique`);
+        }
+    });
+    const control = fleet.controlServer;
+    if (control.host.kind === "droplet" && nodeNames.has(control.host.name)) {
+        problems.error(`${ROOT}.controlServer.host.name`, `"${control.host.name}" is already a fleet node; Nebula names must be unique`);
+    }
+    if (control.host.kind === "existing") {
+        const hostName = control.host.host;
+        const index = fleet.nodes.findIndex((node) => node.name === hostName);
+        if (index >= 0 && fleet.nodes[index].nebula) {
+            problems.error(
+                nodePath(index, "nebula"),
+                `${hostName} runs the control server, whose Nebula identity is fleet.controlServer.nebula; remove the node's own nebula section`,
+            );
+        }
+    }
 }

@@ -10,12 +10,20 @@ import { formatProblem, parseFleet } from "./validate";
 export interface StackSecrets {
     /** K3s join token; delivered as a file, never placed in config.yaml. */
     k3sToken: pulumi.Output<string>;
+    /** OpenSSH private key the program connects to hosts with; unset means use the SSH agent. */
+    sshPrivateKey?: pulumi.Output<string>;
+}
+
+export interface StackEnvironment {
+    /** The operator's SSH agent, used when no sshPrivateKey is configured. */
+    sshAgentSocket?: string;
 }
 
 export interface LoadedStack {
     stack: string;
     fleet: Fleet;
     secrets: StackSecrets;
+    environment: StackEnvironment;
 }
 
 export function loadStack(): LoadedStack {
@@ -29,6 +37,7 @@ export function loadStack(): LoadedStack {
     return {
         stack: pulumi.getStack(),
         fleet,
-        secrets: { k3sToken: config.requireSecret("k3sToken") },
+        secrets: { k3sToken: config.requireSecret("k3sToken"), sshPrivateKey: config.getSecret("sshPrivateKey") },
+        environment: { sshAgentSocket: process.env.SSH_AUTH_SOCK },
     };
 }

@@ -102,6 +102,23 @@ const NodeSchema = z.strictObject({
 });
 export type NodeConfig = z.infer<typeof NodeSchema>;
 
+const NebulaPkiSchema = z.strictObject({
+    caName: z.string().min(1).default("shortcircuit"),
+    /** The CA certificate's notBefore (UTC date). Changing it re-signs the CA with the same key. */
+    caIssuedOn: z.iso.date("must be a date such as 2026-11-01"),
+    caValidityDays: z.number().int().min(30).default(3650),
+    /** Host certificates' lifetime; must fit inside the CA's. */
+    certValidityDays: z.number().int().min(1).default(365),
+    /** A certificate is reissued once it is this close to expiry; preview warns inside the window. */
+    renewBeforeDays: z.number().int().min(1).default(30),
+});
+
+const NebulaAdminSchema = z.strictObject({
+    name: NodeNameSchema,
+    address: Ipv4Schema,
+    groups: z.array(z.string()).default([]),
+});
+
 const OverlaysSchema = z.strictObject({
     tailnet: z.strictObject({
         /** Headscale `prefixes.v4`; must sit inside 100.64.0.0/10. */
@@ -120,6 +137,11 @@ const OverlaysSchema = z.strictObject({
         /** One MTU for every host and relay on the mesh. */
         mtu: MtuSchema,
         listenPort: PortSchema.default(4242),
+        pki: NebulaPkiSchema,
+        /** Nebula group whose members may reach every host by ICMP and SSH (the backup control path). */
+        adminGroup: z.string().default("admin"),
+        /** Operator workstations on the mesh: they get a certificate in the admin group and a config. */
+        admins: z.array(NebulaAdminSchema).default([]),
     }),
 });
 

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
 import { runRender } from "../../scripts/render";
+import { nebulaMembers } from "../../components/render/nebulaConfig";
 import { k3sNodes } from "../../stacks/fleet";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 
@@ -50,9 +51,21 @@ describe("npm run render", () => {
         const rollout = JSON.parse(fs.readFileSync(path.join(out, "rollout.json"), "utf8")) as { order: string[] };
         expect([...rollout.order].sort()).toEqual([...names].sort());
         expect(new Set(rollout.order).size).toBe(rollout.order.length);
+        const members = nebulaMembers(validFleet("prod")).map((member) => member.name);
+        expect(members).toEqual(expect.arrayContaining(["shortcircuit-lighthouse-sfo3", "aero", ...names]));
         expect(listFiles(out)).toEqual(
-            [".shortcircuit-render", "rollout.json", ...names.map((name) => `hosts/${name}/etc/rancher/k3s/config.yaml`)].sort(),
+            [
+                ".shortcircuit-render",
+                "rollout.json",
+                "ssh/lan.conf",
+                "ssh/nebula.conf",
+                "ssh/tailnet.conf",
+                ...names.map((name) => `hosts/${name}/etc/rancher/k3s/config.yaml`),
+                ...members.flatMap((name) => ["ca.crt", "config.yml", "host.crt", "host.key"].map((file) => `hosts/${name}/etc/nebula/${file}`)),
+            ].sort(),
         );
+        expect(fs.statSync(path.join(out, "hosts/aero/etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(result.stdout).toContain("throwaway CA");
     });
 
     it("reads a stack file from elsewhere with --config-file and re-renders over its own output", () => {

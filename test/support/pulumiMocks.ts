@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 
 /*
  * Strict Pulumi mocks for component and program tests: every resource is recorded with its
@@ -27,6 +28,25 @@ export interface StrictMocksOptions {
     calls?: CallHandler;
 }
 
+const TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey";
+/** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
+const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+/**
+ * What the tls provider would return for an ED25519 `tls.PrivateKey`: a real key, derived
+ * from the resource name so a re-run of the program sees the same key, as it would from state.
+ */
+function mockEd25519PrivateKey(name: string): Record<string, string> {
+    const seed = createHash("sha256").update(`shortcircuit-mock-key:${name}`).digest();
+    const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
+    const privateKeyPemPkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+    return {
+        privateKeyPem: privateKeyPemPkcs8,
+        privateKeyPemPkcs8,
+        publicKeyPem: createPublicKey(privateKey).export({ format: "pem", type: "spki" }).toString(),
+    };
+}
+
 export class MockRecorder {
     readonly resources: RecordedResource[] = [];
 
@@ -49,9 +69,10 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
         {
             newResource(args) {
                 const inputs = args.inputs as Record<string, unknown>;
+                const providerOutputs = args.type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519" ? mockEd25519PrivateKey(args.name) : {};
                 const id = args.id ?? `${args.name}-id`;
                 recorder.resources.push({ type: args.type, name: args.name, inputs, id, provider: args.provider });
-                return { id, state: { ...inputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
+                return { id, state: { ...inputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
             call(args) {
                 const result = options.calls?.(args);
@@ -85,4 +106,45 @@ export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
 /** True when the Output is marked secret. */
 export function isSecretOutput(output: pulumi.Output<unknown>): Promise<boolean> {
     return pulumi.isSecret(output);
+}
+
+/**
+ * Waits until every outstanding registration (including dynamic-provider serialisation) has
+ * finished, so a test sees the whole graph and nothing runs after the test ends.
+ */
+export async function settleRegistrations(): Promise<void> {
+    await pulumi.runtime.disconnect();
+}
+
+export interface ProgramRun<T> {
+    recorder: MockRecorder;
+    program?: T;
+    error?: unknown;
+}
+
+/**
+ * Runs the program (index.ts) as `pulumi up`/`preview` would, under strict mocks, with the given
+ * raw fleet and secrets. Everything, including @pulumi/pulumi itself, is loaded in a fresh
+ * module registry so runs never share runtime state or closure-serialisation caches.
+ */
+export async function runProgramUnderMocks<T = typeof import("../../index")>(
+    options: StrictMocksOptions,
+    fleet: unknown,
+    secrets?: Record<string, string>,
+): Promise<ProgramRun<T>> {
+    let run: ProgramRun<T> | undefined;
+    await jest.isolateModulesAsync(async () => {
+        const mocks = await import("./pulumiMocks");
+        const recorder = await mocks.installStrictMocks(options);
+        mocks.setStackConfig(fleet, secrets);
+        try {
+            const program = (await import("../../index")) as T;
+            await mocks.settleRegistrations();
+            run = { recorder, program };
+        } catch (error) {
+            await mocks.settleRegistrations();
+            run = { recorder, error };
+        }
+    });
+    return run!;
 }

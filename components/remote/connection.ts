@@ -1,0 +1,41 @@
+import type * as command from "@pulumi/command";
+import type * as pulumi from "@pulumi/pulumi";
+import { sshHost } from "../../stacks/fleet";
+import type { StackEnvironment, StackSecrets } from "../../stacks/load";
+import type { Fleet, FleetNode } from "../../stacks/schema";
+
+/** How the program reaches one host over SSH. */
+export interface SshConnection {
+    host: string;
+    user: string;
+    port: number;
+    /** OpenSSH private key (secret); when absent the agent at agentSocketPath is used. */
+    privateKey?: pulumi.Input<string>;
+    agentSocketPath?: string;
+    /** Seconds per connection attempt. */
+    timeoutSeconds: number;
+}
+
+export function sshConnectionFor(fleet: Fleet, node: FleetNode, secrets: StackSecrets, environment: StackEnvironment): SshConnection {
+    return {
+        host: sshHost(fleet, node),
+        user: node.ssh.user,
+        port: node.ssh.port,
+        privateKey: secrets.sshPrivateKey,
+        agentSocketPath: secrets.sshPrivateKey ? undefined : environment.sshAgentSocket,
+        timeoutSeconds: fleet.access.sshTimeoutSeconds,
+    };
+}
+
+/** Bounded: a host that does not answer fails after three attempts of `timeoutSeconds`. */
+export function connectionArgs(connection: SshConnection): command.types.input.remote.ConnectionArgs {
+    return {
+        host: connection.host,
+        user: connection.user,
+        port: connection.port,
+        privateKey: connection.privateKey,
+        agentSocketPath: connection.agentSocketPath,
+        perDialTimeout: connection.timeoutSeconds,
+        dialErrorLimit: 3,
+    };
+}

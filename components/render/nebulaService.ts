@@ -1,0 +1,30 @@
+/*
+ * The systemd unit that runs Nebula from the delivered /etc/nebula/config.yml. Shipping the
+ * unit with the files means a rebuilt host gets the same service, whatever its distro ships.
+ */
+import { NEBULA_FILES } from "./nebulaConfig";
+
+export const NEBULA_UNIT = "nebula.service";
+export const NEBULA_UNIT_PATH = `/etc/systemd/system/${NEBULA_UNIT}`;
+/** launchd label operators give the Nebula LaunchDaemon on macOS hosts. */
+export const NEBULA_LAUNCHD_LABEL = "net.defined.nebula";
+
+export function renderNebulaUnit(): string {
+    return [
+        "# Managed by shortcircuit (Pulumi).",
+        "[Unit]",
+        "Description=Nebula overlay (shortcircuit backup SSH path)",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        `ExecStart=/usr/bin/env nebula -config ${NEBULA_FILES.config}`,
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=always",
+        "RestartSec=2",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ].join("\n");
+}
