@@ -148,6 +148,8 @@ function inboundRules(fleet: Fleet, member: NebulaMember): FirewallRule[] {
 export interface NebulaConfigOptions {
     /** Replaces the endpoints in static_host_map (the offline `nebula -test` resolves names). */
     endpointOverride?: (member: NebulaMember) => string;
+    /** Directory holding ca.crt, host.crt and host.key, when not /etc/nebula (tests). */
+    pkiDir?: string;
 }
 
 export function renderNebulaConfig(fleet: Fleet, members: readonly NebulaMember[], member: NebulaMember, options: NebulaConfigOptions = {}): Record<string, unknown> {
@@ -155,7 +157,9 @@ export function renderNebulaConfig(fleet: Fleet, members: readonly NebulaMember[
     const lights = lighthouses(members);
     const others = lights.filter((light) => light.name !== member.name);
     return {
-        pki: { ca: NEBULA_FILES.ca, cert: NEBULA_FILES.cert, key: NEBULA_FILES.key },
+        pki: options.pkiDir
+            ? { ca: `${options.pkiDir}/ca.crt`, cert: `${options.pkiDir}/host.crt`, key: `${options.pkiDir}/host.key` }
+            : { ca: NEBULA_FILES.ca, cert: NEBULA_FILES.cert, key: NEBULA_FILES.key },
         static_host_map: Object.fromEntries(
             lights.map((light) => [light.address, [options.endpointOverride?.(light) ?? (light.publicEndpoint as string)]]),
         ),
