@@ -302,3 +302,61 @@ it("reports every problem at once", () => {
         "fleet.derpRelays[0].regionId",
     ]);
 });
+
+describe("Nebula guards", () => {
+    it("rejects a certificate lifetime longer than the CA's", () => {
+        expect(errorsAfter((fleet) => (fleet.overlays.nebula.pki.certValidityDays = 4000))).toEqual([
+            "fleet.overlays.nebula.pki.certValidityDays: 4000 days is longer than the CA's 3650: a host certificate must expire before its CA",
+        ]);
+    });
+
+    it("rejects a renewal window as long as the certificate lifetime", () => {
+        expect(errorsAfter((fleet) => (fleet.overlays.nebula.pki.renewBeforeDays = 365))).toEqual([
+            "fleet.overlays.nebula.pki.renewBeforeDays: 365 days is not shorter than the 365-day certificate lifetime: every run would reissue",
+        ]);
+    });
+
+    it("rejects group names Nebula cannot carry", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.nodes[AGENT_1].nebula.groups = ["gpu,fast", "any"];
+                fleet.overlays.nebula.adminGroup = " admin";
+            }),
+        ).toEqual([
+            `fleet.overlays.nebula.adminGroup: Nebula group " admin" must not start or end with whitespace (nebula-cert trims it, so such a group could never be reissued)`,
+            `fleet.nodes[1].nebula.groups[0]: Nebula group "gpu,fast" must not contain ',' (nebula-cert's -groups flag is comma separated, so the group could never be reissued)`,
+            'fleet.nodes[1].nebula.groups[1]: Nebula group "any" must not be "any": a firewall rule `group: any` matches every host, so this group could never be targeted',
+        ]);
+    });
+
+    it("rejects an admin workstation outside the mesh or reusing a node's address or name", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.overlays.nebula.admins = [
+                    { name: "ops-laptop", address: "10.69.0.5" },
+                    { name: "lab-agent-01", address: "10.68.1.22" },
+                ];
+            }),
+        ).toEqual([
+            "fleet.overlays.nebula.admins[0].address: 10.69.0.5 is outside the Nebula network 10.68.0.0/16",
+            "fleet.overlays.nebula.admins[1].address: 10.68.1.22 is a duplicate of lab-agent-02 (fleet.nodes[2].nebula.address)",
+            'fleet.overlays.nebula.admins[1].name: "lab-agent-01" is already a fleet node; Nebula names must be unique',
+        ]);
+    });
+
+    it("rejects a CA issue date that is not a date", () => {
+        expect(errorsAfter((fleet) => (fleet.overlays.nebula.pki.caIssuedOn = "last tuesday"))).toEqual([
+            "fleet.overlays.nebula.pki.caIssuedOn: must be a date such as 2026-11-01",
+        ]);
+    });
+
+    it("rejects a control server on an existing host that keeps its own Nebula section", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.controlServer.host = { kind: "existing", host: "lab-relay-01" };
+            }),
+        ).toEqual([
+            "fleet.nodes[3].nebula: lab-relay-01 runs the control server, whose Nebula identity is fleet.controlServer.nebula; remove the node's own nebula section",
+        ]);
+    });
+});

@@ -10,7 +10,10 @@ import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 export interface RecordedResource {
     type: string;
     name: string;
+    /** Inputs with secret wrappers removed. */
     inputs: Record<string, unknown>;
+    /** Top-level input names that arrived marked secret. */
+    secretInputs: string[];
     id: string;
     provider?: string;
 }
@@ -29,6 +32,26 @@ export interface StrictMocksOptions {
 }
 
 const TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey";
+/** The marker Pulumi's wire format puts on a secret value: `{ [SECRET_SIG]: SECRET_VALUE, value }`. */
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+
+function isSecretWrapper(value: unknown): value is { value: unknown } {
+    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SECRET_SIG] === SECRET_VALUE;
+}
+
+function unwrapSecrets(value: unknown): unknown {
+    if (isSecretWrapper(value)) {
+        return unwrapSecrets(value.value);
+    }
+    if (Array.isArray(value)) {
+        return value.map(unwrapSecrets);
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, unwrapSecrets(inner)]));
+    }
+    return value;
+}
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
 const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
@@ -68,11 +91,13 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
-                const inputs = args.inputs as Record<string, unknown>;
+                const wireInputs = args.inputs as Record<string, unknown>;
+                const inputs = unwrapSecrets(wireInputs) as Record<string, unknown>;
+                const secretInputs = Object.keys(wireInputs).filter((key) => isSecretWrapper(wireInputs[key]));
                 const providerOutputs = args.type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519" ? mockEd25519PrivateKey(args.name) : {};
                 const id = args.id ?? `${args.name}-id`;
-                recorder.resources.push({ type: args.type, name: args.name, inputs, id, provider: args.provider });
-                return { id, state: { ...inputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
+                recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider });
+                return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
             call(args) {
                 const result = options.calls?.(args);
@@ -116,35 +141,46 @@ export async function settleRegistrations(): Promise<void> {
     await pulumi.runtime.disconnect();
 }
 
-export interface ProgramRun<T> {
+export interface MockedRun<T> {
     recorder: MockRecorder;
-    program?: T;
+    result?: T;
     error?: unknown;
 }
 
 /**
- * Runs the program (index.ts) as `pulumi up`/`preview` would, under strict mocks, with the given
- * raw fleet and secrets. Everything, including @pulumi/pulumi itself, is loaded in a fresh
- * module registry so runs never share runtime state or closure-serialisation caches.
+ * Runs `body` under strict mocks with the given stack config, in a fresh module registry:
+ * everything the body imports, including @pulumi/pulumi itself, is loaded anew, so runs never
+ * share runtime state. Waits for every registration before returning.
  */
-export async function runProgramUnderMocks<T = typeof import("../../index")>(
+export async function runUnderMocks<T>(
     options: StrictMocksOptions,
     fleet: unknown,
+    body: () => Promise<T>,
     secrets?: Record<string, string>,
-): Promise<ProgramRun<T>> {
-    let run: ProgramRun<T> | undefined;
+): Promise<MockedRun<T>> {
+    let run: MockedRun<T> | undefined;
     await jest.isolateModulesAsync(async () => {
         const mocks = await import("./pulumiMocks");
         const recorder = await mocks.installStrictMocks(options);
         mocks.setStackConfig(fleet, secrets);
         try {
-            const program = (await import("../../index")) as T;
+            const result = await body();
             await mocks.settleRegistrations();
-            run = { recorder, program };
+            run = { recorder, result };
         } catch (error) {
             await mocks.settleRegistrations();
             run = { recorder, error };
         }
     });
     return run!;
+}
+
+/** Runs the program (index.ts) as `pulumi up`/`preview` would, under strict mocks. */
+export async function runProgramUnderMocks(
+    options: StrictMocksOptions,
+    fleet: unknown,
+    secrets?: Record<string, string>,
+): Promise<{ recorder: MockRecorder; program?: typeof import("../../index"); error?: unknown }> {
+    const run = await runUnderMocks(options, fleet, () => import("../../index"), secrets);
+    return { recorder: run.recorder, program: run.result, error: run.error };
 }
