@@ -25,8 +25,8 @@ if [ "$(node_major)" -lt 22 ]; then
 fi
 echo "setup: node $(node --version)"
 
-# Debian tools used by the real-tool tests (nebula-cert, nebula, ip netns, ping).
-debian_packages=(nebula iproute2 iputils-ping)
+# Debian tools used by the real-tool tests (nebula-cert, nebula, ip netns, ping, sshd and ssh for the lab test hosts).
+debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
