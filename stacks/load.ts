@@ -26,11 +26,24 @@ export interface LoadedStack {
     environment: StackEnvironment;
 }
 
+/** Set by scripts/ssh-switch.sh: moves the program's SSH connections to another path with ssh's own. */
+export const SSH_VIA_ENV = "SHORTCIRCUIT_SSH_VIA";
+
+/** Applies the SSH path override before validation, so the guards check the path actually used. */
+export function withSshViaOverride(raw: unknown, override: string | undefined): unknown {
+    if (override === undefined || override === "" || typeof raw !== "object" || raw === null) {
+        return raw;
+    }
+    const fleet = raw as Record<string, unknown>;
+    const access = typeof fleet.access === "object" && fleet.access !== null ? fleet.access : {};
+    return { ...fleet, access: { ...access, sshVia: override } };
+}
+
 export function loadStack(): LoadedStack {
     const config = new pulumi.Config("shortcircuit");
     // parseFleet throws FleetConfigError with every problem before any resource is declared,
     // so invalid config never reaches a host.
-    const { fleet, warnings } = parseFleet(config.requireObject<unknown>("fleet"));
+    const { fleet, warnings } = parseFleet(withSshViaOverride(config.requireObject<unknown>("fleet"), process.env[SSH_VIA_ENV]));
     for (const warning of warnings) {
         void pulumi.log.warn(formatProblem(warning));
     }
