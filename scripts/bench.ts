@@ -4,13 +4,13 @@
  * change that makes the program grow worse than linearly shows up as a rising per-node
  * figure. Numbers only; nothing here asserts a timing.
  */
-import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { renderFleetFiles } from "../components/render/fleetFiles";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { validateFleet } from "../stacks/validate";
 import { syntheticRawFleet } from "./syntheticFleet";
+import { installStrictMocks, setStackConfig, settleRegistrations } from "../test/support/pulumiMocks";
 
 interface Case {
     label: string;
@@ -53,44 +53,16 @@ function forgetProgramModules(): void {
     }
 }
 
-/** Waits until no new resource has registered for a few event-loop turns (bounded). */
-async function settle(count: () => number): Promise<void> {
-    let stableTurns = 0;
-    let last = -1;
-    for (let turn = 0; turn < 10000 && stableTurns < 5; turn++) {
-        await new Promise((resolve) => setImmediate(resolve));
-        const now = count();
-        stableTurns = now === last ? stableTurns + 1 : 0;
-        last = now;
-    }
-}
-
 async function constructGraphMs(raw: unknown): Promise<{ ms: number; resources: number }> {
-    let resources = 0;
-    await pulumi.runtime.setMocks(
-        {
-            newResource: (args) => {
-                resources++;
-                return { id: `${args.name}-id`, state: args.inputs as Record<string, unknown> };
-            },
-            call: (args) => {
-                throw new Error(`unmocked call ${args.token}`);
-            },
-        },
-        "shortcircuit",
-        "bench",
-        false,
-    );
-    pulumi.runtime.setAllConfig(
-        { "shortcircuit:fleet": JSON.stringify(raw), "shortcircuit:k3sToken": "bench-token" },
-        ["shortcircuit:k3sToken"],
-    );
+    // The same strict, provider-faithful mocks the tests use (real keys for tls.PrivateKey).
+    const recorder = await installStrictMocks({ stack: "bench" });
+    setStackConfig(raw, { k3sToken: "bench-token" });
     forgetProgramModules();
     const start = performance.now();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require("../index");
-    await settle(() => resources);
-    return { ms: performance.now() - start, resources };
+    await settleRegistrations();
+    return { ms: performance.now() - start, resources: recorder.resources.length };
 }
 
 async function main(): Promise<void> {
