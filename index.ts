@@ -3,13 +3,14 @@
  * of construction below is the order of the graph; components own their own wiring.
  */
 import { createHash } from "node:crypto";
+import { K3sNode } from "./components/k3sNode";
 import { NebulaNode } from "./components/nebulaNode";
 import { NebulaPki } from "./components/nebulaPki";
 import { sshConnectionFor } from "./components/remote/connection";
 import { renderK3sConfigYaml } from "./components/render/k3sConfig";
 import { nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
 import { rolloutOrder } from "./components/render/rollout";
-import { nodeByName } from "./stacks/fleet";
+import { genesisNode, nodeByName } from "./stacks/fleet";
 import { loadStack } from "./stacks/load";
 
 const { fleet, secrets, environment } = loadStack();
@@ -36,6 +37,22 @@ const nebulaNodes = members.flatMap((member) => {
         }),
     ];
 });
+
+// --- K3s: one node at a time, in rollout order; each waits for the one before --------------
+const genesisConnection = sshConnectionFor(fleet, genesisNode(fleet), secrets, environment);
+const k3sNodes: K3sNode[] = [];
+for (const node of order) {
+    k3sNodes.push(
+        new K3sNode(`k3s-${node.name}`, {
+            fleet,
+            node,
+            connection: sshConnectionFor(fleet, node, secrets, environment),
+            genesisConnection,
+            k3sToken: secrets.k3sToken,
+            after: k3sNodes.at(-1)?.done,
+        }),
+    );
+}
 
 /** The order nodes are changed in, one at a time. */
 export const rollout = order.map((node) => node.name);

@@ -168,6 +168,13 @@ const ClusterSchema = z.strictObject({
     apiDnsNames: z.array(DnsNameSchema).default([]),
     /** Server URL joining nodes use; defaults to the genesis server's node-ip on port 6443. */
     serverUrl: z.string().url().optional(),
+    /** Seconds a restarted node has to become Ready (servers: and etcd healthy) before it is rolled back. */
+    readyTimeoutSeconds: z.number().int().min(5).max(3600).default(300),
+    /**
+     * The cluster does not exist yet: roll the genesis first, then the other servers, then the
+     * agents, since nothing can join before the genesis runs. Set false once it is up.
+     */
+    bootstrap: z.boolean().default(false),
     /** Packaged components to disable on every server (all servers must agree). */
     disable: z.array(z.enum(["coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"])).default([]),
 });

@@ -4,14 +4,13 @@ import type { Fleet } from "../../stacks/schema";
 /*
  * The order nodes change in: one at a time, agents first, then the joining servers, the
  * genesis last, so etcd keeps quorum and no restart storm hits one server (the thundering
- * herd that crashed the API server every three minutes).
+ * herd that crashed the API server every three minutes). A cluster being bootstrapped runs
+ * the other way round: nothing can join before the genesis is up.
  */
 
-function rank(node: K3sNode): number {
-    if (node.role === "agent") {
-        return 0;
-    }
-    return node.genesis ? 2 : 1;
+function rank(node: K3sNode, bootstrap: boolean): number {
+    const changeOrder = node.role === "agent" ? 0 : node.genesis ? 2 : 1;
+    return bootstrap ? 2 - changeOrder : changeOrder;
 }
 
 /** Code-unit comparison: the order must not depend on the operator's locale. */
@@ -20,5 +19,6 @@ function byName(a: K3sNode, b: K3sNode): number {
 }
 
 export function rolloutOrder(fleet: Fleet): K3sNode[] {
-    return [...k3sNodes(fleet)].sort((a, b) => rank(a) - rank(b) || byName(a, b));
+    const bootstrap = fleet.cluster.bootstrap;
+    return [...k3sNodes(fleet)].sort((a, b) => rank(a, bootstrap) - rank(b, bootstrap) || byName(a, b));
 }

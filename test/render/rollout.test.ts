@@ -21,6 +21,14 @@ describe("rollout order", () => {
         expect(names.slice(firstServer)).toEqual(["aus-fwd-gpu-01", "lax-fwd-gpu-01", "toa-fwd-gpu-01"]);
     });
 
+    it("bootstraps a new cluster the other way round: genesis, servers, then agents", () => {
+        const raw: Raw = rawFleet("prod");
+        raw.cluster.bootstrap = true;
+        const bootstrapOrder = rolloutOrder(parseFleet(raw).fleet).map((node) => node.name);
+        expect(bootstrapOrder.slice(0, 3)).toEqual(["toa-fwd-gpu-01", "aus-fwd-gpu-01", "lax-fwd-gpu-01"]);
+        expect([...bootstrapOrder].sort()).toEqual([...names].sort());
+    });
+
     it("does not depend on the order nodes are listed in", () => {
         const raw: Raw = rawFleet("prod");
         raw.nodes.reverse();

@@ -14,6 +14,12 @@ export interface RecordedResource {
     inputs: Record<string, unknown>;
     /** Top-level input names that arrived marked secret. */
     secretInputs: string[];
+    /** Names of the resources this one explicitly depends on (dependsOn and input dependencies). */
+    dependsOn: string[];
+    /** Name of the parent resource, if any. */
+    parent?: string;
+    protect: boolean;
+    additionalSecretOutputs: string[];
     id: string;
     provider?: string;
 }
@@ -86,8 +92,31 @@ export class MockRecorder {
     }
 }
 
+/** The resource name at the end of a URN (`urn:pulumi:stack::project::type::name`). */
+function nameOfUrn(urn: string): string {
+    return urn.slice(urn.lastIndexOf("::") + 2);
+}
+
+interface RegistrationOptions {
+    dependsOn: string[];
+    parent?: string;
+    protect: boolean;
+    additionalSecretOutputs: string[];
+}
+
+/** What the engine would see of a RegisterResourceRequest's options (the mock API hides them). */
+interface RegisterResourceRequest {
+    getType(): string;
+    getName(): string;
+    getParent(): string;
+    getDependenciesList(): string[];
+    getProtect(): boolean;
+    getAdditionalsecretoutputsList(): string[];
+}
+
 export async function installStrictMocks(options: StrictMocksOptions = {}): Promise<MockRecorder> {
     const recorder = new MockRecorder();
+    const pending = new Map<string, RegistrationOptions>();
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
@@ -96,7 +125,8 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const secretInputs = Object.keys(wireInputs).filter((key) => isSecretWrapper(wireInputs[key]));
                 const providerOutputs = args.type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519" ? mockEd25519PrivateKey(args.name) : {};
                 const id = args.id ?? `${args.name}-id`;
-                recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider });
+                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, additionalSecretOutputs: [] };
+                recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
             call(args) {
@@ -111,6 +141,19 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
         options.stack ?? "test",
         options.preview ?? false,
     );
+    // The mock API passes only type, name and inputs to newResource; capture the options
+    // (dependencies, parent, protect) from the request the SDK sends to the mock monitor.
+    const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterResourceRequest, callback: unknown): unknown };
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: RegisterResourceRequest, callback: unknown) => {
+        pending.set(`${req.getType()}::${req.getName()}`, {
+            dependsOn: req.getDependenciesList().map(nameOfUrn),
+            parent: req.getParent() ? nameOfUrn(req.getParent()) : undefined,
+            protect: req.getProtect(),
+            additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+        });
+        return register(req, callback);
+    };
     return recorder;
 }
 

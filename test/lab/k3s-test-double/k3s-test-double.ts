@@ -220,6 +220,8 @@ export interface NodeRecord {
 const STATE_DIR = "/var/lib/rancher/k3s-test-double";
 const CONFIG_FILE = "/etc/rancher/k3s/config.yaml";
 const CONFIG_DROPIN_DIR = "/etc/rancher/k3s/config.yaml.d";
+/** Where real k3s agents keep the kubelet's kubeconfig (Node-authorizer credentials). */
+const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig";
 const KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml";
 const DYNAMIC_CERT_REGENERATE = "/var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate";
 const SERVER_DIR = "/var/lib/rancher/k3s/server";
@@ -1383,10 +1385,20 @@ function nodeObject(rec: NodeRecord): Record<string, unknown> {
 
 function kubectl(host: DoubleHostConfig, argv: string[]): number {
   const { positional, flags } = parseKubectl(argv);
-  // The API server lives on servers only, and only while k3s runs.
-  if (host.role !== "server") fail(1, "The connection to the server localhost:8080 was refused - did you specify the right host or port?");
-  if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
   const [verb, ...rest] = positional;
+  if (host.role !== "server") {
+    // An agent has no admin kubeconfig; its kubelet's credentials reach the API through the
+    // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read nodes.
+    if (flags.get("--kubeconfig") !== AGENT_KUBELET_KUBECONFIG) fail(1, "The connection to the server localhost:8080 was refused - did you specify the right host or port?");
+    if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
+    if (!allNodes(host).some((n) => n.role === "server" && liveness(n).status === "active")) {
+      fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
+    }
+    if (verb !== "get") fail(1, `Error from server (Forbidden): nodes is forbidden: User "system:node:${loadState(host).nodeName ?? host.hostName}" cannot ${verb ?? "use"} resource "nodes"`);
+    return kubectlGet(host, rest, flags);
+  }
+  // The API server lives on servers only, and only while k3s runs.
+  if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
   switch (verb) {
     case "get":
       return kubectlGet(host, rest, flags);

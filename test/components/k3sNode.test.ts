@@ -1,0 +1,68 @@
+import { rolloutOrder } from "../../components/render/rollout";
+import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
+import { rawFleet, validFleet } from "../support/fixtures";
+
+const STEPS = ["token", "preflight", "drain", "apply", "uncordon"] as const;
+
+let recorder: MockRecorder;
+beforeAll(async () => {
+    const run = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
+    expect(run.error).toBeUndefined();
+    recorder = run.recorder;
+});
+
+describe("K3sNode chain under strict mocks", () => {
+    const prod = validFleet("prod");
+    const order = rolloutOrder(prod).map((node) => node.name);
+
+    it("gives every K3s node the five steps, parented to its component", () => {
+        for (const name of order) {
+            expect(recorder.named(`k3s-${name}`).type).toBe("shortcircuit:k3s:K3sNode");
+            for (const step of STEPS) {
+                expect(recorder.named(`k3s-${name}-${step}`)).toMatchObject({ type: "command:remote:Command", parent: `k3s-${name}` });
+            }
+        }
+        expect(recorder.resources.filter((resource) => resource.name.startsWith("k3s-aero"))).toEqual([]);
+    });
+
+    it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
+        const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
+        expect(dependsOn(`k3s-${order[0]}-token`)).toEqual([]);
+        order.forEach((name, index) => {
+            if (index > 0) {
+                expect(dependsOn(`k3s-${name}-token`)).toEqual([`k3s-${order[index - 1]}-uncordon`]);
+            }
+            for (let step = 1; step < STEPS.length; step++) {
+                expect(dependsOn(`k3s-${name}-${STEPS[step]}`)).toEqual([`k3s-${name}-${STEPS[step - 1]}`]);
+            }
+        });
+        expect(order.at(-1)).toBe("toa-fwd-gpu-01");
+    });
+
+    it("drains and uncordons through the genesis, writes through the node", () => {
+        const genesis = prod.nodes.find((node) => node.genesis)!;
+        const agent = "lax-node-01";
+        expect(recorder.named(`k3s-${agent}-drain`).inputs.connection).toMatchObject({ host: genesis.nebula!.address });
+        expect(recorder.named(`k3s-${agent}-uncordon`).inputs.connection).toMatchObject({ host: genesis.nebula!.address });
+        expect(recorder.named(`k3s-${agent}-apply`).inputs.connection).toMatchObject({ host: "10.67.3.1", perDialTimeout: 20, dialErrorLimit: 3 });
+    });
+
+    it("keeps the token secret and the config readable in the apply step's stdin", () => {
+        const token = recorder.named("k3s-lax-node-01-token");
+        expect(token.secretInputs).toContain("stdin");
+        expect(token.additionalSecretOutputs).toContain("stdin");
+        const apply = recorder.named("k3s-lax-node-01-apply");
+        expect(apply.secretInputs).not.toContain("stdin");
+        const stdin = String(apply.inputs.stdin);
+        expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file config.yaml ");
+        expect(stdin).toContain("node-ip:\n  - 100.67.0.16\n");
+        expect(stdin).not.toContain("K10-test-token");
+        expect(apply.inputs.create).toBe(apply.inputs.update);
+        expect(String(apply.inputs.create)).toMatch(/^set -euo pipefail\n/);
+    });
+
+    it("sends the same script text to every node: only stdin differs", () => {
+        const scripts = new Set(order.map((name) => recorder.named(`k3s-${name}-apply`).inputs.create));
+        expect(scripts.size).toBe(1);
+    });
+});
