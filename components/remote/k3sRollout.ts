@@ -114,13 +114,14 @@ echo "preflight $node: ok"
 
 /**
  * On the genesis server: drain the node before its restart. A node the API does not know yet
- * is skipped; so is an unreachable API while the cluster is being bootstrapped.
+ * is skipped; so is an unreachable API on a genesis that has never been configured (the
+ * cluster is being bootstrapped). Any other unreachable API fails the node.
  */
 export const DRAIN_SCRIPT = `${SCRIPT_PRELUDE}node="$(param NODE_NAME)"
 if ! out="$(k3s kubectl get node "$node" -o name 2>&1)"; then
   case "$out" in
     *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
-    *refused*) if [ "$(param BOOTSTRAP)" = 1 ]; then echo "drain $node: no API yet (bootstrap)"; exit 0; fi ;;
+    *refused*) if [ ! -f ${K3S_CONFIG_PATH} ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
   esac
   echo "drain $node: the API on the genesis did not answer: $out" >&2
   exit 1
@@ -274,7 +275,6 @@ export interface NodeRolloutPayloads {
 /** Everything one node's rollout sends, as plain text: the component feeds it to commands. */
 export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPayloads {
     const cluster = fleet.cluster;
-    const bootstrap = cluster.bootstrap ? "1" : "0";
     return {
         preflight: rolloutPayload(
             {
@@ -286,7 +286,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
             [{ name: "config.yaml", content: renderK3sConfigYaml(fleet, node) }],
         ),
         drain: rolloutPayload(
-            { NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds), BOOTSTRAP: bootstrap },
+            { NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds) },
             [{ name: "config.yaml", content: renderK3sConfigYaml(fleet, node) }],
         ),
         apply: rolloutPayload(

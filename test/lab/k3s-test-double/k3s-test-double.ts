@@ -174,6 +174,13 @@ export interface DoubleState {
   nodeName: string | null;
   nodeId: string;
   certSans: string[];
+  /**
+   * Set when a server's etcd peer address moved to an IP its certificates did not cover
+   * before this start: peers reject it ("x509: certificate is valid for …, not <ip>"), so
+   * etcd is unhealthy until a start with the IP already in the SANs (the incident of
+   * background/01 that the two-pass rollout prevents).
+   */
+  peerTlsMismatch?: string | null;
   flannel: FlannelState | null;
   history: HistoryEntry[];
 }
@@ -652,7 +659,7 @@ function liveness(rec: NodeRecord): Liveness {
       etcdUp: false,
     };
   }
-  return { status, ready: "True", reason: "KubeletReady", message: "kubelet is posting ready status", since: readyAt, up: true, etcdUp: !cue.etcdUnhealthy };
+  return { status, ready: "True", reason: "KubeletReady", message: "kubelet is posting ready status", since: readyAt, up: true, etcdUp: !cue.etcdUnhealthy && !st.peerTlsMismatch };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -951,6 +958,10 @@ function doStart(host: DoubleHostConfig, state: DoubleState, cue: K3sBehaviourCu
         ...externalIPs,
         ...list(cfg, "tls-san"),
       ];
+      const coveredBefore = certSans;
+      const movedTo = internalIPs.find((ip) => coveredBefore.length > 0 && !coveredBefore.includes(ip));
+      state.peerTlsMismatch = movedTo !== undefined ? `tls: ${movedTo} does not match any of the certificate's IP SANs (${coveredBefore.filter((san) => /^\d/.test(san)).join(", ")})` : null;
+      if (state.peerTlsMismatch) logLine(host, "error", `etcd peer handshake failed: ${state.peerTlsMismatch}`);
       if (fs.existsSync(DYNAMIC_CERT_REGENERATE)) {
         certSans = [];
         fs.rmSync(DYNAMIC_CERT_REGENERATE, { force: true });

@@ -1,0 +1,271 @@
+import * as fs from "node:fs";
+import { renderK3sConfigYaml } from "../../components/render/k3sConfig";
+import type { K3sNode } from "../../stacks/fleet";
+import { parseFleet } from "../../stacks/validate";
+import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
+import { EngineEmulator, orderedCommands, type UpResult } from "../lab/rolloutDriver";
+import { runProgramUnderMocks } from "../support/pulumiMocks";
+import { rawFleet, type Raw } from "../support/fixtures";
+
+/*
+ * The K3s rollout on a lab fleet of test hosts: network namespaces running sshd, each with
+ * its own /etc/rancher and the k3s TEST DOUBLE (test/lab/k3s-test-double). The program runs
+ * under mocks to produce its commands; their exact scripts and stdin then run over real SSH,
+ * in the engine's order and with its skip-if-unchanged and stop-at-first-failure semantics.
+ */
+
+jest.setTimeout(180000);
+
+const BRIDGE = "198.18.91.0/24";
+const READY_TIMEOUT_SECONDS = 6;
+const SERVER = "lab-server-01";
+const AGENT_1 = "lab-agent-01";
+const AGENT_2 = "lab-agent-02";
+
+const LAN: Record<string, string> = { [SERVER]: "198.18.91.11", [AGENT_1]: "198.18.91.21", [AGENT_2]: "198.18.91.22", "lab-relay-01": "198.18.91.2" };
+
+/** The lab stack, moved onto the harness's bridge and reached over the LAN. */
+function labFleetConfig(): Raw {
+    const raw: Raw = rawFleet("lab");
+    raw.sites[0].lan = BRIDGE;
+    for (const node of raw.nodes) {
+        node.lan.address = LAN[node.name];
+    }
+    raw.access.sshVia = "lan";
+    raw.cluster.readyTimeoutSeconds = READY_TIMEOUT_SECONDS;
+    return raw;
+}
+
+let fleet: LabFleet;
+let engine: EngineEmulator;
+let config: Raw;
+
+async function up(): Promise<UpResult> {
+    const run = await runProgramUnderMocks({ stack: "lab" }, config);
+    if (run.error) {
+        throw run.error instanceof Error ? run.error : new Error(String(run.error));
+    }
+    return engine.up(orderedCommands(run.recorder, "k3s-"));
+}
+
+const ranNames = (result: UpResult): string[] => result.ran.map((step) => step.name);
+const restarts = (host: string): number => fleet.k3sState(host)?.history.filter((entry) => entry.action !== "stop").length ?? 0;
+const onDisk = (host: string, file = "/etc/rancher/k3s/config.yaml"): string => fs.readFileSync(fleet.hostPath(host, file), "utf8");
+const rendered = (name: string): string => {
+    const parsed = parseFleet(config).fleet;
+    return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNode);
+};
+const steps = (node: string): string[] => ["token", "preflight", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
+
+beforeAll(async () => {
+    const missing = checkLabPrerequisites();
+    if (missing.length > 0) {
+        throw new Error(`the lab fleet needs: ${missing.join("; ")} (scripts/setup.sh installs them; CI runs as root)`);
+    }
+    config = labFleetConfig();
+    fleet = await startLabFleet({
+        bridgeCidr: BRIDGE,
+        hosts: [
+            { name: SERVER, role: "server", lanAddress: LAN[SERVER], tailnetAddress: "100.68.0.11", nebulaAddress: "10.68.1.11", nebulaIface: "nebula0" },
+            { name: AGENT_1, role: "agent", lanAddress: LAN[AGENT_1], tailnetAddress: "100.68.0.21", nebulaAddress: "10.68.1.21", nebulaIface: "nebula0" },
+            { name: AGENT_2, role: "agent", lanAddress: LAN[AGENT_2], tailnetAddress: "100.68.0.22", nebulaAddress: "10.68.1.22", nebulaIface: "nebula0" },
+        ],
+    });
+    engine = new EngineEmulator(fleet);
+});
+
+afterAll(async () => {
+    await fleet?.stop();
+});
+
+describe("K3s rollout on the lab fleet", () => {
+    it("bootstraps the fleet: genesis first, every node configured, Ready, and holding the token", async () => {
+        config.cluster.bootstrap = true;
+        const result = await up();
+        expect(result.failed?.result.stderr).toBeUndefined();
+        expect(ranNames(result)).toEqual([...steps(SERVER), ...steps(AGENT_1), ...steps(AGENT_2)]);
+        for (const host of [SERVER, AGENT_1, AGENT_2]) {
+            expect(onDisk(host)).toBe(rendered(host));
+            expect(onDisk(host, "/etc/rancher/k3s/cluster-token")).toBe("K10-test-token\n");
+            expect(fs.statSync(fleet.hostPath(host, "/etc/rancher/k3s/cluster-token")).mode & 0o777).toBe(0o600);
+            expect(fleet.k3sState(host)?.status).toBe("active");
+        }
+        expect(fleet.clusterNodes().map((node) => node.name).sort()).toEqual([AGENT_1, AGENT_2, SERVER]);
+        const apply = result.ran.find((step) => step.name === `k3s-${AGENT_1}-apply`)!;
+        expect(apply.result.stdout).toContain(`rollout ${AGENT_1}: restarted k3s-agent and healthy`);
+    });
+
+    it("runs nothing on a no-op rerun, and the apply script itself writes and restarts nothing", async () => {
+        config.cluster.bootstrap = false;
+        const before = [SERVER, AGENT_1, AGENT_2].map(restarts);
+        const result = await up();
+        expect(result.ran).toEqual([]);
+        expect(result.skipped).toHaveLength(15);
+
+        // Even if the engine did run it (state lost), an unchanged config is left alone.
+        engine.forget(`k3s-${AGENT_1}-apply`);
+        const forced = await up();
+        expect(ranNames(forced)).toEqual([`k3s-${AGENT_1}-apply`]);
+        expect(forced.ran[0].result.stdout).toContain("config.yaml unchanged; nothing written, nothing restarted");
+        expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
+    });
+
+    it("changes only the node whose config changed: drained, restarted once, uncordoned", async () => {
+        const before = [SERVER, AGENT_1].map(restarts);
+        const agent2Before = restarts(AGENT_2);
+        config.nodes[2].labels = { "example.com/role": "edge" };
+        const result = await up();
+        expect(result.failed).toBeUndefined();
+        expect(ranNames(result)).toEqual(steps(AGENT_2).slice(1));
+        expect([SERVER, AGENT_1].map(restarts)).toEqual(before);
+        expect(restarts(AGENT_2)).toBe(agent2Before + 1);
+        expect(onDisk(AGENT_2)).toContain("example.com/role=edge");
+        const drains = fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"));
+        expect(drains.at(-1)?.argv).toEqual(expect.arrayContaining(["drain", AGENT_2, "--ignore-daemonsets"]));
+        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(false);
+    });
+
+    it("moves flannel to a new interface: deletes flannel.1 first, sets public-ip, clears a stale overwrite", async () => {
+        // lab-agent-02 runs flannel on the LAN (MTU 1450); move it onto the tailnet (MTU 1230).
+        expect(fleet.k3sState(AGENT_2)?.flannel).toMatchObject({ parent: "eth0", mtu: 1450 });
+        const stale = await fleet.ssh(SERVER, `k3s kubectl annotate node ${AGENT_2} flannel.alpha.coreos.com/public-ip-overwrite=192.0.2.99 --overwrite`);
+        expect(stale.code).toBe(0);
+        delete config.nodes[2].flannelIfaceFrom;
+        const result = await up();
+        expect(result.failed?.result.stderr).toBeUndefined();
+        const apply = result.ran.find((step) => step.name === `k3s-${AGENT_2}-apply`)!;
+        expect(apply.result.stdout).toContain(`rollout ${AGENT_2}: deleted flannel.1: flannel-iface or node-ip moved`);
+        expect(fleet.k3sState(AGENT_2)?.flannel).toMatchObject({ parent: "tailscale0", mtu: 1230 });
+        const uncordon = result.ran.find((step) => step.name === `k3s-${AGENT_2}-uncordon`)!;
+        expect(uncordon.result.stdout).toContain(`uncordon ${AGENT_2}: removed stale public-ip-overwrite 192.0.2.99`);
+        const annotations = fleet.clusterNodes().find((node) => node.name === AGENT_2)?.annotations ?? {};
+        expect(annotations["flannel.alpha.coreos.com/public-ip"]).toBe("100.68.0.22");
+        expect(annotations["flannel.alpha.coreos.com/public-ip-overwrite"]).toBeUndefined();
+    });
+
+    it("moves a server's node-ip in two passes when its certificates lack the new address", async () => {
+        // The server was set up by hand before the program managed it: its tls-san covers only
+        // the tailnet, and it has no rollout record.
+        const legacy = "node-name: lab-server-01\nnode-ip: [100.68.0.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [100.68.0.11]\n";
+        const setup = await fleet.ssh(
+            SERVER,
+            "set -e; cat > /etc/rancher/k3s/config.yaml; rm -f /etc/rancher/k3s/shortcircuit-rollout.env; mkdir -p /var/lib/rancher/k3s/server/tls; touch /var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate; systemctl restart k3s",
+            legacy,
+        );
+        expect(setup.code).toBe(0);
+        engine.forget(`k3s-${SERVER}-apply`);
+        const before = restarts(SERVER);
+
+        config.nodes[0].nodeIpFrom = "nebula";
+        const result = await up();
+        expect(result.failed?.result.stderr).toBeUndefined();
+        const apply = result.ran.find((step) => step.name === `k3s-${SERVER}-apply`)!;
+        expect(apply.result.stdout).toContain("pass 1 of 2: tls-san lacks 10.68.1.11; adding the new SANs with the old node-ip");
+        expect(apply.result.stdout).toContain("pass 1 of 2 done");
+        expect(restarts(SERVER)).toBe(before + 2);
+        const state = fleet.k3sState(SERVER)!;
+        expect(state.config?.["node-ip"]).toEqual(["10.68.1.11"]);
+        expect(state.peerTlsMismatch ?? null).toBeNull();
+        expect(fs.existsSync(fleet.hostPath(SERVER, "/etc/rancher/k3s/config.yaml.d/50-shortcircuit-tls-san.yaml"))).toBe(false);
+    });
+
+    it("would have broken etcd in one pass: the double rejects a node-ip its certificates do not cover", async () => {
+        // Control experiment for the guard above: certificates regenerated without the tailnet
+        // address, and a record that wrongly claims they cover it, so the move back to the
+        // tailnet skips pass 1.
+        const narrow = "node-name: lab-server-01\nnode-ip: [10.68.1.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [10.68.1.11]\n";
+        const setup = await fleet.ssh(
+            SERVER,
+            "set -e; cat > /etc/rancher/k3s/config.yaml; sed -i 's/^TLS_SANS=.*/TLS_SANS=100.68.0.11/' /etc/rancher/k3s/shortcircuit-rollout.env; mkdir -p /var/lib/rancher/k3s/server/tls; touch /var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate; systemctl restart k3s",
+            narrow,
+        );
+        expect(setup.code).toBe(0);
+        engine.forget(`k3s-${SERVER}-apply`);
+        const previous = onDisk(SERVER);
+        delete config.nodes[0].nodeIpFrom;
+        const result = await up();
+        expect(result.failed?.name).toBe(`k3s-${SERVER}-apply`);
+        expect(result.failed?.result.stderr).toContain(`rollout ${SERVER} failed: not healthy within ${READY_TIMEOUT_SECONDS}s`);
+        expect(onDisk(SERVER)).toBe(previous);
+
+        // With the record telling the truth, the rollout takes two passes and succeeds.
+        await fleet.ssh(SERVER, "rm -f /etc/rancher/k3s/shortcircuit-rollout.env");
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(fleet.k3sState(SERVER)?.config?.["node-ip"]).toEqual(["100.68.0.11"]);
+    });
+
+    it("restores a node that never becomes Ready to its previous file and stops the chain there", async () => {
+        await fleet.setK3sBehaviour(AGENT_1, { neverReady: true });
+        const previous = onDisk(AGENT_1);
+        const agent2 = onDisk(AGENT_2);
+        const agent2Restarts = restarts(AGENT_2);
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/tier": "gold" };
+        config.nodes[2].labels = { "example.com/role": "core" };
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+            expect(result.failed?.result.stderr).toContain(
+                `rollout ${AGENT_1} failed: not healthy within ${READY_TIMEOUT_SECONDS}s. It is on its previous config and stays cordoned; the rollout stops here.`,
+            );
+            expect(onDisk(AGENT_1)).toBe(previous);
+            expect(fleet.k3sState(AGENT_1)?.config?.["node-label"]).not.toContain("example.com/tier=gold");
+            expect(ranNames(result).some((name) => name.startsWith(`k3s-${AGENT_2}`))).toBe(false);
+            expect(onDisk(AGENT_2)).toBe(agent2);
+            expect(restarts(AGENT_2)).toBe(agent2Restarts);
+        } finally {
+            await fleet.setK3sBehaviour(AGENT_1, { neverReady: false });
+        }
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
+    });
+
+    it("fails an unreachable host within its timeout and touches nothing after it", async () => {
+        await fleet.setLanLink(AGENT_1, "down");
+        const agent2 = onDisk(AGENT_2);
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/tier": "silver" };
+        config.nodes[2].labels = { "example.com/role": "spare" };
+        try {
+            const started = Date.now();
+            const result = await up();
+            // The token did not change, so pre-flight is the node's first step to run.
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-preflight`);
+            expect(result.failed?.result.code).not.toBe(0);
+            expect(Date.now() - started).toBeLessThan(60000);
+            expect(ranNames(result)).toEqual([`k3s-${AGENT_1}-preflight`]);
+            expect(onDisk(AGENT_2)).toBe(agent2);
+        } finally {
+            await fleet.setLanLink(AGENT_1, "up");
+        }
+        expect((await up()).failed?.result.stderr).toBeUndefined();
+    });
+
+    it("fails pre-flight when table 52 routes into the cluster CIDR, before anything is written", async () => {
+        await fleet.addTable52Route(AGENT_2, "10.42.0.0/16");
+        const before = onDisk(AGENT_2);
+        config.nodes[2].labels = { "example.com/role": "table52" };
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-preflight`);
+            expect(result.failed?.result.stderr).toContain(
+                `preflight ${AGENT_2}: Tailscale table 52 routes 10.42.0.0/16, which covers cluster range 10.42.0.0/16`,
+            );
+            expect(onDisk(AGENT_2)).toBe(before);
+        } finally {
+            await fleet.clearTable52(AGENT_2);
+        }
+        expect((await up()).failed?.result.stderr).toBeUndefined();
+    });
+
+    it("fails pre-flight when a live address differs from the model, naming host, expected and actual", async () => {
+        config.nodes[1].tailnet.address = "100.68.0.99";
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-preflight`);
+            expect(result.failed?.result.stderr).toContain(`preflight ${AGENT_1}: tailscale0 has 100.68.0.21, expected 100.68.0.99`);
+        } finally {
+            config.nodes[1].tailnet.address = "100.68.0.21";
+        }
+    });
+});
