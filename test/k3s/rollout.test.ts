@@ -43,7 +43,7 @@ let config: Raw;
 async function up(): Promise<UpResult> {
     const run = await runProgramUnderMocks({ stack: "lab" }, config);
     if (run.error) {
-        throw run.error instanceof Error ? run.error : new Error(String(run.error));
+        throw run.error instanceof Error ? run.error : new Error(JSON.stringify(run.error));
     }
     return engine.up(orderedCommands(run.recorder, "k3s-"));
 }
