@@ -10,7 +10,10 @@ import { renderFleetFiles } from "../components/render/fleetFiles";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { validateFleet } from "../stacks/validate";
 import { syntheticRawFleet } from "./syntheticFleet";
-import { installStrictMocks, setStackConfig, settleRegistrations } from "../test/support/pulumiMocks";
+import { checkLabPrerequisites, startLabFleet } from "../test/lab/labFleet";
+import { labStackOnBridge } from "../test/lab/labStack";
+import { EngineEmulator, orderedCommands } from "../test/lab/rolloutDriver";
+import { installStrictMocks, setStackConfig, settleRegistrations, type MockRecorder } from "../test/support/pulumiMocks";
 
 interface Case {
     label: string;
@@ -53,7 +56,7 @@ function forgetProgramModules(): void {
     }
 }
 
-async function constructGraphMs(raw: unknown): Promise<{ ms: number; resources: number }> {
+async function constructGraph(raw: unknown): Promise<{ ms: number; recorder: MockRecorder }> {
     // The same strict, provider-faithful mocks the tests use (real keys for tls.PrivateKey).
     const recorder = await installStrictMocks({ stack: "bench" });
     setStackConfig(raw, { k3sToken: "bench-token" });
@@ -62,7 +65,49 @@ async function constructGraphMs(raw: unknown): Promise<{ ms: number; resources: 
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require("../index");
     await settleRegistrations();
-    return { ms: performance.now() - start, resources: recorder.resources.length };
+    return { ms: performance.now() - start, recorder };
+}
+
+const READY_DELAY_MS = 2000;
+const FIXED_SOAK_SECONDS = 30;
+
+/**
+ * The lab fleet bootstrapped over real SSH with the k3s test double's ready delay set: the
+ * health-gated serial rollout against its floor (the sum of the ready delays) and against
+ * the fixed 30 s soak per node the playbooks used.
+ */
+async function rolloutFigure(): Promise<void> {
+    const missing = checkLabPrerequisites();
+    if (missing.length > 0) {
+        console.log(`rollout: not measured, the lab fleet needs ${missing.join("; ")}`);
+        return;
+    }
+    const lab = labStackOnBridge("198.18.93", 60);
+    lab.config.cluster.bootstrap = true;
+    const fleet = await startLabFleet({ bridgeCidr: "198.18.93.0/24", hosts: lab.hosts });
+    try {
+        for (const host of lab.hosts) {
+            await fleet.setK3sBehaviour(host.name, { readyDelayMs: READY_DELAY_MS });
+        }
+        const { recorder } = await constructGraph(lab.config);
+        const engine = new EngineEmulator(fleet);
+        const start = performance.now();
+        const result = await engine.up(orderedCommands(recorder, "k3s-"));
+        const totalS = (performance.now() - start) / 1000;
+        if (result.failed) {
+            throw new Error(`rollout failed at ${result.failed.name}: ${result.failed.result.stderr}`);
+        }
+        const nodes = lab.hosts.length;
+        const floorS = (nodes * READY_DELAY_MS) / 1000;
+        const soakS = nodes * FIXED_SOAK_SECONDS;
+        console.log(
+            `rollout: ${nodes} lab nodes, ready delay ${READY_DELAY_MS / 1000} s each: ${totalS.toFixed(1)} s total; ` +
+                `floor (sum of ready delays) ${floorS.toFixed(1)} s, ratio ${(totalS / floorS).toFixed(2)}; ` +
+                `fixed ${FIXED_SOAK_SECONDS} s soak ${soakS} s, ratio ${(totalS / soakS).toFixed(2)}`,
+        );
+    } finally {
+        await fleet.stop();
+    }
 }
 
 async function main(): Promise<void> {
@@ -78,7 +123,8 @@ async function main(): Promise<void> {
         const renderTimes = Array.from({ length: benchCase.repeats }, () => timeMs(() => (shape = validateAndRender(raw))));
         const graphRuns: { ms: number; resources: number }[] = [];
         for (let run = 0; run < Math.min(benchCase.repeats, 5); run++) {
-            graphRuns.push(await constructGraphMs(raw));
+            const graph = await constructGraph(raw);
+            graphRuns.push({ ms: graph.ms, resources: graph.recorder.resources.length });
         }
         const renderMs = median(renderTimes);
         const graphMs = median(graphRuns.map((run) => run.ms));
@@ -96,6 +142,7 @@ async function main(): Promise<void> {
         );
     }
     console.log("(medians; per-host cost should stay roughly flat as the fleet grows)");
+    await rolloutFigure();
 }
 
 main().catch((error: unknown) => {

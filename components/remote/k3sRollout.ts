@@ -275,6 +275,8 @@ export interface NodeRolloutPayloads {
 /** Everything one node's rollout sends, as plain text: the component feeds it to commands. */
 export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPayloads {
     const cluster = fleet.cluster;
+    // Every step carries the config, so each re-runs exactly when the node's config changed.
+    const config: FramedFile = { name: "config.yaml", content: renderK3sConfigYaml(fleet, node) };
     return {
         preflight: rolloutPayload(
             {
@@ -282,24 +284,13 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
                 EXPECT_ADDRESSES: expectedAddresses(fleet, node),
                 CLUSTER_CIDRS: `${cluster.clusterCidr} ${cluster.serviceCidr}`,
             },
-            // The config rides along so a changed config re-runs pre-flight before the apply.
-            [{ name: "config.yaml", content: renderK3sConfigYaml(fleet, node) }],
+            [config],
         ),
-        drain: rolloutPayload(
-            { NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds) },
-            [{ name: "config.yaml", content: renderK3sConfigYaml(fleet, node) }],
-        ),
+        drain: rolloutPayload({ NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds) }, [config]),
         apply: rolloutPayload(
             { NODE_NAME: node.name, ROLE: node.role, UNIT: unitFor(node), READY_TIMEOUT: String(cluster.readyTimeoutSeconds) },
-            [
-                { name: "config.yaml", content: renderK3sConfigYaml(fleet, node) },
-                { name: "rollout.env", content: renderRolloutRecord(fleet, node) },
-                { name: "tls-san.yaml", content: renderSanDropIn(fleet, node) },
-            ],
+            [config, { name: "rollout.env", content: renderRolloutRecord(fleet, node) }, { name: "tls-san.yaml", content: renderSanDropIn(fleet, node) }],
         ),
-        uncordon: rolloutPayload(
-            { NODE_NAME: node.name, FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node) },
-            [{ name: "config.yaml", content: renderK3sConfigYaml(fleet, node) }],
-        ),
+        uncordon: rolloutPayload({ NODE_NAME: node.name, FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node) }, [config]),
     };
 }

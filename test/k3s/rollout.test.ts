@@ -5,7 +5,8 @@ import { parseFleet } from "../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
 import { EngineEmulator, orderedCommands, type UpResult } from "../lab/rolloutDriver";
 import { runProgramUnderMocks } from "../support/pulumiMocks";
-import { rawFleet, type Raw } from "../support/fixtures";
+import { labStackOnBridge } from "../lab/labStack";
+import type { Raw } from "../support/fixtures";
 
 /*
  * The K3s rollout on a lab fleet of test hosts: network namespaces running sshd, each with
@@ -16,25 +17,11 @@ import { rawFleet, type Raw } from "../support/fixtures";
 
 jest.setTimeout(180000);
 
-const BRIDGE = "198.18.91.0/24";
+const BRIDGE_PREFIX = "198.18.91";
 const READY_TIMEOUT_SECONDS = 6;
 const SERVER = "lab-server-01";
 const AGENT_1 = "lab-agent-01";
 const AGENT_2 = "lab-agent-02";
-
-const LAN: Record<string, string> = { [SERVER]: "198.18.91.11", [AGENT_1]: "198.18.91.21", [AGENT_2]: "198.18.91.22", "lab-relay-01": "198.18.91.2" };
-
-/** The lab stack, moved onto the harness's bridge and reached over the LAN. */
-function labFleetConfig(): Raw {
-    const raw: Raw = rawFleet("lab");
-    raw.sites[0].lan = BRIDGE;
-    for (const node of raw.nodes) {
-        node.lan.address = LAN[node.name];
-    }
-    raw.access.sshVia = "lan";
-    raw.cluster.readyTimeoutSeconds = READY_TIMEOUT_SECONDS;
-    return raw;
-}
 
 let fleet: LabFleet;
 let engine: EngineEmulator;
@@ -62,15 +49,9 @@ beforeAll(async () => {
     if (missing.length > 0) {
         throw new Error(`the lab fleet needs: ${missing.join("; ")} (scripts/setup.sh installs them; CI runs as root)`);
     }
-    config = labFleetConfig();
-    fleet = await startLabFleet({
-        bridgeCidr: BRIDGE,
-        hosts: [
-            { name: SERVER, role: "server", lanAddress: LAN[SERVER], tailnetAddress: "100.68.0.11", nebulaAddress: "10.68.1.11", nebulaIface: "nebula0" },
-            { name: AGENT_1, role: "agent", lanAddress: LAN[AGENT_1], tailnetAddress: "100.68.0.21", nebulaAddress: "10.68.1.21", nebulaIface: "nebula0" },
-            { name: AGENT_2, role: "agent", lanAddress: LAN[AGENT_2], tailnetAddress: "100.68.0.22", nebulaAddress: "10.68.1.22", nebulaIface: "nebula0" },
-        ],
-    });
+    const lab = labStackOnBridge(BRIDGE_PREFIX, READY_TIMEOUT_SECONDS);
+    config = lab.config;
+    fleet = await startLabFleet({ bridgeCidr: `${BRIDGE_PREFIX}.0/24`, hosts: lab.hosts });
     engine = new EngineEmulator(fleet);
 });
 
