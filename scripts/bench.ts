@@ -82,8 +82,7 @@ async function rolloutFigure(): Promise<void> {
         console.log(`rollout: not measured, the lab fleet needs ${missing.join("; ")}`);
         return;
     }
-    const lab = labStackOnBridge("198.18.93", 60);
-    lab.config.cluster.bootstrap = true;
+    const lab = labStackOnBridge("198.18.93", 60, true);
     const fleet = await startLabFleet({ bridgeCidr: "198.18.93.0/24", hosts: lab.hosts });
     try {
         for (const host of lab.hosts) {

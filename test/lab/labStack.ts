@@ -13,7 +13,7 @@ export interface LabStackOnBridge {
 }
 
 /** `bridgePrefix` is the first three octets of a /24 in 198.18.0.0/15, e.g. "198.18.91". */
-export function labStackOnBridge(bridgePrefix: string, readyTimeoutSeconds: number): LabStackOnBridge {
+export function labStackOnBridge(bridgePrefix: string, readyTimeoutSeconds: number, bootstrap = false): LabStackOnBridge {
     const lastOctet: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, "lab-relay-01": 2 };
     const config: Raw = rawFleet("lab");
     config.sites[0].lan = `${bridgePrefix}.0/24`;
@@ -22,6 +22,7 @@ export function labStackOnBridge(bridgePrefix: string, readyTimeoutSeconds: numb
     }
     config.access.sshVia = "lan";
     config.cluster.readyTimeoutSeconds = readyTimeoutSeconds;
+    config.cluster.bootstrap = bootstrap;
     const hosts: LabHostSpec[] = config.nodes
         .filter((node: Raw) => node.role === "server" || node.role === "agent")
         .map((node: Raw) => ({
