@@ -3,12 +3,15 @@
  * of construction below is the order of the graph; components own their own wiring.
  */
 import { createHash } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+import { ControlServer } from "./components/controlServer";
+import { DerpRelay } from "./components/derpRelay";
 import { K3sNode } from "./components/k3sNode";
 import { NebulaNode } from "./components/nebulaNode";
 import { NebulaPki } from "./components/nebulaPki";
 import { sshConnectionFor } from "./components/remote/connection";
 import { renderK3sConfigYaml } from "./components/render/k3sConfig";
-import { nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
+import { controlServerNebulaName, nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
 import { rolloutOrder } from "./components/render/rollout";
 import { genesisNode, nodeByName } from "./stacks/fleet";
 import { loadStack } from "./stacks/load";
@@ -20,9 +23,9 @@ const order = rolloutOrder(fleet);
 const members = nebulaMembers(fleet);
 const nebulaPki = new NebulaPki("nebula", { fleet, members });
 const nebulaNodes = members.flatMap((member) => {
-    // The droplet receives its files through cloud-init; admin workstations through render.
+    // The control server gets its files with the rest of its own; admin workstations through render.
     const host = nodeByName(fleet, member.name);
-    if (!host) {
+    if (!host || member.kind !== "node") {
         return [];
     }
     const identity = nebulaPki.identities[member.name];
@@ -38,6 +41,32 @@ const nebulaNodes = members.flatMap((member) => {
     ];
 });
 
+// --- DERP relays, then the control server whose DERP map pins them ------------------------
+const derpRelays = fleet.derpRelays.map((relay) => {
+    const host = nodeByName(fleet, relay.host);
+    if (!host) {
+        throw new Error(`DERP relay host ${relay.host} is not in the fleet (validation should have rejected it)`);
+    }
+    return new DerpRelay(`derp-${relay.host}`, { fleet, relay, connection: sshConnectionFor(fleet, host, secrets, environment), macos: host.os === "macos" });
+});
+const controlName = controlServerNebulaName(fleet);
+const controlMember = members.find((member) => member.kind === "control-server");
+const controlIdentity = nebulaPki.identities[controlName];
+const existingControlHost = fleet.controlServer.host.kind === "existing" ? nodeByName(fleet, fleet.controlServer.host.host) : undefined;
+const controlServer = new ControlServer("control", {
+    fleet,
+    noiseKey: secrets.headscaleNoiseKey,
+    derpKey: secrets.derpKey,
+    nebula: {
+        configYaml: controlMember ? renderNebulaConfigYaml(fleet, members, controlMember) : "",
+        caCertPem: nebulaPki.caCertPem,
+        certPem: controlIdentity.certPem,
+        keyPem: controlIdentity.keyPem,
+    },
+    derpCertNames: pulumi.all(Object.fromEntries(fleet.derpRelays.map((relay, index) => [relay.host, derpRelays[index].certName]))),
+    existingHost: existingControlHost ? sshConnectionFor(fleet, existingControlHost, secrets, environment) : undefined,
+});
+
 // --- K3s: one node at a time, in rollout order; each waits for the one before --------------
 const genesisConnection = sshConnectionFor(fleet, genesisNode(fleet), secrets, environment);
 const k3sNodes: K3sNode[] = [];
@@ -49,7 +78,8 @@ for (const node of order) {
             connection: sshConnectionFor(fleet, node, secrets, environment),
             genesisConnection,
             k3sToken: secrets.k3sToken,
-            after: k3sNodes.at(-1)?.done,
+            // Nodes move only once the control server answers: the tailnet must be up.
+            after: k3sNodes.at(-1)?.done ?? controlServer.ready,
         }),
     );
 }
@@ -67,3 +97,8 @@ export const nebulaCaExpiry = nebulaPki.caNotAfter;
 /** Member → ISO expiry of its Nebula certificate. */
 export const nebulaCertExpiry = nebulaPki.certExpiry;
 export const nebulaHostsDelivered = nebulaNodes.length;
+
+export const controlServerIp = controlServer.publicIp;
+export const headscaleUrl = controlServer.headscaleUrl;
+export const derpMap = controlServer.derpMapYaml;
+export const controlDropletId = controlServer.dropletId;

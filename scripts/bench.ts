@@ -59,7 +59,7 @@ function forgetProgramModules(): void {
 async function constructGraph(raw: unknown): Promise<{ ms: number; recorder: MockRecorder }> {
     // The same strict, provider-faithful mocks the tests use (real keys for tls.PrivateKey).
     const recorder = await installStrictMocks({ stack: "bench" });
-    setStackConfig(raw, { k3sToken: "bench-token" });
+    setStackConfig(raw);
     forgetProgramModules();
     const start = performance.now();
     // eslint-disable-next-line @typescript-eslint/no-require-imports

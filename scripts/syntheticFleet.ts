@@ -50,7 +50,7 @@ export function syntheticRawFleet(nodeCount: number): Record<string, unknown> {
             magicDnsBaseDomain: "ts.example.net",
             derp: { regionId: 900, regionCode: "sfo3", regionName: "SFO3" },
             nebula: { address: "10.67.255.1" },
-            host: { kind: "droplet", name: "synthetic-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64" },
+            host: { kind: "droplet", name: "synthetic-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64", adminCidrs: ["198.51.100.10/32"] },
         },
         derpRelays: [
             { host: relay.name, hostname: "relay.example.net", regionId: 901, regionCode: "relay", regionName: "Relay", serviceManager: "systemd", certMode: "self-signed" },

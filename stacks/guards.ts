@@ -281,6 +281,12 @@ function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
             `${control.magicDnsBaseDomain} contains the Headscale server name ${serverHost}: MagicDNS would shadow it and clients lose the control server`,
         );
     }
+    if (control.host.kind === "droplet" && control.host.adminCidrs.length === 0) {
+        problems.error(
+            `${ROOT}.controlServer.host.adminCidrs`,
+            "list the CIDRs the program and operators SSH from: the droplet's firewall admits SSH only from these and the overlays, and a rebuilt droplet is reached over its public IP",
+        );
+    }
     if (control.host.kind === "existing") {
         const hostName = control.host.host;
         const host = fleet.nodes.find((node) => node.name === hostName);

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Fleet } from "./schema";
-import { formatProblem, parseFleet } from "./validate";
+import { secretProblems } from "./secrets";
+import { FleetConfigError, formatProblem, validateFleet } from "./validate";
 
 /*
  * The only place the program reads pulumi.Config. Everything downstream receives the
@@ -12,6 +13,10 @@ export interface StackSecrets {
     k3sToken: pulumi.Output<string>;
     /** OpenSSH private key the program connects to hosts with; unset means use the SSH agent. */
     sshPrivateKey?: pulumi.Output<string>;
+    /** Headscale's noise key, `privkey:<64 hex>`: clients pin the server by it, so it survives rebuilds. */
+    headscaleNoiseKey: pulumi.Output<string>;
+    /** The embedded DERP server's key, `privkey:<64 hex>`, different from the noise key. */
+    derpKey: pulumi.Output<string>;
 }
 
 export interface StackEnvironment {
@@ -41,16 +46,28 @@ export function withSshViaOverride(raw: unknown, override: string | undefined): 
 
 export function loadStack(): LoadedStack {
     const config = new pulumi.Config("shortcircuit");
-    // parseFleet throws FleetConfigError with every problem before any resource is declared,
+    const secretKeys = ["k3sToken", "headscaleNoiseKey", "derpKey"] as const;
+    // The plaintext is read only to check its shape; downstream sees secret Outputs.
+    const rawSecrets = Object.fromEntries(secretKeys.map((key) => [key, pulumi.runtime.getConfig(`shortcircuit:${key}`)]));
+    const result = validateFleet(withSshViaOverride(config.requireObject<unknown>("fleet"), process.env[SSH_VIA_ENV]));
+    const problems = [...result.problems, ...secretProblems(rawSecrets)];
+    // Every problem, config and secrets alike, fails the run before any resource is declared,
     // so invalid config never reaches a host.
-    const { fleet, warnings } = parseFleet(withSshViaOverride(config.requireObject<unknown>("fleet"), process.env[SSH_VIA_ENV]));
-    for (const warning of warnings) {
+    if (!result.fleet || problems.some((problem) => problem.severity === "error")) {
+        throw new FleetConfigError(problems);
+    }
+    for (const warning of problems) {
         void pulumi.log.warn(formatProblem(warning));
     }
     return {
         stack: pulumi.getStack(),
-        fleet,
-        secrets: { k3sToken: config.requireSecret("k3sToken"), sshPrivateKey: config.getSecret("sshPrivateKey") },
+        fleet: result.fleet,
+        secrets: {
+            k3sToken: config.requireSecret("k3sToken"),
+            sshPrivateKey: config.getSecret("sshPrivateKey"),
+            headscaleNoiseKey: config.requireSecret("headscaleNoiseKey"),
+            derpKey: config.requireSecret("derpKey"),
+        },
         environment: { sshAgentSocket: process.env.SSH_AUTH_SOCK },
     };
 }

@@ -16,7 +16,8 @@ export interface DeliveredFile {
 
 export type ServiceRestart =
     | { manager: "systemd"; unit: string }
-    | { manager: "launchd"; label: string }
+    /** `plist`: a job file this delivery manages, loaded (bootstrapped) before the restart. */
+    | { manager: "launchd"; label: string; plist?: string }
     | { manager: "none" };
 
 export function fileSyncPayload(files: readonly DeliveredFile[]): string {
@@ -35,7 +36,9 @@ function restartCommand(restart: ServiceRestart): string {
         case "systemd":
             return `systemctl daemon-reload\n  systemctl enable ${restart.unit} >/dev/null 2>&1 || true\n  systemctl restart ${restart.unit}`;
         case "launchd":
-            return `launchctl kickstart -k system/${restart.label}`;
+            return restart.plist
+                ? `launchctl bootstrap system ${restart.plist} 2>/dev/null || true\n  launchctl kickstart -k system/${restart.label}`
+                : `launchctl kickstart -k system/${restart.label}`;
         case "none":
             return ":";
     }

@@ -27,7 +27,8 @@ describe("K3sNode chain under strict mocks", () => {
 
     it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
         const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
-        expect(dependsOn(`k3s-${order[0]}-token`)).toEqual([]);
+        // The first node waits for Headscale to answer: the tailnet must be up before nodes move.
+        expect(dependsOn(`k3s-${order[0]}-token`)).toEqual(["control-health"]);
         order.forEach((name, index) => {
             if (index > 0) {
                 expect(dependsOn(`k3s-${name}-token`)).toEqual([`k3s-${order[index - 1]}-uncordon`]);

@@ -1,5 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 /*
  * Strict Pulumi mocks for component and program tests: every resource is recorded with its
@@ -38,6 +40,9 @@ export interface StrictMocksOptions {
 }
 
 const TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey";
+const TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert";
+/** A real (throwaway) self-signed certificate, returned as every SelfSignedCert's certPem. */
+const MOCK_CERT_PEM = readFileSync(join(__dirname, "../fixtures/mock-self-signed.crt"), "utf8");
 /** The marker Pulumi's wire format puts on a secret value: `{ [SECRET_SIG]: SECRET_VALUE, value }`. */
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
@@ -74,6 +79,40 @@ function mockEd25519PrivateKey(name: string): Record<string, string> {
         privateKeyPemPkcs8,
         publicKeyPem: createPublicKey(privateKey).export({ format: "pem", type: "spki" }).toString(),
     };
+}
+
+/** A P-256 key as the tls provider returns it (random: nothing in the tests pins it). */
+function mockEcdsaPrivateKey(): Record<string, string> {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const privateKeyPem = privateKey.export({ format: "pem", type: "sec1" }).toString();
+    return {
+        privateKeyPem,
+        privateKeyPemPkcs8: privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+        publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString(),
+    };
+}
+
+/** Outputs the real providers compute and the program reads; inputs are echoed for the rest. */
+function mockProviderOutputs(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    if (type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519") {
+        return { ...mockEd25519PrivateKey(name), publicKeyOpenssh: `ssh-ed25519 MOCK${name}` , privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nmock ${name}\n-----END OPENSSH PRIVATE KEY-----\n` };
+    }
+    if (type === TLS_PRIVATE_KEY && inputs.algorithm === "ECDSA") {
+        return mockEcdsaPrivateKey();
+    }
+    if (type === TLS_SELF_SIGNED_CERT) {
+        return { certPem: MOCK_CERT_PEM };
+    }
+    if (type === "digitalocean:index/reservedIp:ReservedIp") {
+        return { ipAddress: "203.0.113.50" };
+    }
+    if (type === "digitalocean:index/sshKey:SshKey") {
+        return { fingerprint: `mock:${name}` };
+    }
+    if (type === "digitalocean:index/droplet:Droplet") {
+        return { ipv4Address: "203.0.113.60" };
+    }
+    return {};
 }
 
 export class MockRecorder {
@@ -123,8 +162,9 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const wireInputs = args.inputs as Record<string, unknown>;
                 const inputs = unwrapSecrets(wireInputs) as Record<string, unknown>;
                 const secretInputs = Object.keys(wireInputs).filter((key) => isSecretWrapper(wireInputs[key]));
-                const providerOutputs = args.type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519" ? mockEd25519PrivateKey(args.name) : {};
-                const id = args.id ?? `${args.name}-id`;
+                const providerOutputs = mockProviderOutputs(args.type, args.name, inputs);
+                // DigitalOcean ids are numbers; the program converts them with Number().
+                const id = args.id ?? (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
                 const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, additionalSecretOutputs: [] };
                 recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
@@ -158,7 +198,14 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
 }
 
 /** Sets the program's stack config as the Pulumi CLI would pass it (JSON strings, secret keys marked). */
-export function setStackConfig(fleet: unknown, secrets: Record<string, string> = { k3sToken: "K10-test-token" }): void {
+/** Test values in the shapes the program requires; never real keys. */
+export const TEST_SECRETS: Readonly<Record<string, string>> = {
+    k3sToken: "K10-test-token",
+    headscaleNoiseKey: `privkey:${"1a".repeat(32)}`,
+    derpKey: `privkey:${"2b".repeat(32)}`,
+};
+
+export function setStackConfig(fleet: unknown, secrets: Readonly<Record<string, string>> = TEST_SECRETS): void {
     const config: Record<string, string> = { "shortcircuit:fleet": JSON.stringify(fleet) };
     for (const [key, value] of Object.entries(secrets)) {
         config[`shortcircuit:${key}`] = value;
@@ -199,7 +246,7 @@ export async function runUnderMocks<T>(
     options: StrictMocksOptions,
     fleet: unknown,
     body: () => Promise<T>,
-    secrets?: Record<string, string>,
+    secrets?: Readonly<Record<string, string>>,
 ): Promise<MockedRun<T>> {
     let run: MockedRun<T> | undefined;
     await jest.isolateModulesAsync(async () => {
@@ -222,7 +269,7 @@ export async function runUnderMocks<T>(
 export async function runProgramUnderMocks(
     options: StrictMocksOptions,
     fleet: unknown,
-    secrets?: Record<string, string>,
+    secrets?: Readonly<Record<string, string>>,
 ): Promise<{ recorder: MockRecorder; program?: typeof import("../../index"); error?: unknown }> {
     const run = await runUnderMocks(options, fleet, () => import("../../index"), secrets);
     return { recorder: run.recorder, program: run.result, error: run.error };

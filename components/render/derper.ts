@@ -1,0 +1,79 @@
+import { createHash, X509Certificate } from "node:crypto";
+import { build as buildPlist } from "plist";
+import { headscaleServerUrl } from "./headscale";
+import type { DerpRelay, Fleet } from "../../stacks/schema";
+
+/*
+ * The standalone DERP relay: derper's flags, and the systemd unit or launchd job that runs
+ * it. Clients are verified against Headscale's /verify, and fail-open is off: an unreachable
+ * Headscale must not turn the relay into an open relay.
+ */
+
+export const DERPER_BIN = "/usr/local/bin/derper";
+export const DERPER_CERT_DIR = "/var/lib/derper/certs";
+export const DERPER_UNIT = "derper.service";
+export const DERPER_UNIT_PATH = `/etc/systemd/system/${DERPER_UNIT}`;
+export const DERPER_LAUNCHD_LABEL = "com.tailscale.derper";
+export const DERPER_PLIST_PATH = `/Library/LaunchDaemons/${DERPER_LAUNCHD_LABEL}.plist`;
+
+export function derperVerifyUrl(fleet: Fleet): string {
+    return `${headscaleServerUrl(fleet)}/verify`;
+}
+
+export function derperArgs(fleet: Fleet, relay: DerpRelay): string[] {
+    const selfSigned = relay.certMode === "self-signed";
+    return [
+        "-a",
+        `:${relay.derpPort}`,
+        "-hostname",
+        relay.hostname,
+        "-certmode",
+        selfSigned ? "manual" : "letsencrypt",
+        "-certdir",
+        DERPER_CERT_DIR,
+        // Let's Encrypt needs port 80; a pinned self-signed relay does not listen on it.
+        "-http-port",
+        selfSigned ? "-1" : "80",
+        "-stun",
+        "-stun-port",
+        String(relay.stunPort),
+        "-verify-client-url",
+        derperVerifyUrl(fleet),
+        "-verify-client-url-fail-open=false",
+    ];
+}
+
+export function renderDerperUnit(fleet: Fleet, relay: DerpRelay): string {
+    return [
+        "# Managed by shortcircuit (Pulumi).",
+        "[Unit]",
+        `Description=Tailscale DERP relay ${relay.hostname} (region ${relay.regionId} ${relay.regionCode})`,
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        `ExecStart=${[DERPER_BIN, ...derperArgs(fleet, relay)].join(" ")}`,
+        "Restart=always",
+        "RestartSec=2",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ].join("\n");
+}
+
+export function renderDerperPlist(fleet: Fleet, relay: DerpRelay): string {
+    return buildPlist({
+        Label: DERPER_LAUNCHD_LABEL,
+        ProgramArguments: [DERPER_BIN, ...derperArgs(fleet, relay)],
+        RunAtLoad: true,
+        KeepAlive: true,
+        StandardOutPath: "/var/log/derper.log",
+        StandardErrorPath: "/var/log/derper.log",
+    });
+}
+
+/** `sha256-raw:<hex>` of a certificate's DER bytes: how a DERP map pins a self-signed relay. */
+export function derpCertName(certPem: string): string {
+    return `sha256-raw:${createHash("sha256").update(new X509Certificate(certPem).raw).digest("hex")}`;
+}
