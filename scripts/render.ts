@@ -73,7 +73,7 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
             const target = path.join(staging, relative);
             fs.mkdirSync(path.dirname(target), { recursive: true });
             // Key material is readable by its owner only, as on the host.
-            fs.writeFileSync(target, content, { mode: /\.key$|token/.test(relative) ? 0o600 : 0o644 });
+            fs.writeFileSync(target, content, { mode: /\.key$|token|cloud-init\.yaml$/.test(relative) ? 0o600 : 0o644 });
         }
         fs.writeFileSync(path.join(staging, MARKER), "");
         fs.rmSync(out, { recursive: true, force: true });

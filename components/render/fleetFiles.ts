@@ -1,8 +1,12 @@
 import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3sConfig";
-import { NEBULA_FILES, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
+import { NEBULA_FILES, controlServerNebulaName, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
 import { rolloutOrder } from "./rollout";
 import { SSH_PATHS, renderSshConfig } from "./sshConfig";
+import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, renderCloudInit } from "./controlServer";
+import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
+import { renderDerpMapYaml } from "./headscale";
 import { throwawayPki } from "../pki/nebulaIssuance";
+import { createHash } from "node:crypto";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -53,10 +57,43 @@ export function renderFleetFiles(fleet: Fleet, options: RenderOptions): RenderRe
     for (const path of SSH_PATHS) {
         files.set(`ssh/${path}.conf`, renderSshConfig(fleet, path));
     }
+
+    // The control server: Headscale's files with throwaway keys, and the droplet's cloud-init.
+    const controlName = controlServerNebulaName(fleet);
+    const lighthouse = pki.members.get(controlName);
+    const controlMember = members.find((member) => member.kind === "control-server");
+    if (!lighthouse || !controlMember) {
+        throw new Error("the control server has no Nebula identity");
+    }
+    const throwawayKey = (label: string): string => `privkey:${createHash("sha256").update(`${pki.seedHex}:${label}`).digest("hex")}`;
+    const controlFiles = [
+        ...controlServerPublicFiles(fleet, renderDerpMapYaml(fleet), {
+            configYaml: renderNebulaConfigYaml(fleet, members, controlMember),
+            caCertPem: pki.ca.certPem,
+            certPem: lighthouse.certPem,
+        }),
+        ...controlServerSecretFiles({ noiseKey: throwawayKey("noise"), derpKey: throwawayKey("derp") }, lighthouse.keyPem),
+    ];
+    for (const file of controlFiles) {
+        files.set(hostFilePath(controlName, file.path), file.content);
+    }
+    const controlHost = fleet.controlServer.host;
+    if (controlHost.kind === "droplet") {
+        files.set(`hosts/${controlName}/cloud-init.yaml`, renderCloudInit(controlFiles, digitalOceanVolumeDevice(`${controlHost.name}-headscale`)));
+    }
+    for (const relay of fleet.derpRelays) {
+        const host = fleet.nodes.find((node) => node.name === relay.host);
+        if (host?.os === "macos") {
+            files.set(hostFilePath(relay.host, DERPER_PLIST_PATH), renderDerperPlist(fleet, relay));
+        } else {
+            files.set(hostFilePath(relay.host, DERPER_UNIT_PATH), renderDerperUnit(fleet, relay));
+        }
+    }
     return {
         files,
         notes: [
             `nebula: certificates are signed by a throwaway CA (seed ${pki.seedHex}); the real CA and host keys live in Pulumi state. Pass --pki-seed to reproduce this output.`,
+            "headscale: the noise and DERP keys here are throwaway too; the real ones are stack secrets. A self-signed relay's certificate pin (certname) is computed from the certificate in Pulumi state, so the rendered derp.yaml has none.",
         ],
     };
 }

@@ -25,7 +25,7 @@ export const TAILSCALE_PUBLIC_DERP_MAP = "https://controlplane.tailscale.com/der
 
 export interface HeadscaleConfigOptions {
     /** Where the files live, when not the production paths (tests run headscale in a temp dir). */
-    paths?: Partial<typeof HEADSCALE_FILES>;
+    paths?: Partial<Record<keyof typeof HEADSCALE_FILES, string>>;
     /** Overrides listen_addr (tests listen on a namespace address). */
     listenAddr?: string;
     /** Overrides server_url (tests use a test CA and a test host name). */

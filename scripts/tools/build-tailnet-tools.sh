@@ -154,8 +154,10 @@ done
 
 if [ "${#failed[@]}" -gt 0 ]; then
   log "failed: ${failed[*]}"
-  log "hint: 'requires go >= X (running go Y; GOTOOLCHAIN=local)' means the pinned module needs a newer Go;"
-  log "      pin an older release or rerun with SHORTCIRCUIT_GOTOOLCHAIN=auto (fetches golang.org/toolchain from the module proxy)"
+  log "hints: 'requires go >= X (running go Y; GOTOOLCHAIN=local)': the pinned module needs a newer Go; pin an"
+  log "       older release or rerun with SHORTCIRCUIT_GOTOOLCHAIN=auto (go fetches golang.org/toolchain from the proxy)."
+  log "       '403 Forbidden ... This module version is not available': the proxy does not serve a dependency of the"
+  log "       pinned release; pin a release whose whole dependency set it serves."
   exit 1
 fi
 

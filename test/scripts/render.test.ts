@@ -62,8 +62,16 @@ describe("npm run render", () => {
                 "ssh/tailnet.conf",
                 ...names.map((name) => `hosts/${name}/etc/rancher/k3s/config.yaml`),
                 ...members.flatMap((name) => ["ca.crt", "config.yml", "host.crt", "host.key"].map((file) => `hosts/${name}/etc/nebula/${file}`)),
+                "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml",
+                ...["config.yaml", "derp.yaml", "derp_server_private.key", "noise_private.key", "policy.hujson"].map(
+                    (file) => `hosts/shortcircuit-lighthouse-sfo3/etc/headscale/${file}`,
+                ),
+                "hosts/shortcircuit-lighthouse-sfo3/etc/systemd/system/nebula.service",
+                "hosts/aero/Library/LaunchDaemons/com.tailscale.derper.plist",
             ].sort(),
         );
+        expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml")).mode & 0o777).toBe(0o600);
+        expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/etc/headscale/noise_private.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/aero/etc/nebula/host.key")).mode & 0o777).toBe(0o600);
         expect(result.stdout).toContain("throwaway CA");
     });

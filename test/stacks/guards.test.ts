@@ -258,6 +258,16 @@ describe("control server and DERP guards", () => {
         ]);
     });
 
+    it("rejects a droplet nobody may SSH to", () => {
+        expect(errorsAfter((fleet) => (fleet.controlServer.host.adminCidrs = []))).toEqual([
+            "fleet.controlServer.host.adminCidrs: list the CIDRs the program and operators SSH from: the droplet's firewall admits SSH only from these and the overlays, and a rebuilt droplet is reached over its public IP",
+        ]);
+    });
+
+    it("rejects a DERP region id in the range Tailscale uses for its public regions", () => {
+        expect(errorsAfter((fleet) => (fleet.derpRelays[0].regionId = 1))).toEqual(["fleet.derpRelays[0].regionId: must be ≥ 900: 1-899 are Tailscale's public regions"]);
+    });
+
     it("rejects a relay without a hostname", () => {
         expect(errorsAfter((fleet) => delete fleet.derpRelays[0].hostname)).toEqual(["fleet.derpRelays[0].hostname: required (string)"]);
     });

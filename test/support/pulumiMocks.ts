@@ -164,7 +164,7 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const secretInputs = Object.keys(wireInputs).filter((key) => isSecretWrapper(wireInputs[key]));
                 const providerOutputs = mockProviderOutputs(args.type, args.name, inputs);
                 // DigitalOcean ids are numbers; the program converts them with Number().
-                const id = args.id ?? (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
+                const id = args.id || (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
                 const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, additionalSecretOutputs: [] };
                 recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };

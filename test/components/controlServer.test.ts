@@ -1,0 +1,125 @@
+import * as pulumi from "@pulumi/pulumi";
+import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder } from "../support/pulumiMocks";
+
+const timeout = (what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} never resolved`)), 5000));
+import { rawFleet } from "../support/fixtures";
+import { secretProblems } from "../../stacks/secrets";
+import { formatProblem } from "../../stacks/validate";
+
+let recorder: MockRecorder;
+let outputs: Record<string, unknown>;
+beforeAll(async () => {
+    const run = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
+    expect(run.error).toBeUndefined();
+    recorder = run.recorder;
+    const program = run.program as unknown as Record<string, unknown>;
+    outputs = {};
+    for (const key of ["controlServerIp", "headscaleUrl", "derpMap", "controlDropletId", "nebulaCertExpiry", "rollout"]) {
+        const value = program[key];
+        outputs[key] = pulumi.Output.isInstance(value) ? await Promise.race([valueOf(value), timeout(key)]) : value;
+    }
+});
+
+describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
+    it("keeps the identity protected and apart from the droplet", () => {
+        expect(recorder.named("control-ip")).toMatchObject({ type: "digitalocean:index/reservedIp:ReservedIp", protect: true, dependsOn: [], inputs: { region: "sfo3" } });
+        expect(recorder.named("control-data")).toMatchObject({
+            type: "digitalocean:index/volume:Volume",
+            protect: true,
+            dependsOn: [],
+            inputs: { name: "shortcircuit-lighthouse-sfo3-headscale", region: "sfo3", size: 5, initialFilesystemType: "ext4" },
+        });
+        expect(recorder.named("nebula-ca-key").protect).toBe(true);
+    });
+
+    it("makes the droplet, its SSH key and attachments replaceable, and nothing identity depends on them", () => {
+        const droplet = recorder.named("control-droplet");
+        expect(droplet).toMatchObject({ protect: false, inputs: { name: "shortcircuit-lighthouse-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64" } });
+        expect(droplet.dependsOn).toEqual(expect.arrayContaining(["control-ssh-key"]));
+        expect(droplet.secretInputs).toContain("userData");
+        expect(String(droplet.inputs.userData)).toMatch(/^#cloud-config\n/);
+        for (const attachment of ["control-data-attachment", "control-ip-assignment", "control-firewall"]) {
+            expect(recorder.named(attachment).dependsOn).toContain("control-droplet");
+            expect(recorder.named(attachment).protect).toBe(false);
+        }
+        // Replacing the droplet reaches only what depends on it: never the identity.
+        const dependents = recorder.resources.filter((resource) => resource.dependsOn.includes("control-droplet")).map((resource) => resource.name);
+        expect(dependents).not.toEqual(expect.arrayContaining(["control-ip"]));
+        expect(dependents).not.toContain("control-data");
+        expect(dependents).not.toContain("nebula-ca-key");
+    });
+
+    it("opens only 443, 80, STUN and Nebula to the world, SSH from admin CIDRs and the overlays", () => {
+        const rules = recorder.named("control-firewall").inputs.inboundRules as { protocol: string; portRange?: string; sourceAddresses: string[] }[];
+        const world = ["0.0.0.0/0", "::/0"];
+        expect(rules).toEqual([
+            { protocol: "tcp", portRange: "443", sourceAddresses: world },
+            { protocol: "tcp", portRange: "80", sourceAddresses: world },
+            { protocol: "udp", portRange: "3478", sourceAddresses: world },
+            { protocol: "udp", portRange: "4242", sourceAddresses: world },
+            { protocol: "tcp", portRange: "22", sourceAddresses: ["198.51.100.10/32", "100.67.0.0/16", "10.67.0.0/16"] },
+            { protocol: "icmp", sourceAddresses: world },
+        ]);
+    });
+
+    it("gates dependents on /health and sends the keys only as secret stdin", () => {
+        expect(recorder.named("control-health").dependsOn).toContain("control-files");
+        expect(String(recorder.named("control-health").inputs.create)).toContain('https://hs.kub0.io/health');
+        expect(recorder.named("control-keys").secretInputs).toContain("stdin");
+        expect(recorder.named("control-files").secretInputs).not.toContain("stdin");
+        expect(String(recorder.named("control-files").inputs.stdin)).not.toContain(Buffer.from(TEST_SECRETS.headscaleNoiseKey).toString("base64").slice(0, 20));
+    });
+
+    it("exports the reserved IP, Headscale URL, DERP map and droplet id, and no secret", () => {
+        expect(outputs.controlServerIp).toBe("203.0.113.50");
+        expect(outputs.headscaleUrl).toBe("https://hs.kub0.io");
+        expect(String(outputs.derpMap)).toContain("regioncode: aus");
+        expect(outputs.controlDropletId).toMatch(/^\d+$/);
+        const serialized = JSON.stringify(outputs);
+        for (const secret of Object.values(TEST_SECRETS)) {
+            expect(serialized).not.toContain(secret);
+        }
+        expect(serialized).not.toContain("PRIVATE KEY");
+    });
+});
+
+describe("DerpRelay under strict mocks", () => {
+    it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
+        expect(recorder.named("derp-aero-install").inputs).toMatchObject({ stdin: "v1.104.5" });
+        const files = recorder.named("derp-aero-files").inputs;
+        expect(String(files.create)).toContain("launchctl bootstrap system /Library/LaunchDaemons/com.tailscale.derper.plist");
+        expect(recorder.resources.some((resource) => resource.name === "derp-aero-tls-cert")).toBe(false);
+    });
+
+    it("pins a self-signed relay's certificate in the DERP map", async () => {
+        const run = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
+        expect(run.error).toBeUndefined();
+        expect(run.recorder.named("derp-lab-relay-01-tls-cert").inputs).toMatchObject({ dnsNames: ["derp-lab.kub0.io"] });
+        expect(run.recorder.named("derp-lab-relay-01-key").secretInputs).toContain("stdin");
+        const derpMap = await new Promise<string>((resolve) => run.program!.derpMap.apply((value) => { resolve(value); return value; }));
+        expect(derpMap).toMatch(/certname: sha256-raw:[0-9a-f]{64}/);
+    });
+});
+
+describe("stack secrets", () => {
+    it("accepts well-formed, distinct keys", () => {
+        expect(secretProblems(TEST_SECRETS)).toEqual([]);
+    });
+
+    it("reports every missing or malformed secret at once, never echoing a value", () => {
+        const problems = secretProblems({ k3sToken: "", headscaleNoiseKey: "privkey:XYZ-not-hex", derpKey: undefined }).map(formatProblem);
+        expect(problems).toEqual([
+            "shortcircuit:k3sToken: required secret is missing; set it with: pulumi config set --secret shortcircuit:k3sToken <value>",
+            "shortcircuit:headscaleNoiseKey: must be privkey: followed by 64 lowercase hex characters (a Curve25519 private key)",
+            'shortcircuit:derpKey: required secret is missing; generate one with: echo "privkey:$(openssl rand -hex 32)" and set it with: pulumi config set --secret shortcircuit:derpKey <value>',
+        ]);
+        expect(problems.join("\n")).not.toContain("XYZ");
+    });
+
+    it("rejects a DERP key equal to the noise key", () => {
+        const same = `privkey:${"3c".repeat(32)}`;
+        expect(secretProblems({ ...TEST_SECRETS, headscaleNoiseKey: same, derpKey: same }).map(formatProblem)).toEqual([
+            "shortcircuit:derpKey: must differ from shortcircuit:headscaleNoiseKey: the noise and DERP keys are separate identities",
+        ]);
+    });
+});

@@ -1,0 +1,149 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parsePlist } from "plist";
+import { parse as parseYaml } from "yaml";
+import { CONTROL_BOOTSTRAP_SCRIPT, controlServerPublicFiles, controlServerSecretFiles, renderCloudInit } from "../../components/render/controlServer";
+import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/render/derper";
+import { renderDerpMap, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/render/headscale";
+import { validFleet } from "../support/fixtures";
+
+const prod = validFleet("prod");
+const lab = validFleet("lab");
+
+describe("Headscale config.yaml", () => {
+    it("has the keys headscale v0.29 reads, with the fleet's values", () => {
+        const config = renderHeadscaleConfig(prod);
+        expect(config).toMatchObject({
+            server_url: "https://hs.kub0.io",
+            listen_addr: "0.0.0.0:443",
+            noise: { private_key_path: "/etc/headscale/noise_private.key" },
+            prefixes: { v4: "100.67.0.0/16", v6: "fd7a:115c:a1e0::/48" },
+            derp: {
+                server: {
+                    enabled: true,
+                    region_id: 900,
+                    region_code: "sfo3",
+                    region_name: "San Francisco",
+                    stun_listen_addr: "0.0.0.0:3478",
+                    private_key_path: "/etc/headscale/derp_server_private.key",
+                    automatically_add_embedded_derp_region: true,
+                    verify_clients: true,
+                },
+                paths: ["/etc/headscale/derp.yaml"],
+                urls: ["https://controlplane.tailscale.com/derpmap/default"],
+            },
+            database: { type: "sqlite", sqlite: { path: "/var/lib/headscale/db.sqlite" } },
+            dns: { magic_dns: true, base_domain: "ts.kub0.io" },
+            policy: { mode: "file", path: "/etc/headscale/policy.hujson" },
+            tls_letsencrypt_hostname: "hs.kub0.io",
+        });
+    });
+
+    it("lists Tailscale's public DERP map only when the fallback is configured", () => {
+        expect((renderHeadscaleConfig(lab).derp as { urls: string[] }).urls).toEqual([]);
+    });
+
+    it("lets a test host move paths, listener and TLS without touching anything else", () => {
+        const moved = renderHeadscaleConfig(lab, {
+            paths: { database: "/tmp/t/db.sqlite" },
+            listenAddr: "10.99.0.1:8443",
+            serverUrl: "https://hs.test:8443",
+            tls: { certPath: "/tmp/t/tls.crt", keyPath: "/tmp/t/tls.key" },
+        });
+        expect(moved).toMatchObject({ listen_addr: "10.99.0.1:8443", server_url: "https://hs.test:8443", tls_cert_path: "/tmp/t/tls.crt" });
+        expect(moved).not.toHaveProperty("tls_letsencrypt_hostname");
+        expect((moved.database as { sqlite: { path: string } }).sqlite.path).toBe("/tmp/t/db.sqlite");
+        expect(moved.prefixes).toEqual(renderHeadscaleConfig(lab).prefixes);
+    });
+
+    it("serialises through the yaml library", () => {
+        expect(parseYaml(renderHeadscaleConfigYaml(prod))).toEqual(renderHeadscaleConfig(prod));
+    });
+});
+
+describe("DERP map", () => {
+    it("describes the Austin relay as region 901 aus on the default ports", () => {
+        expect(renderDerpMap(prod)).toEqual({
+            regions: {
+                "901": {
+                    regionid: 901,
+                    regioncode: "aus",
+                    regionname: "Austin",
+                    nodes: [{ name: "901a", regionid: 901, hostname: "derp-aus.kub0.io", stunport: 3478, derpport: 443 }],
+                },
+            },
+        });
+    });
+
+    it("pins a self-signed relay by the sha256 of its certificate", () => {
+        const pem = readFileSync(join(__dirname, "../fixtures/mock-self-signed.crt"), "utf8");
+        const name = derpCertName(pem);
+        expect(name).toMatch(/^sha256-raw:[0-9a-f]{64}$/);
+        const map = renderDerpMap(lab, { "lab-relay-01": name }) as { regions: Record<string, { nodes: { certname?: string }[] }> };
+        expect(map.regions["901"].nodes[0].certname).toBe(name);
+    });
+});
+
+describe("derper", () => {
+    it("verifies clients against Headscale with fail-open off and serves STUN", () => {
+        const relay = prod.derpRelays[0];
+        expect(derperArgs(prod, relay)).toEqual([
+            "-a", ":443", "-hostname", "derp-aus.kub0.io", "-certmode", "letsencrypt", "-certdir", "/var/lib/derper/certs",
+            "-http-port", "80", "-stun", "-stun-port", "3478",
+            "-verify-client-url", "https://hs.kub0.io/verify", "-verify-client-url-fail-open=false",
+        ]);
+        expect(derperArgs(lab, lab.derpRelays[0])).toEqual(expect.arrayContaining(["-certmode", "manual", "-http-port", "-1"]));
+    });
+
+    it("runs under launchd on macOS and systemd elsewhere", () => {
+        const job = parsePlist(renderDerperPlist(prod, prod.derpRelays[0])) as { Label: string; ProgramArguments: string[]; KeepAlive: boolean };
+        expect(job.Label).toBe("com.tailscale.derper");
+        expect(job.ProgramArguments[0]).toBe("/usr/local/bin/derper");
+        expect(job.ProgramArguments).toContain("-verify-client-url-fail-open=false");
+        expect(job.KeepAlive).toBe(true);
+        expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain("ExecStart=/usr/local/bin/derper -a :443 -hostname derp-lab.kub0.io -certmode manual");
+    });
+});
+
+describe("the droplet's cloud-init", () => {
+    const noiseKey = `privkey:${"1a".repeat(32)}`;
+    const derpKey = `privkey:${"2b".repeat(32)}`;
+    const files = [
+        ...controlServerPublicFiles(prod, "regions: {}\n", { configYaml: "tun: {}\n", caCertPem: "CA", certPem: "CERT" }),
+        ...controlServerSecretFiles({ noiseKey, derpKey }, "NEBULA KEY"),
+    ];
+    const text = renderCloudInit(files, "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale");
+    const config = parseYaml(text) as { write_files: { path: string; content: string; permissions: string }[]; runcmd: string[][] };
+
+    it("is cloud-config YAML that writes every file with its mode", () => {
+        expect(text.startsWith("#cloud-config\n")).toBe(true);
+        const byPath = Object.fromEntries(config.write_files.map((file) => [file.path, file]));
+        expect(Object.keys(byPath).sort()).toEqual(
+            [
+                "/etc/headscale/config.yaml",
+                "/etc/headscale/derp.yaml",
+                "/etc/headscale/derp_server_private.key",
+                "/etc/headscale/noise_private.key",
+                "/etc/headscale/policy.hujson",
+                "/etc/nebula/ca.crt",
+                "/etc/nebula/config.yml",
+                "/etc/nebula/host.crt",
+                "/etc/nebula/host.key",
+                "/etc/systemd/system/nebula.service",
+                "/usr/local/sbin/shortcircuit-bootstrap",
+            ].sort(),
+        );
+        expect(byPath["/etc/headscale/noise_private.key"]).toMatchObject({ content: `${noiseKey}\n`, permissions: "0600" });
+        expect(byPath["/etc/nebula/host.key"].permissions).toBe("0600");
+        expect(parseYaml(byPath["/etc/headscale/config.yaml"].content)).toEqual(renderHeadscaleConfig(prod));
+    });
+
+    it("runs the bootstrap with the volume device and the pinned versions", () => {
+        expect(config.runcmd).toEqual([
+            ["/usr/local/sbin/shortcircuit-bootstrap", "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale", "v0.29.1", "v1.9.7"],
+        ]);
+        expect(CONTROL_BOOTSTRAP_SCRIPT).toMatch(/^#!\/usr\/bin\/env bash\nset -euo pipefail\n/);
+        expect(CONTROL_BOOTSTRAP_SCRIPT).toContain('mountpoint -q "$state" || mount "$state"');
+        expect(CONTROL_BOOTSTRAP_SCRIPT).toContain("systemctl enable --now nebula.service headscale.service");
+    });
+});
