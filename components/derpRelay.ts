@@ -2,7 +2,8 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { connectionArgs, type SshConnection } from "./remote/connection";
-import { fileSyncPayload, fileSyncScript, type DeliveredFile, type ServiceRestart } from "./remote/fileSync";
+import { deliverFiles } from "./remote/delivery";
+import type { DeliveredFile, ServiceRestart } from "./remote/fileSync";
 import {
     DERPER_CERT_DIR,
     DERPER_LAUNCHD_LABEL,
@@ -92,31 +93,14 @@ export class DerpRelay extends pulumi.ComponentResource {
             this.certName = pulumi.output(undefined);
         }
 
-        const keyScript = fileSyncScript({ manager: "none" });
-        const keys = new command.remote.Command(
-            `${name}-key`,
-            {
-                connection,
-                create: keyScript,
-                update: keyScript,
-                stdin: pulumi.secret(pulumi.all(secretFiles).apply((lists) => fileSyncPayload(lists.flat()))),
-                logging: "stdoutAndStderr",
-            },
-            { parent: this, dependsOn: [install], additionalSecretOutputs: ["stdin"] },
-        );
         const restart: ServiceRestart = args.macos ? { manager: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH } : { manager: "systemd", unit: DERPER_UNIT };
-        const filesScript = fileSyncScript(restart);
-        new command.remote.Command(
-            `${name}-files`,
-            {
-                connection,
-                create: filesScript,
-                update: filesScript,
-                stdin: pulumi.all(publicFiles).apply((lists) => fileSyncPayload(lists.flat())),
-                logging: "stdoutAndStderr",
-            },
-            { parent: this, dependsOn: [keys] },
-        );
+        deliverFiles(name, this, {
+            connection,
+            secretFiles: pulumi.all(secretFiles).apply((lists) => lists.flat()),
+            publicFiles: pulumi.all(publicFiles).apply((lists) => lists.flat()),
+            restart,
+            dependsOn: [install],
+        });
         this.registerOutputs({ certName: this.certName });
     }
 }

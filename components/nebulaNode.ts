@@ -1,7 +1,7 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { connectionArgs, type SshConnection } from "./remote/connection";
-import { fileSyncPayload, fileSyncScript, type ServiceRestart } from "./remote/fileSync";
+import { deliverFiles } from "./remote/delivery";
+import type { ServiceRestart } from "./remote/fileSync";
 import { NEBULA_FILES } from "./render/nebulaConfig";
 import { NEBULA_LAUNCHD_LABEL, NEBULA_UNIT, NEBULA_UNIT_PATH, renderNebulaUnit } from "./render/nebulaService";
 
@@ -33,39 +33,18 @@ export class NebulaNode extends pulumi.ComponentResource {
         super("shortcircuit:nebula:NebulaNode", name, {}, opts);
         const connection = connectionArgs(args.connection);
 
-        const keyScript = fileSyncScript({ manager: "none" });
-        const key = new command.remote.Command(
-            `${name}-key`,
-            {
-                connection,
-                create: keyScript,
-                update: keyScript,
-                stdin: pulumi.secret(pulumi.output(args.keyPem).apply((content) => fileSyncPayload([{ path: NEBULA_FILES.key, content, mode: 0o600 }]))),
-                logging: "stdoutAndStderr",
-            },
-            { parent: this, additionalSecretOutputs: ["stdin"] },
-        );
-
         const restart: ServiceRestart = args.macos ? { manager: "launchd", label: NEBULA_LAUNCHD_LABEL } : { manager: "systemd", unit: NEBULA_UNIT };
-        const filesScript = fileSyncScript(restart);
-        const files = new command.remote.Command(
-            `${name}-files`,
-            {
-                connection,
-                create: filesScript,
-                update: filesScript,
-                stdin: pulumi.all([args.configYaml, args.caCertPem, args.certPem]).apply(([configYaml, caCertPem, certPem]) =>
-                    fileSyncPayload([
-                        { path: NEBULA_FILES.ca, content: caCertPem, mode: 0o644 },
-                        { path: NEBULA_FILES.cert, content: certPem, mode: 0o644 },
-                        { path: NEBULA_FILES.config, content: configYaml, mode: 0o644 },
-                        ...(args.macos ? [] : [{ path: NEBULA_UNIT_PATH, content: renderNebulaUnit(), mode: 0o644 }]),
-                    ]),
-                ),
-                logging: "stdoutAndStderr",
-            },
-            { parent: this, dependsOn: [key] },
-        );
+        const { files } = deliverFiles(name, this, {
+            connection,
+            secretFiles: pulumi.output(args.keyPem).apply((content) => [{ path: NEBULA_FILES.key, content, mode: 0o600 }]),
+            publicFiles: pulumi.all([args.configYaml, args.caCertPem, args.certPem]).apply(([configYaml, caCertPem, certPem]) => [
+                { path: NEBULA_FILES.ca, content: caCertPem, mode: 0o644 },
+                { path: NEBULA_FILES.cert, content: certPem, mode: 0o644 },
+                { path: NEBULA_FILES.config, content: configYaml, mode: 0o644 },
+                ...(args.macos ? [] : [{ path: NEBULA_UNIT_PATH, content: renderNebulaUnit(), mode: 0o644 }]),
+            ]),
+            restart,
+        });
         this.deliveryLog = files.stdout;
         this.registerOutputs({ deliveryLog: this.deliveryLog });
     }

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { build as buildPlist } from "plist";
 import { headscaleServerUrl } from "./headscale";
+import { renderServiceUnit } from "./systemdUnit";
 import type { DerpRelay, Fleet } from "../../stacks/schema";
 
 /*
@@ -44,22 +45,10 @@ export function derperArgs(fleet: Fleet, relay: DerpRelay): string[] {
 }
 
 export function renderDerperUnit(fleet: Fleet, relay: DerpRelay): string {
-    return [
-        "# Managed by shortcircuit (Pulumi).",
-        "[Unit]",
-        `Description=Tailscale DERP relay ${relay.hostname} (region ${relay.regionId} ${relay.regionCode})`,
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        `ExecStart=${[DERPER_BIN, ...derperArgs(fleet, relay)].join(" ")}`,
-        "Restart=always",
-        "RestartSec=2",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ].join("\n");
+    return renderServiceUnit({
+        description: `Tailscale DERP relay ${relay.hostname} (region ${relay.regionId} ${relay.regionCode})`,
+        execStart: [DERPER_BIN, ...derperArgs(fleet, relay)].join(" "),
+    });
 }
 
 export function renderDerperPlist(fleet: Fleet, relay: DerpRelay): string {

@@ -3,6 +3,7 @@
  * unit with the files means a rebuilt host gets the same service, whatever its distro ships.
  */
 import { NEBULA_FILES } from "./nebulaConfig";
+import { renderServiceUnit } from "./systemdUnit";
 
 export const NEBULA_UNIT = "nebula.service";
 export const NEBULA_UNIT_PATH = `/etc/systemd/system/${NEBULA_UNIT}`;
@@ -10,21 +11,9 @@ export const NEBULA_UNIT_PATH = `/etc/systemd/system/${NEBULA_UNIT}`;
 export const NEBULA_LAUNCHD_LABEL = "net.defined.nebula";
 
 export function renderNebulaUnit(): string {
-    return [
-        "# Managed by shortcircuit (Pulumi).",
-        "[Unit]",
-        "Description=Nebula overlay (shortcircuit backup SSH path)",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        `ExecStart=/usr/bin/env nebula -config ${NEBULA_FILES.config}`,
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "Restart=always",
-        "RestartSec=2",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ].join("\n");
+    return renderServiceUnit({
+        description: "Nebula overlay (shortcircuit backup SSH path)",
+        execStart: `/usr/bin/env nebula -config ${NEBULA_FILES.config}`,
+        execReload: "/bin/kill -HUP $MAINPID",
+    });
 }
