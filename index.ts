@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { ClusterEdge } from "./components/clusterEdge";
 import { ControlServer } from "./components/controlServer";
 import { DerpRelay } from "./components/derpRelay";
 import { K3sNode } from "./components/k3sNode";
@@ -84,6 +85,9 @@ for (const node of order) {
     );
 }
 
+// --- The cluster edge, once the cluster is rolled ------------------------------------------
+const clusterEdge = fleet.edge.enabled ? new ClusterEdge("edge", { fleet, genesisConnection, after: k3sNodes.at(-1)?.done }) : undefined;
+
 /** The order nodes are changed in, one at a time. */
 export const rollout = order.map((node) => node.name);
 
@@ -102,3 +106,5 @@ export const controlServerIp = controlServer.publicIp;
 export const headscaleUrl = controlServer.headscaleUrl;
 export const derpMap = controlServer.derpMapYaml;
 export const controlDropletId = controlServer.dropletId;
+/** Kubernetes objects the edge applies, `<kind>-<namespace>-<name>`. */
+export const edgeObjects = clusterEdge?.objectNames ?? [];

@@ -332,8 +332,14 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
             problems.error(`${path}.hosts`, "a headless service needs at least one fleet host behind it");
         }
         service.hosts.forEach((name, hostIndex) => {
-            if (!known.has(name)) {
+            const host = fleet.nodes.find((node) => node.name === name);
+            if (!host) {
                 problems.error(`${path}.hosts[${hostIndex}]`, `unknown fleet host "${name}"`);
+            } else if (addressOn(host, fleet.cluster.nodeIpFrom) === undefined) {
+                problems.error(
+                    `${path}.hosts[${hostIndex}]`,
+                    `${name} has no ${fleet.cluster.nodeIpFrom} address: endpoints live on the overlay the cluster uses, so it would be an endpoint outside every overlay the cluster reaches`,
+                );
             }
         });
         service.ports.forEach((port, portIndex) => {

@@ -1,5 +1,6 @@
 import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3sConfig";
 import { NEBULA_FILES, controlServerNebulaName, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
+import { clusterObjectFile, renderClusterEdge } from "./clusterEdge";
 import { rolloutOrder } from "./rollout";
 import { SSH_PATHS, renderSshConfig } from "./sshConfig";
 import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, renderCloudInit } from "./controlServer";
@@ -7,6 +8,7 @@ import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUni
 import { renderDerpMapYaml } from "./headscale";
 import { throwawayPki } from "../pki/nebulaIssuance";
 import { createHash } from "node:crypto";
+import { stringify as stringifyYaml } from "yaml";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -87,6 +89,11 @@ export function renderFleetFiles(fleet: Fleet, options: RenderOptions): RenderRe
             files.set(hostFilePath(relay.host, DERPER_PLIST_PATH), renderDerperPlist(fleet, relay));
         } else {
             files.set(hostFilePath(relay.host, DERPER_UNIT_PATH), renderDerperUnit(fleet, relay));
+        }
+    }
+    if (fleet.edge.enabled) {
+        for (const object of renderClusterEdge(fleet)) {
+            files.set(clusterObjectFile(object), stringifyYaml(object));
         }
     }
     return {

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
 import { runRender } from "../../scripts/render";
+import { clusterObjectFile, renderClusterEdge } from "../../components/render/clusterEdge";
 import { nebulaMembers } from "../../components/render/nebulaConfig";
 import { k3sNodes } from "../../stacks/fleet";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
@@ -68,12 +69,14 @@ describe("npm run render", () => {
                 ),
                 "hosts/shortcircuit-lighthouse-sfo3/etc/systemd/system/nebula.service",
                 "hosts/aero/Library/LaunchDaemons/com.tailscale.derper.plist",
+                ...renderClusterEdge(validFleet("prod")).map(clusterObjectFile),
             ].sort(),
         );
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/etc/headscale/noise_private.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/aero/etc/nebula/host.key")).mode & 0o777).toBe(0o600);
         expect(result.stdout).toContain("throwaway CA");
+        expect(fs.readFileSync(path.join(out, "cluster/helmchartconfig-kube-system-traefik.yaml"), "utf8")).toContain("allowExternalNameServices: true");
     });
 
     it("reads a stack file from elsewhere with --config-file and re-renders over its own output", () => {

@@ -43,6 +43,24 @@ const TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey";
 const TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert";
 /** A real (throwaway) self-signed certificate, returned as every SelfSignedCert's certPem. */
 const MOCK_CERT_PEM = readFileSync(join(__dirname, "../fixtures/mock-self-signed.crt"), "utf8");
+/** The shape of /etc/rancher/k3s/k3s.yaml, pointing at 127.0.0.1 as k3s writes it. */
+const MOCK_KUBECONFIG = [
+    "apiVersion: v1",
+    "clusters:",
+    "- cluster:",
+    "    certificate-authority-data: TU9DSw==",
+    "    server: https://127.0.0.1:6443",
+    "  name: default",
+    "contexts:",
+    "- context: {cluster: default, user: default}",
+    "  name: default",
+    "current-context: default",
+    "kind: Config",
+    "users:",
+    "- name: default",
+    "  user: {client-certificate-data: TU9DSw==, client-key-data: TU9DSw==}",
+    "",
+].join("\n");
 /** The marker Pulumi's wire format puts on a secret value: `{ [SECRET_SIG]: SECRET_VALUE, value }`. */
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
@@ -102,6 +120,11 @@ function mockProviderOutputs(type: string, name: string, inputs: Record<string, 
     }
     if (type === TLS_SELF_SIGNED_CERT) {
         return { certPem: MOCK_CERT_PEM };
+    }
+    if (type === "command:remote:Command") {
+        // What the command prints on a real host; the edge reads k3s's kubeconfig this way.
+        const readsKubeconfig = String(inputs.create).includes("/etc/rancher/k3s/k3s.yaml");
+        return { stdout: readsKubeconfig ? MOCK_KUBECONFIG : "", stderr: "" };
     }
     if (type === "digitalocean:index/reservedIp:ReservedIp") {
         return { ipAddress: "203.0.113.50" };

@@ -1,0 +1,212 @@
+import { stringify as stringifyYaml } from "yaml";
+import { addressOn, k3sNodes } from "../../stacks/fleet";
+import type { Fleet, Middleware } from "../../stacks/schema";
+
+/*
+ * The cluster-side objects, as plain Kubernetes manifests: Traefik's HelmChartConfig, the
+ * Middlewares, external Services with EndpointSlices generated from the fleet, ServiceLB
+ * tolerations and allow-list labels, and declared workloads. The component applies these
+ * objects; `render` writes them; tests validate them against the CRDs' schemas.
+ */
+
+export interface K8sObject {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+    [key: string]: unknown;
+}
+
+export const SERVICELB_TOLERATIONS_ANNOTATION = "svccontroller.k3s.cattle.io/tolerations";
+export const SERVICELB_ENABLE_LABEL = "svccontroller.k3s.cattle.io/enablelb";
+const MANAGED_BY = { "app.kubernetes.io/managed-by": "shortcircuit" };
+
+export interface Toleration {
+    key: string;
+    operator: "Equal" | "Exists";
+    value?: string;
+    effect: string;
+}
+
+/** One toleration per distinct taint on any K3s node, so klipper-lb pods schedule everywhere. */
+export function serviceLbTolerations(fleet: Fleet): Toleration[] {
+    const seen = new Map<string, Toleration>();
+    for (const node of k3sNodes(fleet)) {
+        for (const taint of node.taints) {
+            const match = /^([^=:]+)(?:=([^:]*))?:(.+)$/.exec(taint);
+            if (!match) {
+                continue;
+            }
+            const [, key, value, effect] = match;
+            const toleration: Toleration = value !== undefined ? { key, operator: "Equal", value, effect } : { key, operator: "Exists", effect };
+            seen.set(`${key}=${value ?? ""}:${effect}`, toleration);
+        }
+    }
+    return [...seen.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Config values first, the program's required settings merged over them (they always win). */
+function mergeValues(base: Record<string, unknown>, required: Record<string, unknown>): Record<string, unknown> {
+    const merged: Record<string, unknown> = { ...base };
+    for (const [key, value] of Object.entries(required)) {
+        merged[key] = isRecord(value) && isRecord(merged[key]) ? mergeValues(merged[key], value) : value;
+    }
+    return merged;
+}
+
+/** The Traefik chart values the program sets. */
+export function traefikValues(fleet: Fleet): Record<string, unknown> {
+    return mergeValues(fleet.edge.traefikValues, {
+        providers: {
+            kubernetesIngress: { allowExternalNameServices: true },
+            kubernetesCRD: { allowExternalNameServices: true },
+        },
+        service: { annotations: { [SERVICELB_TOLERATIONS_ANNOTATION]: JSON.stringify(serviceLbTolerations(fleet)) } },
+    });
+}
+
+export function renderTraefikHelmChartConfig(fleet: Fleet): K8sObject {
+    return {
+        apiVersion: "helm.cattle.io/v1",
+        kind: "HelmChartConfig",
+        metadata: { name: "traefik", namespace: "kube-system", labels: MANAGED_BY },
+        spec: { valuesContent: stringifyYaml(traefikValues(fleet)) },
+    };
+}
+
+function middlewareSpec(middleware: Middleware): Record<string, unknown> {
+    if (middleware.stripPrefix) {
+        return { stripPrefix: { prefixes: middleware.stripPrefix.prefixes } };
+    }
+    if (middleware.forwardAuth) {
+        return { forwardAuth: middleware.forwardAuth };
+    }
+    return { headers: middleware.headers };
+}
+
+export function renderMiddlewares(fleet: Fleet): K8sObject[] {
+    return fleet.edge.middlewares.map((middleware) => ({
+        apiVersion: "traefik.io/v1alpha1",
+        kind: "Middleware",
+        metadata: { name: middleware.name, namespace: middleware.namespace, labels: MANAGED_BY },
+        spec: middlewareSpec(middleware),
+    }));
+}
+
+/** Any LoadBalancer Service the program declares gets the ServiceLB tolerations too. */
+export function withServiceLbTolerations(fleet: Fleet, service: K8sObject): K8sObject {
+    if ((service.spec as { type?: string } | undefined)?.type !== "LoadBalancer") {
+        return service;
+    }
+    return {
+        ...service,
+        metadata: {
+            ...service.metadata,
+            annotations: { ...service.metadata.annotations, [SERVICELB_TOLERATIONS_ANNOTATION]: JSON.stringify(serviceLbTolerations(fleet)) },
+        },
+    };
+}
+
+/**
+ * ExternalName Services, and headless Services whose EndpointSlice lists the fleet hosts'
+ * addresses on the overlay the cluster uses (its node-ip path): moving the cluster to
+ * another overlay moves every endpoint with it. Ports are named identically on both.
+ */
+export function renderExternalServices(fleet: Fleet): K8sObject[] {
+    const objects: K8sObject[] = [];
+    const overlay = fleet.cluster.nodeIpFrom;
+    for (const service of fleet.edge.externalServices) {
+        const ports = service.ports.map((port) => ({ name: port.name ?? "", port: port.port, protocol: port.protocol }));
+        const metadata = { name: service.name, namespace: service.namespace, labels: MANAGED_BY };
+        if (service.type === "ExternalName") {
+            objects.push({
+                apiVersion: "v1",
+                kind: "Service",
+                metadata,
+                spec: { type: "ExternalName", externalName: service.externalName, ports: ports.map((port) => ({ ...port, targetPort: port.port })) },
+            });
+            continue;
+        }
+        objects.push({
+            apiVersion: "v1",
+            kind: "Service",
+            metadata,
+            spec: { clusterIP: "None", ports: ports.map((port) => ({ ...port, targetPort: port.port })) },
+        });
+        objects.push({
+            apiVersion: "discovery.k8s.io/v1",
+            kind: "EndpointSlice",
+            metadata: {
+                name: service.name,
+                namespace: service.namespace,
+                labels: { ...MANAGED_BY, "kubernetes.io/service-name": service.name, "endpointslice.kubernetes.io/managed-by": "shortcircuit" },
+            },
+            addressType: "IPv4",
+            ports,
+            endpoints: service.hosts.map((name) => {
+                const host = fleet.nodes.find((node) => node.name === name);
+                const address = host ? addressOn(host, overlay) : undefined;
+                if (!address) {
+                    throw new Error(`${name} has no ${overlay} address (validation should have rejected it)`);
+                }
+                return { addresses: [address], hostname: name, conditions: { ready: true } };
+            }),
+        });
+    }
+    return objects.map((object) => withServiceLbTolerations(fleet, object));
+}
+
+export function renderWorkloads(fleet: Fleet): K8sObject[] {
+    return fleet.edge.workloads.map((workload) => {
+        const labels = { ...MANAGED_BY, "app.kubernetes.io/name": workload.name };
+        const template = { metadata: { labels }, spec: { hostNetwork: workload.hostNetwork, containers: [{ name: workload.name, image: workload.image }] } };
+        return {
+            apiVersion: "apps/v1",
+            kind: workload.kind,
+            metadata: { name: workload.name, namespace: workload.namespace, labels },
+            spec: {
+                selector: { matchLabels: { "app.kubernetes.io/name": workload.name } },
+                template,
+                ...(workload.kind === "StatefulSet" ? { serviceName: workload.name } : {}),
+            },
+        };
+    });
+}
+
+/** Namespaces the objects live in (created if missing, never deleted). */
+export function edgeNamespaces(fleet: Fleet): string[] {
+    const names = [
+        ...fleet.edge.middlewares.map((middleware) => middleware.namespace),
+        ...fleet.edge.externalServices.map((service) => service.namespace),
+        ...fleet.edge.workloads.map((workload) => workload.namespace),
+    ];
+    return [...new Set(names)].filter((name) => name !== "kube-system").sort();
+}
+
+/**
+ * The last line of the hostNetwork rule, over what is actually rendered: no workload may run
+ * Tailscale with the host's network (it rewrote routes and iptables and took nodes offline).
+ */
+export function assertNoHostNetworkTailscale(objects: readonly K8sObject[]): void {
+    for (const object of objects) {
+        const podSpec = (object.spec as { template?: { spec?: { hostNetwork?: boolean; containers?: { image?: string }[] } } } | undefined)?.template?.spec;
+        if (podSpec?.hostNetwork && podSpec.containers?.some((container) => /tailscale/i.test(container.image ?? ""))) {
+            throw new Error(`${object.kind} ${object.metadata.namespace ?? ""}/${object.metadata.name} runs Tailscale with hostNetwork: refused`);
+        }
+    }
+}
+
+/** Every object the edge applies, in apply order. */
+export function renderClusterEdge(fleet: Fleet): K8sObject[] {
+    const objects = [renderTraefikHelmChartConfig(fleet), ...renderMiddlewares(fleet), ...renderExternalServices(fleet), ...renderWorkloads(fleet)];
+    assertNoHostNetworkTailscale(objects);
+    return objects;
+}
+
+/** `cluster/<kind>-<namespace>-<name>.yaml`, lower-case. */
+export function clusterObjectFile(object: K8sObject): string {
+    return `cluster/${[object.kind, object.metadata.namespace ?? "cluster", object.metadata.name].join("-").toLowerCase()}.yaml`;
+}
