@@ -23,14 +23,15 @@ const order = rolloutOrder(fleet);
 // --- Nebula: the PKI, then every SSH-reachable member's files -----------------------------
 const members = nebulaMembers(fleet);
 const nebulaPki = new NebulaPki("nebula", { fleet, members });
-const nebulaNodes = members.flatMap((member) => {
+const nebulaNodes: NebulaNode[] = [];
+for (const member of members) {
     // The control server gets its files with the rest of its own; admin workstations through render.
     const host = nodeByName(fleet, member.name);
     if (!host || member.kind !== "node") {
-        return [];
+        continue;
     }
     const identity = nebulaPki.identities[member.name];
-    return [
+    nebulaNodes.push(
         new NebulaNode(`nebula-${member.name}`, {
             connection: sshConnectionFor(fleet, host, secrets, environment),
             macos: host.os === "macos",
@@ -38,9 +39,10 @@ const nebulaNodes = members.flatMap((member) => {
             caCertPem: nebulaPki.caCertPem,
             certPem: identity.certPem,
             keyPem: identity.keyPem,
+            after: nebulaNodes.at(-1)?.done,
         }),
-    ];
-});
+    );
+}
 
 // --- DERP relays, then the control server whose DERP map pins them ------------------------
 const derpRelays = fleet.derpRelays.map((relay) => {

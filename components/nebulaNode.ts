@@ -23,11 +23,15 @@ export interface NebulaNodeArgs {
     certPem: pulumi.Input<string>;
     /** The host's X25519 private key (secret). */
     keyPem: pulumi.Input<string>;
+    /** The previous host's delivery: hosts restart Nebula one at a time, never all at once. */
+    after?: pulumi.Resource;
 }
 
 export class NebulaNode extends pulumi.ComponentResource {
     /** What the last delivery did on the host ("wrote …", "restarted …" or "no change"). */
     public readonly deliveryLog: pulumi.Output<string>;
+    /** The last step; the next host's delivery waits for it. */
+    public readonly done: pulumi.Resource;
 
     constructor(name: string, args: NebulaNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:nebula:NebulaNode", name, {}, opts);
@@ -44,7 +48,9 @@ export class NebulaNode extends pulumi.ComponentResource {
                 ...(args.macos ? [] : [{ path: NEBULA_UNIT_PATH, content: renderNebulaUnit(), mode: 0o644 }]),
             ]),
             restart,
+            dependsOn: args.after ? [args.after] : [],
         });
+        this.done = files;
         this.deliveryLog = files.stdout;
         this.registerOutputs({ deliveryLog: this.deliveryLog });
     }

@@ -5,8 +5,13 @@ export const versions = {
     /** ≥ v1.30.4 for the svccontroller.k3s.cattle.io/tolerations ServiceLB annotation. */
     k3s: "v1.33.4+k3s1",
     headscale: "v0.29.1",
-    /** derper, tailscaled and tailscale from one tailscale.com release; headscale v0.29.1 builds against v1.101, so clients at 1.104 are within its supported window. */
-    tailscale: "v1.104.5",
+    /**
+     * derper, tailscaled and tailscale from one tailscale.com release: the one nearest the
+     * v1.101.0-pre headscale v0.29.1 builds against that builds with Go 1.26 from the module
+     * proxy (v1.104.x needs Go 1.27 and dependencies the proxy does not serve). Headscale
+     * v0.29.1 accepts clients from v1.80 on.
+     */
+    tailscale: "v1.102.5",
     nebula: "v1.9.7",
     /** The Traefik chart k3s bundles for this release; values are checked against its schema. */
     traefikChart: "41.3.0",

@@ -46,4 +46,12 @@ cd "${repo_root}"
 # --ignore-scripts: the Pulumi provider packages run `pulumi plugin install` at install
 # time, which needs the Pulumi CLI (not installable here) and is a no-op without it.
 npm ci --ignore-scripts --no-audit --no-fund --cache "${SHORTCIRCUIT_CACHE}/npm"
+if command -v go >/dev/null 2>&1; then
+  # headscale, tailscaled, tailscale and derper at the pinned versions, for the tests that run
+  # them; cached under ~/.cache/shortcircuit, so only the first run on a machine builds.
+  echo "setup: building the pinned tailnet tools with Go (cached)"
+  bash scripts/tools/build-tailnet-tools.sh >/dev/null
+else
+  echo "setup: no Go on this machine; the suites that need Go-built tools will say so and skip"
+fi
 echo "setup: done"

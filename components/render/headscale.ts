@@ -77,7 +77,7 @@ export function renderHeadscaleConfig(fleet: Fleet, options: HeadscaleConfigOpti
             update_frequency: "1h",
         },
         disable_check_updates: true,
-        ephemeral_node_inactivity_timeout: "30m",
+        node: { ephemeral: { inactivity_timeout: "30m" } },
         database: { type: "sqlite", sqlite: { path: paths.database, write_ahead_log: true } },
         ...tls,
         log: { level: "info", format: "text" },
@@ -92,7 +92,6 @@ export function renderHeadscaleConfig(fleet: Fleet, options: HeadscaleConfigOpti
         unix_socket: paths.socket,
         unix_socket_permission: "0770",
         logtail: { enabled: false },
-        randomize_client_port: false,
     };
 }
 

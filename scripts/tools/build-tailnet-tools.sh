@@ -69,6 +69,12 @@ declare -A packages=(
 # Static, path-independent binaries: they also run inside test namespaces / chroots.
 build_flags=(-trimpath)
 cgo_enabled=0
+# tailscale.com's version package reports "<x.y.z>-ERR-BuildInfo" for a module-proxy build (no
+# VCS info); stamp the release version the way its build_dist.sh does, so `tailscale version`,
+# the client's Hostinfo and the CLI/daemon version check all see the plain release number.
+ts_stamp="${tailscale_version#v}"
+ts_ldflags="-X tailscale.com/version.longStamp=${ts_stamp} -X tailscale.com/version.shortStamp=${ts_stamp}"
+ldflags_for() { [ "$1" = headscale ] || printf '%s' "${ts_ldflags}"; }
 
 # What a binary's stamp must say for it to count as built. Deliberately excludes the local
 # Go version: a Go upgrade on the machine does not invalidate working binaries.
@@ -78,7 +84,7 @@ recipe_for() {
     # The wrapper's go.mod/go.sum pin every dependency; a change to them means a rebuild.
     source="${source}@${headscale_version} wrapper=$(cat "${headscale_wrapper}/go.mod" "${headscale_wrapper}/go.sum" | sha256sum | cut -c1-16)"
   fi
-  printf '%s CGO_ENABLED=%s flags=%s\n' "${source}" "${cgo_enabled}" "${build_flags[*]}"
+  printf '%s CGO_ENABLED=%s flags=%s ldflags=%s\n' "${source}" "${cgo_enabled}" "${build_flags[*]}" "$(ldflags_for "$1")"
 }
 
 wrapper_version="$(sed -n -E 's/^[[:space:]]*(require[[:space:]]+)?github\.com\/juanfont\/headscale[[:space:]]+(v[^[:space:]]+).*/\2/p' "${headscale_wrapper}/go.mod" | head -n 1)"
@@ -131,11 +137,12 @@ for name in "${names[@]}"; do
   # The headscale build runs inside the wrapper module, -mod=readonly so it never rewrites it.
   dir="${staging}" goflags=""
   [ "${name}" = headscale ] && dir="${headscale_wrapper}" goflags="-mod=readonly"
-  log "${name}: (cd ${dir} && GOFLAGS=${goflags} go install ${build_flags[*]} ${pkg}) (timeout ${build_timeout}s)"
+  ldflags="$(ldflags_for "${name}")"
+  log "${name}: (cd ${dir} && GOFLAGS=${goflags} go install ${build_flags[*]} -ldflags='${ldflags}' ${pkg}) (timeout ${build_timeout}s)"
   start="$(date +%s.%N)"
   status=0
   (cd "${dir}" && GOFLAGS="${goflags}" GOBIN="${staging}" timeout --kill-after=30 "${build_timeout}" \
-    go install "${build_flags[@]}" "${pkg}") || status=$?
+    go install "${build_flags[@]}" -ldflags="${ldflags}" "${pkg}") || status=$?
   elapsed="$(awk -v s="${start}" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')"
   if [ "${status}" -ne 0 ]; then
     if [ "${status}" -eq 124 ] || [ "${status}" -eq 137 ]; then

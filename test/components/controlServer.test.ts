@@ -85,7 +85,7 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
 describe("DerpRelay under strict mocks", () => {
     it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
-        expect(recorder.named("derp-aero-install").inputs).toMatchObject({ stdin: "v1.104.5" });
+        expect(recorder.named("derp-aero-install").inputs).toMatchObject({ stdin: "v1.102.5" });
         const files = recorder.named("derp-aero-files").inputs;
         expect(String(files.create)).toContain("launchctl bootstrap system /Library/LaunchDaemons/com.tailscale.derper.plist");
         expect(recorder.resources.some((resource) => resource.name === "derp-aero-tls-cert")).toBe(false);

@@ -135,3 +135,15 @@ describe("Nebula delivery in the program", () => {
         expect(aero.connection).toMatchObject({ host: "10.67.2.1", user: "admin" });
     });
 });
+
+describe("Nebula restarts", () => {
+    it("reach one host at a time: each delivery waits for the previous host's", async () => {
+        const { recorder } = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
+        const hosts = ["lab-server-01", "lab-agent-01", "lab-agent-02", "lab-relay-01"];
+        const deliveriesBefore = (host: string): string[] => recorder.named(`nebula-${host}-key`).dependsOn.filter((name) => name.endsWith("-files"));
+        expect(deliveriesBefore(hosts[0])).toEqual([]);
+        for (let index = 1; index < hosts.length; index++) {
+            expect(deliveriesBefore(hosts[index])).toEqual([`nebula-${hosts[index - 1]}-files`]);
+        }
+    });
+});
