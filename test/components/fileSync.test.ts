@@ -89,6 +89,9 @@ describe("the file delivery script", () => {
         expect(fs.statSync(delivered("etc/nebula/config.yml")).mode & 0o777).toBe(0o644);
         expect(result.calls).toEqual(["systemctl daemon-reload", "systemctl enable nebula.service", "systemctl restart nebula.service"]);
         expect(result.stdout).toContain("shortcircuit: wrote /etc/nebula/config.yml");
+        // Command output lands in Pulumi state and logs: it names files, never their content.
+        expect(`${result.stdout}${result.stderr}`).not.toContain("PRIVATE KEY");
+        expect(`${result.stdout}${result.stderr}`).not.toContain("AAAA");
     });
 
     it("touches nothing and restarts nothing when every file is unchanged", () => {
