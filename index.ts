@@ -12,7 +12,7 @@ import { NebulaNode } from "./components/nebulaNode";
 import { NebulaPki } from "./components/nebulaPki";
 import { sshConnectionFor } from "./components/remote/connection";
 import { renderK3sConfigYaml } from "./components/render/k3sConfig";
-import { controlServerNebulaName, nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
+import { controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
 import { rolloutOrder } from "./components/render/rollout";
 import { genesisNode, nodeByName } from "./stacks/fleet";
 import { loadStack } from "./stacks/load";
@@ -52,16 +52,15 @@ const derpRelays = fleet.derpRelays.map((relay) => {
     }
     return new DerpRelay(`derp-${relay.host}`, { fleet, relay, connection: sshConnectionFor(fleet, host, secrets, environment), macos: host.os === "macos" });
 });
-const controlName = controlServerNebulaName(fleet);
-const controlMember = members.find((member) => member.kind === "control-server");
-const controlIdentity = nebulaPki.identities[controlName];
+const controlMember = controlServerMember(members);
+const controlIdentity = nebulaPki.identities[controlMember.name];
 const existingControlHost = fleet.controlServer.host.kind === "existing" ? nodeByName(fleet, fleet.controlServer.host.host) : undefined;
 const controlServer = new ControlServer("control", {
     fleet,
     noiseKey: secrets.headscaleNoiseKey,
     derpKey: secrets.derpKey,
     nebula: {
-        configYaml: controlMember ? renderNebulaConfigYaml(fleet, members, controlMember) : "",
+        configYaml: renderNebulaConfigYaml(fleet, members, controlMember),
         caCertPem: nebulaPki.caCertPem,
         certPem: controlIdentity.certPem,
         keyPem: controlIdentity.keyPem,

@@ -1,5 +1,5 @@
 import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3sConfig";
-import { NEBULA_FILES, controlServerNebulaName, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
+import { NEBULA_FILES, controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
 import { clusterObjectFile, renderClusterEdge } from "./clusterEdge";
 import { rolloutOrder } from "./rollout";
 import { SSH_PATHS, renderSshConfig } from "./sshConfig";
@@ -61,10 +61,10 @@ export function renderFleetFiles(fleet: Fleet, options: RenderOptions): RenderRe
     }
 
     // The control server: Headscale's files with throwaway keys, and the droplet's cloud-init.
-    const controlName = controlServerNebulaName(fleet);
+    const controlMember = controlServerMember(members);
+    const controlName = controlMember.name;
     const lighthouse = pki.members.get(controlName);
-    const controlMember = members.find((member) => member.kind === "control-server");
-    if (!lighthouse || !controlMember) {
+    if (!lighthouse) {
         throw new Error("the control server has no Nebula identity");
     }
     const throwawayKey = (label: string): string => `privkey:${createHash("sha256").update(`${pki.seedHex}:${label}`).digest("hex")}`;

@@ -110,6 +110,15 @@ export function nebulaMembers(fleet: Fleet, controlServerPublicIp?: string): Neb
     return members;
 }
 
+/** The control server's member entry; nebulaMembers() always has one. */
+export function controlServerMember(members: readonly NebulaMember[]): NebulaMember {
+    const member = members.find((each) => each.kind === "control-server");
+    if (!member) {
+        throw new Error("the Nebula members lack the control server");
+    }
+    return member;
+}
+
 export function lighthouses(members: readonly NebulaMember[]): NebulaMember[] {
     return members.filter((member) => member.lighthouse);
 }
