@@ -12,6 +12,8 @@ import type { DerpRelay, Fleet } from "../../stacks/schema";
 
 export const DERPER_BIN = "/usr/local/bin/derper";
 export const DERPER_CERT_DIR = "/var/lib/derper/certs";
+/** The relay's own key; named explicitly so it stays put across restarts and reinstalls. */
+export const DERPER_KEY_PATH = "/var/lib/derper/derper.key";
 export const DERPER_UNIT = "derper.service";
 export const DERPER_UNIT_PATH = `/etc/systemd/system/${DERPER_UNIT}`;
 export const DERPER_LAUNCHD_LABEL = "com.tailscale.derper";
@@ -24,6 +26,8 @@ export function derperVerifyUrl(fleet: Fleet): string {
 export function derperArgs(fleet: Fleet, relay: DerpRelay): string[] {
     const selfSigned = relay.certMode === "self-signed";
     return [
+        "-c",
+        DERPER_KEY_PATH,
         "-a",
         `:${relay.derpPort}`,
         "-hostname",

@@ -95,16 +95,24 @@ export function renderHeadscaleConfig(fleet: Fleet, options: HeadscaleConfigOpti
     };
 }
 
-/** The standalone relays' region entries (the embedded region 900 is added by headscale itself). */
-export function renderDerpMap(fleet: Fleet, certNames: Readonly<Record<string, string>> = {}, publicIps: Readonly<Record<string, string>> = {}): Record<string, unknown> {
-    const regions: Record<string, unknown> = {};
+/**
+ * The standalone relays' region entries (the embedded region 900 is added by headscale itself).
+ * Region ids are map keys that headscale reads as integers, so they are numbers here: a
+ * quoted "901" makes headscale refuse the whole map at start.
+ */
+export function renderDerpMap(
+    fleet: Fleet,
+    certNames: Readonly<Record<string, string>> = {},
+    publicIps: Readonly<Record<string, string>> = {},
+): { regions: Map<number, Record<string, unknown>> } {
+    const regions = new Map<number, Record<string, unknown>>();
     for (const relay of fleet.derpRelays) {
-        regions[String(relay.regionId)] = {
+        regions.set(relay.regionId, {
             regionid: relay.regionId,
             regioncode: relay.regionCode,
             regionname: relay.regionName,
             nodes: [derpNode(relay, certNames[relay.host], publicIps[relay.host])],
-        };
+        });
     }
     return { regions };
 }
@@ -130,7 +138,7 @@ export function renderHeadscalePolicy(): string {
     return `${JSON.stringify({ acls: [{ action: "accept", src: ["*"], dst: ["*:*"] }] }, null, 2)}\n`;
 }
 
-export function toYaml(value: Record<string, unknown>, header: string): string {
+export function toYaml(value: object, header: string): string {
     const document = new Document(value);
     document.commentBefore = ` ${header}`;
     return document.toString({ lineWidth: 0 });

@@ -4,7 +4,7 @@ import { parse as parsePlist } from "plist";
 import { parse as parseYaml } from "yaml";
 import { CONTROL_BOOTSTRAP_SCRIPT, controlServerPublicFiles, controlServerSecretFiles, renderCloudInit } from "../../components/render/controlServer";
 import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/render/derper";
-import { renderDerpMap, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/render/headscale";
+import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/render/headscale";
 import { validFleet } from "../support/fixtures";
 
 const prod = validFleet("prod");
@@ -64,23 +64,28 @@ describe("Headscale config.yaml", () => {
 describe("DERP map", () => {
     it("describes the Austin relay as region 901 aus on the default ports", () => {
         expect(renderDerpMap(prod)).toEqual({
-            regions: {
-                "901": {
-                    regionid: 901,
-                    regioncode: "aus",
-                    regionname: "Austin",
-                    nodes: [{ name: "901a", regionid: 901, hostname: "derp-aus.kub0.io", stunport: 3478, derpport: 443 }],
-                },
-            },
+            regions: new Map([
+                [
+                    901,
+                    {
+                        regionid: 901,
+                        regioncode: "aus",
+                        regionname: "Austin",
+                        nodes: [{ name: "901a", regionid: 901, hostname: "derp-aus.kub0.io", stunport: 3478, derpport: 443 }],
+                    },
+                ],
+            ]),
         });
+        // Headscale reads region ids as integers: the key must not be quoted.
+        expect(renderDerpMapYaml(prod)).toMatch(/^regions:\n {2}901:\n/m);
     });
 
     it("pins a self-signed relay by the sha256 of its certificate", () => {
         const pem = readFileSync(join(__dirname, "../fixtures/mock-self-signed.crt"), "utf8");
         const name = derpCertName(pem);
         expect(name).toMatch(/^sha256-raw:[0-9a-f]{64}$/);
-        const map = renderDerpMap(lab, { "lab-relay-01": name }) as { regions: Record<string, { nodes: { certname?: string }[] }> };
-        expect(map.regions["901"].nodes[0].certname).toBe(name);
+        const map = renderDerpMap(lab, { "lab-relay-01": name });
+        expect((map.regions.get(901)?.nodes as { certname?: string }[])[0].certname).toBe(name);
     });
 });
 
@@ -88,7 +93,7 @@ describe("derper", () => {
     it("verifies clients against Headscale with fail-open off and serves STUN", () => {
         const relay = prod.derpRelays[0];
         expect(derperArgs(prod, relay)).toEqual([
-            "-a", ":443", "-hostname", "derp-aus.kub0.io", "-certmode", "letsencrypt", "-certdir", "/var/lib/derper/certs",
+            "-c", "/var/lib/derper/derper.key", "-a", ":443", "-hostname", "derp-aus.kub0.io", "-certmode", "letsencrypt", "-certdir", "/var/lib/derper/certs",
             "-http-port", "80", "-stun", "-stun-port", "3478",
             "-verify-client-url", "https://hs.kub0.io/verify", "-verify-client-url-fail-open=false",
         ]);
@@ -101,7 +106,7 @@ describe("derper", () => {
         expect(job.ProgramArguments[0]).toBe("/usr/local/bin/derper");
         expect(job.ProgramArguments).toContain("-verify-client-url-fail-open=false");
         expect(job.KeepAlive).toBe(true);
-        expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain("ExecStart=/usr/local/bin/derper -a :443 -hostname derp-lab.kub0.io -certmode manual");
+        expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain("ExecStart=/usr/local/bin/derper -c /var/lib/derper/derper.key -a :443 -hostname derp-lab.kub0.io -certmode manual");
     });
 });
 
