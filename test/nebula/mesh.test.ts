@@ -7,6 +7,7 @@ import { NEBULA_FILES, lighthouses, nebulaMembers, renderNebulaConfigYaml, type 
 import type { Fleet } from "../../stacks/schema";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
+import { exited, sleep, stopChildren } from "../support/processes";
 
 /*
  * A real Nebula mesh (Debian's nebula 1.6.1) from the lab stack's rendered certificates, keys and
@@ -98,7 +99,6 @@ function toolAsync(command: string, args: string[], timeoutMs: number): Promise<
     });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function ping(fromShort: string, to: string, extra: string[] = []): Promise<ToolResult> {
     return toolAsync("ip", ["netns", "exec", nsName(fromShort), "ping", "-n", ...extra, to], 15_000);
@@ -175,10 +175,6 @@ interface Running {
 const running: Running[] = [];
 let tmp = "";
 
-function exited(child: ChildProcess): boolean {
-    return child.exitCode !== null || child.signalCode !== null;
-}
-
 function nebulaLogs(): string {
     return running
         .map(({ host, log }) => {
@@ -189,19 +185,7 @@ function nebulaLogs(): string {
 }
 
 async function stopAll(): Promise<void> {
-    const live = running.filter(({ child }) => !exited(child));
-    for (const { child } of live) {
-        child.kill("SIGTERM");
-    }
-    for (let i = 0; i < 50 && live.some(({ child }) => !exited(child)); i++) {
-        await sleep(100);
-    }
-    for (const { child } of live.filter(({ child }) => !exited(child))) {
-        child.kill("SIGKILL");
-    }
-    for (let i = 0; i < 20 && live.some(({ child }) => !exited(child)); i++) {
-        await sleep(100);
-    }
+    await stopChildren(running.map(({ child }) => child));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { sleep, stopChildren } from "../support/processes";
 
 /*
  * Plumbing for the tailnet suite: network namespaces joined by veth pairs to a bridge, the
@@ -64,7 +65,6 @@ export function runSync(command: string, args: readonly string[]): Result {
     return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Polls `probe` every `intervalMs` until it returns a value other than undefined, at most
@@ -196,7 +196,7 @@ export interface Daemon {
     log: string;
 }
 
-export const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
+export { exited, sleep } from "../support/processes";
 
 /** Starts `command` inside namespace `ns` (through `ip netns exec`, which execs it: same pid), output to `log`. */
 export function startIn(ns: string, name: string, command: string, args: readonly string[], log: string, env: NodeJS.ProcessEnv = {}): Daemon {
@@ -217,19 +217,7 @@ export function tail(daemon: Daemon, lines = 30): string {
 
 /** SIGTERM, up to 5 s, then SIGKILL, up to 2 s more. */
 export async function stop(daemons: readonly Daemon[]): Promise<void> {
-    const live = daemons.filter(({ child }) => !exited(child));
-    for (const { child } of live) {
-        child.kill("SIGTERM");
-    }
-    for (let i = 0; i < 50 && live.some(({ child }) => !exited(child)); i++) {
-        await sleep(100);
-    }
-    for (const { child } of live.filter(({ child }) => !exited(child))) {
-        child.kill("SIGKILL");
-    }
-    for (let i = 0; i < 20 && live.some(({ child }) => !exited(child)); i++) {
-        await sleep(100);
-    }
+    await stopChildren(daemons.map(({ child }) => child));
 }
 
 // ---------------------------------------------------------------------------------------------
