@@ -45,6 +45,8 @@ if [ ! -x "$target" ]; then
   GOBIN="$(dirname "$target")" go install "tailscale.com/cmd/derper@$version"
 fi
 ln -sfn "$target" /usr/local/bin/derper
+# derper keeps its key here (-c) and, self-signed or ACME, its certificates below it.
+mkdir -p /var/lib/derper/certs
 echo "derper $version at $target"
 `;
 
