@@ -121,7 +121,7 @@ async function main(): Promise<void> {
         let shape = validateAndRender(raw); // warm-up
         const renderTimes = Array.from({ length: benchCase.repeats }, () => timeMs(() => (shape = validateAndRender(raw))));
         const graphRuns: { ms: number; resources: number }[] = [];
-        for (let run = 0; run < Math.min(benchCase.repeats, 5); run++) {
+        for (let run = 0; run < Math.min(benchCase.repeats, 3); run++) {
             const graph = await constructGraph(raw);
             graphRuns.push({ ms: graph.ms, resources: graph.recorder.resources.length });
         }
