@@ -123,3 +123,31 @@ describe("stack secrets", () => {
         ]);
     });
 });
+
+describe("ControlServer on an existing host", () => {
+    it("delivers the same files and bootstrap over SSH, with no droplet, volume or reserved IP", async () => {
+        const raw = rawFleet("lab") as Record<string, any>;
+        raw.nodes.push({
+            name: "lab-control-01",
+            site: "lab",
+            role: "standalone",
+            arch: "amd64",
+            os: "debian",
+            lan: { interface: "eth0", address: "192.168.50.3" },
+            tailnet: { address: "100.68.0.3" },
+        });
+        raw.controlServer.host = { kind: "existing", host: "lab-control-01" };
+        const run = await runProgramUnderMocks({ stack: "lab" }, raw);
+        expect(run.error).toBeUndefined();
+        expect(run.recorder.resources.filter((resource) => resource.type.startsWith("digitalocean:"))).toEqual([]);
+        for (const step of ["control-keys", "control-bootstrap", "control-files", "control-health"]) {
+            expect(run.recorder.named(step).inputs.connection).toMatchObject({ host: "192.168.50.3", user: "root" });
+        }
+        expect(String(run.recorder.named("control-bootstrap").inputs.create)).toContain("/usr/local/sbin/shortcircuit-bootstrap none v0.29.1 v1.9.7");
+        expect(String(run.recorder.named("control-files").inputs.stdin)).toContain("/etc/nebula/config.yml");
+        // The lighthouse is this host: its Nebula files come with the control server's, not twice.
+        expect(run.recorder.resources.some((resource) => resource.name.startsWith("nebula-lab-control-01"))).toBe(false);
+        const dropletId = await valueOf(run.program!.controlDropletId);
+        expect(dropletId).toBeUndefined();
+    });
+});
