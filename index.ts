@@ -17,7 +17,7 @@ import { rolloutOrder } from "./components/render/rollout";
 import { genesisNode, nodeByName } from "./stacks/fleet";
 import { loadStack } from "./stacks/load";
 
-const { fleet, secrets, environment } = loadStack();
+const { fleet, secrets } = loadStack();
 const order = rolloutOrder(fleet);
 
 // --- Nebula: the PKI, then every SSH-reachable member's files -----------------------------
@@ -33,7 +33,7 @@ for (const member of members) {
     const identity = nebulaPki.identities[member.name];
     nebulaNodes.push(
         new NebulaNode(`nebula-${member.name}`, {
-            connection: sshConnectionFor(fleet, host, secrets, environment),
+            connection: sshConnectionFor(fleet, host, secrets),
             macos: host.os === "macos",
             configYaml: renderNebulaConfigYaml(fleet, members, member),
             caCertPem: nebulaPki.caCertPem,
@@ -50,7 +50,7 @@ const derpRelays = fleet.derpRelays.map((relay) => {
     if (!host) {
         throw new Error(`DERP relay host ${relay.host} is not in the fleet (validation should have rejected it)`);
     }
-    return new DerpRelay(`derp-${relay.host}`, { fleet, relay, connection: sshConnectionFor(fleet, host, secrets, environment), macos: host.os === "macos" });
+    return new DerpRelay(`derp-${relay.host}`, { fleet, relay, connection: sshConnectionFor(fleet, host, secrets), macos: host.os === "macos" });
 });
 const controlMember = controlServerMember(members);
 const controlIdentity = nebulaPki.identities[controlMember.name];
@@ -66,18 +66,18 @@ const controlServer = new ControlServer("control", {
         keyPem: controlIdentity.keyPem,
     },
     derpCertNames: pulumi.all(Object.fromEntries(fleet.derpRelays.map((relay, index) => [relay.host, derpRelays[index].certName]))),
-    existingHost: existingControlHost ? sshConnectionFor(fleet, existingControlHost, secrets, environment) : undefined,
+    existingHost: existingControlHost ? sshConnectionFor(fleet, existingControlHost, secrets) : undefined,
 });
 
 // --- K3s: one node at a time, in rollout order; each waits for the one before --------------
-const genesisConnection = sshConnectionFor(fleet, genesisNode(fleet), secrets, environment);
+const genesisConnection = sshConnectionFor(fleet, genesisNode(fleet), secrets);
 const k3sNodes: K3sNode[] = [];
 for (const node of order) {
     k3sNodes.push(
         new K3sNode(`k3s-${node.name}`, {
             fleet,
             node,
-            connection: sshConnectionFor(fleet, node, secrets, environment),
+            connection: sshConnectionFor(fleet, node, secrets),
             genesisConnection,
             k3sToken: secrets.k3sToken,
             // Nodes move only once the control server answers: the tailnet must be up.

@@ -11,7 +11,7 @@ import { FleetConfigError, formatProblem, validateFleet } from "./validate";
 export interface StackSecrets {
     /** K3s join token; delivered as a file, never placed in config.yaml. */
     k3sToken: pulumi.Output<string>;
-    /** OpenSSH private key the program connects to hosts with; unset means use the SSH agent. */
+    /** OpenSSH private key the program connects to hosts with; unset means the SSH agent (SSH_AUTH_SOCK). */
     sshPrivateKey?: pulumi.Output<string>;
     /** Headscale's noise key, `privkey:<64 hex>`: clients pin the server by it, so it survives rebuilds. */
     headscaleNoiseKey: pulumi.Output<string>;
@@ -19,16 +19,10 @@ export interface StackSecrets {
     derpKey: pulumi.Output<string>;
 }
 
-export interface StackEnvironment {
-    /** The operator's SSH agent, used when no sshPrivateKey is configured. */
-    sshAgentSocket?: string;
-}
-
 export interface LoadedStack {
     stack: string;
     fleet: Fleet;
     secrets: StackSecrets;
-    environment: StackEnvironment;
 }
 
 /** Set by scripts/ssh-switch.sh: moves the program's SSH connections to another path with ssh's own. */
@@ -68,6 +62,5 @@ export function loadStack(): LoadedStack {
             headscaleNoiseKey: config.requireSecret("headscaleNoiseKey"),
             derpKey: config.requireSecret("derpKey"),
         },
-        environment: { sshAgentSocket: process.env.SSH_AUTH_SOCK },
     };
 }

@@ -1,7 +1,7 @@
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
 import { sshHost } from "../../stacks/fleet";
-import type { StackEnvironment, StackSecrets } from "../../stacks/load";
+import type { StackSecrets } from "../../stacks/load";
 import type { Fleet, FleetNode } from "../../stacks/schema";
 
 /** How the program reaches one host over SSH. */
@@ -9,20 +9,22 @@ export interface SshConnection {
     host: string;
     user: string;
     port: number;
-    /** OpenSSH private key (secret); when absent the agent at agentSocketPath is used. */
+    /**
+     * OpenSSH private key (secret). When absent the command provider uses the SSH agent at
+     * SSH_AUTH_SOCK itself; the socket path is kept out of the inputs because it changes with
+     * every shell, and a changed connection re-runs every command.
+     */
     privateKey?: pulumi.Input<string>;
-    agentSocketPath?: string;
     /** Seconds per connection attempt. */
     timeoutSeconds: number;
 }
 
-export function sshConnectionFor(fleet: Fleet, node: FleetNode, secrets: StackSecrets, environment: StackEnvironment): SshConnection {
+export function sshConnectionFor(fleet: Fleet, node: FleetNode, secrets: StackSecrets): SshConnection {
     return {
         host: sshHost(fleet, node),
         user: node.ssh.user,
         port: node.ssh.port,
         privateKey: secrets.sshPrivateKey,
-        agentSocketPath: secrets.sshPrivateKey ? undefined : environment.sshAgentSocket,
         timeoutSeconds: fleet.access.sshTimeoutSeconds,
     };
 }
@@ -34,7 +36,6 @@ export function connectionArgs(connection: SshConnection): command.types.input.r
         user: connection.user,
         port: connection.port,
         privateKey: connection.privateKey,
-        agentSocketPath: connection.agentSocketPath,
         perDialTimeout: connection.timeoutSeconds,
         dialErrorLimit: 3,
     };

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Document } from "yaml";
 import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNode } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
@@ -17,6 +18,9 @@ export const ROLLOUT_RECORD_PATH = `${K3S_DIR}/shortcircuit-rollout.env`;
 /** The first pass of a node-ip move adds the new SANs here, with the old node-ip still in place. */
 export const SAN_DROPIN_PATH = `${K3S_DIR}/config.yaml.d/50-shortcircuit-tls-san.yaml`;
 export const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig";
+/** Set on a node once its config is applied and healthy: sha256 of that config.yaml. */
+export const CONFIG_ANNOTATION = "shortcircuit.kub0.io/config-sha256";
+const CONFIG_ANNOTATION_JSONPATH = CONFIG_ANNOTATION.replace(/\./g, "\\.");
 
 export type Params = Record<string, string>;
 
@@ -118,13 +122,18 @@ echo "preflight $node: ok"
  * cluster is being bootstrapped). Any other unreachable API fails the node.
  */
 export const DRAIN_SCRIPT = `${SCRIPT_PRELUDE}node="$(param NODE_NAME)"
-if ! out="$(k3s kubectl get node "$node" -o name 2>&1)"; then
+if ! out="$(k3s kubectl get node "$node" -o jsonpath='{.metadata.annotations.${CONFIG_ANNOTATION_JSONPATH}}' 2>&1)"; then
   case "$out" in
     *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
     *refused*) if [ ! -f ${K3S_CONFIG_PATH} ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
   esac
   echo "drain $node: the API on the genesis did not answer: $out" >&2
   exit 1
+fi
+# A re-run (a new SSH path, lost state) must not drain a node that already runs this config.
+if [ "$out" = "$(param CONFIG_SHA256)" ]; then
+  echo "drain $node: already runs this config; not drained"
+  exit 0
 fi
 k3s kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="$(param DRAIN_TIMEOUT)s"
 `;
@@ -222,7 +231,7 @@ log "restarted $unit and healthy"
 /** On the genesis: uncordon, point flannel's public-ip at the new address, drop a stale overwrite. */
 export const UNCORDON_SCRIPT = `${SCRIPT_PRELUDE}node="$(param NODE_NAME)"
 k3s kubectl uncordon "$node"
-k3s kubectl annotate node "$node" "flannel.alpha.coreos.com/public-ip=$(param FLANNEL_IP)" --overwrite
+k3s kubectl annotate node "$node" "flannel.alpha.coreos.com/public-ip=$(param FLANNEL_IP)" "${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)" --overwrite
 overwrite="$(k3s kubectl get node "$node" -o jsonpath='{.metadata.annotations.flannel\\.alpha\\.coreos\\.com/public-ip-overwrite}')"
 if [ -n "$overwrite" ]; then
   k3s kubectl annotate node "$node" flannel.alpha.coreos.com/public-ip-overwrite-
@@ -277,6 +286,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
     const cluster = fleet.cluster;
     // Every step carries the config, so each re-runs exactly when the node's config changed.
     const config: FramedFile = { name: "config.yaml", content: renderK3sConfigYaml(fleet, node) };
+    const configSha256 = createHash("sha256").update(config.content).digest("hex");
     return {
         preflight: rolloutPayload(
             {
@@ -286,11 +296,14 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
             },
             [config],
         ),
-        drain: rolloutPayload({ NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds) }, [config]),
+        drain: rolloutPayload({ NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds), CONFIG_SHA256: configSha256 }, [config]),
         apply: rolloutPayload(
             { NODE_NAME: node.name, ROLE: node.role, UNIT: unitFor(node), READY_TIMEOUT: String(cluster.readyTimeoutSeconds) },
             [config, { name: "rollout.env", content: renderRolloutRecord(fleet, node) }, { name: "tls-san.yaml", content: renderSanDropIn(fleet, node) }],
         ),
-        uncordon: rolloutPayload({ NODE_NAME: node.name, FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node) }, [config]),
+        uncordon: rolloutPayload(
+            { NODE_NAME: node.name, FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node), CONFIG_SHA256: configSha256 },
+            [config],
+        ),
     };
 }

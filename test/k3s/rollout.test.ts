@@ -91,6 +91,20 @@ describe("K3s rollout on the lab fleet", () => {
         expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
     });
 
+    it("drains and restarts nothing when every step re-runs with unchanged configs (a new SSH path)", async () => {
+        const before = [SERVER, AGENT_1, AGENT_2].map(restarts);
+        const drainsBefore = fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain")).length;
+        engine.forgetAll();
+        const result = await up();
+        expect(result.failed?.result.stderr).toBeUndefined();
+        expect(result.ran).toHaveLength(15);
+        for (const node of [SERVER, AGENT_1, AGENT_2]) {
+            expect(result.ran.find((step) => step.name === `k3s-${node}-drain`)?.result.stdout).toContain(`drain ${node}: already runs this config; not drained`);
+        }
+        expect(fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"))).toHaveLength(drainsBefore);
+        expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
+    });
+
     it("changes only the node whose config changed: drained, restarted once, uncordoned", async () => {
         const before = [SERVER, AGENT_1].map(restarts);
         const agent2Before = restarts(AGENT_2);

@@ -72,6 +72,11 @@ export class EngineEmulator {
         this.applied.delete(name);
     }
 
+    /** Forgets everything, as when every command's connection changed (a new SSH path). */
+    forgetAll(): void {
+        this.applied.clear();
+    }
+
     async up(commands: readonly RecordedResource[], timeoutMs = 120000): Promise<UpResult> {
         const outcome: UpResult = { ran: [], skipped: [] };
         for (const command of commands) {
