@@ -153,7 +153,10 @@ stage="$(mktemp -d "$dir/.shortcircuit.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 read_files "$stage"
 for want in config.yaml rollout.env tls-san.yaml; do [ -f "$stage/$want" ] || { echo "rollout $node: payload lacks $want" >&2; exit 2; }; done
-if [ -f "$cfg" ] && cmp -s "$stage/config.yaml" "$cfg" && [ -f "$rec" ] && cmp -s "$stage/rollout.env" "$rec" && [ ! -e "$dropin" ]; then
+if [ -f "$cfg" ] && cmp -s "$stage/config.yaml" "$cfg" && [ ! -e "$dropin" ]; then
+  if [ ! -f "$rec" ] || ! cmp -s "$stage/rollout.env" "$rec"; then
+    install -m 600 "$stage/rollout.env" "$rec"
+  fi
   log "config.yaml unchanged; nothing written, nothing restarted"
   exit 0
 fi
@@ -180,6 +183,21 @@ install_file() {
   cat "$1" > "$tmp"; chmod 600 "$tmp"; mv -f "$tmp" "$2"
 }
 fresh=0; [ -f "$cfg" ] || fresh=1
+# The genesis skips the drain of a node the cluster records as running this config; if the
+# file on disk still differs (edited by hand), a restart now would hit an undrained node.
+if [ "$fresh" = 0 ]; then
+  if unschedulable="$(kube get node "$node" -o jsonpath='{.spec.unschedulable}' 2>&1)"; then
+    if [ "$unschedulable" != true ]; then
+      echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again." >&2
+      exit 1
+    fi
+  else
+    case "$unschedulable" in
+      *NotFound*|*"not found"*) ;;
+      *) echo "rollout $node: cannot read its node from the API: $unschedulable" >&2; exit 1 ;;
+    esac
+  fi
+fi
 ip_moved=0; [ "$(recorded NODE_IP)" = "$(wanted NODE_IP)" ] || ip_moved=1
 iface_moved=0; [ "$(recorded FLANNEL_IFACE)" = "$(wanted FLANNEL_IFACE)" ] || iface_moved=1
 rm -f "$cfg.previous" "$rec.previous"

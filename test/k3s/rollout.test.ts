@@ -236,6 +236,25 @@ describe("K3s rollout on the lab fleet", () => {
         expect((await up()).failed?.result.stderr).toBeUndefined();
     });
 
+    it("refuses to restart a node whose config was edited by hand when its drain was skipped", async () => {
+        const edited = `${onDisk(AGENT_2)}# edited by hand\n`;
+        await fleet.ssh(AGENT_2, "cat > /etc/rancher/k3s/config.yaml", edited);
+        const restartsBefore = restarts(AGENT_2);
+        engine.forgetAll();
+        const result = await up();
+        expect(result.failed?.name).toBe(`k3s-${AGENT_2}-apply`);
+        expect(result.failed?.result.stderr).toContain(`rollout ${AGENT_2}: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained`);
+        expect(restarts(AGENT_2)).toBe(restartsBefore);
+        expect(onDisk(AGENT_2)).toBe(edited);
+
+        // Drained by the operator, the next run puts the rendered file back.
+        expect((await fleet.ssh(SERVER, `k3s kubectl drain ${AGENT_2} --ignore-daemonsets`)).code).toBe(0);
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(onDisk(AGENT_2)).toBe(rendered(AGENT_2));
+        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(false);
+    });
+
     it("fails pre-flight when table 52 routes into the cluster CIDR, before anything is written", async () => {
         await fleet.addTable52Route(AGENT_2, "10.42.0.0/16");
         const before = onDisk(AGENT_2);
