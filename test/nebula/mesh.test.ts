@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -7,7 +7,7 @@ import { NEBULA_FILES, lighthouses, nebulaMembers, renderNebulaConfigYaml, type 
 import type { Fleet } from "../../stacks/schema";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
-import { exited, sleep, stopChildren } from "../support/processes";
+import { exited, isAlive, runTool, sleep, stopChildren, type ToolResult } from "../support/processes";
 
 /*
  * A real Nebula mesh (Debian's nebula 1.6.1) from the lab stack's rendered certificates, keys and
@@ -63,20 +63,8 @@ const SWITCH_NS = nsName("sw");
 // Running tools
 // ---------------------------------------------------------------------------------------------
 
-interface ToolResult {
-    status: number;
-    output: string;
-}
-
 function tool(command: string, args: string[], timeoutMs = 10_000): ToolResult {
-    const r = spawnSync(command, args, { encoding: "utf8", timeout: timeoutMs });
-    if (r.error) {
-        if ((r.error as NodeJS.ErrnoException).code === "ENOENT") {
-            throw new Error(`${command} ${SETUP_HINT}`);
-        }
-        throw r.error;
-    }
-    return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
+    return runTool(command, args, SETUP_HINT, timeoutMs);
 }
 
 function must(command: string, args: string[]): string {
@@ -121,14 +109,6 @@ async function pingUntilReply(fromShort: string, to: string, extra: string[], at
 // Namespaces, processes and temp dirs (including leftovers of a crashed earlier run)
 // ---------------------------------------------------------------------------------------------
 
-function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (error) {
-        return (error as NodeJS.ErrnoException).code === "EPERM";
-    }
-}
 
 function scnebNamespaces(): string[] {
     return must("ip", ["netns", "list"])

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -9,6 +8,7 @@ import { NEBULA_FILES, nebulaMembers, renderNebulaConfig, type NebulaMember } fr
 import type { Fleet } from "../../stacks/schema";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
+import { isAlive, runTool, type ToolResult } from "../support/processes";
 
 /*
  * The Nebula files the program renders, checked with Debian's real tools (nebula 1.6.1):
@@ -33,21 +33,9 @@ type Stack = (typeof STACKS)[number];
  */
 const NOW = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS);
 
-interface ToolResult {
-    status: number;
-    output: string;
-}
-
 /** Runs a tool synchronously (bounded); a missing binary is a failure naming scripts/setup.sh. */
 function tool(command: string, args: string[]): ToolResult {
-    const r = spawnSync(command, args, { encoding: "utf8", timeout: 20_000 });
-    if (r.error) {
-        if ((r.error as NodeJS.ErrnoException).code === "ENOENT") {
-            throw new Error(`${command} ${SETUP_HINT}`);
-        }
-        throw r.error;
-    }
-    return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
+    return runTool(command, args, SETUP_HINT);
 }
 
 function expectSuccess(result: ToolResult, what: string): string {
@@ -80,14 +68,6 @@ function printCert(file: string): PrintedCert {
     return JSON.parse(expectSuccess(tool("nebula-cert", ["print", "-json", "-path", file]), `nebula-cert print ${file}`)) as PrintedCert;
 }
 
-function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (error) {
-        return (error as NodeJS.ErrnoException).code === "EPERM";
-    }
-}
 
 /** Temp dirs of earlier runs that crashed before their afterAll (their pid is gone). */
 function removeStaleTempDirs(prefix: string): void {

@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 
 /*
  * Stopping the daemons a real-tool test started (nebula, headscale, tailscaled, derper),
@@ -25,4 +25,34 @@ export async function stopChildren(children: readonly ChildProcess[]): Promise<v
     for (let i = 0; i < 20 && live.some((child) => !exited(child)); i++) {
         await sleep(100);
     }
+}
+
+/** True while a process with this pid exists (EPERM: it exists but is not ours to signal). */
+export function isAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === "EPERM";
+    }
+}
+
+export interface ToolResult {
+    status: number;
+    output: string;
+}
+
+/**
+ * Runs a tool synchronously, bounded by `timeoutMs`; a missing binary fails with
+ * `<command> <missingHint>` so the message says how to install it.
+ */
+export function runTool(command: string, args: string[], missingHint: string, timeoutMs = 20_000): ToolResult {
+    const r = spawnSync(command, args, { encoding: "utf8", timeout: timeoutMs });
+    if (r.error) {
+        if ((r.error as NodeJS.ErrnoException).code === "ENOENT") {
+            throw new Error(`${command} ${missingHint}`);
+        }
+        throw r.error;
+    }
+    return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
 }

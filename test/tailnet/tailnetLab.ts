@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { sleep, stopChildren } from "../support/processes";
+import { isAlive, sleep, stopChildren } from "../support/processes";
 
 /*
  * Plumbing for the tailnet suite: network namespaces joined by veth pairs to a bridge, the
@@ -95,14 +95,6 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${lastError ? `; last error: ${lastError}` : ""}${opts.context ? `\n${opts.context()}` : ""}`);
 }
 
-export function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (error) {
-        return (error as NodeJS.ErrnoException).code === "EPERM";
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Namespaces
