@@ -2,7 +2,6 @@
  * Composition root: reads the validated fleet once and builds the graph from it. The order
  * of construction below is the order of the graph; components own their own wiring.
  */
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterEdge } from "./components/clusterEdge";
 import { ControlServer } from "./components/controlServer";
@@ -11,7 +10,7 @@ import { K3sNode } from "./components/k3sNode";
 import { NebulaNode } from "./components/nebulaNode";
 import { NebulaPki } from "./components/nebulaPki";
 import { sshConnectionFor } from "./components/remote/connection";
-import { renderK3sConfigYaml } from "./components/render/k3sConfig";
+import { renderK3sConfigYaml, renderedConfigSha256 } from "./components/render/k3sConfig";
 import { controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
 import { rolloutOrder } from "./components/render/rollout";
 import { genesisNode, nodeByName } from "./stacks/fleet";
@@ -94,7 +93,7 @@ export const rollout = order.map((node) => node.name);
 
 /** sha256 of each node's config.yaml, to compare with `sha256sum /etc/rancher/k3s/config.yaml` on the host. */
 export const k3sConfigSha256: Record<string, string> = Object.fromEntries(
-    order.map((node) => [node.name, createHash("sha256").update(renderK3sConfigYaml(fleet, node)).digest("hex")]),
+    order.map((node) => [node.name, renderedConfigSha256(renderK3sConfigYaml(fleet, node))]),
 );
 
 export const nebulaCaFingerprint = nebulaPki.caFingerprint;

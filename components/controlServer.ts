@@ -10,6 +10,7 @@ import {
     controlServerPublicFiles,
     controlServerSecretFiles,
     digitalOceanVolumeDevice,
+    headscaleVolumeName,
     renderCloudInit,
     type LighthouseFiles,
 } from "./render/controlServer";
@@ -76,7 +77,7 @@ export class ControlServer extends pulumi.ComponentResource {
             const droplet = control.host;
             // Identity: protected, never replaced with the droplet.
             const reservedIp = new digitalocean.ReservedIp(`${name}-ip`, { region: droplet.region }, { parent: this, protect: true });
-            const volumeName = `${droplet.name}-headscale`;
+            const volumeName = headscaleVolumeName(droplet.name);
             const volume = new digitalocean.Volume(
                 `${name}-data`,
                 {

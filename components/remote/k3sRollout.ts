@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
 import { Document } from "yaml";
 import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNode } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
-import { K3S_CONFIG_PATH, renderK3sConfigYaml, serverTlsSans } from "../render/k3sConfig";
+import { K3S_CONFIG_PATH, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "../render/k3sConfig";
 
 /*
  * The scripts a K3s node's rollout runs, and what they read on stdin. Every script is fixed
@@ -304,7 +303,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
     const cluster = fleet.cluster;
     // Every step carries the config, so each re-runs exactly when the node's config changed.
     const config: FramedFile = { name: "config.yaml", content: renderK3sConfigYaml(fleet, node) };
-    const configSha256 = createHash("sha256").update(config.content).digest("hex");
+    const configSha256 = renderedConfigSha256(config.content);
     return {
         preflight: rolloutPayload(
             {

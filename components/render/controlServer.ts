@@ -111,6 +111,11 @@ export function renderCloudInit(files: readonly DeliveredFile[], volumeDevice: s
     return `#cloud-config\n${document.toString({ lineWidth: 0 })}`;
 }
 
+/** The droplet's Headscale volume; the name is also how the droplet finds its device. */
+export function headscaleVolumeName(dropletName: string): string {
+    return `${dropletName}-headscale`;
+}
+
 /** DigitalOcean exposes an attached volume under this stable device path. */
 export function digitalOceanVolumeDevice(volumeName: string): string {
     return `/dev/disk/by-id/scsi-0DO_Volume_${volumeName}`;

@@ -3,7 +3,7 @@ import { NEBULA_FILES, controlServerMember, nebulaMembers, renderNebulaConfigYam
 import { clusterObjectFile, renderClusterEdge } from "./clusterEdge";
 import { rolloutOrder } from "./rollout";
 import { SSH_PATHS, renderSshConfig } from "./sshConfig";
-import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, renderCloudInit } from "./controlServer";
+import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./controlServer";
 import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
 import { renderDerpMapYaml } from "./headscale";
 import { throwawayPki } from "../pki/nebulaIssuance";
@@ -81,7 +81,7 @@ export function renderFleetFiles(fleet: Fleet, options: RenderOptions): RenderRe
     }
     const controlHost = fleet.controlServer.host;
     if (controlHost.kind === "droplet") {
-        files.set(`hosts/${controlName}/cloud-init.yaml`, renderCloudInit(controlFiles, digitalOceanVolumeDevice(`${controlHost.name}-headscale`)));
+        files.set(`hosts/${controlName}/cloud-init.yaml`, renderCloudInit(controlFiles, digitalOceanVolumeDevice(headscaleVolumeName(controlHost.name))));
     }
     for (const relay of fleet.derpRelays) {
         const host = fleet.nodes.find((node) => node.name === relay.host);

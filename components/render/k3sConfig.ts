@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Document } from "yaml";
 import {
     addressOn,
@@ -80,6 +81,11 @@ export function renderK3sConfig(fleet: Fleet, node: K3sNode): K3sConfig {
 }
 
 const HEADER = " Managed by shortcircuit (Pulumi). Local edits are overwritten on the next rollout.";
+
+/** sha256 of the rendered file: the rollout records it on the node, the stack exports it. */
+export function renderedConfigSha256(configYaml: string): string {
+    return createHash("sha256").update(configYaml).digest("hex");
+}
 
 export function renderK3sConfigYaml(fleet: Fleet, node: K3sNode): string {
     const document = new Document(renderK3sConfig(fleet, node));

@@ -42,9 +42,9 @@ function uniqueSorted(values: string[]): string[] {
     return [...new Set(values)].sort();
 }
 
-/** Where the control server's lighthouse is dialled: its reserved IP when known, else its DNS name. */
-export function controlServerEndpoint(fleet: Fleet, publicIp?: string): string {
-    const host = publicIp ?? fleet.controlServer.publicIp ?? fleet.controlServer.hostname;
+/** Where the control server's lighthouse is dialled: its reserved IP when configured, else its DNS name. */
+export function controlServerEndpoint(fleet: Fleet): string {
+    const host = fleet.controlServer.publicIp ?? fleet.controlServer.hostname;
     return `${host}:${fleet.overlays.nebula.listenPort}`;
 }
 
@@ -54,7 +54,7 @@ export function controlServerNebulaName(fleet: Fleet): string {
 }
 
 /** Every Nebula member in a stable order: the control server, fleet nodes, then admin workstations. */
-export function nebulaMembers(fleet: Fleet, controlServerPublicIp?: string): NebulaMember[] {
+export function nebulaMembers(fleet: Fleet): NebulaMember[] {
     const prefix = parseIpv4Network(fleet.overlays.nebula.network).prefixLength;
     const withPrefix = (address: string): string => `${address}/${prefix}`;
     const control = fleet.controlServer;
@@ -67,7 +67,7 @@ export function nebulaMembers(fleet: Fleet, controlServerPublicIp?: string): Neb
             addressWithPrefix: withPrefix(control.nebula.address),
             groups: uniqueSorted(["control-server", LIGHTHOUSE_GROUP]),
             lighthouse: true,
-            publicEndpoint: controlServerEndpoint(fleet, controlServerPublicIp),
+            publicEndpoint: controlServerEndpoint(fleet),
             carriesK3s: false,
             os: controlNode?.os ?? "debian",
         },

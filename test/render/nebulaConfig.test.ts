@@ -32,9 +32,10 @@ describe("Nebula membership", () => {
         });
     });
 
-    it("dials the SFO3 lighthouse by its reserved IP once it is known", () => {
-        const withIp = nebulaMembers(prod, "203.0.113.7");
-        expect(withIp[0].publicEndpoint).toBe("203.0.113.7:4242");
+    it("dials the SFO3 lighthouse by its reserved IP once it is configured", () => {
+        const raw: Raw = rawFleet("prod");
+        raw.controlServer.publicIp = "203.0.113.7";
+        expect(nebulaMembers(parseFleet(raw).fleet)[0].publicEndpoint).toBe("203.0.113.7:4242");
     });
 
     it("gives admin workstations a member entry in the admin group", () => {
