@@ -60,25 +60,6 @@ export function interfaceOn(fleet: Fleet, node: FleetNode, path: NetworkPath): s
     }
 }
 
-/** The MTU of the interface on a path: the overlay's one MTU, or the node's LAN MTU. */
-export function mtuOn(fleet: Fleet, node: FleetNode, path: NetworkPath): number {
-    switch (path) {
-        case "tailnet":
-            return fleet.overlays.tailnet.mtu;
-        case "nebula":
-            return fleet.overlays.nebula.mtu;
-        case "lan":
-            return node.lan.mtu;
-    }
-}
-
-/** VXLAN adds 50 bytes, so flannel.1 runs at its parent's MTU minus 50. */
-export const VXLAN_OVERHEAD = 50;
-
-export function flannelMtu(fleet: Fleet, node: FleetNode): number {
-    return mtuOn(fleet, node, flannelPath(fleet, node)) - VXLAN_OVERHEAD;
-}
-
 export function requireAddressOn(node: FleetNode, path: NetworkPath): string {
     const address = addressOn(node, path);
     if (address === undefined) {

@@ -1,6 +1,6 @@
 import { Document } from "yaml";
 import { flannelPath, isK3sNode, nodeIpPath } from "../../stacks/fleet";
-import { parseIpv4Network } from "../../stacks/net";
+import { addressWithPrefix, parseIpv4Network } from "../../stacks/net";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -55,8 +55,8 @@ export function controlServerNebulaName(fleet: Fleet): string {
 
 /** Every Nebula member in a stable order: the control server, fleet nodes, then admin workstations. */
 export function nebulaMembers(fleet: Fleet): NebulaMember[] {
-    const prefix = parseIpv4Network(fleet.overlays.nebula.network).prefixLength;
-    const withPrefix = (address: string): string => `${address}/${prefix}`;
+    const network = parseIpv4Network(fleet.overlays.nebula.network);
+    const withPrefix = (address: string): string => addressWithPrefix(address, network);
     const control = fleet.controlServer;
     const controlNode = control.host.kind === "existing" ? fleet.nodes.find((node) => node.name === controlServerNebulaName(fleet)) : undefined;
     const members: NebulaMember[] = [
