@@ -3,16 +3,16 @@
  * of construction below is the order of the graph; components own their own wiring.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterEdge } from "./components/clusterEdge";
-import { ControlServer } from "./components/controlServer";
-import { DerpRelay } from "./components/derpRelay";
-import { K3sNode } from "./components/k3sNode";
-import { NebulaNode } from "./components/nebulaNode";
-import { NebulaPki } from "./components/nebulaPki";
+import { ClusterEdge } from "./components/edge/clusterEdge";
+import { ControlServer } from "./components/control/controlServer";
+import { DerpRelay } from "./components/derp/derpRelay";
+import { K3sNode } from "./components/k3s/k3sNode";
+import { NebulaNode } from "./components/nebula/nebulaNode";
+import { NebulaPki } from "./components/nebula/nebulaPki";
 import { sshConnectionFor } from "./components/remote/connection";
-import { renderK3sConfigYaml, renderedConfigSha256 } from "./components/render/k3sConfig";
-import { controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./components/render/nebulaConfig";
-import { rolloutOrder } from "./components/render/rollout";
+import { renderK3sConfigYaml, renderedConfigSha256 } from "./components/k3s/config";
+import { controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./components/nebula/config";
+import { rolloutOrder } from "./components/k3s/order";
 import { genesisNode, nodeByName } from "./stacks/fleet";
 import { loadStack } from "./stacks/load";
 

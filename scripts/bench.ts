@@ -6,7 +6,7 @@
  */
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { renderFleetFiles } from "../components/render/fleetFiles";
+import { renderFleetFiles } from "../components/planFiles";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { validateFleet } from "../stacks/validate";
 import { syntheticRawFleet } from "./syntheticFleet";

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { renderFleetFiles, type RenderedFiles } from "../components/render/fleetFiles";
+import { renderFleetFiles, type RenderedFiles } from "../components/planFiles";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { formatProblem, validateFleet } from "../stacks/validate";
 

@@ -8,7 +8,7 @@ import {
     parseIpv4Network,
     type Ipv4Network,
 } from "./net";
-import { nebulaGroupProblem } from "../components/pki/nebulaCert";
+import { nebulaGroupProblem } from "../components/nebula/cert";
 import type { Fleet, NetworkPath } from "./schema";
 
 /*

@@ -1,4 +1,4 @@
-import { rolloutOrder } from "../../components/render/rollout";
+import { rolloutOrder } from "../../components/k3s/order";
 import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
 import { rawFleet, validFleet } from "../support/fixtures";
 

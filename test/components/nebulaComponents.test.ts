@@ -1,5 +1,5 @@
 import type * as pulumiTypes from "@pulumi/pulumi";
-import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../components/pki/nebulaCert";
+import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../components/nebula/cert";
 import { runUnderMocks, runProgramUnderMocks, valueOf } from "../support/pulumiMocks";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 
@@ -21,8 +21,8 @@ interface PkiSnapshot {
 async function buildPki(fleet: unknown): Promise<{ snapshot?: PkiSnapshot; types: string[]; names: string[]; error?: unknown }> {
     const run = await runUnderMocks({ stack: "lab" }, fleet, async () => {
         const pulumi: typeof pulumiTypes = await import("@pulumi/pulumi");
-        const { NebulaPki } = await import("../../components/nebulaPki");
-        const { nebulaMembers } = await import("../../components/render/nebulaConfig");
+        const { NebulaPki } = await import("../../components/nebula/nebulaPki");
+        const { nebulaMembers } = await import("../../components/nebula/config");
         const { parseFleet } = await import("../../stacks/validate");
         const parsed = parseFleet(fleet).fleet;
         const pki = new NebulaPki("nebula", { fleet: parsed, members: nebulaMembers(parsed), now: NOW });

@@ -1,14 +1,14 @@
-import { verifyNebulaCert, parseNebulaCert } from "../../components/pki/nebulaCert";
+import { verifyNebulaCert, parseNebulaCert } from "../../components/nebula/cert";
 import {
     caFromSeed,
     certExpiryStatus,
     certValidityAt,
     issueMemberCert,
     x25519KeyPemFromBytes,
-} from "../../components/pki/nebulaIssuance";
-import { nebulaHostPublicKeyPem } from "../../components/pki/nebulaCert";
-import { expiryMessages } from "../../components/nebulaPki";
-import { nebulaMembers } from "../../components/render/nebulaConfig";
+} from "../../components/nebula/issuance";
+import { nebulaHostPublicKeyPem } from "../../components/nebula/cert";
+import { expiryMessages } from "../../components/nebula/nebulaPki";
+import { nebulaMembers } from "../../components/nebula/config";
 import { validFleet } from "../support/fixtures";
 
 const DAY = 86400 * 1000;

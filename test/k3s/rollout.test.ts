@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { renderK3sConfigYaml } from "../../components/render/k3sConfig";
+import { renderK3sConfigYaml } from "../../components/k3s/config";
 import type { K3sNode } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";

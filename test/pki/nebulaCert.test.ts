@@ -24,7 +24,7 @@ import {
   signNebulaHostCert,
   verifyNebulaCert,
   x25519PublicFromPrivate,
-} from "../../components/pki/nebulaCert";
+} from "../../components/nebula/cert";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -3,7 +3,7 @@ import Ajv2020 from "ajv/dist/2020";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { rewriteKubeconfigServer } from "../../components/clusterEdge";
+import { rewriteKubeconfigServer } from "../../components/edge/clusterEdge";
 import {
     SERVICELB_TOLERATIONS_ANNOTATION,
     assertNoHostNetworkTailscale,
@@ -15,7 +15,7 @@ import {
     traefikValues,
     withServiceLbTolerations,
     type K8sObject,
-} from "../../components/render/clusterEdge";
+} from "../../components/edge/objects";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 

@@ -2,9 +2,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parsePlist } from "plist";
 import { parse as parseYaml } from "yaml";
-import { CONTROL_BOOTSTRAP_SCRIPT, controlServerPublicFiles, controlServerSecretFiles, renderCloudInit } from "../../components/render/controlServer";
-import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/render/derper";
-import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/render/headscale";
+import { CONTROL_BOOTSTRAP_SCRIPT, controlServerPublicFiles, controlServerSecretFiles, renderCloudInit } from "../../components/control/files";
+import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/derp/derper";
+import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/control/headscale";
 import { validFleet } from "../support/fixtures";
 
 const prod = validFleet("prod");

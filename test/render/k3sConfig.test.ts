@@ -1,5 +1,5 @@
 import { parse as parseYaml } from "yaml";
-import { renderK3sConfig, renderK3sConfigYaml, serverTlsSans } from "../../components/render/k3sConfig";
+import { renderK3sConfig, renderK3sConfigYaml, serverTlsSans } from "../../components/k3s/config";
 import { k3sNodes, nodeByName, type K3sNode } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";

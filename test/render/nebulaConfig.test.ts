@@ -1,6 +1,6 @@
 import { parse as parseYaml } from "yaml";
-import { nebulaMembers, renderNebulaConfig, renderNebulaConfigYaml, type NebulaMember } from "../../components/render/nebulaConfig";
-import { renderSshConfig } from "../../components/render/sshConfig";
+import { nebulaMembers, renderNebulaConfig, renderNebulaConfigYaml, type NebulaMember } from "../../components/nebula/config";
+import { renderSshConfig } from "../../components/access/sshConfig";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 

@@ -1,4 +1,4 @@
-import { rolloutOrder } from "../../components/render/rollout";
+import { rolloutOrder } from "../../components/k3s/order";
 import { k3sNodes } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";

@@ -5,8 +5,8 @@ import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
 import { runRender } from "../../scripts/render";
-import { clusterObjectFile, renderClusterEdge } from "../../components/render/clusterEdge";
-import { nebulaMembers } from "../../components/render/nebulaConfig";
+import { clusterObjectFile, renderClusterEdge } from "../../components/edge/objects";
+import { nebulaMembers } from "../../components/nebula/config";
 import { k3sNodes } from "../../stacks/fleet";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 

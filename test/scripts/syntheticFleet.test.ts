@@ -1,4 +1,4 @@
-import { rolloutOrder } from "../../components/render/rollout";
+import { rolloutOrder } from "../../components/k3s/order";
 import { syntheticRawFleet } from "../../scripts/syntheticFleet";
 import { validateFleet } from "../../stacks/validate";
 

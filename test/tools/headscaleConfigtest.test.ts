@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HEADSCALE_FILES, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "../../components/render/headscale";
+import { HEADSCALE_FILES, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "../../components/control/headscale";
 import { validFleet } from "../support/fixtures";
 import { machineHasGo, tailnetTool } from "../support/tools";
 

@@ -2,8 +2,8 @@ import * as command from "@pulumi/command";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { connectionArgs, type SshConnection } from "./remote/connection";
-import { fileSyncPayload, fileSyncScript } from "./remote/fileSync";
+import { connectionArgs, type SshConnection } from "../remote/connection";
+import { fileSyncPayload, fileSyncScript } from "../remote/fileSync";
 import {
     BOOTSTRAP_PATH,
     CONTROL_BOOTSTRAP_SCRIPT,
@@ -13,10 +13,10 @@ import {
     headscaleVolumeName,
     renderCloudInit,
     type LighthouseFiles,
-} from "./render/controlServer";
-import { headscaleServerUrl, renderDerpMapYaml } from "./render/headscale";
-import { versions } from "./versions";
-import type { Fleet } from "../stacks/schema";
+} from "./files";
+import { headscaleServerUrl, renderDerpMapYaml } from "./headscale";
+import { versions } from "../versions";
+import type { Fleet } from "../../stacks/schema";
 
 /*
  * Headscale with its embedded DERP relay (region 900) and the SFO3 Nebula lighthouse.

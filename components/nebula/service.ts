@@ -2,8 +2,8 @@
  * The systemd unit that runs Nebula from the delivered /etc/nebula/config.yml. Shipping the
  * unit with the files means a rebuilt host gets the same service, whatever its distro ships.
  */
-import { NEBULA_FILES } from "./nebulaConfig";
-import { renderServiceUnit } from "./systemdUnit";
+import { NEBULA_FILES } from "./config";
+import { renderServiceUnit } from "../remote/systemdUnit";
 
 export const NEBULA_UNIT = "nebula.service";
 export const NEBULA_UNIT_PATH = `/etc/systemd/system/${NEBULA_UNIT}`;

@@ -5,8 +5,8 @@ import {
     renderHeadscaleConfigYaml,
     renderHeadscalePolicy,
 } from "./headscale";
-import { NEBULA_FILES } from "./nebulaConfig";
-import { NEBULA_UNIT_PATH, renderNebulaUnit } from "./nebulaService";
+import { NEBULA_FILES } from "../nebula/config";
+import { NEBULA_UNIT_PATH, renderNebulaUnit } from "../nebula/service";
 import { versions } from "../versions";
 import type { DeliveredFile } from "../remote/fileSync";
 import type { Fleet } from "../../stacks/schema";

@@ -6,8 +6,8 @@ import {
     nebulaHostPublicKeyPem,
     parseNebulaCert,
     signNebulaHostCert,
-} from "./nebulaCert";
-import type { NebulaMember } from "../render/nebulaConfig";
+} from "./cert";
+import type { NebulaMember } from "./config";
 import type { Fleet } from "../../stacks/schema";
 
 /*

@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { connectionArgs, type SshConnection } from "./remote/connection";
-import { deliverFiles } from "./remote/delivery";
-import type { ServiceRestart } from "./remote/fileSync";
-import { NEBULA_FILES } from "./render/nebulaConfig";
-import { NEBULA_LAUNCHD_LABEL, NEBULA_UNIT, NEBULA_UNIT_PATH, renderNebulaUnit } from "./render/nebulaService";
+import { connectionArgs, type SshConnection } from "../remote/connection";
+import { deliverFiles } from "../remote/delivery";
+import type { ServiceRestart } from "../remote/fileSync";
+import { NEBULA_FILES } from "./config";
+import { NEBULA_LAUNCHD_LABEL, NEBULA_UNIT, NEBULA_UNIT_PATH, renderNebulaUnit } from "./service";
 
 /*
  * Delivers one host's Nebula files over SSH. The private key travels in its own command so

@@ -1,15 +1,15 @@
-import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3sConfig";
-import { NEBULA_FILES, controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./nebulaConfig";
-import { clusterObjectFile, renderClusterEdge } from "./clusterEdge";
-import { rolloutOrder } from "./rollout";
-import { SSH_PATHS, renderSshConfig } from "./sshConfig";
-import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./controlServer";
-import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
-import { renderDerpMapYaml } from "./headscale";
-import { throwawayPki } from "../pki/nebulaIssuance";
+import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3s/config";
+import { NEBULA_FILES, controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./nebula/config";
+import { clusterObjectFile, renderClusterEdge } from "./edge/objects";
+import { rolloutOrder } from "./k3s/order";
+import { SSH_PATHS, renderSshConfig } from "./access/sshConfig";
+import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./control/files";
+import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derp/derper";
+import { renderDerpMapYaml } from "./control/headscale";
+import { throwawayPki } from "./nebula/issuance";
 import { createHash } from "node:crypto";
 import { stringify as stringifyYaml } from "yaml";
-import type { Fleet } from "../../stacks/schema";
+import type { Fleet } from "../stacks/schema";
 
 /*
  * Everything the fleet's hosts would receive, as a map from a path relative to the render

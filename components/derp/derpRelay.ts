@@ -1,9 +1,9 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { connectionArgs, type SshConnection } from "./remote/connection";
-import { deliverFiles } from "./remote/delivery";
-import type { DeliveredFile, ServiceRestart } from "./remote/fileSync";
+import { connectionArgs, type SshConnection } from "../remote/connection";
+import { deliverFiles } from "../remote/delivery";
+import type { DeliveredFile, ServiceRestart } from "../remote/fileSync";
 import {
     DERPER_CERT_DIR,
     DERPER_LAUNCHD_LABEL,
@@ -13,9 +13,9 @@ import {
     derpCertName,
     renderDerperPlist,
     renderDerperUnit,
-} from "./render/derper";
-import { versions } from "./versions";
-import type { DerpRelay as DerpRelayConfig, Fleet } from "../stacks/schema";
+} from "./derper";
+import { versions } from "../versions";
+import type { DerpRelay as DerpRelayConfig, Fleet } from "../../stacks/schema";
 
 /*
  * A standalone DERP relay on an existing fleet host, over SSH: the pinned derper, its unit

@@ -2,15 +2,15 @@ import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { connectionArgs, type SshConnection } from "./remote/connection";
+import { connectionArgs, type SshConnection } from "../remote/connection";
 import {
     SERVICELB_ENABLE_LABEL,
     edgeNamespaces,
     renderClusterEdge,
     type K8sObject,
-} from "./render/clusterEdge";
-import { serverUrl } from "../stacks/fleet";
-import type { Fleet } from "../stacks/schema";
+} from "./objects";
+import { serverUrl } from "../../stacks/fleet";
+import type { Fleet } from "../../stacks/schema";
 
 /*
  * The cluster edge, applied through one explicit Kubernetes provider. Its kubeconfig is read

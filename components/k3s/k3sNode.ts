@@ -1,11 +1,11 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { connectionArgs, type SshConnection } from "./remote/connection";
-import { fileSyncPayload, fileSyncScript } from "./remote/fileSync";
-import { APPLY_SCRIPT, DRAIN_SCRIPT, PREFLIGHT_SCRIPT, UNCORDON_SCRIPT, nodeRolloutPayloads } from "./remote/k3sRollout";
-import { K3S_TOKEN_FILE } from "./render/k3sConfig";
-import type { K3sNode as FleetK3sNode } from "../stacks/fleet";
-import type { Fleet } from "../stacks/schema";
+import { connectionArgs, type SshConnection } from "../remote/connection";
+import { fileSyncPayload, fileSyncScript } from "../remote/fileSync";
+import { APPLY_SCRIPT, DRAIN_SCRIPT, PREFLIGHT_SCRIPT, UNCORDON_SCRIPT, nodeRolloutPayloads } from "./rollout";
+import { K3S_TOKEN_FILE } from "./config";
+import type { K3sNode as FleetK3sNode } from "../../stacks/fleet";
+import type { Fleet } from "../../stacks/schema";
 
 /*
  * One K3s node's rollout: token, pre-flight, drain (on the genesis), apply with health gate

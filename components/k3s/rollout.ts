@@ -1,7 +1,7 @@
 import { Document } from "yaml";
 import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNode } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
-import { K3S_CONFIG_PATH, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "../render/k3sConfig";
+import { K3S_CONFIG_PATH, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "./config";
 
 /*
  * The scripts a K3s node's rollout runs, and what they read on stdin. Every script is fixed

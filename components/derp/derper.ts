@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { build as buildPlist } from "plist";
-import { headscaleServerUrl } from "./headscale";
-import { renderServiceUnit } from "./systemdUnit";
+import { headscaleServerUrl } from "../control/headscale";
+import { renderServiceUnit } from "../remote/systemdUnit";
 import type { DerpRelay, Fleet } from "../../stacks/schema";
 
 /*

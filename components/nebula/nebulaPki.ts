@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { nebulaHostPublicKeyPem, parseNebulaCert } from "./pki/nebulaCert";
+import { nebulaHostPublicKeyPem, parseNebulaCert } from "./cert";
 import {
     caFromSeed,
     caValidity,
@@ -10,9 +10,9 @@ import {
     issueMemberCert,
     x25519KeyPemFromBytes,
     type ValidityPolicy,
-} from "./pki/nebulaIssuance";
-import type { NebulaMember } from "./render/nebulaConfig";
-import type { Fleet } from "../stacks/schema";
+} from "./issuance";
+import type { NebulaMember } from "./config";
+import type { Fleet } from "../../stacks/schema";
 
 /*
  * The Nebula PKI in Pulumi state. Only the randomness is a resource: the CA's Ed25519 key
