@@ -1,27 +1,30 @@
-import { K3S_CONFIG_PATH, renderK3sConfigYaml } from "./k3s/config";
-import { NEBULA_FILES, controlServerMember, nebulaMembers, renderNebulaConfigYaml } from "./nebula/config";
-import { clusterObjectFile, renderClusterEdge } from "./edge/objects";
-import { rolloutOrder } from "./k3s/order";
-import { SSH_PATHS, renderSshConfig } from "./access/sshConfig";
-import { controlServerPublicFiles, controlServerSecretFiles, digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./control/files";
-import { DERPER_PLIST_PATH, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derp/derper";
-import { renderDerpMapYaml } from "./control/headscale";
-import { throwawayPki } from "./nebula/issuance";
 import { createHash } from "node:crypto";
 import { stringify as stringifyYaml } from "yaml";
 import type { Fleet } from "../stacks/schema";
+import { SSH_PATHS, renderSshConfig } from "./access/sshConfig";
+import { clusterObjectFile } from "./edge/objects";
+import { plainValues } from "./hostPlan";
+import { throwawayPki } from "./nebula/issuance";
+import { identityRequirements, planFleet, type FleetPlan } from "./plan";
 
 /*
- * Everything the fleet's hosts would receive, as a map from a path relative to the render
- * root to file content. The `render` command writes this tree; tests assert on it.
+ * `render`'s output: the plan (plan.ts) with throwaway identities, as a map from a path
+ * relative to the render root to a file. Hosts' files sit under hosts/<host>/<path on the host>
+ * with the mode the host gets; the operator's files (SSH configs, rollout order) and the
+ * cluster's objects beside them.
  */
 
-export type RenderedFiles = Map<string, string>;
+export interface RenderedFile {
+    content: string;
+    mode: number;
+}
+
+export type RenderedFiles = Map<string, RenderedFile>;
 
 export interface RenderOptions {
     /** The clock certificates are issued against. */
     now: Date;
-    /** 64 hex chars: reproduces the throwaway Nebula PKI byte for byte. Random when absent. */
+    /** 64 hex chars: reproduces the throwaway identities byte for byte. Random when absent. */
     pkiSeedHex?: string;
 }
 
@@ -36,71 +39,75 @@ export function hostFilePath(host: string, absolutePath: string): string {
     return `hosts/${host}${absolutePath}`;
 }
 
+/** The plan with throwaway identities derived from one seed. */
+export function throwawayPlan(fleet: Fleet, options: RenderOptions): { plan: FleetPlan<string>; seedHex: string } {
+    const needs = identityRequirements(fleet);
+    const pki = throwawayPki(fleet, needs.nebulaMembers, options.now, options.pkiSeedHex);
+    const derive = (label: string): string => createHash("sha256").update(`${pki.seedHex}:${label}`).digest("hex");
+    const plan = planFleet(
+        fleet,
+        {
+            nebulaCaCertPem: pki.ca.certPem,
+            nebula: Object.fromEntries(pki.members),
+            headscaleNoiseKey: `privkey:${derive("noise")}`,
+            derpKey: `privkey:${derive("derp")}`,
+            k3sToken: `throwaway-${derive("k3s-token")}`,
+            relayCerts: Object.fromEntries(
+                needs.selfSignedRelays.map((relay) => [
+                    relay.host,
+                    {
+                        certPem: "# throwaway: the relay's self-signed certificate is issued by the program and kept in Pulumi state\n",
+                        keyPem: "# throwaway: the relay's key is kept in Pulumi state\n",
+                    },
+                ]),
+            ),
+            relayCertNames: {},
+        },
+        plainValues,
+    );
+    return { plan, seedHex: pki.seedHex };
+}
+
+/** Every (host, path) → file the plan delivers to a host, the control server's cloud-init aside. */
+export function plannedHostFiles(plan: FleetPlan<string>): Map<string, RenderedFile> {
+    const files = new Map<string, RenderedFile>();
+    const add = (host: string, list: readonly { path: string; mode: number; content: string }[]): void => {
+        for (const file of list) {
+            files.set(hostFilePath(host, file.path), { content: file.content, mode: file.mode });
+        }
+    };
+    for (const node of plan.k3sNodes) {
+        add(node.name, node.files);
+    }
+    for (const host of [...plan.nebulaHosts.map((each) => ({ name: each.name, deliveries: [each.delivery] })), ...plan.relays, plan.control]) {
+        for (const delivery of host.deliveries) {
+            add(host.name, [...delivery.publicFiles, ...delivery.secretFiles]);
+        }
+    }
+    for (const workstation of plan.nebulaWorkstations) {
+        add(workstation.name, workstation.files);
+    }
+    return files;
+}
+
 export function renderFleetFiles(fleet: Fleet, options: RenderOptions): RenderResult {
-    const files: RenderedFiles = new Map();
-    const order = rolloutOrder(fleet);
-    for (const node of order) {
-        files.set(hostFilePath(node.name, K3S_CONFIG_PATH), renderK3sConfigYaml(fleet, node));
+    const { plan, seedHex } = throwawayPlan(fleet, options);
+    const files: RenderedFiles = plannedHostFiles(plan);
+    if (plan.control.cloudInit !== undefined) {
+        files.set(`hosts/${plan.control.name}/cloud-init.yaml`, { content: plan.control.cloudInit, mode: 0o600 });
     }
-    files.set("rollout.json", `${JSON.stringify({ order: order.map((node) => node.name) }, null, 2)}\n`);
-
-    const members = nebulaMembers(fleet);
-    const pki = throwawayPki(fleet, members, options.now, options.pkiSeedHex);
-    for (const member of members) {
-        const identity = pki.members.get(member.name);
-        if (!identity) {
-            throw new Error(`no Nebula identity was issued for ${member.name}`);
-        }
-        files.set(hostFilePath(member.name, NEBULA_FILES.config), renderNebulaConfigYaml(fleet, members, member));
-        files.set(hostFilePath(member.name, NEBULA_FILES.ca), pki.ca.certPem);
-        files.set(hostFilePath(member.name, NEBULA_FILES.cert), identity.certPem);
-        files.set(hostFilePath(member.name, NEBULA_FILES.key), identity.keyPem);
-    }
+    files.set("rollout.json", { content: `${JSON.stringify({ order: plan.k3sNodes.map((node) => node.name) }, null, 2)}\n`, mode: 0o644 });
     for (const path of SSH_PATHS) {
-        files.set(`ssh/${path}.conf`, renderSshConfig(fleet, path));
+        files.set(`ssh/${path}.conf`, { content: renderSshConfig(fleet, path), mode: 0o644 });
     }
-
-    // The control server: Headscale's files with throwaway keys, and the droplet's cloud-init.
-    const controlMember = controlServerMember(members);
-    const controlName = controlMember.name;
-    const lighthouse = pki.members.get(controlName);
-    if (!lighthouse) {
-        throw new Error("the control server has no Nebula identity");
-    }
-    const throwawayKey = (label: string): string => `privkey:${createHash("sha256").update(`${pki.seedHex}:${label}`).digest("hex")}`;
-    const controlFiles = [
-        ...controlServerPublicFiles(fleet, renderDerpMapYaml(fleet), {
-            configYaml: renderNebulaConfigYaml(fleet, members, controlMember),
-            caCertPem: pki.ca.certPem,
-            certPem: lighthouse.certPem,
-        }),
-        ...controlServerSecretFiles({ noiseKey: throwawayKey("noise"), derpKey: throwawayKey("derp") }, lighthouse.keyPem),
-    ];
-    for (const file of controlFiles) {
-        files.set(hostFilePath(controlName, file.path), file.content);
-    }
-    const controlHost = fleet.controlServer.host;
-    if (controlHost.kind === "droplet") {
-        files.set(`hosts/${controlName}/cloud-init.yaml`, renderCloudInit(controlFiles, digitalOceanVolumeDevice(headscaleVolumeName(controlHost.name))));
-    }
-    for (const relay of fleet.derpRelays) {
-        const host = fleet.nodes.find((node) => node.name === relay.host);
-        if (host?.os === "macos") {
-            files.set(hostFilePath(relay.host, DERPER_PLIST_PATH), renderDerperPlist(fleet, relay));
-        } else {
-            files.set(hostFilePath(relay.host, DERPER_UNIT_PATH), renderDerperUnit(fleet, relay));
-        }
-    }
-    if (fleet.edge.enabled) {
-        for (const object of renderClusterEdge(fleet)) {
-            files.set(clusterObjectFile(object), stringifyYaml(object));
-        }
+    for (const object of plan.edge?.objects ?? []) {
+        files.set(clusterObjectFile(object), { content: stringifyYaml(object), mode: 0o644 });
     }
     return {
         files,
         notes: [
-            `nebula: certificates are signed by a throwaway CA (seed ${pki.seedHex}); the real CA and host keys live in Pulumi state. Pass --pki-seed to reproduce this output.`,
-            "headscale: the noise and DERP keys here are throwaway too; the real ones are stack secrets. A self-signed relay's certificate pin (certname) is computed from the certificate in Pulumi state, so the rendered derp.yaml has none.",
+            `identities are throwaway (seed ${seedHex}): the Nebula CA and host keys, the Headscale noise and DERP keys and the K3s token here are derived from it; the real ones live in Pulumi state and stack secrets. Pass --pki-seed to reproduce this output.`,
+            "a self-signed relay's certificate and its pin (certname) come from Pulumi state: the rendered relay certificate is a placeholder and derp.yaml has no certname.",
         ],
     };
 }

@@ -69,11 +69,12 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
     fs.mkdirSync(path.dirname(out), { recursive: true });
     const staging = fs.mkdtempSync(`${out}.staging-`);
     try {
-        for (const [relative, content] of files) {
+        for (const [relative, file] of files) {
             const target = path.join(staging, relative);
             fs.mkdirSync(path.dirname(target), { recursive: true });
-            // Key material is readable by its owner only, as on the host.
-            fs.writeFileSync(target, content, { mode: /\.key$|token|cloud-init\.yaml$/.test(relative) ? 0o600 : 0o644 });
+            // The mode the host gets: key material is readable by its owner only.
+            fs.writeFileSync(target, file.content, { mode: file.mode });
+            fs.chmodSync(target, file.mode);
         }
         fs.writeFileSync(path.join(staging, MARKER), "");
         fs.rmSync(out, { recursive: true, force: true });

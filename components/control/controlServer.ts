@@ -1,22 +1,11 @@
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { connectionArgs, type SshConnection } from "../remote/connection";
-import { fileSyncPayload, fileSyncScript } from "../remote/fileSync";
-import {
-    BOOTSTRAP_PATH,
-    CONTROL_BOOTSTRAP_SCRIPT,
-    controlServerPublicFiles,
-    controlServerSecretFiles,
-    digitalOceanVolumeDevice,
-    headscaleVolumeName,
-    renderCloudInit,
-    type LighthouseFiles,
-} from "./files";
-import { headscaleServerUrl, renderDerpMapYaml } from "./headscale";
-import { versions } from "../versions";
-import type { Fleet } from "../../stacks/schema";
+import { connectionArgs, type SshCredentials } from "../remote/connection";
+import { deliverFiles } from "../remote/fileDelivery";
+import { remoteStep } from "../remote/remoteCommand";
+import type { ControlPlan } from "./plan";
 
 /*
  * Headscale with its embedded DERP relay (region 900) and the SFO3 Nebula lighthouse.
@@ -25,165 +14,135 @@ import type { Fleet } from "../../stacks/schema";
  * volume holding Headscale's database, and (as stack secrets) the noise and DERP keys and the
  * lighthouse's Nebula key. The droplet, its SSH key, firewall and attachments are replaceable:
  * a rebuilt droplet boots from the same cloud-init, mounts the same volume, answers on the
- * same IP with the same keys, so no node re-enrolls. Files are also delivered over SSH, so a
- * config change updates the running server instead of replacing it.
+ * same IP with the same keys, so no node re-enrolls. The same files are delivered over SSH, so
+ * a config change updates the running server instead of replacing it, and a rebuilt droplet's
+ * files are checked again by those steps (they re-run on a new droplet id).
  */
 
 export interface ControlServerArgs {
-    fleet: Fleet;
-    /** `privkey:<64 hex>` (secret). */
-    noiseKey: pulumi.Input<string>;
-    /** `privkey:<64 hex>` (secret), different from the noise key. */
-    derpKey: pulumi.Input<string>;
-    /** The lighthouse's Nebula files; keyPem is secret. */
-    nebula: { [K in keyof LighthouseFiles]: pulumi.Input<string> };
-    /** Relay host → `sha256-raw:<hex>` pin for self-signed relays. */
-    derpCertNames: pulumi.Input<Record<string, string | undefined>>;
-    /** For `host.kind: existing`: how the program reaches that host. */
-    existingHost?: SshConnection;
+    plan: ControlPlan<pulumi.Output<string>>;
+    /** SSH credentials for an existing host (the droplet gets a key of its own). */
+    credentials: SshCredentials;
 }
-
-const ADMIN_SSH_PORT = "22";
 
 export class ControlServer extends pulumi.ComponentResource {
     public readonly publicIp: pulumi.Output<string>;
     public readonly headscaleUrl: string;
     public readonly derpMapYaml: pulumi.Output<string>;
-    /** The droplet's id, or undefined for an existing host. */
-    public readonly dropletId: pulumi.Output<string | undefined>;
+    /** The droplet's id; undefined for an existing host. */
+    public readonly dropletId?: pulumi.Output<string>;
     /** Succeeds once Headscale answers /health; dependents wait for it. */
     public readonly ready: command.remote.Command;
 
     constructor(name: string, args: ControlServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:control:ControlServer", name, {}, opts);
-        const { fleet } = args;
-        const control = fleet.controlServer;
-        this.headscaleUrl = headscaleServerUrl(fleet);
-
-        this.derpMapYaml = pulumi.output(args.derpCertNames).apply((names) =>
-            renderDerpMapYaml(fleet, Object.fromEntries(Object.entries(names).filter((entry): entry is [string, string] => entry[1] !== undefined))),
-        );
-        const publicFiles = pulumi
-            .all([this.derpMapYaml, args.nebula.configYaml, args.nebula.caCertPem, args.nebula.certPem])
-            .apply(([derpMapYaml, configYaml, caCertPem, certPem]) => controlServerPublicFiles(fleet, derpMapYaml, { configYaml, caCertPem, certPem }));
-        const secretFiles = pulumi
-            .all([args.noiseKey, args.derpKey, args.nebula.keyPem])
-            .apply(([noiseKey, derpKey, keyPem]) => controlServerSecretFiles({ noiseKey, derpKey }, keyPem));
+        const { plan } = args;
+        this.headscaleUrl = plan.headscaleUrl;
+        this.derpMapYaml = plan.derpMapYaml;
 
         let connection: command.types.input.remote.ConnectionArgs;
-        let bootstrapDevice: string;
-        let bootstrapAfter: pulumi.Resource[];
-        if (control.host.kind === "droplet") {
-            const droplet = control.host;
-            // Identity: protected, never replaced with the droplet.
-            const reservedIp = new digitalocean.ReservedIp(`${name}-ip`, { region: droplet.region }, { parent: this, protect: true });
-            const volumeName = headscaleVolumeName(droplet.name);
-            const volume = new digitalocean.Volume(
-                `${name}-data`,
-                {
-                    name: volumeName,
-                    region: droplet.region,
-                    size: droplet.volumeSizeGb,
-                    initialFilesystemType: "ext4",
-                    description: "Headscale database (/var/lib/headscale)",
-                },
-                { parent: this, protect: true },
-            );
+        let machineReady: pulumi.Resource[] = [];
+        const host = plan.host;
+        switch (host.kind) {
+            case "droplet": {
+                // Identity: protected, never replaced with the droplet.
+                const reservedIp = new digitalocean.ReservedIp(`${name}-ip`, { region: host.region }, { parent: this, protect: true });
+                const volume = new digitalocean.Volume(
+                    `${name}-data`,
+                    {
+                        name: host.volumeName,
+                        region: host.region,
+                        size: host.volumeSizeGb,
+                        initialFilesystemType: "ext4",
+                        description: "Headscale database (/var/lib/headscale)",
+                    },
+                    { parent: this, protect: true },
+                );
 
-            // Replaceable: the machine and how it is reached.
-            const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
-            const doSshKey = new digitalocean.SshKey(`${name}-ssh-key`, { name: `${droplet.name}-pulumi`, publicKey: sshKey.publicKeyOpenssh }, { parent: this });
-            bootstrapDevice = digitalOceanVolumeDevice(volumeName);
-            const userData = pulumi.secret(
-                pulumi.all([publicFiles, secretFiles]).apply(([pub, sec]) => renderCloudInit([...pub, ...sec], bootstrapDevice)),
-            );
-            const machine = new digitalocean.Droplet(
-                `${name}-droplet`,
-                {
-                    name: droplet.name,
-                    region: droplet.region,
-                    size: droplet.size,
-                    image: droplet.image,
-                    sshKeys: [doSshKey.fingerprint],
-                    userData,
-                    monitoring: true,
-                    ipv6: true,
-                },
-                // Cloud-init only matters at (re)build; later changes arrive over SSH below, so
-                // a config edit must not replace the droplet.
-                { parent: this, ignoreChanges: ["userData"] },
-            );
-            const attachment = new digitalocean.VolumeAttachment(`${name}-data-attachment`, { dropletId: machine.id.apply(Number), volumeId: volume.id }, { parent: this });
-            const assignment = new digitalocean.ReservedIpAssignment(
-                `${name}-ip-assignment`,
-                { ipAddress: reservedIp.ipAddress, dropletId: machine.id.apply(Number) },
-                { parent: this },
-            );
-            const overlays = [fleet.overlays.tailnet.prefix, fleet.overlays.nebula.network];
-            const world = ["0.0.0.0/0", "::/0"];
-            new digitalocean.Firewall(
-                `${name}-firewall`,
-                {
-                    name: `${droplet.name}-fw`,
-                    dropletIds: [machine.id.apply(Number)],
-                    inboundRules: [
-                        { protocol: "tcp", portRange: "443", sourceAddresses: world },
-                        { protocol: "tcp", portRange: "80", sourceAddresses: world },
-                        { protocol: "udp", portRange: String(control.derp.stunPort), sourceAddresses: world },
-                        { protocol: "udp", portRange: String(fleet.overlays.nebula.listenPort), sourceAddresses: world },
-                        { protocol: "tcp", portRange: ADMIN_SSH_PORT, sourceAddresses: [...droplet.adminCidrs, ...overlays] },
-                        { protocol: "icmp", sourceAddresses: world },
-                    ],
-                    outboundRules: [
-                        { protocol: "tcp", portRange: "1-65535", destinationAddresses: world },
-                        { protocol: "udp", portRange: "1-65535", destinationAddresses: world },
-                        { protocol: "icmp", destinationAddresses: world },
-                    ],
-                },
-                { parent: this },
-            );
-            this.publicIp = reservedIp.ipAddress;
-            this.dropletId = machine.id;
-            connection = { host: reservedIp.ipAddress, user: "root", privateKey: sshKey.privateKeyOpenssh, perDialTimeout: fleet.access.sshTimeoutSeconds, dialErrorLimit: 10 };
-            bootstrapAfter = [attachment, assignment];
-        } else {
-            if (!args.existingHost) {
-                throw new Error("an existing control host needs its SSH connection");
+                // Replaceable: the machine and how it is reached.
+                const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
+                const doSshKey = new digitalocean.SshKey(`${name}-ssh-key`, { name: `${host.name}-pulumi`, publicKey: sshKey.publicKeyOpenssh }, { parent: this });
+                if (!plan.cloudInit) {
+                    throw new pulumi.ResourceError("a droplet control server needs its cloud-init in the plan", this);
+                }
+                const machine = new digitalocean.Droplet(
+                    `${name}-droplet`,
+                    {
+                        name: host.name,
+                        region: host.region,
+                        size: host.size,
+                        image: host.image,
+                        sshKeys: [doSshKey.fingerprint],
+                        userData: pulumi.secret(plan.cloudInit),
+                        monitoring: true,
+                        ipv6: true,
+                    },
+                    {
+                        parent: this,
+                        // Cloud-init only matters at (re)build; later changes arrive over SSH, so
+                        // a config edit must not replace the droplet.
+                        ignoreChanges: ["userData"],
+                        // The Headscale volume attaches to one droplet at a time: a replacement
+                        // created before the old droplet is deleted cannot take it ("Volume is
+                        // already attached to another droplet") and leaves two droplets. Deleting
+                        // first detaches the volume and unassigns the IP, then the new one takes both.
+                        deleteBeforeReplace: true,
+                    },
+                );
+                const dropletId = machine.id.apply(Number);
+                const attachment = new digitalocean.VolumeAttachment(`${name}-data-attachment`, { dropletId, volumeId: volume.id }, { parent: this, deleteBeforeReplace: true });
+                const assignment = new digitalocean.ReservedIpAssignment(
+                    `${name}-ip-assignment`,
+                    { ipAddress: reservedIp.ipAddress, dropletId },
+                    { parent: this, deleteBeforeReplace: true },
+                );
+                new digitalocean.Firewall(
+                    `${name}-firewall`,
+                    {
+                        name: `${host.name}-fw`,
+                        dropletIds: [dropletId],
+                        inboundRules: host.inbound,
+                        outboundRules: [
+                            { protocol: "tcp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+                            { protocol: "udp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+                            { protocol: "icmp", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+                        ],
+                    },
+                    { parent: this },
+                );
+                this.publicIp = reservedIp.ipAddress;
+                this.dropletId = machine.id;
+                connection = connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, { privateKey: sshKey.privateKeyOpenssh });
+                machineReady = [attachment, assignment];
+                break;
             }
-            connection = connectionArgs(args.existingHost);
-            this.publicIp = pulumi.output(args.existingHost.host);
-            this.dropletId = pulumi.output(undefined);
-            bootstrapDevice = "none";
-            bootstrapAfter = [];
+            case "existing":
+                connection = connectionArgs(host.ssh, args.credentials);
+                this.publicIp = pulumi.output(host.ssh.host);
+                break;
         }
 
-        // The same files over SSH: the first run after a (re)build finds them in place and
-        // changes nothing; a config change later lands here without touching the droplet.
-        const keyScript = fileSyncScript({ manager: "none" });
-        const keys = new command.remote.Command(
-            `${name}-keys`,
-            { connection, create: keyScript, update: keyScript, stdin: pulumi.secret(secretFiles.apply(fileSyncPayload)), logging: "stdoutAndStderr" },
-            { parent: this, dependsOn: bootstrapAfter, additionalSecretOutputs: ["stdin"] },
-        );
-        const installScript = `set -euo pipefail\ninstall -m 0755 /dev/stdin ${BOOTSTRAP_PATH}\n${BOOTSTRAP_PATH} ${bootstrapDevice} ${versions.headscale} ${versions.nebula}\n`;
-        const install = new command.remote.Command(
-            `${name}-bootstrap`,
-            { connection, create: installScript, update: installScript, stdin: CONTROL_BOOTSTRAP_SCRIPT, logging: "stdoutAndStderr" },
-            { parent: this, dependsOn: [keys] },
-        );
-        const filesScript = fileSyncScript({ manager: "systemd", unit: "headscale.service" });
-        const files = new command.remote.Command(
-            `${name}-files`,
-            { connection, create: filesScript, update: filesScript, stdin: publicFiles.apply(fileSyncPayload), logging: "stdoutAndStderr" },
-            { parent: this, dependsOn: [install] },
-        );
-        // Bounded wait (60 × 5 s) for Headscale's /health on this host, whatever the ACME state.
-        const healthScript = `set -euo pipefail\nfor _ in $(seq 1 60); do\n  if curl -fsS -k --max-time 5 --resolve "${control.hostname}:443:127.0.0.1" "https://${control.hostname}/health"; then echo; exit 0; fi\n  sleep 5\ndone\necho "headscale did not answer /health within 300 s" >&2\nexit 1\n`;
-        this.ready = new command.remote.Command(
-            `${name}-health`,
-            { connection, create: healthScript, update: healthScript, triggers: [this.dropletId, publicFiles.apply(fileSyncPayload)], logging: "stdoutAndStderr" },
-            { parent: this, dependsOn: [files] },
-        );
-        this.registerOutputs({ publicIp: this.publicIp, headscaleUrl: this.headscaleUrl, derpMapYaml: this.derpMapYaml, dropletId: this.dropletId });
+        // On a new droplet every step re-runs: cloud-init already laid the files down, so they
+        // change nothing there, but they prove it and (re)start what cloud-init could not.
+        const rebuilt = this.dropletId ? [this.dropletId] : [];
+        const bootstrap = remoteStep(`${name}-bootstrap`, this, {
+            connection,
+            script: "control/bootstrap.sh",
+            stdin: plan.bootstrapPayload,
+            triggers: rebuilt,
+            after: machineReady,
+        });
+        let last: pulumi.Resource = bootstrap;
+        for (const delivery of plan.deliveries) {
+            last = deliverFiles(`${name}-${delivery.role}`, this, connection, delivery, [last], rebuilt).files;
+        }
+        this.ready = remoteStep(`${name}-health`, this, {
+            connection,
+            script: "control/health.sh",
+            stdin: plan.healthPayload,
+            triggers: [...rebuilt, ...plan.deliveries.map((delivery) => delivery.payloads.public)],
+            after: [last],
+        });
+        this.registerOutputs({ publicIp: this.publicIp, headscaleUrl: this.headscaleUrl, derpMapYaml: this.derpMapYaml });
     }
 }

@@ -1,16 +1,11 @@
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { connectionArgs, type SshConnection } from "../remote/connection";
-import {
-    SERVICELB_ENABLE_LABEL,
-    edgeNamespaces,
-    renderClusterEdge,
-    type K8sObject,
-} from "./objects";
-import { serverUrl } from "../../stacks/fleet";
-import type { Fleet } from "../../stacks/schema";
+import { assertNever } from "../hostPlan";
+import { remoteStep } from "../remote/remoteCommand";
+import type { EdgePlan } from "./plan";
+import { SERVICELB_ENABLE_LABEL, type K8sObject } from "./objects";
 
 /*
  * The cluster edge, applied through one explicit Kubernetes provider. Its kubeconfig is read
@@ -21,9 +16,9 @@ import type { Fleet } from "../../stacks/schema";
  */
 
 export interface ClusterEdgeArgs {
-    fleet: Fleet;
+    plan: EdgePlan;
     /** How the program reaches the genesis server. */
-    genesisConnection: SshConnection;
+    genesisConnection: command.types.input.remote.ConnectionArgs;
     /** The cluster's rollout must finish before its edge changes. */
     after?: pulumi.Resource;
 }
@@ -55,29 +50,29 @@ export class ClusterEdge extends pulumi.ComponentResource {
 
     constructor(name: string, args: ClusterEdgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:edge:ClusterEdge", name, {}, opts);
-        const { fleet } = args;
-        const server = serverUrl(fleet);
-
-        const readKubeconfig = `set -euo pipefail\ncat ${KUBECONFIG_PATH}\n`;
-        const kubeconfig = new command.remote.Command(
-            `${name}-kubeconfig`,
-            { connection: connectionArgs(args.genesisConnection), create: readKubeconfig, triggers: [args.genesisConnection.host, server], logging: "none" },
-            { parent: this, dependsOn: args.after ? [args.after] : [], additionalSecretOutputs: ["stdout"] },
-        );
+        const { plan } = args;
+        const kubeconfig = remoteStep(`${name}-kubeconfig`, this, {
+            connection: args.genesisConnection,
+            script: "edge/read-kubeconfig.sh",
+            stdin: plan.readKubeconfigPayload,
+            // Only the genesis's identity: a config change on a node never replaces the provider.
+            triggers: [args.genesisConnection.host, plan.serverUrl],
+            secretOutput: true,
+            after: args.after ? [args.after] : [],
+        });
         this.provider = new k8s.Provider(
             `${name}-provider`,
-            { kubeconfig: pulumi.secret(kubeconfig.stdout.apply((text) => rewriteKubeconfigServer(text, server))), enableServerSideApply: true },
+            { kubeconfig: pulumi.secret(kubeconfig.stdout.apply((text) => rewriteKubeconfigServer(text, plan.serverUrl))), enableServerSideApply: true },
             { parent: this },
         );
         const withProvider = (extra: pulumi.CustomResourceOptions = {}): pulumi.CustomResourceOptions => ({ parent: this, provider: this.provider, ...extra });
 
         // Namespaces are shared with other tooling: created when missing, never deleted.
-        const namespaces = edgeNamespaces(fleet).map(
+        const namespaces = plan.namespaces.map(
             (namespace) => new k8s.core.v1.Namespace(`${name}-ns-${namespace}`, { metadata: { name: namespace } }, withProvider({ retainOnDelete: true })),
         );
 
-        const objects = renderClusterEdge(fleet);
-        const [helmChartConfig, ...rest] = objects;
+        const [helmChartConfig, ...rest] = plan.objects;
         const traefik = new k8s.apiextensions.CustomResource(`${name}-${resourceName(helmChartConfig)}`, helmChartConfig, withProvider());
         this.objectNames = [resourceName(helmChartConfig)];
         for (const object of rest) {
@@ -105,12 +100,14 @@ export class ClusterEdge extends pulumi.ComponentResource {
                 case "StatefulSet":
                     new k8s.apps.v1.StatefulSet(resource, object as unknown as k8s.apps.v1.StatefulSetArgs, after);
                     break;
+                case "HelmChartConfig":
+                    throw new pulumi.ResourceError(`the edge renders one HelmChartConfig, first; ${object.metadata.name} came later`, this);
                 default:
-                    throw new Error(`the edge renders no ${object.kind}`);
+                    assertNever(object.kind);
             }
         }
         // ServiceLB allow-list mode: only labelled nodes run klipper-lb pods.
-        for (const node of fleet.edge.serviceLbNodes) {
+        for (const node of plan.serviceLbNodes) {
             new k8s.core.v1.NodePatch(`${name}-enablelb-${node}`, { metadata: { name: node, labels: { [SERVICELB_ENABLE_LABEL]: "true" } } }, withProvider());
         }
         this.registerOutputs({ objectNames: this.objectNames });

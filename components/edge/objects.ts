@@ -1,6 +1,7 @@
 import { stringify as stringifyYaml } from "yaml";
 import { addressOn, k3sNodes } from "../../stacks/fleet";
 import type { Fleet, Middleware } from "../../stacks/schema";
+import { assertNever } from "../hostPlan";
 
 /*
  * The cluster-side objects, as plain Kubernetes manifests: Traefik's HelmChartConfig, the
@@ -9,9 +10,12 @@ import type { Fleet, Middleware } from "../../stacks/schema";
  * objects; `render` writes them; tests validate them against the CRDs' schemas.
  */
 
+/** Every kind the edge renders; ClusterEdge's switch over it is exhaustive. */
+export type EdgeObjectKind = "HelmChartConfig" | "Middleware" | "Service" | "EndpointSlice" | "Deployment" | "DaemonSet" | "StatefulSet";
+
 export interface K8sObject {
     apiVersion: string;
-    kind: string;
+    kind: EdgeObjectKind;
     metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
     [key: string]: unknown;
 }
@@ -77,14 +81,25 @@ export function renderTraefikHelmChartConfig(fleet: Fleet): K8sObject {
     };
 }
 
+type MiddlewareKind = Exclude<keyof Middleware, "name" | "namespace">;
+
+/**
+ * One entry per Middleware kind the schema allows: a kind added to the schema without a
+ * renderer here is a compile error, never a silently empty spec.
+ */
+const MIDDLEWARE_SPECS: { [K in MiddlewareKind]: (value: NonNullable<Middleware[K]>) => Record<string, unknown> } = {
+    stripPrefix: (value) => ({ stripPrefix: { prefixes: value.prefixes } }),
+    forwardAuth: (value) => ({ forwardAuth: value }),
+    headers: (value) => ({ headers: value }),
+};
+
 function middlewareSpec(middleware: Middleware): Record<string, unknown> {
-    if (middleware.stripPrefix) {
-        return { stripPrefix: { prefixes: middleware.stripPrefix.prefixes } };
+    const kinds = (Object.keys(MIDDLEWARE_SPECS) as MiddlewareKind[]).filter((kind) => middleware[kind] !== undefined);
+    if (kinds.length !== 1) {
+        throw new Error(`middleware ${middleware.namespace}/${middleware.name} must set exactly one kind (validation should have refused it)`);
     }
-    if (middleware.forwardAuth) {
-        return { forwardAuth: middleware.forwardAuth };
-    }
-    return { headers: middleware.headers };
+    const kind = kinds[0];
+    return (MIDDLEWARE_SPECS[kind] as (value: unknown) => Record<string, unknown>)(middleware[kind]);
 }
 
 export function renderMiddlewares(fleet: Fleet): K8sObject[] {
@@ -121,14 +136,19 @@ export function renderExternalServices(fleet: Fleet): K8sObject[] {
     for (const service of fleet.edge.externalServices) {
         const ports = service.ports.map((port) => ({ name: port.name ?? "", port: port.port, protocol: port.protocol }));
         const metadata = { name: service.name, namespace: service.namespace, labels: MANAGED_BY };
-        if (service.type === "ExternalName") {
-            objects.push({
-                apiVersion: "v1",
-                kind: "Service",
-                metadata,
-                spec: { type: "ExternalName", externalName: service.externalName, ports: ports.map((port) => ({ ...port, targetPort: port.port })) },
-            });
-            continue;
+        switch (service.type) {
+            case "ExternalName":
+                objects.push({
+                    apiVersion: "v1",
+                    kind: "Service",
+                    metadata,
+                    spec: { type: "ExternalName", externalName: service.externalName, ports: ports.map((port) => ({ ...port, targetPort: port.port })) },
+                });
+                continue;
+            case "headless":
+                break;
+            default:
+                assertNever(service.type);
         }
         objects.push({
             apiVersion: "v1",

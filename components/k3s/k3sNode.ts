@@ -1,30 +1,23 @@
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { connectionArgs, type SshConnection } from "../remote/connection";
-import { fileSyncPayload, fileSyncScript } from "../remote/fileSync";
-import { APPLY_SCRIPT, DRAIN_SCRIPT, PREFLIGHT_SCRIPT, UNCORDON_SCRIPT, nodeRolloutPayloads } from "./rollout";
-import { K3S_TOKEN_FILE } from "./config";
-import type { K3sNode as FleetK3sNode } from "../../stacks/fleet";
-import type { Fleet } from "../../stacks/schema";
+import { remoteStep } from "../remote/remoteCommand";
+import type { K3sNodePlan } from "./plan";
 
 /*
- * One K3s node's rollout: token, pre-flight, drain (on the genesis), apply with health gate
- * and rollback (on the node), uncordon (on the genesis). Each step is a command whose stdin
- * carries the rendered config, so it runs only when that node's config changed; a no-op
- * `up` runs nothing. Nodes are chained through `after`, so exactly one changes at a time and a
- * failed node stops every node behind it. Destroying the component leaves the node's files.
+ * One K3s node's rollout (k3s/plan.ts): prepare (pre-flight and token, on the node), drain (on
+ * the genesis), apply with health gate and rollback (on the node), uncordon (on the genesis).
+ * Each step's payload carries the config or its hash, so it runs only when that node's config
+ * changed; a no-op `up` runs nothing. Nodes are chained through `after`, so exactly one changes
+ * at a time and a failed node stops every node behind it. Destroying it leaves the node's files.
  */
 
 export interface K3sNodeArgs {
-    fleet: Fleet;
-    node: FleetK3sNode;
+    plan: K3sNodePlan<pulumi.Output<string>>;
     /** How the program reaches this node. */
-    connection: SshConnection;
+    connection: command.types.input.remote.ConnectionArgs;
     /** How the program reaches the genesis server, which drains and uncordons. */
-    genesisConnection: SshConnection;
-    /** The cluster join token (secret), written to the node's token file. */
-    k3sToken: pulumi.Input<string>;
-    /** The previous node's last step: this node starts only after it succeeded. */
+    genesisConnection: command.types.input.remote.ConnectionArgs;
+    /** The previous node's last step (or the control server): this node starts only after it. */
     after?: pulumi.Resource;
 }
 
@@ -36,29 +29,22 @@ export class K3sNode extends pulumi.ComponentResource {
 
     constructor(name: string, args: K3sNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:k3s:K3sNode", name, {}, opts);
-        const node = connectionArgs(args.connection);
-        const genesis = connectionArgs(args.genesisConnection);
-        const payloads = nodeRolloutPayloads(args.fleet, args.node);
-        const step = (role: string, connection: typeof node, script: string, stdin: pulumi.Input<string>, after: pulumi.Resource | undefined, secret = false): command.remote.Command =>
-            new command.remote.Command(
-                `${name}-${role}`,
-                { connection, create: script, update: script, stdin, logging: "stdoutAndStderr" },
-                { parent: this, dependsOn: after ? [after] : [], ...(secret ? { additionalSecretOutputs: ["stdin"] } : {}) },
-            );
-
-        const tokenScript = fileSyncScript({ manager: "none" });
-        const token = step(
-            "token",
-            node,
-            tokenScript,
-            pulumi.secret(pulumi.output(args.k3sToken).apply((value) => fileSyncPayload([{ path: K3S_TOKEN_FILE, content: `${value}\n`, mode: 0o600 }]))),
-            args.after,
-            true,
-        );
-        const preflight = step("preflight", node, PREFLIGHT_SCRIPT, payloads.preflight, token);
-        const drain = step("drain", genesis, DRAIN_SCRIPT, payloads.drain, preflight);
-        const apply = step("apply", node, APPLY_SCRIPT, payloads.apply, drain);
-        this.done = step("uncordon", genesis, UNCORDON_SCRIPT, payloads.uncordon, apply);
+        const { plan } = args;
+        const prepare = remoteStep(`${name}-prepare`, this, {
+            connection: args.connection,
+            script: "k3s/prepare.sh",
+            stdin: plan.payloads.prepare,
+            secret: true,
+            after: args.after ? [args.after] : [],
+        });
+        const drain = remoteStep(`${name}-drain`, this, { connection: args.genesisConnection, script: "k3s/drain.sh", stdin: plan.payloads.drain, after: [prepare] });
+        const apply = remoteStep(`${name}-apply`, this, { connection: args.connection, script: "k3s/apply.sh", stdin: plan.payloads.apply, after: [drain] });
+        this.done = remoteStep(`${name}-uncordon`, this, {
+            connection: args.genesisConnection,
+            script: "k3s/uncordon.sh",
+            stdin: plan.payloads.uncordon,
+            after: [apply],
+        });
         this.applyLog = apply.stdout;
         this.registerOutputs({ applyLog: this.applyLog });
     }

@@ -15,10 +15,21 @@
  *   - its own mount and UTS namespaces (hostname = host name) in which
  *       /etc/rancher, /var/lib/rancher  are bind mounts of <rootDir>/etc/rancher and
  *                   <rootDir>/var/lib/rancher on the harness side
+ *       LAB_PRIVATE_DIRS  /etc/nebula, /etc/headscale, /etc/systemd/system,
+ *                   /var/lib/headscale, /var/run/headscale, /var/lib/derper,
+ *                   /usr/local/lib/derper, /usr/local/sbin, /var/lib/shortcircuit,
+ *                   /etc/shortcircuit: bind mounts of <rootDir>/<same path>, empty at
+ *                   start, so the program's other remote scripts (file delivery, control
+ *                   server bootstrap, derper install) write only there; `hostPath()` maps
+ *                   any of these (and /usr/local/bin) to the harness side
  *       /tmp        a private tmpfs
  *       /usr/local/bin  a per-host directory holding the TEST DOUBLE wrappers
  *                   (`k3s`, `kubectl`, `systemctl`, `journalctl`, see
- *                   k3s-test-double/k3s-test-double.ts), a `sudo` shim (the session is
+ *                   k3s-test-double/k3s-test-double.ts; systemctl is also the
+ *                   service-manager stand-in for every other unit, cued per unit with
+ *                   `setServiceBehaviour`), the stand-ins of service-doubles.ts
+ *                   (`headscale`, `nebula`, `go`, `curl`, `apt-get`, `dpkg`, `cloud-init`,
+ *                   `chown`; cued with `setToolBehaviour`), a `sudo` shim (the session is
  *                   root already) and links to the real /usr/local/bin's entries
  *       /usr/bin/systemctl, /usr/bin/journalctl  bind-mounted over by the same shims
  *       /root/.bashrc  an empty file (bash sources it for ssh sessions; the harness
@@ -38,8 +49,10 @@
  * `checkLabPrerequisites()` lists what is missing.
  *
  * Side effects outside the run directory: the empty mount points /etc/rancher,
- * /var/lib/rancher and /run/sshd are created when missing (the two former are removed again
- * by the last lab run that stops).
+ * /var/lib/rancher, LAB_PRIVATE_DIRS (and any missing parent) and /run/sshd are created when
+ * missing (all but /run/sshd are removed again by the last lab run that stops). Nothing is
+ * ever written into them on the real machine: the binds exist only in the hosts' mount
+ * namespaces.
  */
 import { spawn, execFileSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -54,9 +67,45 @@ import type {
   K3sBehaviourCue,
   LabRole,
   NodeRecord,
+  ServiceBehaviourCue,
+  ServiceEvent,
+  ServiceManagerState,
+  ServiceUnitState,
+  UnitStatus,
 } from "./k3s-test-double/k3s-test-double";
+import { STAND_IN_TOOLS } from "./service-doubles";
+import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles";
 
 export type { DoubleState, InvocationRecord, K3sBehaviourCue, LabRole, NodeRecord };
+export type { ServiceEvent, ServiceManagerState, ServiceUnitState, UnitStatus };
+export type { StandInTool, ToolBehaviour, ToolInvocation, ToolState };
+export { STAND_IN_TOOLS };
+
+/**
+ * Directories every test host gets privately (bind mounts of <rootDir>/<path>, empty at
+ * start): what the program's non-k3s remote scripts write.
+ */
+export const LAB_PRIVATE_DIRS: readonly string[] = [
+  "/etc/nebula",
+  "/etc/headscale",
+  "/etc/systemd/system",
+  "/var/lib/headscale",
+  "/var/run/headscale",
+  "/var/lib/derper",
+  "/usr/local/lib/derper",
+  "/usr/local/sbin",
+  "/var/lib/shortcircuit",
+  "/etc/shortcircuit",
+];
+
+/** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
+export interface ServiceBehaviour {
+  /** The next n start attempts (restart, start, enable --now) exit 1 and leave the unit failed. */
+  failRestarts?: number;
+  /** Start attempts exit 0 but the unit reads `failed` exitAfterMs (default 0) later. */
+  exitAtStart?: boolean;
+  exitAfterMs?: number;
+}
 
 // ---------------------------------------------------------------------------------------
 // Public types
@@ -80,6 +129,10 @@ export interface LabHostSpec {
   k3sBehaviour?: K3sBehaviour;
   /** When set, written to /etc/rancher/k3s/config.yaml and k3s started before the fleet is returned. */
   initialConfig?: string;
+  /** Service-manager stand-in cues from the start, by unit ("nebula" = "nebula.service"). */
+  services?: Record<string, ServiceBehaviour>;
+  /** Tool stand-in cues from the start (versions, failures, curl answers, missing tools). */
+  tools?: ToolBehaviour;
 }
 
 export interface LabFleetOptions {
@@ -119,8 +172,15 @@ export interface LabHost {
   privateKeyPem: string;
   /** The host's sshd public host key line ("ssh-ed25519 AAAA... <name>"). */
   hostPublicKey: string;
-  /** Harness-side root: <rootDir>/etc/rancher and <rootDir>/var/lib/rancher. */
+  /**
+   * Harness-side root: <rootDir>/etc/rancher, <rootDir>/var/lib/rancher and
+   * <rootDir><dir> for every LAB_PRIVATE_DIRS entry.
+   */
   rootDir: string;
+  /** In-host path -> harness-side path of every private bind mount (rancher dirs and LAB_PRIVATE_DIRS). */
+  privateDirs: Record<string, string>;
+  /** Harness-side directory mounted over the host's /usr/local/bin (wrappers, stand-ins). */
+  binDir: string;
   etcRancherDir: string;
   varLibRancherDir: string;
   /** Harness-side path of the double's state dir (/var/lib/rancher/k3s-test-double). */
@@ -178,8 +238,29 @@ export interface LabFleet {
   clearTable52(host: HostRef): Promise<void>;
   /** Sets the host's eth0 up or down (down: unreachable from everywhere). */
   setLanLink(host: HostRef, state: "up" | "down"): Promise<void>;
-  /** Harness-side path of a path inside the host under /etc/rancher or /var/lib/rancher. */
+  /**
+   * Harness-side path of a path inside the host under /etc/rancher, /var/lib/rancher, a
+   * LAB_PRIVATE_DIRS entry (/run/headscale = /var/run/headscale) or /usr/local/bin; throws for
+   * any other path (it would be the real machine's).
+   */
   hostPath(host: HostRef, pathInHost: string): string;
+  /**
+   * Cues for one unit of the service-manager stand-in, merged into the current ones. Setting
+   * failRestarts starts its count afresh.
+   */
+  setServiceBehaviour(host: HostRef, unit: string, behaviour: ServiceBehaviour): Promise<void>;
+  /** Cues of the tool stand-ins, merged into the current ones; `missing` adds/removes wrappers. */
+  setToolBehaviour(host: HostRef, behaviour: ToolBehaviour): Promise<void>;
+  /** Service-manager stand-in state, exitAtStart deaths applied as of now (null before any call). */
+  serviceState(host: HostRef): ServiceManagerState | null;
+  /** Service-manager calls, oldest first, optionally of one unit ("nebula" = "nebula.service"). */
+  serviceEvents(host: HostRef, unit?: string): ServiceEvent[];
+  /** Current state of one unit of the stand-in ("inactive" when never touched). */
+  unitStatus(host: HostRef, unit: string): UnitStatus;
+  /** Calls of the tool stand-ins, oldest first, optionally of one tool. */
+  toolInvocations(host: HostRef, tool?: StandInTool): ToolInvocation[];
+  /** What the chown stand-in recorded instead of applying. */
+  toolState(host: HostRef): ToolState;
   k3sState(host: HostRef): DoubleState | null;
   k3sInvocations(host: HostRef): InvocationRecord[];
   clusterNodes(): NodeRecord[];
@@ -200,7 +281,8 @@ const DEFAULT_K3S_VERSION = "v1.31.4+k3s1";
 const DOUBLE_DIR = path.join(__dirname, "k3s-test-double");
 const DOUBLE_SCRIPT = path.join(DOUBLE_DIR, "k3s-test-double.ts");
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const SHIM_NAMES = ["k3s", "kubectl", "systemctl", "journalctl", "sudo"];
+const SHIM_NAMES: string[] = ["k3s", "kubectl", "systemctl", "journalctl", "sudo", ...STAND_IN_TOOLS];
+const SERVICE_DOUBLES_SCRIPT = path.join(__dirname, "service-doubles.ts");
 
 const TOOLS: Record<string, string> = {
   ip: "iproute2",
@@ -710,26 +792,40 @@ function planHosts(opts: LabFleetOptions, runId: string, runDir: string, bridgeC
  * each invocation then starts in ~50 ms instead of ~150 ms. Falls back to the .ts file,
  * which node >= 22.18 runs directly.
  */
-async function buildDouble(runDir: string): Promise<string> {
-  const target = path.join(runDir, "k3s-test-double.mjs");
+async function buildDouble(runDir: string, source = DOUBLE_SCRIPT): Promise<string> {
+  const target = path.join(runDir, path.basename(source).replace(/\.ts$/, ".mjs"));
   const script = `
 const fs = require("node:fs");
 const m = require("node:module");
 const [src, dst, yamlPath] = process.argv.slice(1);
-const js = m.stripTypeScriptTypes(fs.readFileSync(src, "utf8"));
+let js = m.stripTypeScriptTypes(fs.readFileSync(src, "utf8"));
 const marker = 'from "yaml"';
-if (js.split(marker).length !== 2) throw new Error("unexpected yaml import");
-fs.writeFileSync(dst, "// generated from k3s-test-double.ts by the lab fleet harness\n" + js.replace(marker, "from " + JSON.stringify(yamlPath)));
+const n = js.split(marker).length - 1;
+if (n > 1) throw new Error("unexpected yaml import");
+if (n === 1) js = js.replace(marker, "from " + JSON.stringify(yamlPath));
+fs.writeFileSync(dst, "// generated from " + require("node:path").basename(src) + " by the lab fleet harness\n" + js);
 `;
   try {
-    const r = await run(process.execPath, ["--disable-warning=ExperimentalWarning", "-e", script, DOUBLE_SCRIPT, target, require.resolve("yaml")], {
+    const r = await run(process.execPath, ["--disable-warning=ExperimentalWarning", "-e", script, source, target, require.resolve("yaml")], {
       timeoutMs: 20_000,
     });
     if (r.code === 0 && fs.existsSync(target)) return target;
   } catch {
     // fall back below
   }
-  return DOUBLE_SCRIPT;
+  return source;
+}
+
+function standInWrapper(tool: string, hostConfig: string, script: string): string {
+  return [
+    "#!/bin/sh",
+    `# service-doubles: lab fleet TEST DOUBLE standing in for \`${tool}\` (not the real one).`,
+    "# See test/lab/service-doubles.ts and test/lab/labFleet.ts.",
+    `K3S_TEST_DOUBLE_HOST_CONFIG=${shQuote(hostConfig)}`,
+    "export K3S_TEST_DOUBLE_HOST_CONFIG",
+    `exec ${shQuote(process.execPath)} --disable-warning=ExperimentalWarning ${shQuote(script)} ${tool} "$@"`,
+    "",
+  ].join("\n");
 }
 
 function shimWrapper(tool: string, hostConfig: string, doubleScript: string): string {
@@ -789,10 +885,14 @@ function sshdConfig(h: PlannedHost, runDir: string): string {
 
 /** The script run by `ip netns exec NS unshare -m -u`: builds the host's view, execs sshd. */
 const HOST_BOOT = `set -euo pipefail
-host="$1" etc_src="$2" var_src="$3" bin_src="$4" orig_bin="$5" cfg="$6" private_tmp="$7" sshd="$8" bashrc="$9"; shift 9
+host="$1" etc_src="$2" var_src="$3" bin_src="$4" orig_bin="$5" cfg="$6" private_tmp="$7" sshd="$8" bashrc="$9" private_list="\${10}"; shift 10
 hostname "$host"
 mount --bind "$etc_src" /etc/rancher
 mount --bind "$var_src" /var/lib/rancher
+while IFS="$(printf '\t')" read -r src target; do
+  [ -n "$src" ] || continue
+  mount --bind "$src" "$target"
+done < "$private_list"
 mount --bind /usr/local/bin "$orig_bin"
 mount --bind "$bin_src" /usr/local/bin
 for target in "$@"; do
@@ -874,13 +974,20 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
         .filter((d) => d !== runDir)
         .flatMap((d) => readOwner(d)?.createdDirs ?? []),
     );
-    for (const d of ["/etc/rancher", "/var/lib/rancher", "/run/sshd"]) {
+    for (const d of ["/etc/rancher", "/var/lib/rancher", ...LAB_PRIVATE_DIRS, "/run/sshd"]) {
       if (!fs.existsSync(d)) {
-        fs.mkdirSync(d, { recursive: true, mode: 0o755 });
-        if (d !== "/run/sshd") owner.createdDirs.push(d);
+        const first = fs.mkdirSync(d, { recursive: true, mode: 0o755 });
+        if (d === "/run/sshd") continue;
+        // Every directory this created, parents first (removal goes in reverse).
+        const created: string[] = [];
+        for (let p = d; first !== undefined && p.length >= first.length && p !== "/"; p = path.dirname(p)) created.unshift(p);
+        for (const c of created) if (!owner.createdDirs.includes(c)) owner.createdDirs.push(c);
       } else if (createdByOthers.has(d)) {
         owner.createdDirs.push(d); // whichever run stops last removes it
       }
+    }
+    for (const d of createdByOthers) {
+      if (!owner.createdDirs.includes(d) && fs.existsSync(d)) owner.createdDirs.push(d); // parents created by another run
     }
     writeOwner(runDir, owner);
     const privateTmp = [runDir, DOUBLE_SCRIPT, process.execPath, path.dirname(require.resolve("yaml"))].every(
@@ -888,6 +995,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
     );
 
     const doubleBuild = buildDouble(runDir);
+    const serviceDoublesBuild = buildDouble(runDir, SERVICE_DOUBLES_SCRIPT);
     // Client key.
     const keyPath = path.join(runDir, "id_lab");
     await runOk(sshKeygen, ["-q", "-t", "ecdsa", "-b", "256", "-m", "PEM", "-N", "", "-C", `sc-lab-${runId}`, "-f", keyPath]);
@@ -923,6 +1031,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
     }
 
     const doubleScript = await doubleBuild;
+    const serviceDoublesScript = await serviceDoublesBuild;
     const settled = await Promise.allSettled(
       planned.map(async (h): Promise<LabHost> => {
         const role = h.spec.role;
@@ -934,6 +1043,13 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
         const binDir = path.join(h.hostDir, "bin");
         const origBin = path.join(h.hostDir, "orig-usr-local-bin");
         for (const d of [etcDir, path.join(etcDir, "k3s"), stateDir, binDir, origBin]) fs.mkdirSync(d, { recursive: true });
+        const privateDirs: Record<string, string> = { "/etc/rancher": etcDir, "/var/lib/rancher": varDir };
+        for (const d of LAB_PRIVATE_DIRS) {
+          privateDirs[d] = path.join(h.rootDir, d);
+          fs.mkdirSync(privateDirs[d], { recursive: true, mode: 0o755 });
+        }
+        const privateList = path.join(h.hostDir, "private-mounts.tsv");
+        fs.writeFileSync(privateList, LAB_PRIVATE_DIRS.map((d) => `${privateDirs[d]}\t${d}\n`).join(""));
 
         const hostConfigPath = path.join(h.hostDir, "double-host.json");
         const hostConfig: DoubleHostConfig = {
@@ -952,6 +1068,9 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
           fs.writeFileSync(path.join(binDir, t), shimWrapper(t, hostConfigPath, doubleScript), { mode: 0o755 });
         }
         fs.writeFileSync(path.join(binDir, "sudo"), SUDO_SHIM, { mode: 0o755 });
+        writeJsonFile(path.join(stateDir, "tool-cue.json"), h.spec.tools ?? {});
+        applyMissingTools(binDir, hostConfigPath, serviceDoublesScript, h.spec.tools?.missing ?? []);
+        for (const [unit, behaviour] of Object.entries(h.spec.services ?? {})) writeServiceCue(stateDir, unit, behaviour);
         for (const entry of origUsrLocalBin) {
           if (!SHIM_NAMES.includes(entry)) fs.symlinkSync(path.join(origBin, entry), path.join(binDir, entry));
         }
@@ -1029,6 +1148,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
             privateTmp ? "yes" : "no",
             sshd,
             bashrcPath,
+            privateList,
             ...bindTargets,
           ],
           { stdio: ["ignore", logFd, logFd], cwd: "/", env: { PATH: HOST_PATH, LANG: "C.UTF-8" } },
@@ -1059,6 +1179,8 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
           privateKeyPem,
           hostPublicKey: fs.readFileSync(path.join(h.hostDir, "ssh_host_ed25519_key.pub"), "utf8").trim(),
           rootDir: h.rootDir,
+          privateDirs,
+          binDir,
           etcRancherDir: etcDir,
           varLibRancherDir: varDir,
           doubleStateDir: stateDir,
@@ -1181,15 +1303,47 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
       },
       hostPath: (ref, p) => {
         const h = resolve(ref);
-        const norm = path.posix.normalize(p);
-        for (const [inside, outside] of [
-          ["/etc/rancher", h.etcRancherDir],
-          ["/var/lib/rancher", h.varLibRancherDir],
-        ] as const) {
+        let norm = path.posix.normalize(p);
+        if (norm === "/run/headscale" || norm.startsWith("/run/headscale/")) norm = `/var${norm}`;
+        const mapped = Object.entries({ ...h.privateDirs, "/usr/local/bin": h.binDir }).sort((a, b) => b[0].length - a[0].length);
+        for (const [inside, outside] of mapped) {
           if (norm === inside || norm.startsWith(inside + "/")) return outside + norm.slice(inside.length);
         }
-        throw new Error(`lab fleet: ${p} is not under /etc/rancher or /var/lib/rancher`);
+        throw new Error(`lab fleet: ${p} is not under a host's private directory (${mapped.map(([inside]) => inside).sort().join(", ")})`);
       },
+      setServiceBehaviour: async (ref, unit, behaviour) => {
+        ensureRunning();
+        writeServiceCue(resolve(ref).doubleStateDir, unit, behaviour);
+        await Promise.resolve();
+      },
+      setToolBehaviour: async (ref, behaviour) => {
+        ensureRunning();
+        const h = resolve(ref);
+        const file = path.join(h.doubleStateDir, "tool-cue.json");
+        const next: ToolBehaviour = { ...readJsonFile<ToolBehaviour>(file, {}), ...behaviour };
+        writeJsonFile(file, next);
+        if (behaviour.missing !== undefined) applyMissingTools(h.binDir, path.join(path.dirname(h.rootDir), "double-host.json"), serviceDoublesScript, behaviour.missing);
+        await Promise.resolve();
+      },
+      serviceState: (ref) => readServiceState(resolve(ref).doubleStateDir),
+      serviceEvents: (ref, unit) => {
+        const events = readServiceState(resolve(ref).doubleStateDir)?.events ?? [];
+        return unit === undefined ? events : events.filter((e) => e.unit === fullUnitName(unit));
+      },
+      unitStatus: (ref, unit) => readServiceState(resolve(ref).doubleStateDir)?.units[fullUnitName(unit)]?.status ?? "inactive",
+      toolInvocations: (ref, toolName) => {
+        try {
+          return fs
+            .readFileSync(path.join(resolve(ref).doubleStateDir, "tools.log"), "utf8")
+            .split("\n")
+            .filter((l) => l !== "")
+            .map((l) => JSON.parse(l) as ToolInvocation)
+            .filter((r) => toolName === undefined || r.tool === toolName);
+        } catch {
+          return [];
+        }
+      },
+      toolState: (ref) => readJsonFile<ToolState>(path.join(resolve(ref).doubleStateDir, "tool-state.json"), { owners: {} }),
       k3sState: (ref) => {
         try {
           return JSON.parse(fs.readFileSync(path.join(resolve(ref).doubleStateDir, "state.json"), "utf8")) as DoubleState;
@@ -1235,6 +1389,65 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
     await teardown();
     throw e;
   }
+}
+
+function readJsonFile<T>(file: string, fallback: T): T {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function writeJsonFile(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(value, null, 2));
+  fs.renameSync(tmp, file);
+}
+
+/** "nebula" -> "nebula.service" (the stand-in's unit naming). */
+function fullUnitName(u: string): string {
+  return /\.(service|socket|timer|target|path|mount|slice)$/.test(u) ? u : `${u}.service`;
+}
+
+let serviceCueGen = 0;
+
+function writeServiceCue(stateDir: string, unit: string, behaviour: ServiceBehaviour): void {
+  const file = path.join(stateDir, "service-cue.json");
+  const all = readJsonFile<Record<string, Partial<ServiceBehaviourCue>>>(file, {});
+  const name = fullUnitName(unit);
+  const current: ServiceBehaviourCue = { failRestarts: 0, exitAtStart: false, exitAfterMs: 0, gen: 0, ...(all[name] ?? {}) };
+  const next: ServiceBehaviourCue = { ...current, ...behaviour };
+  if (behaviour.failRestarts !== undefined) next.gen = Date.now() * 1000 + (serviceCueGen++ % 1000);
+  all[name] = next;
+  writeJsonFile(file, all);
+}
+
+/** Writes the stand-in wrappers into a host's /usr/local/bin, except the missing ones (removed). */
+function applyMissingTools(binDir: string, hostConfig: string, script: string, missing: readonly StandInTool[]): void {
+  for (const t of STAND_IN_TOOLS) {
+    const file = path.join(binDir, t);
+    if (missing.includes(t)) fs.rmSync(file, { force: true });
+    else fs.writeFileSync(file, standInWrapper(t, hostConfig, script), { mode: 0o755 });
+  }
+}
+
+/** services.json with exitAtStart deaths applied as of now (same rule as the double). */
+function readServiceState(stateDir: string): ServiceManagerState | null {
+  const st = readJsonFile<ServiceManagerState | null>(path.join(stateDir, "services.json"), null);
+  if (st === null) return null;
+  const nowUs = Number(process.hrtime.bigint() / 1000n);
+  for (const u of Object.values(st.units)) {
+    if (u.status === "active" && u.diesAtMonoUs !== null && nowUs >= u.diesAtMonoUs) {
+      u.status = "failed";
+      u.result = "exit-code";
+      u.failureCount += 1;
+      u.inactiveEnterMonoUs = u.diesAtMonoUs;
+      u.inactiveEnterMs = Date.now() - Math.round((nowUs - u.diesAtMonoUs) / 1000);
+      u.diesAtMonoUs = null;
+    }
+  }
+  return st;
 }
 
 function writeCue(stateDir: string, behaviour: K3sBehaviour): void {

@@ -206,7 +206,7 @@ function hostOf(name: string): MeshHost {
 const overlayAddress = (name: string): string => member(name).address;
 
 function rendered(files: RenderedFiles, name: string, file: keyof typeof NEBULA_FILES): string {
-    const content = files.get(hostFilePath(name, NEBULA_FILES[file]));
+    const content = files.get(hostFilePath(name, NEBULA_FILES[file]))?.content;
     if (content === undefined) {
         throw new Error(`the render has no ${file} for ${name}`);
     }

@@ -84,7 +84,7 @@ function nebulaFile(member: string, file: keyof typeof NEBULA_FILES): string {
 }
 
 function rendered(files: RenderedFiles, relativePath: string): string {
-    const content = files.get(relativePath);
+    const content = files.get(relativePath)?.content;
     if (content === undefined) {
         throw new Error(`the render has no ${relativePath}`);
     }
@@ -197,7 +197,7 @@ describe.each(STACKS)("the %s stack's Nebula files", (stack: Stack) => {
         const differing = memberNames.flatMap((name) =>
             (["ca", "cert", "key", "config"] as const)
                 .map((file) => nebulaFile(name, file))
-                .filter((file) => again.get(file) !== rendered(files, file)),
+                .filter((file) => again.get(file)?.content !== rendered(files, file)),
         );
         expect(differing).toEqual([]);
     });

@@ -13,7 +13,8 @@
  *
  *   k3s ...         -> `k3s` tool: --version, kubectl (below); `k3s server|agent` is refused
  *   kubectl ...     -> same as `k3s kubectl ...` (k3s installs kubectl as a symlink)
- *   systemctl ...   -> systemctl shim for the units k3s (server hosts) / k3s-agent (agent hosts)
+ *   systemctl ...   -> systemctl shim for the units k3s (server hosts) / k3s-agent (agent hosts),
+ *                      and a service-manager stand-in for every other unit (below)
  *   journalctl ...  -> prints the double's log for those units
  *
  * Each wrapper sets K3S_TEST_DOUBLE_HOST_CONFIG to a JSON file written by the harness
@@ -28,6 +29,25 @@
  *                     failOnStart, etcdUnhealthy, keepStaleFlannelLink)
  *   invocations.log   one JSON line per invocation of any tool (argv, exit code, output head)
  *   k3s.log           journal-like log, shown by the journalctl shim and `systemctl status`
+ *   services.json     service-manager stand-in: per unit state and every call (ServiceEvent:
+ *                     unit, verb, Date.now() and CLOCK_MONOTONIC µs, exit code, resulting state)
+ *   service-cue.json  per unit cues written by the harness (failRestarts, exitAtStart, exitAfterMs)
+ *   services.log      journal lines of those units (journalctl -u, systemctl status)
+ *
+ * Service-manager stand-in (TEST DOUBLE, not systemd; nothing is executed, ExecStart never
+ * runs): any unit other than k3s/k3s-agent exists when its file is in the host's (private)
+ * /etc/systemd/system ("nebula" means "nebula.service"). daemon-reload; start, restart,
+ * try-restart, reload-or-restart, reload, stop (several units per call, the first error's exit
+ * code, like systemctl); enable/disable [--now]; is-active/is-failed/is-enabled [--quiet] with
+ * systemd's words and exit codes (is-active: 0 active, 3 otherwise); status (0/3, 4 unknown);
+ * show [-p P,...] [--value] with ActiveState, SubState, Result, LoadState, UnitFileState,
+ * NeedDaemonReload, ActiveEnterTimestamp(Monotonic), InactiveEnterTimestamp(Monotonic),
+ * ExecMainStartTimestamp(Monotonic), NRestarts (always 0: no automatic restarts happen);
+ * reset-failed. Start/restart of a unit without a unit file: "Failed to restart x.service:
+ * Unit x.service not found.", exit 5. Cues: failRestarts n (the next n start attempts exit 1,
+ * unit failed), exitAtStart (start exits 0, the unit reads failed exitAfterMs later, as when a
+ * daemon dies at once under a unit without Type=). A unit file edited after it was loaded
+ * (daemon-reload or first use) draws systemd's "changed on disk" warning on start.
  *
  * Cluster state (TEST DOUBLE SHORTCUT): every host of a fleet reads and writes one shared
  * directory on the harness side (clusterDir/nodes/<node>.json). It is visible at the same
@@ -193,6 +213,71 @@ export interface InvocationRecord {
   durationMs: number;
   stdoutHead: string;
   stderrHead: string;
+}
+
+/**
+ * Behaviour cue of one service-manager stand-in unit (any unit but k3s/k3s-agent), written
+ * by the harness into service-cue.json keyed by the full unit name ("nebula.service").
+ */
+export interface ServiceBehaviourCue {
+  /** The next n start attempts (restart, start, enable --now, ...) exit 1 and leave the unit failed. */
+  failRestarts: number;
+  /** Start attempts exit 0, but the unit is `failed` exitAfterMs later (a daemon that dies at once, unit without Type=). */
+  exitAtStart: boolean;
+  /** With exitAtStart: how long the unit reads `active` after a start (default 0). */
+  exitAfterMs: number;
+  /** Set by the harness whenever failRestarts is (re)set: restarts the count of failures used. */
+  gen: number;
+}
+
+/** One call of the service-manager stand-in for one unit (also daemon-reload, unit ""). */
+export interface ServiceEvent {
+  unit: string;
+  verb: string;
+  /** Epoch ms (Date.now()) of the double's process. */
+  atMs: number;
+  /**
+   * CLOCK_MONOTONIC in µs, the clock of systemd's *TimestampMonotonic properties. For a call
+   * that (re)started the unit: exactly its ActiveEnterTimestampMonotonic.
+   */
+  monoUs: number;
+  exitCode: number;
+  /** Unit state after the call. */
+  result: UnitStatus | "not-found";
+  /** sha256 of the unit file definition in effect (the one loaded at the last daemon-reload). */
+  unitFileSha256?: string | null;
+  /** The unit file changed on disk since it was loaded (systemd warns; daemon-reload missing). */
+  staleUnitFile?: boolean;
+  /** `start` of an active unit: nothing happened. */
+  noop?: boolean;
+}
+
+export interface ServiceUnitState {
+  unit: string;
+  status: UnitStatus;
+  result: "success" | "exit-code";
+  enabled: boolean;
+  activeEnterMs: number | null;
+  activeEnterMonoUs: number | null;
+  inactiveEnterMs: number | null;
+  inactiveEnterMonoUs: number | null;
+  /** exitAtStart: when (CLOCK_MONOTONIC µs) the unit dies; applied when the state is next read. */
+  diesAtMonoUs: number | null;
+  startCount: number;
+  restartCount: number;
+  stopCount: number;
+  failureCount: number;
+  /** sha256 of the unit file as loaded (daemon-reload, or first use), null before. */
+  loadedSha256: string | null;
+  cueGen: number;
+  cueFailuresUsed: number;
+}
+
+export interface ServiceManagerState {
+  units: Record<string, ServiceUnitState>;
+  daemonReloads: number;
+  /** Every call, oldest first (capped at 5000). */
+  events: ServiceEvent[];
 }
 
 export interface Taint {
@@ -1137,6 +1222,374 @@ function flannelLink(
 }
 
 // ---------------------------------------------------------------------------------------
+// Service-manager stand-in for every unit but k3s/k3s-agent (TEST DOUBLE, not systemd)
+//
+// A unit exists when its file is in the host's (private) /etc/systemd/system. Nothing is
+// executed: ExecStart is never run; the unit's state lives in services.json and follows the
+// cues in service-cue.json (failRestarts, exitAtStart/exitAfterMs). Every call is recorded
+// as a ServiceEvent with the double's wall clock and CLOCK_MONOTONIC (µs, what systemd's
+// *TimestampMonotonic properties use). daemon-reload snapshots the unit files' sha256; a
+// start of a unit whose file changed since then warns like systemd and keeps the old sha.
+
+const UNIT_DIR = "/etc/systemd/system";
+const K3S_UNITS = ["k3s", "k3s-agent"];
+const SERVICE_EVENT_LIMIT = 5000;
+const SERVICE_VERBS = ["start", "restart", "try-restart", "reload-or-restart", "force-reload", "reload", "stop", "enable", "disable", "is-active", "is-failed", "is-enabled", "reset-failed", "status", "show"];
+const DEFAULT_SERVICE_CUE: ServiceBehaviourCue = { failRestarts: 0, exitAtStart: false, exitAfterMs: 0, gen: 0 };
+
+function isK3sUnit(u: string): boolean {
+  return K3S_UNITS.includes(unitName(u));
+}
+
+/** "nebula" -> "nebula.service"; names with a unit suffix are kept. */
+function fullUnit(u: string): string {
+  return /\.(service|socket|timer|target|path|mount|slice)$/.test(u) ? u : `${u}.service`;
+}
+
+function monoUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+function systemdTime(ms: number | null): string {
+  if (ms === null) return "";
+  const d = new Date(ms);
+  const day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getUTCDay()] ?? "";
+  return `${day} ${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)} UTC`;
+}
+
+function unitFileText(unit: string): string | null {
+  try {
+    return fs.readFileSync(path.join(UNIT_DIR, unit), "utf8");
+  } catch {
+    return null;
+  }
+}
+
+function unitDescription(unit: string): string {
+  const m = /^Description=(.*)$/m.exec(unitFileText(unit) ?? "");
+  return m?.[1]?.trim() ?? unit;
+}
+
+function servicesPath(): string {
+  return path.join(STATE_DIR, "services.json");
+}
+
+function loadServices(): ServiceManagerState {
+  const s = readJson<Partial<ServiceManagerState>>(servicesPath(), {});
+  return { units: s.units ?? {}, daemonReloads: s.daemonReloads ?? 0, events: s.events ?? [] };
+}
+
+function serviceCue(unit: string): ServiceBehaviourCue {
+  const all = readJson<Record<string, Partial<ServiceBehaviourCue>>>(path.join(STATE_DIR, "service-cue.json"), {});
+  return { ...DEFAULT_SERVICE_CUE, ...(all[unit] ?? {}) };
+}
+
+function newUnitState(unit: string): ServiceUnitState {
+  return {
+    unit,
+    status: "inactive",
+    result: "success",
+    enabled: false,
+    activeEnterMs: null,
+    activeEnterMonoUs: null,
+    inactiveEnterMs: null,
+    inactiveEnterMonoUs: null,
+    diesAtMonoUs: null,
+    startCount: 0,
+    restartCount: 0,
+    stopCount: 0,
+    failureCount: 0,
+    loadedSha256: null,
+    cueGen: 0,
+    cueFailuresUsed: 0,
+  };
+}
+
+function serviceLog(host: DoubleHostConfig, unit: string, msg: string, atMs = Date.now()): void {
+  fs.mkdirSync(STATE_DIR, { recursive: true });
+  fs.appendFileSync(path.join(STATE_DIR, "services.log"), `${new Date(atMs).toISOString()} ${host.hostName} systemd-test-double[1]: ${unit}: ${msg}\n`);
+}
+
+/** An exitAtStart unit whose time has come is failed from then on. */
+function applyDeath(host: DoubleHostConfig, u: ServiceUnitState, nowUs: number): void {
+  if (u.status !== "active" || u.diesAtMonoUs === null || nowUs < u.diesAtMonoUs) return;
+  const diedMs = Date.now() - Math.max(0, Math.round((nowUs - u.diesAtMonoUs) / 1000));
+  u.status = "failed";
+  u.result = "exit-code";
+  u.failureCount += 1;
+  u.inactiveEnterMonoUs = u.diesAtMonoUs;
+  u.inactiveEnterMs = diedMs;
+  u.diesAtMonoUs = null;
+  serviceLog(host, u.unit, "Main process exited, code=exited, status=1/FAILURE (exitAtStart cue)", diedMs);
+  serviceLog(host, u.unit, "Failed with result 'exit-code'.", diedMs);
+}
+
+interface SystemctlFlags {
+  quiet: boolean;
+  value: boolean;
+  props: string[];
+  now: boolean;
+}
+
+/** One verb for units of which at least one is not k3s: each unit in turn, first error's exit code. */
+function serviceSystemctl(host: DoubleHostConfig, cmd: string, units: string[], flags: SystemctlFlags): number {
+  if (units.length === 0) fail(1, "Too few arguments.");
+  let rc = 0;
+  let first = true;
+  for (const raw of units) {
+    let code: number;
+    if (isK3sUnit(raw)) {
+      try {
+        code = systemctl(host, [cmd, raw, ...(flags.quiet ? ["--quiet"] : []), ...(flags.now ? ["--now"] : []), ...flags.props.flatMap((p) => ["-p", p])]);
+      } catch (e) {
+        if (!(e instanceof ToolExit)) throw e;
+        complain(e.message);
+        code = e.code;
+      }
+    } else {
+      if (cmd === "show" && !first) say("");
+      code = withLock(STATE_DIR, () => serviceOne(host, cmd, fullUnit(raw), flags));
+    }
+    first = false;
+    if (rc === 0 && code !== 0) rc = code;
+  }
+  return rc;
+}
+
+function serviceDaemonReload(): void {
+  withLock(STATE_DIR, () => {
+    const st = loadServices();
+    st.daemonReloads += 1;
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(UNIT_DIR).filter((f) => fs.statSync(path.join(UNIT_DIR, f)).isFile());
+    } catch {
+      files = [];
+    }
+    for (const f of files) {
+      if (isK3sUnit(f)) continue;
+      const u = st.units[f] ?? newUnitState(f);
+      u.loadedSha256 = sha256(unitFileText(f) ?? "");
+      st.units[f] = u;
+    }
+    st.events.push({ unit: "", verb: "daemon-reload", atMs: Date.now(), monoUs: monoUs(), exitCode: 0, result: "active" });
+    st.events = st.events.slice(-SERVICE_EVENT_LIMIT);
+    writeJsonAtomic(servicesPath(), st);
+  });
+}
+
+function serviceOne(host: DoubleHostConfig, cmd: string, unit: string, flags: SystemctlFlags): number {
+  const st = loadServices();
+  const nowUs = monoUs();
+  const text = unitFileText(unit);
+  const exists = text !== null;
+  const u = st.units[unit] ?? newUnitState(unit);
+  applyDeath(host, u, nowUs);
+  const event: ServiceEvent = { unit, verb: cmd, atMs: Date.now(), monoUs: nowUs, exitCode: 0, result: u.status };
+  const known = exists || st.units[unit] !== undefined;
+
+  const load = (): void => {
+    // systemd loads a unit on first use; later edits need daemon-reload.
+    const current = sha256(text ?? "");
+    if (u.loadedSha256 === null) u.loadedSha256 = current;
+    else if (u.loadedSha256 !== current) {
+      complain(`Warning: The unit file, source configuration file or drop-ins of ${unit} changed on disk. Run 'systemctl daemon-reload' to reload units.`);
+      event.staleUnitFile = true;
+    }
+    event.unitFileSha256 = u.loadedSha256;
+  };
+  const startAttempt = (action: "start" | "restart"): number => {
+    load();
+    const cue = serviceCue(unit);
+    if (cue.gen !== u.cueGen) {
+      u.cueGen = cue.gen;
+      u.cueFailuresUsed = 0;
+    }
+    const t = monoUs();
+    const tMs = Date.now();
+    // The event's time is when the (re)start took effect: equals ActiveEnterTimestampMonotonic.
+    event.monoUs = t;
+    event.atMs = tMs;
+    if (u.status === "active") {
+      u.inactiveEnterMonoUs = t;
+      u.inactiveEnterMs = tMs;
+      serviceLog(host, unit, "Stopping (restart).");
+    }
+    if (action === "restart") u.restartCount += 1;
+    u.startCount += 1;
+    u.diesAtMonoUs = null;
+    if (u.cueFailuresUsed < cue.failRestarts) {
+      u.cueFailuresUsed += 1;
+      u.status = "failed";
+      u.result = "exit-code";
+      u.failureCount += 1;
+      u.inactiveEnterMonoUs = t;
+      u.inactiveEnterMs = tMs;
+      serviceLog(host, unit, `Control process exited, code=exited, status=1/FAILURE (failRestarts cue, ${u.cueFailuresUsed}/${cue.failRestarts})`);
+      complain(`Job for ${unit} failed because the control process exited with error code.`);
+      complain(`See "systemctl status ${unit}" and "journalctl -xeu ${unit}" for details.`);
+      return 1;
+    }
+    u.status = "active";
+    u.result = "success";
+    u.activeEnterMonoUs = t;
+    u.activeEnterMs = tMs;
+    if (cue.exitAtStart) u.diesAtMonoUs = t + Math.max(0, cue.exitAfterMs) * 1000;
+    serviceLog(host, unit, `Started ${unitDescription(unit)} (test double: nothing runs${cue.exitAtStart ? `; exits after ${cue.exitAfterMs} ms` : ""}).`);
+    return 0;
+  };
+  const notFound = (verb: string): number => {
+    complain(`Failed to ${verb} ${unit}: Unit ${unit} not found.`);
+    return 5;
+  };
+
+  let code = 0;
+  switch (cmd) {
+    case "start":
+    case "restart":
+    case "try-restart":
+    case "reload-or-restart":
+    case "force-reload":
+      if (!exists) code = notFound(cmd === "start" ? "start" : "restart");
+      else if (cmd === "start" && u.status === "active") {
+        load();
+        event.noop = true;
+      } else if (cmd === "try-restart" && u.status !== "active") event.noop = true;
+      else code = startAttempt(cmd === "start" ? "start" : "restart");
+      break;
+    case "reload":
+      if (!exists) code = notFound("reload");
+      else if (u.status !== "active") {
+        complain(`Failed to reload ${unit}: Job type reload is not applicable for unit ${unit}.`);
+        code = 1;
+      } else {
+        load();
+        serviceLog(host, unit, "Reloaded (test double: nothing runs).");
+      }
+      break;
+    case "stop":
+      if (!known) code = notFound("stop");
+      else {
+        if (u.status === "active") {
+          u.inactiveEnterMonoUs = monoUs();
+          u.inactiveEnterMs = Date.now();
+          serviceLog(host, unit, "Stopped.");
+        }
+        u.stopCount += 1;
+        u.status = "inactive";
+        u.diesAtMonoUs = null;
+      }
+      break;
+    case "enable":
+    case "disable":
+      if (!exists) {
+        complain(`Failed to ${cmd} unit: Unit file ${unit} does not exist.`);
+        code = 1;
+        break;
+      }
+      if (cmd === "enable" && !u.enabled) complain(`Created symlink /etc/systemd/system/multi-user.target.wants/${unit} → /etc/systemd/system/${unit}. (test double: no symlink)`);
+      if (cmd === "disable" && u.enabled) complain(`Removed "/etc/systemd/system/multi-user.target.wants/${unit}". (test double: no symlink)`);
+      u.enabled = cmd === "enable";
+      if (flags.now) {
+        if (cmd === "enable") code = u.status === "active" ? 0 : startAttempt("start");
+        else if (u.status === "active") {
+          u.inactiveEnterMonoUs = monoUs();
+          u.inactiveEnterMs = Date.now();
+          u.stopCount += 1;
+          u.status = "inactive";
+          u.diesAtMonoUs = null;
+          serviceLog(host, unit, "Stopped.");
+        }
+      }
+      break;
+    case "is-active":
+      if (!flags.quiet) say(u.status);
+      code = u.status === "active" ? 0 : 3;
+      break;
+    case "is-failed":
+      if (!flags.quiet) say(u.status);
+      code = u.status === "failed" ? 0 : 1;
+      break;
+    case "is-enabled":
+      if (!exists) {
+        if (!flags.quiet) complain(`Failed to get unit file state for ${unit}: No such file or directory`);
+        code = 1;
+      } else {
+        if (!flags.quiet) say(u.enabled ? "enabled" : "disabled");
+        code = u.enabled ? 0 : 1;
+      }
+      break;
+    case "reset-failed":
+      if (u.status === "failed") u.status = "inactive";
+      u.result = "success";
+      break;
+    case "status": {
+      if (!known) {
+        complain(`Unit ${unit} could not be found.`);
+        code = 4;
+        break;
+      }
+      const since = u.status === "active" ? u.activeEnterMs : u.inactiveEnterMs;
+      const sub = u.status === "active" ? "active (running)" : u.status === "failed" ? "failed (Result: exit-code)" : "inactive (dead)";
+      say(`● ${unit} - ${unitDescription(unit)} (systemd TEST DOUBLE: nothing runs)`);
+      say(`     Loaded: ${exists ? `loaded (${UNIT_DIR}/${unit}; ${u.enabled ? "enabled" : "disabled"}; preset: enabled)` : "not-found (Reason: Unit " + unit + " not found.)"}`);
+      say(`     Active: ${sub}${since !== null ? ` since ${systemdTime(since)}` : ""}`);
+      say("");
+      for (const line of serviceJournal(unit, 10)) say(line);
+      code = u.status === "active" ? 0 : 3;
+      break;
+    }
+    case "show": {
+      const all: Record<string, string> = {
+        Id: unit,
+        Names: unit,
+        Description: exists ? unitDescription(unit) : unit,
+        LoadState: exists ? "loaded" : "not-found",
+        ActiveState: u.status,
+        SubState: u.status === "active" ? "running" : u.status === "failed" ? "failed" : "dead",
+        Result: u.result,
+        UnitFileState: exists ? (u.enabled ? "enabled" : "disabled") : "",
+        FragmentPath: exists ? `${UNIT_DIR}/${unit}` : "",
+        NeedDaemonReload: exists && u.loadedSha256 !== null && u.loadedSha256 !== sha256(text ?? "") ? "yes" : "no",
+        MainPID: "0",
+        NRestarts: "0",
+        ActiveEnterTimestamp: systemdTime(u.activeEnterMs),
+        ActiveEnterTimestampMonotonic: String(u.activeEnterMonoUs ?? 0),
+        ExecMainStartTimestamp: systemdTime(u.activeEnterMs),
+        ExecMainStartTimestampMonotonic: String(u.activeEnterMonoUs ?? 0),
+        InactiveEnterTimestamp: systemdTime(u.inactiveEnterMs),
+        InactiveEnterTimestampMonotonic: String(u.inactiveEnterMonoUs ?? 0),
+      };
+      for (const [k, v] of Object.entries(all)) {
+        if (flags.props.length > 0 && !flags.props.includes(k)) continue;
+        say(flags.value ? v : `${k}=${v}`);
+      }
+      break;
+    }
+    default:
+      return unsupported(`systemctl command ${JSON.stringify(cmd)} for ${unit}`);
+  }
+  event.exitCode = code;
+  event.result = known || exists ? u.status : "not-found";
+  if (exists || st.units[unit] !== undefined) st.units[unit] = u;
+  st.events.push(event);
+  st.events = st.events.slice(-SERVICE_EVENT_LIMIT);
+  writeJsonAtomic(servicesPath(), st);
+  return code;
+}
+
+function serviceJournal(unit: string, n: number | null): string[] {
+  let text = "";
+  try {
+    text = fs.readFileSync(path.join(STATE_DIR, "services.log"), "utf8");
+  } catch {
+    return [];
+  }
+  const lines = text.split("\n").filter((l) => l.includes(` ${unit}: `));
+  return n === null ? lines : lines.slice(-n);
+}
+
+// ---------------------------------------------------------------------------------------
 // systemctl / journalctl shims
 
 function unitName(u: string): string {
@@ -1161,11 +1614,15 @@ function systemctl(host: DoubleHostConfig, argv: string[]): number {
     else positional.push(a);
   }
   const [cmd, ...units] = positional;
+  if (cmd !== undefined && SERVICE_VERBS.includes(cmd) && units.some((u) => !isK3sUnit(u))) {
+    return serviceSystemctl(host, cmd, units, { quiet, value, props, now: argv.includes("--now") });
+  }
   const known = (u: string): boolean => unitName(u) === host.unit;
   const notFound = (verb: string, u: string): never => fail(5, `Failed to ${verb} ${unitName(u)}.service: Unit ${unitName(u)}.service not found.`);
   switch (cmd) {
     case "daemon-reload":
     case "daemon-reexec":
+      serviceDaemonReload();
       return 0;
     case "start":
     case "restart":
@@ -1298,7 +1755,9 @@ function journalctl(host: DoubleHostConfig, argv: string[]): number {
     else unsupported(`journalctl argument ${JSON.stringify(a)}`);
   }
   if (units.length > 0 && !units.some((u) => unitName(u) === host.unit)) {
-    say("-- No entries --");
+    const lines = units.filter((u) => !isK3sUnit(u)).flatMap((u) => serviceJournal(fullUnit(u), n));
+    if (lines.length === 0) say("-- No entries --");
+    for (const line of lines) say(line);
     return 0;
   }
   for (const line of journalLines(n)) say(line);

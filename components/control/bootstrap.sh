@@ -1,0 +1,56 @@
+# Installs the pinned Headscale and Nebula and mounts the Headscale volume (waiting, bounded,
+# for DigitalOcean to attach it). Idempotent: a rerun on a built host changes nothing.
+# Over SSH it starts nothing: the file deliveries after it write each unit and config and
+# restart their service. From cloud-init (START=yes) every file is already in place, so it
+# hands the keys to the headscale user and starts both services itself.
+# Params: VOLUME_DEVICE (a device path, or "none" on an existing host), HEADSCALE_VERSION,
+# NEBULA_VERSION, START (yes | no).
+device="$(param VOLUME_DEVICE)"
+headscale_version="$(param HEADSCALE_VERSION)"
+headscale_version="${headscale_version#v}"
+nebula_version="$(param NEBULA_VERSION)"
+start="$(param START)"
+state=/var/lib/headscale
+log() { echo "bootstrap: $*"; }
+# Over SSH on a new droplet, cloud-init may still be installing: never race its dpkg run.
+if [ "$start" != yes ] && command -v cloud-init >/dev/null 2>&1; then
+  timeout 900 cloud-init status --wait >/dev/null || log "cloud-init reports an error; continuing"
+fi
+arch="$(dpkg --print-architecture)"
+if [ "$device" != none ]; then
+  for _ in $(seq 1 120); do
+    [ -e "$device" ] && break
+    sleep 5
+  done
+  [ -e "$device" ] || { echo "bootstrap: volume $device was never attached" >&2; exit 1; }
+  mkdir -p "$state"
+  if ! grep -qs " $state " /etc/fstab; then
+    cp /etc/fstab /etc/fstab.shortcircuit.tmp
+    echo "$device $state ext4 defaults,nofail,discard 0 2" >>/etc/fstab.shortcircuit.tmp
+    mv -f /etc/fstab.shortcircuit.tmp /etc/fstab
+  fi
+  mountpoint -q "$state" || mount "$state"
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+if ! headscale version 2>/dev/null | grep -qF "$headscale_version"; then
+  curl -fsSL --retry 5 -o "$work/headscale.deb" "https://github.com/juanfont/headscale/releases/download/v${headscale_version}/headscale_${headscale_version}_linux_${arch}.deb"
+  # --force-confold: our /etc/headscale/config.yaml is already in place (cloud-init, an earlier
+  # delivery); without it dpkg stops at the conffile prompt with no terminal to answer it.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold "$work/headscale.deb"
+  log "installed headscale ${headscale_version}"
+fi
+if ! nebula -version 2>/dev/null | grep -qF "${nebula_version#v}"; then
+  curl -fsSL --retry 5 -o "$work/nebula.tar.gz" "https://github.com/slackhq/nebula/releases/download/${nebula_version}/nebula-linux-${arch}.tar.gz"
+  tar -xzf "$work/nebula.tar.gz" -C /usr/local/bin nebula nebula-cert
+  log "installed nebula ${nebula_version}"
+fi
+install -d -m 0750 "$state/cache" /var/run/headscale
+chown -R headscale:headscale "$state" /var/run/headscale
+if [ "$start" = yes ]; then
+  chown headscale:headscale /etc/headscale/noise_private.key /etc/headscale/derp_server_private.key
+  systemctl daemon-reload
+  systemctl enable --now nebula.service headscale.service
+  log "started nebula and headscale"
+fi
+log "done"

@@ -1,0 +1,145 @@
+import { framedPayload } from "../remote/payload";
+import { delivery, plannedSsh, type Delivery, type PlannedSsh, type Values } from "../hostPlan";
+import { planNebulaDelivery, type NebulaIdentityValues } from "../nebula/plan";
+import { versions } from "../versions";
+import { nodeByName } from "../../stacks/fleet";
+import type { Fleet } from "../../stacks/schema";
+import { digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./files";
+import { HEADSCALE_FILES, headscaleServerUrl, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "./headscale";
+
+export interface FirewallRule {
+    protocol: "tcp" | "udp" | "icmp";
+    portRange?: string;
+    sourceAddresses: string[];
+}
+
+export type ControlHostPlan =
+    | {
+          kind: "droplet";
+          name: string;
+          region: string;
+          size: string;
+          image: string;
+          volumeName: string;
+          volumeSizeGb: number;
+          inbound: FirewallRule[];
+          /** How the program reaches it: its reserved IP (known only once allocated) as root. */
+          ssh: Omit<PlannedSsh, "host">;
+      }
+    | { kind: "existing"; ssh: PlannedSsh };
+
+/** Headscale with its embedded DERP relay and the SFO3 Nebula lighthouse, on one host. */
+export interface ControlPlan<V> {
+    /** The host's name on the mesh and in render's tree. */
+    name: string;
+    hostname: string;
+    headscaleUrl: string;
+    host: ControlHostPlan;
+    derpMapYaml: V;
+    /** Headscale's files, then Nebula's: each restarts its own service. */
+    deliveries: Delivery<V>[];
+    bootstrapPayload: string;
+    /** The droplet's user data (secret: it carries the keys); undefined on an existing host. */
+    cloudInit?: V;
+    healthPayload: string;
+}
+
+export interface ControlIdentityValues<V> {
+    noiseKey: V;
+    derpKey: V;
+    nebula: NebulaIdentityValues<V>;
+    nebulaCaCertPem: V;
+    /** Relay host → `sha256-raw:<hex>` pin of its self-signed certificate. */
+    relayCertNames: Readonly<Record<string, V>>;
+}
+
+const ADMIN_SSH_PORT = "22";
+const HEALTH_ATTEMPTS = 60;
+
+function controlHost(fleet: Fleet): ControlHostPlan {
+    const control = fleet.controlServer;
+    const host = control.host;
+    switch (host.kind) {
+        case "droplet": {
+            const world = ["0.0.0.0/0", "::/0"];
+            const overlays = [fleet.overlays.tailnet.prefix, fleet.overlays.nebula.network];
+            return {
+                kind: "droplet",
+                name: host.name,
+                region: host.region,
+                size: host.size,
+                image: host.image,
+                volumeName: headscaleVolumeName(host.name),
+                volumeSizeGb: host.volumeSizeGb,
+                inbound: [
+                    { protocol: "tcp", portRange: "443", sourceAddresses: world },
+                    { protocol: "tcp", portRange: "80", sourceAddresses: world },
+                    { protocol: "udp", portRange: String(control.derp.stunPort), sourceAddresses: world },
+                    { protocol: "udp", portRange: String(fleet.overlays.nebula.listenPort), sourceAddresses: world },
+                    { protocol: "tcp", portRange: ADMIN_SSH_PORT, sourceAddresses: [...host.adminCidrs, ...overlays] },
+                    { protocol: "icmp", sourceAddresses: world },
+                ],
+                // A new droplet takes a while to answer SSH; a running host does not.
+                ssh: { user: "root", port: 22, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 10 },
+            };
+        }
+        case "existing": {
+            const node = nodeByName(fleet, host.host);
+            if (!node) {
+                throw new Error(`fleet.controlServer.host.host: ${host.host} is not in the fleet (validation should have refused it)`);
+            }
+            return { kind: "existing", ssh: plannedSsh(fleet, node) };
+        }
+    }
+}
+
+export function planControlServer<V>(fleet: Fleet, values: Values<V>, name: string, nebulaConfigYaml: string, ids: ControlIdentityValues<V>): ControlPlan<V> {
+    const host = controlHost(fleet);
+    const relayHosts = Object.keys(ids.relayCertNames).sort();
+    const derpMapYaml = values.derive(
+        relayHosts.map((relay) => ids.relayCertNames[relay]),
+        (names) => renderDerpMapYaml(fleet, Object.fromEntries(relayHosts.map((relay, index) => [relay, names[index]]))),
+    );
+    const deliveries = [
+        delivery(values, {
+            role: "headscale",
+            service: { kind: "systemd", unit: "headscale.service" },
+            secretFiles: [
+                { path: HEADSCALE_FILES.noiseKey, mode: 0o600, content: values.derive([ids.noiseKey], ([key]) => `${key}\n`) },
+                { path: HEADSCALE_FILES.derpKey, mode: 0o600, content: values.derive([ids.derpKey], ([key]) => `${key}\n`) },
+            ],
+            secretOwner: "headscale:headscale",
+            publicFiles: [
+                { path: HEADSCALE_FILES.config, mode: 0o644, content: values.text(renderHeadscaleConfigYaml(fleet)) },
+                { path: HEADSCALE_FILES.policy, mode: 0o644, content: values.text(renderHeadscalePolicy()) },
+                { path: HEADSCALE_FILES.derpMap, mode: 0o644, content: derpMapYaml },
+            ],
+        }),
+        planNebulaDelivery(values, { configYaml: nebulaConfigYaml, caCertPem: ids.nebulaCaCertPem, identity: ids.nebula, macos: false }),
+    ];
+    const bootstrapParams = (start: boolean): string =>
+        framedPayload({
+            VOLUME_DEVICE: host.kind === "droplet" ? digitalOceanVolumeDevice(host.volumeName) : "none",
+            HEADSCALE_VERSION: versions.headscale,
+            NEBULA_VERSION: versions.nebula,
+            START: start ? "yes" : "no",
+        });
+    const files = deliveries.flatMap((each) => [...each.publicFiles, ...each.secretFiles]);
+    return {
+        name,
+        hostname: fleet.controlServer.hostname,
+        headscaleUrl: headscaleServerUrl(fleet),
+        host,
+        derpMapYaml,
+        deliveries,
+        bootstrapPayload: bootstrapParams(false),
+        cloudInit:
+            host.kind === "droplet"
+                ? values.derive(
+                      files.map((file) => file.content),
+                      (contents) => renderCloudInit(files.map((file, index) => ({ ...file, content: contents[index] })), bootstrapParams(true)),
+                  )
+                : undefined,
+        healthPayload: framedPayload({ HOSTNAME: fleet.controlServer.hostname, ATTEMPTS: String(HEALTH_ATTEMPTS) }),
+    };
+}

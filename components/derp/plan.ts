@@ -1,0 +1,44 @@
+import { framedPayload } from "../remote/payload";
+import { delivery, plannedSsh, type HostPlan, type Values } from "../hostPlan";
+import { versions } from "../versions";
+import { nodeByName } from "../../stacks/fleet";
+import type { DerpRelay, Fleet } from "../../stacks/schema";
+import { DERPER_CERT_DIR, DERPER_LAUNCHD_LABEL, DERPER_PLIST_PATH, DERPER_UNIT, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
+
+/** A self-signed relay's certificate (public) and key (secret). */
+export interface RelayCertValues<V> {
+    certPem: V;
+    keyPem: V;
+}
+
+export interface RelayPlan<V> extends HostPlan<V> {
+    hostname: string;
+    /** derp/install.sh's payload: the pinned derper version. */
+    installPayload: string;
+}
+
+/** derper on an existing fleet host: its unit (systemd) or job (launchd), and a self-signed pair. */
+export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelay, values: Values<V>, cert: RelayCertValues<V> | undefined): RelayPlan<V> {
+    const host = nodeByName(fleet, relay.host);
+    if (!host) {
+        throw new Error(`fleet.derpRelays: host ${relay.host} is not in the fleet (validation should have refused it)`);
+    }
+    const launchd = relay.serviceManager === "launchd";
+    const serviceFile = launchd
+        ? { path: DERPER_PLIST_PATH, mode: 0o644, content: values.text(renderDerperPlist(fleet, relay)) }
+        : { path: DERPER_UNIT_PATH, mode: 0o644, content: values.text(renderDerperUnit(fleet, relay)) };
+    return {
+        name: relay.host,
+        hostname: relay.hostname,
+        ssh: plannedSsh(fleet, host),
+        installPayload: framedPayload({ VERSION: versions.tailscale }),
+        deliveries: [
+            delivery(values, {
+                role: "derper",
+                service: launchd ? { kind: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH } : { kind: "systemd", unit: DERPER_UNIT },
+                secretFiles: cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.key`, mode: 0o600, content: cert.keyPem }] : [],
+                publicFiles: [serviceFile, ...(cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.crt`, mode: 0o644, content: cert.certPem }] : [])],
+            }),
+        ],
+    };
+}

@@ -1,0 +1,134 @@
+import { createHash } from "node:crypto";
+import { framedPayload, type PayloadFile } from "./remote/payload";
+import { sshHost } from "../stacks/fleet";
+import type { Fleet, FleetNode } from "../stacks/schema";
+
+/*
+ * The shapes of the host plan (plan.ts) that every concern fills in. A plan is plain data; only
+ * identity-derived content (keys, certificates, anything computed from them) has the type `V`:
+ * a plain string for `render`, a Pulumi Output for the program. `Values<V>` is how the plan
+ * builds such content without knowing which, so both outputs come from one function.
+ */
+
+export interface Values<V> {
+    /** A value known at plan time. */
+    text(value: string): V;
+    /** Content computed from identity values (secret if any input is). */
+    derive(inputs: readonly V[], compute: (texts: readonly string[]) => string): V;
+}
+
+/** The plan's values for `render` and tests: identities are plain strings. */
+export const plainValues: Values<string> = {
+    text: (value) => value,
+    derive: (inputs, compute) => compute(inputs),
+};
+
+/** Where a host answers SSH. The droplet's address is not known at plan time (see control/plan.ts). */
+export interface PlannedSsh {
+    host: string;
+    user: string;
+    port: number;
+    timeoutSeconds: number;
+    dialAttempts: number;
+}
+
+export function plannedSsh(fleet: Fleet, node: FleetNode): PlannedSsh {
+    return { host: sshHost(fleet, node), user: node.ssh.user, port: node.ssh.port, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 3 };
+}
+
+export interface PlannedFile<V> {
+    /** Absolute path on the host. */
+    path: string;
+    mode: number;
+    content: V;
+}
+
+export type ServiceManager =
+    | { kind: "systemd"; unit: string }
+    /** `plist`: a job file the delivery manages and loads; absent when the operator owns it. */
+    | { kind: "launchd"; label: string; plist?: string };
+
+/** A service's files on one host: changing any of them restarts it, then checks it stays up. */
+export interface Delivery<V> {
+    /** Names the delivery's steps: `<component>-<role>-secrets`, `<component>-<role>-files`. */
+    role: string;
+    service: ServiceManager;
+    /** Keys; written by their own step so only its stdin is secret. */
+    secretFiles: PlannedFile<V>[];
+    /** Owner of the secret files when the service does not run as root (`user:group`). */
+    secretOwner?: string;
+    publicFiles: PlannedFile<V>[];
+    /** Seconds the service has to come up and stay up after its restart. */
+    checkTimeoutSeconds: number;
+    /** What the two steps read on stdin (remote/deliver-files.sh). */
+    payloads: { secret: V; public: V; secretSha256: V };
+}
+
+const SERVICE_NAME = /^[A-Za-z0-9@._-]+$/;
+const OWNER = /^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/;
+
+function serviceName(service: ServiceManager): string {
+    switch (service.kind) {
+        case "systemd":
+            return service.unit;
+        case "launchd":
+            return service.label;
+        default:
+            return assertNever(service);
+    }
+}
+
+export function assertNever(value: never): never {
+    throw new Error(`unhandled case ${JSON.stringify(value)}`);
+}
+
+function deliveryParams(role: string, service: ServiceManager, restart: boolean, checkTimeoutSeconds: number, owner: string | undefined): Record<string, string> {
+    const name = serviceName(service);
+    if (!SERVICE_NAME.test(name) || (owner !== undefined && !OWNER.test(owner))) {
+        throw new Error(`delivery ${role}: service ${JSON.stringify(name)} or owner ${JSON.stringify(owner)} is not a plain name`);
+    }
+    return {
+        STEP: role,
+        SERVICE_MANAGER: service.kind,
+        SERVICE: name,
+        PLIST: service.kind === "launchd" ? (service.plist ?? "") : "",
+        RESTART: restart ? "yes" : "no",
+        CHECK_TIMEOUT: String(checkTimeoutSeconds),
+        OWNER: owner ?? "",
+    };
+}
+
+function payloadFiles(files: readonly PlannedFile<unknown>[], contents: readonly string[]): PayloadFile[] {
+    return files.map((file, index) => ({ target: file.path, mode: file.mode, content: contents[index] }));
+}
+
+/** A delivery with its payloads: secrets first (marking the restart pending), then the rest. */
+export function delivery<V>(
+    values: Values<V>,
+    spec: Omit<Delivery<V>, "payloads" | "checkTimeoutSeconds"> & { checkTimeoutSeconds?: number },
+): Delivery<V> {
+    const checkTimeoutSeconds = spec.checkTimeoutSeconds ?? 30;
+    const secretParams = deliveryParams(`${spec.role} secrets`, spec.service, false, checkTimeoutSeconds, spec.secretOwner);
+    const publicParams = deliveryParams(spec.role, spec.service, true, checkTimeoutSeconds, undefined);
+    const secretContents = spec.secretFiles.map((file) => file.content);
+    return {
+        ...spec,
+        checkTimeoutSeconds,
+        payloads: {
+            secret: values.derive(secretContents, (texts) => framedPayload(secretParams, payloadFiles(spec.secretFiles, texts))),
+            public: values.derive(
+                spec.publicFiles.map((file) => file.content),
+                (texts) => framedPayload(publicParams, payloadFiles(spec.publicFiles, texts)),
+            ),
+            // Re-runs the public step (and so the restart) when only a key changed.
+            secretSha256: values.derive(secretContents, (texts) => createHash("sha256").update(texts.join("\0")).digest("hex")),
+        },
+    };
+}
+
+/** A host that receives files over SSH: Nebula members, DERP relays. */
+export interface HostPlan<V> {
+    name: string;
+    ssh: PlannedSsh;
+    deliveries: Delivery<V>[];
+}

@@ -1,0 +1,19 @@
+# On the genesis server: drain the node before its restart. A node the API does not know yet
+# is skipped; so is an unreachable API on a genesis that has never been configured (the
+# cluster is being bootstrapped). Any other unreachable API fails the node.
+# Params: NODE_NAME, CONFIG_SHA256, DRAIN_TIMEOUT.
+node="$(param NODE_NAME)"
+if ! out="$(k3s kubectl get node "$node" -o jsonpath='{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
+  case "$out" in
+    *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
+    *refused*) if [ ! -f /etc/rancher/k3s/config.yaml ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
+  esac
+  echo "drain $node: the API on the genesis did not answer: $out" >&2
+  exit 1
+fi
+# A re-run (a new SSH path, lost state) must not drain a node that already runs this config.
+if [ "$out" = "$(param CONFIG_SHA256)" ]; then
+  echo "drain $node: already runs this config; not drained"
+  exit 0
+fi
+k3s kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="$(param DRAIN_TIMEOUT)s"

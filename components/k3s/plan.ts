@@ -1,0 +1,42 @@
+import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
+import { genesisNode, type K3sNode } from "../../stacks/fleet";
+import type { Fleet } from "../../stacks/schema";
+import { K3S_CONFIG_PATH, renderK3sConfigYaml, renderedConfigSha256 } from "./config";
+import { rolloutOrder } from "./order";
+import { ROLLOUT_RECORD_PATH, nodeRolloutPayloads, renderRolloutRecord } from "./rollout";
+import { K3S_TOKEN_FILE } from "./config";
+
+/** One node's rollout: where its steps run and what each reads on stdin. */
+export interface K3sNodePlan<V> {
+    name: string;
+    ssh: PlannedSsh;
+    /** The genesis server, which drains and uncordons. */
+    genesisSsh: PlannedSsh;
+    configYaml: string;
+    configSha256: string;
+    /** Files the rollout leaves on the node (for render and the program/render comparison). */
+    files: { path: string; mode: number; content: V }[];
+    payloads: { prepare: V; drain: string; apply: string; uncordon: string };
+}
+
+/** Every K3s node in rollout order. */
+export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sNodePlan<V>[] {
+    const genesisSsh = plannedSsh(fleet, genesisNode(fleet));
+    return rolloutOrder(fleet).map((node: K3sNode) => {
+        const payloads = nodeRolloutPayloads(fleet, node);
+        const configYaml = renderK3sConfigYaml(fleet, node);
+        return {
+            name: node.name,
+            ssh: plannedSsh(fleet, node),
+            genesisSsh,
+            configYaml,
+            configSha256: renderedConfigSha256(configYaml),
+            files: [
+                { path: K3S_TOKEN_FILE, mode: 0o600, content: values.derive([token], ([text]) => `${text}\n`) },
+                { path: K3S_CONFIG_PATH, mode: 0o600, content: values.text(configYaml) },
+                { path: ROLLOUT_RECORD_PATH, mode: 0o600, content: values.text(renderRolloutRecord(fleet, node)) },
+            ],
+            payloads: { prepare: values.derive([token], ([text]) => payloads.prepare(text)), drain: payloads.drain, apply: payloads.apply, uncordon: payloads.uncordon },
+        };
+    });
+}

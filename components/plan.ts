@@ -1,0 +1,119 @@
+import { nodeByName } from "../stacks/fleet";
+import type { DerpRelay, Fleet } from "../stacks/schema";
+import { planControlServer, type ControlPlan } from "./control/plan";
+import { derpCertName } from "./derp/derper";
+import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan";
+import { planEdge, type EdgePlan } from "./edge/plan";
+import { plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostPlan";
+import { planK3sNodes, type K3sNodePlan } from "./k3s/plan";
+import { controlServerMember, nebulaMembers, renderNebulaConfigYaml, type NebulaMember } from "./nebula/config";
+import { planNebulaDelivery, type NebulaIdentityValues } from "./nebula/plan";
+
+/*
+ * planFleet: the whole fleet as plain data, from the validated config and the identities
+ * (keys, certificates, secrets). The program turns it into resources (index.ts) and `render`
+ * into files (planFiles.ts): both deliver this one plan, so they cannot disagree.
+ */
+
+/** What must exist before the plan can be made: the identities to create or read. */
+export interface IdentityRequirements {
+    nebulaMembers: NebulaMember[];
+    /** Relays whose certificate the program issues (certMode self-signed). */
+    selfSignedRelays: DerpRelay[];
+}
+
+export function identityRequirements(fleet: Fleet): IdentityRequirements {
+    return {
+        nebulaMembers: nebulaMembers(fleet),
+        selfSignedRelays: fleet.derpRelays.filter((relay) => relay.certMode === "self-signed"),
+    };
+}
+
+export interface FleetIdentities<V> {
+    nebulaCaCertPem: V;
+    /** Member name → its certificate and key. */
+    nebula: Readonly<Record<string, NebulaIdentityValues<V>>>;
+    headscaleNoiseKey: V;
+    derpKey: V;
+    k3sToken: V;
+    /** Relay host → its self-signed certificate and key. */
+    relayCerts: Readonly<Record<string, RelayCertValues<V>>>;
+    /** Relay host → its certificate pin; render has none (no real certificate to pin). */
+    relayCertNames?: Readonly<Record<string, V>>;
+}
+
+export interface NebulaHostPlan<V> {
+    name: string;
+    ssh: PlannedSsh;
+    delivery: Delivery<V>;
+}
+
+export interface FleetPlan<V> {
+    /** Nebula members reached over SSH, in the order they restart (one at a time). */
+    nebulaHosts: NebulaHostPlan<V>[];
+    relays: RelayPlan<V>[];
+    control: ControlPlan<V>;
+    /** In rollout order. */
+    k3sNodes: K3sNodePlan<V>[];
+    edge?: EdgePlan;
+    /** Admin workstations on the mesh: their files are handed out by render, not delivered. */
+    nebulaWorkstations: { name: string; files: { path: string; mode: number; content: V }[] }[];
+}
+
+function identityOf<V>(identities: FleetIdentities<V>, member: string): NebulaIdentityValues<V> {
+    const identity = identities.nebula[member];
+    if (!identity) {
+        throw new Error(`no Nebula identity was issued for ${member}`);
+    }
+    return identity;
+}
+
+export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, values: Values<V>): FleetPlan<V> {
+    const members = nebulaMembers(fleet);
+    const nebulaHosts: NebulaHostPlan<V>[] = [];
+    const nebulaWorkstations: FleetPlan<V>["nebulaWorkstations"] = [];
+    for (const member of members) {
+        const identity = identityOf(identities, member.name);
+        const configYaml = renderNebulaConfigYaml(fleet, members, member);
+        switch (member.kind) {
+            case "node": {
+                const host = nodeByName(fleet, member.name);
+                if (!host) {
+                    throw new Error(`Nebula member ${member.name} is not in the fleet`);
+                }
+                const nebula = planNebulaDelivery(values, { configYaml, caCertPem: identities.nebulaCaCertPem, identity, macos: host.os === "macos" });
+                nebulaHosts.push({ name: member.name, ssh: plannedSsh(fleet, host), delivery: nebula });
+                break;
+            }
+            case "admin": {
+                // Workstations run Nebula their own way: no unit, just the files.
+                const nebula = planNebulaDelivery(values, { configYaml, caCertPem: identities.nebulaCaCertPem, identity, macos: true });
+                nebulaWorkstations.push({ name: member.name, files: [...nebula.publicFiles, ...nebula.secretFiles] });
+                break;
+            }
+            case "control-server":
+                // The control server gets its Nebula files with the rest of its own (below).
+                break;
+            default:
+                throw new Error(`unhandled Nebula member kind ${JSON.stringify(member.kind satisfies never)}`);
+        }
+    }
+    const controlMember = controlServerMember(members);
+    const relayCertNames =
+        identities.relayCertNames ??
+        Object.fromEntries(Object.entries(identities.relayCerts).map(([host, cert]) => [host, values.derive([cert.certPem], ([pem]) => derpCertName(pem))]));
+    return {
+        nebulaHosts,
+        relays: fleet.derpRelays.map((relay) => planDerpRelay(fleet, relay, values, identities.relayCerts[relay.host])),
+        control: planControlServer(fleet, values, controlMember.name, renderNebulaConfigYaml(fleet, members, controlMember), {
+            noiseKey: identities.headscaleNoiseKey,
+            derpKey: identities.derpKey,
+            nebula: identityOf(identities, controlMember.name),
+            nebulaCaCertPem: identities.nebulaCaCertPem,
+            relayCertNames,
+        }),
+        k3sNodes: planK3sNodes(fleet, values, identities.k3sToken),
+        edge: planEdge(fleet),
+        nebulaWorkstations,
+    };
+}

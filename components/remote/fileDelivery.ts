@@ -1,0 +1,43 @@
+import type * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { Delivery } from "../hostPlan";
+import { remoteStep } from "./remoteCommand";
+
+/*
+ * A planned delivery as two steps: the secret files first, in their own step so its stdin is
+ * the only secret (a changed key marks the restart pending), then the public files, which
+ * restart the service when anything changed or a restart is pending, and check it stays up.
+ */
+
+export interface DeliveredSteps {
+    secrets: command.remote.Command;
+    files: command.remote.Command;
+}
+
+/** Creates `${name}-secrets` and `${name}-files` under `parent`. */
+export function deliverFiles(
+    name: string,
+    parent: pulumi.Resource,
+    connection: command.types.input.remote.ConnectionArgs,
+    delivery: Delivery<pulumi.Output<string>>,
+    after: pulumi.Input<pulumi.Resource>[],
+    /** Values whose change re-runs both steps (a rebuilt machine). */
+    triggers: pulumi.Input<unknown>[] = [],
+): DeliveredSteps {
+    const secrets = remoteStep(`${name}-secrets`, parent, {
+        connection,
+        script: "remote/deliver-files.sh",
+        stdin: delivery.payloads.secret,
+        secret: true,
+        triggers,
+        after,
+    });
+    const files = remoteStep(`${name}-files`, parent, {
+        connection,
+        script: "remote/deliver-files.sh",
+        stdin: delivery.payloads.public,
+        triggers: [...triggers, pulumi.secret(delivery.payloads.secretSha256)],
+        after: [secrets],
+    });
+    return { secrets, files };
+}

@@ -1,0 +1,214 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { delivery, plainValues, type PlannedFile, type ServiceManager } from "../../components/hostPlan";
+import { PayloadError, framedPayload } from "../../components/remote/payload";
+import { remoteScript } from "../../components/remote/scripts";
+
+/*
+ * Runs the exact delivery script (remote/prelude.sh + remote/deliver-files.sh) with bash, as
+ * root, inside a private mount namespace where /etc/nebula, /etc/systemd/system and
+ * /var/lib/shortcircuit are fresh tmpfs mounts, and `systemctl`/`launchctl` are recording
+ * shims. Nothing outside the namespace is touched.
+ */
+
+let work: string;
+let shims: string;
+let state: string;
+
+beforeAll(() => {
+    if (process.getuid?.() !== 0) {
+        throw new Error("the file delivery tests need root for a private mount namespace (CI runs as root)");
+    }
+});
+
+beforeEach(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "sc-filesync-"));
+    shims = path.join(work, "bin");
+    state = path.join(work, "state");
+    fs.mkdirSync(shims);
+    fs.mkdirSync(state);
+    for (const tool of ["systemctl", "launchctl"]) {
+        // Queries (is-active, print) are not recorded; a restart fails while fail-restart exists.
+        fs.writeFileSync(
+            path.join(shims, tool),
+            [
+                "#!/bin/sh",
+                'case "$1" in',
+                `  is-active) [ ! -e "${work}/dead" ]; exit $? ;;`,
+                `  print) [ -e "${work}/dead" ] || echo "state = running"; exit 0 ;;`,
+                "esac",
+                `echo "${tool} $*" >> "${work}/calls.log"`,
+                `[ ! -e "${work}/fail-restart" ]`,
+                "",
+            ].join("\n"),
+            { mode: 0o755 },
+        );
+    }
+});
+
+afterEach(() => {
+    fs.rmSync(work, { recursive: true, force: true });
+});
+
+interface Delivery {
+    status: number | null;
+    stdout: string;
+    stderr: string;
+    calls: string[];
+}
+
+/**
+ * Delivers `files` with the script; the tmpfs contents are persisted to `state` between
+ * deliveries so a second run sees what the first wrote.
+ */
+function deliver(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart = true): Delivery {
+    fs.rmSync(path.join(work, "calls.log"), { force: true });
+    const inner = [
+        "set -euo pipefail",
+        "mount -t tmpfs tmpfs /etc/nebula 2>/dev/null || { mkdir -p /etc/nebula && mount -t tmpfs tmpfs /etc/nebula; }",
+        "mount -t tmpfs tmpfs /etc/systemd/system",
+        "mkdir -p /var/lib/shortcircuit && mount -t tmpfs tmpfs /var/lib/shortcircuit",
+        `cp -a "${state}/." / 2>/dev/null || true`,
+        "status=0",
+        `PATH="${shims}:$PATH" bash -c "$SCRIPT" < "${work}/payload" || status=$?`,
+        `rm -rf "${state}" && mkdir -p "${state}/etc" && cp -a /etc/nebula "${state}/etc/" && mkdir -p "${state}/etc/systemd" && cp -a /etc/systemd/system "${state}/etc/systemd/" && mkdir -p "${state}/var/lib" && cp -a /var/lib/shortcircuit "${state}/var/lib/"`,
+        "exit $status",
+    ].join("\n");
+    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart));
+    const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
+        env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
+        encoding: "utf8",
+        timeout: 30000,
+    });
+    const log = path.join(work, "calls.log");
+    return {
+        status: result.status,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        calls: fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n") : [],
+    };
+}
+
+/** The payload the plan builds for these files: the public step's, or the secret step's. */
+function payloadFor(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart: boolean): string {
+    if (service === "none") {
+        return framedPayload(
+            { STEP: "test", SERVICE_MANAGER: "none", SERVICE: "none", PLIST: "", RESTART: "no", CHECK_TIMEOUT: "5", OWNER: "" },
+            files.map((file) => ({ target: file.path, mode: file.mode, content: file.content })),
+        );
+    }
+    const planned = delivery(plainValues, { role: "nebula", service, secretFiles: restart ? [] : [...files], publicFiles: restart ? [...files] : [], checkTimeoutSeconds: 5 });
+    return restart ? planned.payloads.public : planned.payloads.secret;
+}
+
+const delivered = (file: string): string => path.join(state, file);
+
+const config: PlannedFile<string> = { path: "/etc/nebula/config.yml", content: "tun:\n  mtu: 1300\n", mode: 0o644 };
+const key: PlannedFile<string> = { path: "/etc/nebula/host.key", content: "-----BEGIN NEBULA X25519 PRIVATE KEY-----\nAAAA\n-----END NEBULA X25519 PRIVATE KEY-----\n", mode: 0o600 };
+const unit: PlannedFile<string> = { path: "/etc/systemd/system/nebula.service", content: "[Service]\nExecStart=/usr/bin/env nebula\n", mode: 0o644 };
+const systemd: ServiceManager = { kind: "systemd", unit: "nebula.service" };
+
+describe("the file delivery script", () => {
+    it("writes every file with its mode and restarts once on first delivery", () => {
+        const result = deliver(systemd, [config, key, unit]);
+        expect(result.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(fs.statSync(delivered("etc/nebula/config.yml")).mode & 0o777).toBe(0o644);
+        expect(result.calls).toEqual(["systemctl daemon-reload", "systemctl enable --quiet nebula.service", "systemctl restart nebula.service"]);
+        expect(result.stdout).toContain("nebula: wrote /etc/nebula/config.yml");
+        expect(result.stdout).toContain("nebula: restarted nebula.service; it is active");
+        // Command output lands in Pulumi state and logs: it names files, never their content.
+        expect(`${result.stdout}${result.stderr}`).not.toContain("PRIVATE KEY");
+        expect(`${result.stdout}${result.stderr}`).not.toContain("AAAA");
+    });
+
+    it("touches nothing and restarts nothing when every file is unchanged", () => {
+        deliver(systemd, [config, key, unit]);
+        const before = fs.statSync(delivered("etc/nebula/config.yml")).mtimeMs;
+        const result = deliver(systemd, [config, key, unit]);
+        expect(result.status).toBe(0);
+        expect(result.stdout.trim()).toBe("nebula: no change");
+        expect(result.calls).toEqual([]);
+        expect(fs.statSync(delivered("etc/nebula/config.yml")).mtimeMs).toBe(before);
+        expect(fs.existsSync(delivered("etc/nebula/config.yml.previous"))).toBe(false);
+    });
+
+    it("rewrites only the changed file, keeps its previous version, and restarts once", () => {
+        deliver(systemd, [config, key, unit]);
+        const changed = { ...config, content: "tun:\n  mtu: 1280\n" };
+        const result = deliver(systemd, [changed, key, unit]);
+        expect(result.status).toBe(0);
+        expect(result.stdout).toContain("wrote /etc/nebula/config.yml");
+        expect(result.stdout).not.toContain("wrote /etc/nebula/host.key");
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(changed.content);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml.previous"), "utf8")).toBe(config.content);
+        expect(result.calls.filter((call) => call.startsWith("systemctl restart"))).toHaveLength(1);
+        expect(fs.readdirSync(delivered("etc/nebula")).filter((name) => name.includes(".shortcircuit."))).toEqual([]);
+    });
+
+    it("carries content verbatim: quotes, $(…), backslashes and no trailing newline never reach a shell", () => {
+        const tricky = { path: "/etc/nebula/notes.txt", content: "a 'quote' \"dq\" $(touch /tmp/pwned) `id` \\n\nlast line", mode: 0o644 };
+        const result = deliver("none", [tricky]);
+        expect(result.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/notes.txt"), "utf8")).toBe(tricky.content);
+        expect(fs.existsSync("/tmp/pwned")).toBe(false);
+    });
+
+    it("fails the delivery when the service does not restart, and retries the restart on the next run", () => {
+        fs.writeFileSync(path.join(work, "fail-restart"), "");
+        const failed = deliver(systemd, [config]);
+        expect(failed.status).not.toBe(0);
+        fs.rmSync(path.join(work, "fail-restart"));
+        // Nothing changed since, but the restart is still pending: the rerun does it.
+        const rerun = deliver(systemd, [config]);
+        expect(rerun.status).toBe(0);
+        expect(rerun.stdout).toContain("the last restart of nebula.service did not complete");
+        expect(rerun.calls).toContain("systemctl restart nebula.service");
+        expect(deliver(systemd, [config]).calls).toEqual([]);
+    });
+
+    it("fails when the service does not stay active after its restart", () => {
+        fs.writeFileSync(path.join(work, "dead"), "");
+        const result = deliver(systemd, [config]);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toContain("nebula.service is not active");
+    });
+
+    it("a changed key alone marks the restart, which the public step then does", () => {
+        deliver(systemd, [config, unit]);
+        const secrets = deliver(systemd, [key], false);
+        expect(secrets.status).toBe(0);
+        expect(secrets.calls).toEqual([]);
+        const files = deliver(systemd, [config, unit]);
+        expect(files.calls).toContain("systemctl restart nebula.service");
+    });
+
+    it("restarts through launchd on macOS hosts", () => {
+        const result = deliver({ kind: "launchd", label: "net.defined.nebula" }, [config]);
+        expect(result.calls).toEqual(["launchctl kickstart -k system/net.defined.nebula"]);
+    });
+
+    it("refuses a cut-short payload before writing anything", () => {
+        const payload = payloadFor(systemd, [config], true);
+        fs.writeFileSync(path.join(work, "payload"), payload.slice(0, payload.length - 5));
+        const inner = `mount -t tmpfs tmpfs /etc/nebula && mkdir -p /var/lib/shortcircuit && mount -t tmpfs tmpfs /var/lib/shortcircuit && PATH="${shims}:$PATH" bash -c "$SCRIPT" < "${work}/payload"; echo "status=$?"; ls /etc/nebula`;
+        const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
+            env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
+            encoding: "utf8",
+            timeout: 30000,
+        });
+        expect(result.stdout).toContain("status=2");
+        expect(result.stdout).not.toContain("config.yml");
+        expect(result.stderr).toContain("payload cut short");
+    });
+
+    it("refuses targets that are relative or climb out, and unit names a shell would split", () => {
+        expect(() => framedPayload({}, [{ target: "etc/x", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => framedPayload({}, [{ target: "/etc/a b", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => framedPayload({}, [{ target: "/etc/../x", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => delivery(plainValues, { role: "x", service: { kind: "systemd", unit: "nebula; reboot" }, secretFiles: [], publicFiles: [] })).toThrow("not a plain name");
+    });
+});
