@@ -1,3 +1,4 @@
+import { parsePayload } from "../../components/remote/payload";
 import * as pulumi from "@pulumi/pulumi";
 import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder } from "../support/pulumiMocks";
 
@@ -63,11 +64,27 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
     });
 
     it("gates dependents on /health and sends the keys only as secret stdin", () => {
-        expect(recorder.named("control-health").dependsOn).toContain("control-files");
-        expect(String(recorder.named("control-health").inputs.create)).toContain('https://hs.kub0.io/health');
-        expect(recorder.named("control-keys").secretInputs).toContain("stdin");
-        expect(recorder.named("control-files").secretInputs).not.toContain("stdin");
-        expect(String(recorder.named("control-files").inputs.stdin)).not.toContain(Buffer.from(TEST_SECRETS.headscaleNoiseKey).toString("base64").slice(0, 20));
+        expect(recorder.named("control-health").dependsOn).toContain("control-nebula-files");
+        expect(String(recorder.named("control-health").inputs.create)).toContain('"https://${hostname}/health"');
+        expect(parsePayload(String(recorder.named("control-health").inputs.stdin)).params.HOSTNAME).toBe("hs.kub0.io");
+        expect(recorder.named("control-headscale-secrets").secretInputs).toContain("stdin");
+        expect(parsePayload(String(recorder.named("control-headscale-secrets").inputs.stdin)).params.OWNER).toBe("headscale:headscale");
+        for (const step of ["control-headscale-files", "control-nebula-files", "control-bootstrap"]) {
+            expect(recorder.named(step).secretInputs).not.toContain("stdin");
+            expect(String(recorder.named(step).inputs.stdin)).not.toContain(TEST_SECRETS.headscaleNoiseKey);
+        }
+    });
+
+    it("replaces the droplet delete-first: its volume attaches to one droplet at a time", () => {
+        // A create-before-delete replacement would attach the Headscale volume to the new droplet
+        // while the old one still holds it (422) and leave two droplets behind.
+        for (const name of ["control-droplet", "control-data-attachment", "control-ip-assignment"]) {
+            expect(recorder.named(name).deleteBeforeReplace).toBe(true);
+        }
+        // A rebuilt droplet re-runs the SSH steps, which find cloud-init's files in place.
+        for (const step of ["control-bootstrap", "control-headscale-secrets", "control-headscale-files", "control-nebula-secrets", "control-nebula-files", "control-health"]) {
+            expect(recorder.named(step).inputs.triggers).toEqual(expect.arrayContaining([outputs.controlDropletId]));
+        }
     });
 
     it("exports the reserved IP, Headscale URL, DERP map and droplet id, and no secret", () => {
@@ -85,17 +102,17 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
 describe("DerpRelay under strict mocks", () => {
     it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
-        expect(recorder.named("derp-aero-install").inputs).toMatchObject({ stdin: "v1.102.5" });
-        const files = recorder.named("derp-aero-files").inputs;
-        expect(String(files.create)).toContain("launchctl bootstrap system /Library/LaunchDaemons/com.tailscale.derper.plist");
-        expect(recorder.resources.some((resource) => resource.name === "derp-aero-tls-cert")).toBe(false);
+        expect(parsePayload(String(recorder.named("derp-aero-install").inputs.stdin)).params).toEqual({ VERSION: "v1.102.5" });
+        const files = parsePayload(String(recorder.named("derp-aero-derper-files").inputs.stdin));
+        expect(files.params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "com.tailscale.derper", PLIST: "/Library/LaunchDaemons/com.tailscale.derper.plist" });
+        expect(recorder.resources.some((resource) => resource.name.startsWith("derp-aero-tls"))).toBe(false);
     });
 
     it("pins a self-signed relay's certificate in the DERP map", async () => {
         const run = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
         expect(run.error).toBeUndefined();
         expect(run.recorder.named("derp-lab-relay-01-tls-cert").inputs).toMatchObject({ dnsNames: ["derp-lab.kub0.io"] });
-        expect(run.recorder.named("derp-lab-relay-01-key").secretInputs).toContain("stdin");
+        expect(run.recorder.named("derp-lab-relay-01-derper-secrets").secretInputs).toContain("stdin");
         const derpMap = await new Promise<string>((resolve) => run.program!.derpMap.apply((value) => { resolve(value); return value; }));
         expect(derpMap).toMatch(/certname: sha256-raw:[0-9a-f]{64}/);
     });
@@ -140,14 +157,23 @@ describe("ControlServer on an existing host", () => {
         const run = await runProgramUnderMocks({ stack: "lab" }, raw);
         expect(run.error).toBeUndefined();
         expect(run.recorder.resources.filter((resource) => resource.type.startsWith("digitalocean:"))).toEqual([]);
-        for (const step of ["control-keys", "control-bootstrap", "control-files", "control-health"]) {
+        for (const step of ["control-headscale-secrets", "control-bootstrap", "control-headscale-files", "control-nebula-files", "control-health"]) {
             expect(run.recorder.named(step).inputs.connection).toMatchObject({ host: "192.168.50.3", user: "root" });
         }
-        expect(String(run.recorder.named("control-bootstrap").inputs.create)).toContain("/usr/local/sbin/shortcircuit-bootstrap none v0.29.1 v1.9.7");
-        expect(String(run.recorder.named("control-files").inputs.stdin)).toContain("/etc/nebula/config.yml");
+        expect(parsePayload(String(run.recorder.named("control-bootstrap").inputs.stdin)).params).toEqual({
+            VOLUME_DEVICE: "none",
+            HEADSCALE_VERSION: "v0.29.1",
+            NEBULA_VERSION: "v1.9.7",
+            START: "no",
+        });
+        // Nothing starts before its unit and config are delivered: the bootstrap starts nothing
+        // over SSH, and each delivery restarts its own service after writing its files.
+        expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap"]);
+        expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-headscale-files");
+        expect(parsePayload(String(run.recorder.named("control-nebula-files").inputs.stdin)).params).toMatchObject({ SERVICE: "nebula.service", RESTART: "yes" });
+        expect(String(run.recorder.named("control-nebula-files").inputs.stdin)).toContain("@file 0644");
         // The lighthouse is this host: its Nebula files come with the control server's, not twice.
         expect(run.recorder.resources.some((resource) => resource.name.startsWith("nebula-lab-control-01"))).toBe(false);
-        const dropletId = await valueOf(run.program!.controlDropletId);
-        expect(dropletId).toBeUndefined();
+        expect(run.program!.controlDropletId).toBe("existing host");
     });
 });

@@ -1,8 +1,9 @@
 import { rolloutOrder } from "../../components/k3s/order";
+import { remoteScript } from "../../components/remote/scripts";
 import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
 import { rawFleet, validFleet } from "../support/fixtures";
 
-const STEPS = ["token", "preflight", "drain", "apply", "uncordon"] as const;
+const STEPS = ["prepare", "drain", "apply", "uncordon"] as const;
 
 let recorder: MockRecorder;
 beforeAll(async () => {
@@ -15,7 +16,7 @@ describe("K3sNode chain under strict mocks", () => {
     const prod = validFleet("prod");
     const order = rolloutOrder(prod).map((node) => node.name);
 
-    it("gives every K3s node the five steps, parented to its component", () => {
+    it("gives every K3s node the four steps, parented to its component", () => {
         for (const name of order) {
             expect(recorder.named(`k3s-${name}`).type).toBe("shortcircuit:k3s:K3sNode");
             for (const step of STEPS) {
@@ -28,10 +29,10 @@ describe("K3sNode chain under strict mocks", () => {
     it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
         const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
         // The first node waits for Headscale to answer: the tailnet must be up before nodes move.
-        expect(dependsOn(`k3s-${order[0]}-token`)).toEqual(["control-health"]);
+        expect(dependsOn(`k3s-${order[0]}-prepare`)).toEqual(["control-health"]);
         order.forEach((name, index) => {
             if (index > 0) {
-                expect(dependsOn(`k3s-${name}-token`)).toEqual([`k3s-${order[index - 1]}-uncordon`]);
+                expect(dependsOn(`k3s-${name}-prepare`)).toEqual([`k3s-${order[index - 1]}-uncordon`]);
             }
             for (let step = 1; step < STEPS.length; step++) {
                 expect(dependsOn(`k3s-${name}-${STEPS[step]}`)).toEqual([`k3s-${name}-${STEPS[step - 1]}`]);
@@ -49,17 +50,19 @@ describe("K3sNode chain under strict mocks", () => {
     });
 
     it("keeps the token secret and the config readable in the apply step's stdin", () => {
-        const token = recorder.named("k3s-lax-node-01-token");
+        const token = recorder.named("k3s-lax-node-01-prepare");
         expect(token.secretInputs).toContain("stdin");
         expect(token.additionalSecretOutputs).toContain("stdin");
         const apply = recorder.named("k3s-lax-node-01-apply");
         expect(apply.secretInputs).not.toContain("stdin");
         const stdin = String(apply.inputs.stdin);
-        expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file config.yaml ");
+        expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file 0600 ");
+        expect(stdin).toMatch(/@file 0600 \d+ \/etc\/rancher\/k3s\/config.yaml\n/);
         expect(stdin).toContain("node-ip:\n  - 100.67.0.16\n");
         expect(stdin).not.toContain("K10-test-token");
         expect(apply.inputs.create).toBe(apply.inputs.update);
-        expect(String(apply.inputs.create)).toMatch(/^set -euo pipefail\n/);
+        expect(String(apply.inputs.create)).toContain("\nset -euo pipefail\n");
+        expect(String(apply.inputs.create)).toBe(remoteScript("k3s/apply.sh"));
     });
 
     it("sends the same script text to every node: only stdin differs", () => {

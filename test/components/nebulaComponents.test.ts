@@ -1,4 +1,6 @@
 import type * as pulumiTypes from "@pulumi/pulumi";
+import { parsePayload } from "../../components/remote/payload";
+import { remoteScript } from "../../components/remote/scripts";
 import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../components/nebula/cert";
 import { runUnderMocks, runProgramUnderMocks, valueOf } from "../support/pulumiMocks";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
@@ -99,38 +101,37 @@ describe("Nebula delivery in the program", () => {
         expect(error).toBeUndefined();
         const commands = recorder.ofType(REMOTE_COMMAND).map((resource) => resource.name).filter((name) => name.startsWith("nebula-")).sort();
         expect(commands).toEqual(
-            ["lab-agent-01", "lab-agent-02", "lab-relay-01", "lab-server-01"].flatMap((name) => [`nebula-${name}-files`, `nebula-${name}-key`]).sort(),
+            ["lab-agent-01", "lab-agent-02", "lab-relay-01", "lab-server-01"].flatMap((name) => [`nebula-${name}-files`, `nebula-${name}-secrets`]).sort(),
         );
         const files = recorder.named("nebula-lab-agent-01-files").inputs;
         const fleet = validFleet("lab");
         expect(files.connection).toMatchObject({ host: "192.168.50.21", user: "root", port: 22, perDialTimeout: fleet.access.sshTimeoutSeconds, dialErrorLimit: 3 });
         expect(files.create).toBe(files.update);
-        expect(files.create).toMatch(/^set -euo pipefail\n/);
-        expect(files.create).toContain("systemctl restart nebula.service");
-        const lines = String(files.stdin).trim().split("\n");
-        expect(lines.map((line) => line.split(" ").slice(0, 2).join(" "))).toEqual([
-            "/etc/nebula/ca.crt 0644",
-            "/etc/nebula/host.crt 0644",
-            "/etc/nebula/config.yml 0644",
-            "/etc/systemd/system/nebula.service 0644",
+        expect(files.create).toBe(remoteScript("remote/deliver-files.sh"));
+        const payload = parsePayload(String(files.stdin));
+        expect(payload.params).toMatchObject({ SERVICE_MANAGER: "systemd", SERVICE: "nebula.service", RESTART: "yes" });
+        expect(payload.files.map((file) => `${file.target} ${file.mode.toString(8)}`)).toEqual([
+            "/etc/nebula/ca.crt 644",
+            "/etc/nebula/host.crt 644",
+            "/etc/nebula/config.yml 644",
+            "/etc/systemd/system/nebula.service 644",
         ]);
-        const config = Buffer.from(lines[2].split(" ")[2], "base64").toString();
-        expect(config).toContain("am_lighthouse: false");
+        // Public content travels as text: a preview diff shows the changed lines.
+        expect(String(files.stdin)).toContain("am_lighthouse: false");
         expect(String(files.stdin)).not.toContain("PRIVATE KEY");
 
         expect(recorder.named("nebula-lab-agent-01-files").secretInputs).not.toContain("stdin");
-        expect(recorder.named("nebula-lab-agent-01-key").secretInputs).toContain("stdin");
-        const key = recorder.named("nebula-lab-agent-01-key").inputs;
-        expect(key.create).not.toContain("systemctl");
-        const [keyPath, keyMode, keyContent] = String(key.stdin).trim().split(" ");
-        expect([keyPath, keyMode]).toEqual(["/etc/nebula/host.key", "0600"]);
-        expect(Buffer.from(keyContent, "base64").toString()).toContain("NEBULA X25519 PRIVATE KEY");
+        expect(recorder.named("nebula-lab-agent-01-secrets").secretInputs).toContain("stdin");
+        const key = parsePayload(String(recorder.named("nebula-lab-agent-01-secrets").inputs.stdin));
+        expect(key.params.RESTART).toBe("no");
+        expect(key.files.map((file) => [file.target, file.mode])).toEqual([["/etc/nebula/host.key", 0o600]]);
+        expect(key.files[0].content).toContain("NEBULA X25519 PRIVATE KEY");
     });
 
     it("restarts Nebula through launchd on a macOS host", async () => {
         const { recorder } = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
         const aero = recorder.named("nebula-aero-files").inputs;
-        expect(aero.create).toContain("launchctl kickstart -k system/net.defined.nebula");
+        expect(parsePayload(String(aero.stdin)).params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "net.defined.nebula", PLIST: "" });
         expect(String(aero.stdin)).not.toContain("/etc/systemd/system/nebula.service");
         expect(aero.connection).toMatchObject({ host: "10.67.2.1", user: "admin" });
     });
@@ -140,7 +141,7 @@ describe("Nebula restarts", () => {
     it("reach one host at a time: each delivery waits for the previous host's", async () => {
         const { recorder } = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
         const hosts = ["lab-server-01", "lab-agent-01", "lab-agent-02", "lab-relay-01"];
-        const deliveriesBefore = (host: string): string[] => recorder.named(`nebula-${host}-key`).dependsOn.filter((name) => name.endsWith("-files"));
+        const deliveriesBefore = (host: string): string[] => recorder.named(`nebula-${host}-secrets`).dependsOn.filter((name) => name.endsWith("-files"));
         expect(deliveriesBefore(hosts[0])).toEqual([]);
         for (let index = 1; index < hosts.length; index++) {
             expect(deliveriesBefore(hosts[index])).toEqual([`nebula-${hosts[index - 1]}-files`]);

@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parsePlist } from "plist";
 import { parse as parseYaml } from "yaml";
-import { CONTROL_BOOTSTRAP_SCRIPT, controlServerPublicFiles, controlServerSecretFiles, renderCloudInit } from "../../components/control/files";
+import { throwawayPlan } from "../../components/planFiles";
+import { parsePayload } from "../../components/remote/payload";
+import { remoteScript } from "../../components/remote/scripts";
 import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/derp/derper";
 import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/control/headscale";
 import { validFleet } from "../support/fixtures";
@@ -111,18 +113,13 @@ describe("derper", () => {
 });
 
 describe("the droplet's cloud-init", () => {
-    const noiseKey = `privkey:${"1a".repeat(32)}`;
-    const derpKey = `privkey:${"2b".repeat(32)}`;
-    const files = [
-        ...controlServerPublicFiles(prod, "regions: {}\n", { configYaml: "tun: {}\n", caCertPem: "CA", certPem: "CERT" }),
-        ...controlServerSecretFiles({ noiseKey, derpKey }, "NEBULA KEY"),
-    ];
-    const text = renderCloudInit(files, "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale");
+    const { plan } = throwawayPlan(prod, { now: new Date("2026-11-22T00:00:00Z"), pkiSeedHex: "3c".repeat(32) });
+    const text = plan.control.cloudInit as string;
     const config = parseYaml(text) as { write_files: { path: string; content: string; permissions: string }[]; runcmd: string[][] };
+    const byPath = Object.fromEntries(config.write_files.map((file) => [file.path, file]));
 
     it("is cloud-config YAML that writes every file with its mode", () => {
         expect(text.startsWith("#cloud-config\n")).toBe(true);
-        const byPath = Object.fromEntries(config.write_files.map((file) => [file.path, file]));
         expect(Object.keys(byPath).sort()).toEqual(
             [
                 "/etc/headscale/config.yaml",
@@ -135,20 +132,34 @@ describe("the droplet's cloud-init", () => {
                 "/etc/nebula/host.crt",
                 "/etc/nebula/host.key",
                 "/etc/systemd/system/nebula.service",
+                "/etc/shortcircuit/bootstrap.params",
                 "/usr/local/sbin/shortcircuit-bootstrap",
             ].sort(),
         );
-        expect(byPath["/etc/headscale/noise_private.key"]).toMatchObject({ content: `${noiseKey}\n`, permissions: "0600" });
+        expect(byPath["/etc/headscale/noise_private.key"].permissions).toBe("0600");
+        expect(byPath["/etc/headscale/noise_private.key"].content).toMatch(/^privkey:[0-9a-f]{64}\n$/);
         expect(byPath["/etc/nebula/host.key"].permissions).toBe("0600");
         expect(parseYaml(byPath["/etc/headscale/config.yaml"].content)).toEqual(renderHeadscaleConfig(prod));
     });
 
-    it("runs the bootstrap with the volume device and the pinned versions", () => {
-        expect(config.runcmd).toEqual([
-            ["/usr/local/sbin/shortcircuit-bootstrap", "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale", "v0.29.1", "v1.9.7"],
-        ]);
-        expect(CONTROL_BOOTSTRAP_SCRIPT).toMatch(/^#!\/usr\/bin\/env bash\nset -euo pipefail\n/);
-        expect(CONTROL_BOOTSTRAP_SCRIPT).toContain('mountpoint -q "$state" || mount "$state"');
-        expect(CONTROL_BOOTSTRAP_SCRIPT).toContain("systemctl enable --now nebula.service headscale.service");
+    it("lays down exactly the files, modes and contents the SSH steps deliver to the control host", () => {
+        const overSsh = plan.control.deliveries.flatMap((delivery) => [...parsePayload(delivery.payloads.secret).files, ...parsePayload(delivery.payloads.public).files]);
+        const fromCloudInit = config.write_files
+            .filter((file) => !file.path.startsWith("/usr/local/sbin/") && !file.path.startsWith("/etc/shortcircuit/"))
+            .map((file) => ({ target: file.path, mode: parseInt(file.permissions, 8), content: file.content }));
+        const sorted = (list: { target: string }[]): { target: string }[] => [...list].sort((a, b) => (a.target < b.target ? -1 : 1));
+        expect(sorted(fromCloudInit)).toEqual(sorted(overSsh));
+    });
+
+    it("runs the same bootstrap as the SSH step, with the volume device and pinned versions as parameters", () => {
+        expect(config.runcmd).toEqual([["sh", "-c", "exec /usr/local/sbin/shortcircuit-bootstrap < /etc/shortcircuit/bootstrap.params"]]);
+        expect(byPath["/usr/local/sbin/shortcircuit-bootstrap"].content).toBe(`#!/usr/bin/env bash\n${remoteScript("control/bootstrap.sh")}`);
+        expect(parsePayload(byPath["/etc/shortcircuit/bootstrap.params"].content).params).toEqual({
+            VOLUME_DEVICE: "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale",
+            HEADSCALE_VERSION: "v0.29.1",
+            NEBULA_VERSION: "v1.9.7",
+            START: "yes",
+        });
+        expect(parsePayload(plan.control.bootstrapPayload).params.START).toBe("no");
     });
 });

@@ -61,8 +61,12 @@ describe("npm run render", () => {
                 "ssh/lan.conf",
                 "ssh/nebula.conf",
                 "ssh/tailnet.conf",
-                ...names.map((name) => `hosts/${name}/etc/rancher/k3s/config.yaml`),
+                ...names.flatMap((name) => ["config.yaml", "cluster-token", "shortcircuit-rollout.env"].map((file) => `hosts/${name}/etc/rancher/k3s/${file}`)),
                 ...members.flatMap((name) => ["ca.crt", "config.yml", "host.crt", "host.key"].map((file) => `hosts/${name}/etc/nebula/${file}`)),
+                // Linux fleet hosts get Nebula's unit with its files; the Mac and workstations run their own.
+                ...validFleet("prod")
+                    .nodes.filter((node) => node.os !== "macos" && node.nebula)
+                    .map((node) => `hosts/${node.name}/etc/systemd/system/nebula.service`),
                 "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml",
                 ...["config.yaml", "derp.yaml", "derp_server_private.key", "noise_private.key", "policy.hujson"].map(
                     (file) => `hosts/shortcircuit-lighthouse-sfo3/etc/headscale/${file}`,
@@ -75,7 +79,8 @@ describe("npm run render", () => {
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/etc/headscale/noise_private.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/aero/etc/nebula/host.key")).mode & 0o777).toBe(0o600);
-        expect(result.stdout).toContain("throwaway CA");
+        expect(result.stdout).toContain("identities are throwaway");
+        expect(fs.statSync(path.join(out, `hosts/${names[0]}/etc/rancher/k3s/cluster-token`)).mode & 0o777).toBe(0o600);
         expect(fs.readFileSync(path.join(out, "cluster/helmchartconfig-kube-system-traefik.yaml"), "utf8")).toContain("allowExternalNameServices: true");
     });
 

@@ -21,6 +21,8 @@ export interface RecordedResource {
     /** Name of the parent resource, if any. */
     parent?: string;
     protect: boolean;
+    /** The replacement deletes this resource before creating the new one. */
+    deleteBeforeReplace: boolean;
     additionalSecretOutputs: string[];
     id: string;
     provider?: string;
@@ -163,6 +165,7 @@ interface RegistrationOptions {
     dependsOn: string[];
     parent?: string;
     protect: boolean;
+    deleteBeforeReplace: boolean;
     additionalSecretOutputs: string[];
 }
 
@@ -173,6 +176,7 @@ interface RegisterResourceRequest {
     getParent(): string;
     getDependenciesList(): string[];
     getProtect(): boolean;
+    getDeletebeforereplace(): boolean;
     getAdditionalsecretoutputsList(): string[];
 }
 
@@ -188,7 +192,7 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const providerOutputs = mockProviderOutputs(args.type, args.name, inputs);
                 // DigitalOcean ids are numbers; the program converts them with Number().
                 const id = args.id || (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
-                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, additionalSecretOutputs: [] };
+                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, deleteBeforeReplace: false, additionalSecretOutputs: [] };
                 recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
@@ -213,6 +217,7 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
             dependsOn: req.getDependenciesList().map(nameOfUrn),
             parent: req.getParent() ? nameOfUrn(req.getParent()) : undefined,
             protect: req.getProtect(),
+            deleteBeforeReplace: req.getDeletebeforereplace(),
             additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
         });
         return register(req, callback);

@@ -5,7 +5,8 @@ import * as path from "node:path";
 import { isMap, isScalar, parse as parseYaml, parseDocument } from "yaml";
 import { derpCertName, derperArgs } from "../../components/derp/derper";
 import { HEADSCALE_FILES, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml, renderHeadscalePolicy, type HeadscaleConfigOptions } from "../../components/control/headscale";
-import { expectedAddresses, PREFLIGHT_SCRIPT, rolloutPayload } from "../../components/k3s/rollout";
+import { nodeRolloutPayloads } from "../../components/k3s/rollout";
+import { remoteScript } from "../../components/remote/scripts";
 import { k3sNodes } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { parseFleet } from "../../stacks/validate";
@@ -404,11 +405,11 @@ async function runPreflight(node: TestNode, fleet: Fleet): Promise<Result> {
     if (!k3sNode) {
         throw new Error(`${node.name} is not a K3s node of the lab stack`);
     }
-    const payload = rolloutPayload(
-        { NODE_NAME: k3sNode.name, EXPECT_ADDRESSES: expectedAddresses(fleet, k3sNode), CLUSTER_CIDRS: `${fleet.cluster.clusterCidr} ${fleet.cluster.serviceCidr}` },
-        [],
-    );
-    return run("ip", ["netns", "exec", ns(node.short), "bash", "-c", PREFLIGHT_SCRIPT], {
+    // The exact prepare step (pre-flight, then the token file), in a private mount namespace so
+    // its token write lands on a throwaway tmpfs, never on this machine's /etc/rancher.
+    const payload = nodeRolloutPayloads(fleet, k3sNode).prepare("tailnet-test-token");
+    const inner = 'mkdir -p /etc/rancher && mount -t tmpfs tmpfs /etc/rancher && exec bash -c "$SCRIPT"';
+    return run("ip", ["netns", "exec", ns(node.short), "unshare", "-m", "--propagation", "private", "env", `SCRIPT=${remoteScript("k3s/prepare.sh")}`, "bash", "-c", inner], {
         input: payload,
         timeoutMs: 20_000,
         env: { PATH: `${preflightBin(node)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
