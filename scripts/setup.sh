@@ -26,8 +26,9 @@ fi
 echo "setup: node $(node --version)"
 
 # Debian tools used by the real-tool tests: nebula-cert and nebula, ip netns, ping, sshd and ssh
-# for the lab test hosts, nft to block direct UDP in the tailnet test, openssl for its test CA.
-debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl)
+# for the lab test hosts, nft to block direct UDP in the tailnet test, openssl for its test CA,
+# and shellcheck, which checks every shell script the project runs.
+debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")

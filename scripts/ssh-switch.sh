@@ -7,7 +7,7 @@
 set -euo pipefail
 
 usage() { echo "usage: $0 <nebula|tailnet|lan> [render-dir]" >&2; exit 2; }
-[ "$#" -ge 1 ] && [ "$#" -le 2 ] || usage
+if [ "$#" -lt 1 ] || [ "$#" -gt 2 ]; then usage; fi
 path="$1"
 case "${path}" in nebula|tailnet|lan) ;; *) usage ;; esac
 

@@ -18,6 +18,7 @@ results="$(mktemp)"
 trap 'rm -f "${results}"' EXIT
 status=0
 npx --no-install jest --ci --json --outputFile="${results}" "$@" || status=$?
+# shellcheck disable=SC2016 # JavaScript, not shell: its ${...} are template literals
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);

@@ -166,6 +166,7 @@ plugin_path() { echo "${pulumi_home}/plugins/resource-$1-v${provider_version[$1]
 plugin_installed() { [ -f "$(plugin_path "$1")" ] && cmp -s "$(plugin_path "$1")" "${bin_dir}/pulumi-resource-$1"; }
 
 print_exports() {
+  # shellcheck disable=SC2016 # $PATH is for the shell that evaluates this line
   printf 'export PATH="%s:$PATH"\n' "${bin_dir}"
   printf 'export PULUMI_HOME="%s"\n' "${pulumi_home}"
   # No update check and no plugin downloads: both would go to hosts this toolchain never needs.
@@ -228,7 +229,7 @@ mkdir -p "${bin_dir}" "${stamp_dir}" "${log_dir}" "${pulumi_home}"
 exec 9>"${out_dir}/.lock"
 flock -w "$((build_timeout * ${#components[@]}))" 9 || die "timed out waiting for another build of ${out_dir}"
 
-default_goproxy="$(go env GOPROXY | tr ',|' '\n\n' | { grep -v -x -E 'direct|off' || true; } | paste -sd, -)"
+default_goproxy="$(go env GOPROXY | tr ',|' '[\n*]' | { grep -v -x -E 'direct|off' || true; } | paste -sd, -)"
 export GOMODCACHE="${cache_root}/go/mod"
 export GOCACHE="${cache_root}/go/build"
 export GOTOOLCHAIN="${SHORTCIRCUIT_GOTOOLCHAIN:-$(go env GOTOOLCHAIN)}"

@@ -97,6 +97,7 @@ is_current() {
   [ -x "${bin_dir}/$1" ] && [ -f "${stamp_dir}/$1" ] && [ "$(cat "${stamp_dir}/$1")" = "$(recipe_for "$1")" ]
 }
 
+# shellcheck disable=SC2016 # $PATH is for the shell that evaluates this line
 print_path() { printf 'export PATH="%s:$PATH"\n' "${bin_dir}"; }
 
 # Fast path: everything present, no go invocation, no lock.

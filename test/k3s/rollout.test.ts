@@ -42,7 +42,7 @@ const rendered = (name: string): string => {
     const parsed = parseFleet(config).fleet;
     return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNode);
 };
-const steps = (node: string): string[] => ["token", "preflight", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
+const steps = (node: string): string[] => ["prepare", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
 
 beforeAll(async () => {
     const missing = checkLabPrerequisites();
@@ -224,11 +224,11 @@ describe("K3s rollout on the lab fleet", () => {
         try {
             const started = Date.now();
             const result = await up();
-            // The token did not change, so pre-flight is the node's first step to run.
-            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-preflight`);
+            // Pre-flight is the first half of the node's first step.
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-prepare`);
             expect(result.failed?.result.code).not.toBe(0);
             expect(Date.now() - started).toBeLessThan(60000);
-            expect(ranNames(result)).toEqual([`k3s-${AGENT_1}-preflight`]);
+            expect(ranNames(result)).toEqual([`k3s-${AGENT_1}-prepare`]);
             expect(onDisk(AGENT_2)).toBe(agent2);
         } finally {
             await fleet.setLanLink(AGENT_1, "up");
@@ -261,7 +261,7 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[2].labels = { "example.com/role": "table52" };
         try {
             const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-preflight`);
+            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-prepare`);
             expect(result.failed?.result.stderr).toContain(
                 `preflight ${AGENT_2}: Tailscale table 52 routes 10.42.0.0/16, which covers cluster range 10.42.0.0/16`,
             );
@@ -276,7 +276,7 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[1].tailnet.address = "100.68.0.99";
         try {
             const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-preflight`);
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-prepare`);
             expect(result.failed?.result.stderr).toContain(`preflight ${AGENT_1}: tailscale0 has 100.68.0.21, expected 100.68.0.99`);
         } finally {
             config.nodes[1].tailnet.address = "100.68.0.21";

@@ -22,7 +22,8 @@ async function programDeliveries(stack: "prod" | "lab", controlName: string): Pr
     expect(run.error).toBeUndefined();
     const entries: string[] = [];
     for (const command of run.recorder.ofType("command:remote:Command")) {
-        const files = parsePayload(String(command.inputs.stdin ?? "")).files.filter((each) => isHostPath(each.target));
+        const stdin = typeof command.inputs.stdin === "string" ? command.inputs.stdin : "";
+        const files = parsePayload(stdin).files.filter((each) => isHostPath(each.target));
         if (files.length === 0) {
             continue;
         }

@@ -6,14 +6,14 @@
  */
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { renderFleetFiles } from "../components/planFiles";
-import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
-import { validateFleet } from "../stacks/validate";
-import { syntheticRawFleet } from "./syntheticFleet";
-import { checkLabPrerequisites, startLabFleet } from "../test/lab/labFleet";
-import { labStackOnBridge } from "../test/lab/labStack";
-import { EngineEmulator, orderedCommands } from "../test/lab/rolloutDriver";
-import { installStrictMocks, setStackConfig, settleRegistrations, type MockRecorder } from "../test/support/pulumiMocks";
+import { renderFleetFiles } from "../../components/planFiles";
+import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
+import { validateFleet } from "../../stacks/validate";
+import { syntheticRawFleet } from "../../scripts/syntheticFleet";
+import { checkLabPrerequisites, startLabFleet } from "../lab/labFleet";
+import { labStackOnBridge } from "../lab/labStack";
+import { EngineEmulator, orderedCommands } from "../lab/rolloutDriver";
+import { installStrictMocks, setStackConfig, settleRegistrations, type MockRecorder } from "../support/pulumiMocks";
 
 interface Case {
     label: string;
@@ -44,13 +44,13 @@ function validateAndRender(raw: unknown): { nodes: number; files: number } {
     return { nodes: fleet.nodes.length, files: renderFleetFiles(fleet, { now: BENCH_CLOCK, pkiSeedHex: BENCH_SEED }).files.size };
 }
 
-const projectRoot = path.resolve(__dirname, "..");
+const projectRoot = path.resolve(__dirname, "../..");
 
 
 /** Drops the program's own modules so each run constructs the graph from scratch. */
 function forgetProgramModules(): void {
     for (const key of Object.keys(require.cache)) {
-        if (key.startsWith(projectRoot) && !key.includes(`${path.sep}node_modules${path.sep}`) && !key.startsWith(__dirname)) {
+        if (key.startsWith(projectRoot) && !key.includes(`${path.sep}node_modules${path.sep}`) && !key.startsWith(path.join(projectRoot, "test"))) {
             delete require.cache[key];
         }
     }
@@ -63,12 +63,13 @@ async function constructGraph(raw: unknown): Promise<{ ms: number; recorder: Moc
     forgetProgramModules();
     const start = performance.now();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require("../index");
+    require("../../index");
     await settleRegistrations();
     return { ms: performance.now() - start, recorder };
 }
 
-const READY_DELAY_MS = 2000;
+/** The k3s test double's ready delays the rollout is measured at. */
+const READY_DELAYS_MS = [2000, 15000];
 const FIXED_SOAK_SECONDS = 30;
 
 /**
@@ -76,7 +77,7 @@ const FIXED_SOAK_SECONDS = 30;
  * health-gated serial rollout against its floor (the sum of the ready delays) and against
  * the fixed 30 s soak per node the playbooks used.
  */
-async function rolloutFigure(): Promise<void> {
+async function rolloutFigure(readyDelayMs: number): Promise<void> {
     const missing = checkLabPrerequisites();
     if (missing.length > 0) {
         console.log(`rollout: not measured, the lab fleet needs ${missing.join("; ")}`);
@@ -86,7 +87,7 @@ async function rolloutFigure(): Promise<void> {
     const fleet = await startLabFleet({ bridgeCidr: "198.18.93.0/24", hosts: lab.hosts });
     try {
         for (const host of lab.hosts) {
-            await fleet.setK3sBehaviour(host.name, { readyDelayMs: READY_DELAY_MS });
+            await fleet.setK3sBehaviour(host.name, { readyDelayMs });
         }
         const { recorder } = await constructGraph(lab.config);
         const engine = new EngineEmulator(fleet);
@@ -97,10 +98,10 @@ async function rolloutFigure(): Promise<void> {
             throw new Error(`rollout failed at ${result.failed.name}: ${result.failed.result.stderr}`);
         }
         const nodes = lab.hosts.length;
-        const floorS = (nodes * READY_DELAY_MS) / 1000;
+        const floorS = (nodes * readyDelayMs) / 1000;
         const soakS = nodes * FIXED_SOAK_SECONDS;
         console.log(
-            `rollout: ${nodes} lab nodes, ready delay ${READY_DELAY_MS / 1000} s each: ${totalS.toFixed(1)} s total; ` +
+            `rollout: ${nodes} lab nodes, ready delay ${readyDelayMs / 1000} s each: ${totalS.toFixed(1)} s total, overhead ${((totalS - floorS) / nodes).toFixed(2)} s per node; ` +
                 `floor (sum of ready delays) ${floorS.toFixed(1)} s, ratio ${(totalS / floorS).toFixed(2)}; ` +
                 `fixed ${FIXED_SOAK_SECONDS} s soak ${soakS} s, ratio ${(totalS / soakS).toFixed(2)}`,
         );
@@ -141,7 +142,9 @@ async function main(): Promise<void> {
         );
     }
     console.log("(medians; per-host cost should stay roughly flat as the fleet grows)");
-    await rolloutFigure();
+    for (const readyDelayMs of READY_DELAYS_MS) {
+        await rolloutFigure(readyDelayMs);
+    }
 }
 
 main().catch((error: unknown) => {
