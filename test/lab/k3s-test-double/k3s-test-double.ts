@@ -1487,8 +1487,8 @@ function serviceOne(host: DoubleHostConfig, cmd: string, unit: string, flags: Sy
         code = 1;
         break;
       }
-      if (cmd === "enable" && !u.enabled) complain(`Created symlink /etc/systemd/system/multi-user.target.wants/${unit} → /etc/systemd/system/${unit}. (test double: no symlink)`);
-      if (cmd === "disable" && u.enabled) complain(`Removed "/etc/systemd/system/multi-user.target.wants/${unit}". (test double: no symlink)`);
+      if (cmd === "enable" && !u.enabled && !flags.quiet) complain(`Created symlink /etc/systemd/system/multi-user.target.wants/${unit} → /etc/systemd/system/${unit}. (test double: no symlink)`);
+      if (cmd === "disable" && u.enabled && !flags.quiet) complain(`Removed "/etc/systemd/system/multi-user.target.wants/${unit}". (test double: no symlink)`);
       u.enabled = cmd === "enable";
       if (flags.now) {
         if (cmd === "enable") code = u.status === "active" ? 0 : startAttempt("start");
