@@ -229,7 +229,7 @@ describe.each(STACKS)("the %s stack's Nebula files", (stack: Stack) => {
         target.nebula.groups = [...(target.nebula.groups ?? []), "extra"];
         const changed = render(parseFleet(raw).fleet);
         const allPaths = [...new Set([...files.keys(), ...changed.keys()])].sort();
-        const differing = allPaths.filter((file) => changed.get(file) !== files.get(file));
+        const differing = allPaths.filter((file) => changed.get(file)?.content !== files.get(file)?.content);
         const certPath = nebulaFile(target.name as string, "cert");
         expect(differing).toEqual([certPath]);
 
