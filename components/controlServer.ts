@@ -45,6 +45,18 @@ export interface ControlServerArgs {
 
 const ADMIN_SSH_PORT = "22";
 
+/**
+ * A value spliced into a root shell line must be one inert word. The device path comes from
+ * the droplet name and the health check carries the hostname; the schema already limits both
+ * to DNS labels/names, and this refuses anything else rather than trusting every caller.
+ */
+function shellWord(what: string, value: string): string {
+    if (!/^[A-Za-z0-9_./:+-]+$/.test(value)) {
+        throw new Error(`${what} ${JSON.stringify(value)} is not a plain shell word`);
+    }
+    return value;
+}
+
 export class ControlServer extends pulumi.ComponentResource {
     public readonly publicIp: pulumi.Output<string>;
     public readonly headscaleUrl: string;
@@ -165,7 +177,8 @@ export class ControlServer extends pulumi.ComponentResource {
             { connection, create: keyScript, update: keyScript, stdin: pulumi.secret(secretFiles.apply(fileSyncPayload)), logging: "stdoutAndStderr" },
             { parent: this, dependsOn: bootstrapAfter, additionalSecretOutputs: ["stdin"] },
         );
-        const installScript = `set -euo pipefail\ninstall -m 0755 /dev/stdin ${BOOTSTRAP_PATH}\n${BOOTSTRAP_PATH} ${bootstrapDevice} ${versions.headscale} ${versions.nebula}\n`;
+        const bootstrapArgs = [bootstrapDevice, versions.headscale, versions.nebula].map((arg) => shellWord("bootstrap argument", arg)).join(" ");
+        const installScript = `set -euo pipefail\ninstall -m 0755 /dev/stdin ${BOOTSTRAP_PATH}\n${BOOTSTRAP_PATH} ${bootstrapArgs}\n`;
         const install = new command.remote.Command(
             `${name}-bootstrap`,
             { connection, create: installScript, update: installScript, stdin: CONTROL_BOOTSTRAP_SCRIPT, logging: "stdoutAndStderr" },
@@ -178,7 +191,8 @@ export class ControlServer extends pulumi.ComponentResource {
             { parent: this, dependsOn: [install] },
         );
         // Bounded wait (60 × 5 s) for Headscale's /health on this host, whatever the ACME state.
-        const healthScript = `set -euo pipefail\nfor _ in $(seq 1 60); do\n  if curl -fsS -k --max-time 5 --resolve "${control.hostname}:443:127.0.0.1" "https://${control.hostname}/health"; then echo; exit 0; fi\n  sleep 5\ndone\necho "headscale did not answer /health within 300 s" >&2\nexit 1\n`;
+        const hostname = shellWord("control server hostname", control.hostname);
+        const healthScript = `set -euo pipefail\nfor _ in $(seq 1 60); do\n  if curl -fsS -k --max-time 5 --resolve "${hostname}:443:127.0.0.1" "https://${hostname}/health"; then echo; exit 0; fi\n  sleep 5\ndone\necho "headscale did not answer /health within 300 s" >&2\nexit 1\n`;
         this.ready = new command.remote.Command(
             `${name}-health`,
             { connection, create: healthScript, update: healthScript, triggers: [this.dropletId, publicFiles.apply(fileSyncPayload)], logging: "stdoutAndStderr" },
