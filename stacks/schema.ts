@@ -168,11 +168,11 @@ const NebulaPkiSchema = z.strictObject({
     /** The CA certificate's notBefore (UTC date). Changing it re-signs the CA with the same key. */
     caIssuedOn: calendarDate,
     /** Bounded so notBefore + validity stays a real date (guards check the sum). */
-    caValidityDays: z.number().int().min(30).max(MAX_VALIDITY_DAYS).default(3650),
+    caValidityDays: z.number().int().min(30).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(3650),
     /** Host certificates' lifetime; must fit inside the CA's. */
-    certValidityDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS).default(365),
+    certValidityDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(365),
     /** A certificate is reissued once it is this close to expiry; preview warns inside the window. */
-    renewBeforeDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS).default(30),
+    renewBeforeDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(30),
 });
 
 const NebulaAdminSchema = z.strictObject({
@@ -255,7 +255,10 @@ const DropletSchema = z.strictObject({
      * SSH Host and (with -headscale) the volume, whose device path reaches the bootstrap shell.
      * DigitalOcean volume names are ≤ 64 characters and start with a letter.
      */
-    name: dnsLabelOf(64 - "-headscale".length, "the volume <name>-headscale is limited to 64").regex(/^[a-z]/, "must start with a letter (DigitalOcean volume names do)"),
+    name: dnsLabelOf(64 - "-headscale".length, "the volume <name>-headscale is limited to 64").refine(
+        (value) => !/^[0-9]/.test(value),
+        "must start with a letter (DigitalOcean volume names do)",
+    ),
     region: z.string().regex(/^[a-z]{3}\d$/, "must be a DigitalOcean region slug such as sfo3"),
     size: cloudSlug,
     /** The bootstrap script installs with dpkg/apt-get, so only Debian-family images can serve. */

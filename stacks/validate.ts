@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { hasControlCharacter } from "./grammar";
 import { runGuards, type FleetSection, type GuardOptions, type Problem } from "./guards";
 import { FleetSchema, type Fleet } from "./schema";
 
@@ -14,7 +15,9 @@ export class FleetConfigError extends Error {
 
 /** Control characters (a newline above all) escaped, so a problem is always exactly one line. */
 function oneLine(text: string): string {
-    return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1));
+    return [...text]
+        .map((c) => (hasControlCharacter(c) || c === "\u2028" || c === "\u2029" ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : c))
+        .join("");
 }
 
 export function formatProblem(problem: Problem): string {
@@ -46,6 +49,10 @@ function zodProblems(root: string, error: z.ZodError): Problem[] {
                 message: `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`,
                 severity: "error" as const,
             };
+        }
+        // A record key that fails its grammar: zod says only "Invalid key in record"; the key's own rule says why.
+        if (issue.code === "invalid_key") {
+            return { path: formatConfigPath(root, issue.path), message: `key ${issue.issues[0]?.message ?? issue.message}`, severity: "error" as const };
         }
         return { path: formatConfigPath(root, issue.path), message: issue.message, severity: "error" as const };
     });
