@@ -13,6 +13,8 @@ import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
 import { k3sNodes } from "../../stacks/fleet";
 import { formatProblem, validateFleet } from "../../stacks/validate";
 import { rawFleet, type Raw } from "../support/fixtures";
+import { runUnderMocks } from "../support/pulumiMocks";
+import { renderSshConfig } from "../../components/render/sshConfig";
 
 /*
  * Property-style: every free-text-capable field is fed every hostile string. Each input is
@@ -370,4 +372,34 @@ describe("every free-text field against hostile strings", () => {
             expect(validateFleet(raw).problems.filter((p) => p.severity === "error").map(formatProblem)).toEqual([]);
         });
     }
+});
+
+describe("defence in depth, should a value ever bypass the schema", () => {
+    it("the SSH config renderer refuses a value ssh would read as more than one literal word", () => {
+        const fleet = validateFleet(rawFleet("lab")).fleet!;
+        for (const user of ["root\nHost *", "a b", 'a"b', "*"]) {
+            const bypassed: Fleet = { ...fleet, nodes: fleet.nodes.map((node, index) => (index === 1 ? { ...node, ssh: { ...node.ssh, user } } : node)) };
+            expect(() => renderSshConfig(bypassed, "lan")).toThrow(/is not a single literal ssh_config word/);
+        }
+    });
+
+    it("the control server refuses to splice a device path that is not one plain word into its root shell", async () => {
+        const fleet = validateFleet(rawFleet("lab")).fleet!;
+        const host = fleet.controlServer.host;
+        if (host.kind !== "droplet") {
+            throw new Error("the lab control server is a droplet");
+        }
+        const bypassed: Fleet = { ...fleet, controlServer: { ...fleet.controlServer, host: { ...host, name: "x;reboot" } } };
+        const run = await runUnderMocks({ stack: "lab" }, rawFleet("lab"), async () => {
+            const { ControlServer } = await import("../../components/controlServer");
+            return new ControlServer("c", {
+                fleet: bypassed,
+                noiseKey: "n",
+                derpKey: "d",
+                nebula: { configYaml: "", caCertPem: "", certPem: "", keyPem: "" },
+                derpCertNames: {},
+            });
+        });
+        expect(String(run.error)).toContain('bootstrap argument "/dev/disk/by-id/scsi-0DO_Volume_x;reboot-headscale" is not a plain shell word');
+    });
 });

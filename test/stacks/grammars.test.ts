@@ -129,7 +129,7 @@ describe("free text where the consumer has a grammar", () => {
     });
 
     it("refuses two Middlewares with one name in one namespace instead of dropping one", () => {
-        expect(errorsAfter((fleet) => fleet.edge.middlewares.push({ name: "networking-strip-adsb", namespace: "networking", stripPrefix: { prefixes: ["/x"] } }))).toEqual([
+        expect(errorsAfter((fleet) => void fleet.edge.middlewares.push({ name: "networking-strip-adsb", namespace: "networking", stripPrefix: { prefixes: ["/x"] } }))).toEqual([
             "fleet.edge.middlewares[1].name: Middleware networking/networking-strip-adsb is already declared by fleet.edge.middlewares[0]",
         ]);
     });
