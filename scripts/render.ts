@@ -4,16 +4,23 @@
  * Validates a stack's fleet and writes what every host would receive, mirroring host paths
  * under <dir>/hosts/<host>/. Needs no Pulumi CLI, cloud account or network. On invalid config
  * it prints every problem as `<config path>: <reason>`, exits non-zero and writes nothing.
+ *
+ * --out: a directory render wrote before is replaced only while it holds nothing but what
+ * render wrote (the marker lists those files), so a file an operator added is never deleted;
+ * inside the source tree only the git-ignored out/ may receive output, so throwaway keys are
+ * never left where they could be committed.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { renderFleetFiles, type RenderedFiles } from "../components/planFiles";
-import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
+import { PROJECT_ROOT, rawFleetFromStackFile, readStackFile, stackFileSecretProblems, stackFilePath } from "../stacks/stackFile";
 import { formatProblem, validateFleet } from "../stacks/validate";
 
-/** Marks a directory as render output so a re-render may replace it and nothing else. */
+/** Marks a directory as render output and lists, one a line, the files render wrote there. */
 const MARKER = ".shortcircuit-render";
+/** The one place inside the source tree render may write (git-ignored). */
+const IN_TREE_OUT = path.join(PROJECT_ROOT, "out");
 
 class UsageError extends Error {}
 
@@ -53,14 +60,77 @@ function parseOptions(argv: string[]): CommandOptions {
     };
 }
 
+function isInside(parent: string, child: string): boolean {
+    const relative = path.relative(parent, child);
+    return relative === "" || (!relative.startsWith("..") && !path.isAbsolute(relative));
+}
+
+/** Render output holds throwaway keys: never in the source tree, except the git-ignored out/. */
+function assertOutsideSourceTree(out: string): void {
+    const real = (p: string): string => {
+        // Resolve symlinks of the part that exists, so a link into the tree is caught too.
+        let existing = p;
+        while (!fs.existsSync(existing) && path.dirname(existing) !== existing) {
+            existing = path.dirname(existing);
+        }
+        return path.join(fs.realpathSync(existing), path.relative(existing, p));
+    };
+    const resolved = real(out);
+    const root = fs.realpathSync(PROJECT_ROOT);
+    if (isInside(resolved, root)) {
+        throw new UsageError(`--out ${out} contains the source tree; choose a directory of its own`);
+    }
+    if (isInside(root, resolved) && !(isInside(path.join(root, "out"), resolved) && resolved !== path.join(root, "out"))) {
+        throw new UsageError(`--out ${out} is inside the source tree, where its throwaway keys could be committed; use ${IN_TREE_OUT}/<name> (git-ignored) or a directory outside`);
+    }
+}
+
+/** Files under `dir`, relative, `/`-separated, sorted. */
+function filesUnder(dir: string): string[] {
+    return fs
+        .readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((entry) => !entry.isDirectory())
+        .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep).join("/"))
+        .sort();
+}
+
 function assertReplaceable(dir: string): void {
     if (!fs.existsSync(dir)) {
         return;
     }
     const entries = fs.readdirSync(dir);
-    if (entries.length > 0 && !entries.includes(MARKER)) {
+    if (entries.length === 0) {
+        return;
+    }
+    if (!entries.includes(MARKER)) {
         throw new UsageError(`${dir} exists, is not empty and was not written by render; choose an empty or new --out`);
     }
+    const written = new Set(fs.readFileSync(path.join(dir, MARKER), "utf8").split("\n").filter((line) => line !== ""));
+    written.add(MARKER);
+    const foreign = filesUnder(dir).filter((file) => !written.has(file));
+    if (foreign.length > 0) {
+        const shown = foreign.slice(0, 5).map((file) => JSON.stringify(file)).join(", ");
+        throw new UsageError(
+            `${dir} holds ${foreign.length} file${foreign.length > 1 ? "s" : ""} render did not write (${shown}${foreign.length > 5 ? ", …" : ""}); move ${foreign.length > 1 ? "them" : "it"} out or choose another --out, render replaces the whole directory`,
+        );
+    }
+}
+
+/**
+ * Where a rendered file goes inside `root`. Whatever the model says, a path that is not a plain
+ * relative path staying inside `root` (absolute, `..`, `.` or empty segments) is refused:
+ * validation already keeps names to DNS labels, this is the second line of defence.
+ */
+export function targetInside(root: string, relative: string): string {
+    const segments = relative.split("/");
+    if (path.isAbsolute(relative) || segments.some((segment) => segment === "" || segment === "." || segment === ".." || segment.includes("\\") || segment.includes("\0"))) {
+        throw new Error(`refusing to write ${JSON.stringify(relative)}: not a plain relative path`);
+    }
+    const target = path.resolve(root, ...segments);
+    if (!isInside(root, target) || target === path.resolve(root)) {
+        throw new Error(`refusing to write ${JSON.stringify(relative)}: it resolves outside ${root}`);
+    }
+    return target;
 }
 
 /** Writes into a sibling staging directory, then swaps it in, so a failed write leaves no half tree. */
@@ -70,13 +140,13 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
     const staging = fs.mkdtempSync(`${out}.staging-`);
     try {
         for (const [relative, file] of files) {
-            const target = path.join(staging, relative);
+            const target = targetInside(staging, relative);
             fs.mkdirSync(path.dirname(target), { recursive: true });
             // The mode the host gets: key material is readable by its owner only.
             fs.writeFileSync(target, file.content, { mode: file.mode });
             fs.chmodSync(target, file.mode);
         }
-        fs.writeFileSync(path.join(staging, MARKER), "");
+        fs.writeFileSync(path.join(staging, MARKER), [...files.keys()].sort().map((file) => `${file}\n`).join(""));
         fs.rmSync(out, { recursive: true, force: true });
         fs.renameSync(staging, out);
     } catch (error) {
@@ -94,13 +164,19 @@ export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr:
         return 2;
     }
     let raw: unknown;
+    let secretProblems: ReturnType<typeof stackFileSecretProblems>;
     try {
-        raw = rawFleetFromStackFile(readStackFile(options.configFile));
+        assertOutsideSourceTree(options.out);
+        const file = readStackFile(options.configFile);
+        raw = rawFleetFromStackFile(file);
+        secretProblems = stackFileSecretProblems(file);
     } catch (error) {
         stderr.write(`render: ${(error as Error).message}\n`);
         return 1;
     }
-    const { fleet, problems } = validateFleet(raw);
+    const validation = validateFleet(raw);
+    const problems = [...validation.problems, ...secretProblems];
+    const fleet = secretProblems.length === 0 ? validation.fleet : undefined;
     for (const problem of problems) {
         stderr.write(`${formatProblem(problem)}\n`);
     }

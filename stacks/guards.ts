@@ -8,7 +8,6 @@ import {
     parseIpv4Network,
     type Ipv4Network,
 } from "./net";
-import { nebulaGroupProblem } from "../components/nebula/cert";
 import type { Fleet, NetworkPath } from "./schema";
 
 /*
@@ -35,23 +34,56 @@ class ProblemList {
 }
 
 const ROOT = "fleet";
+/** The systems the control server's bootstrap (dpkg, apt-get, systemd) can serve. */
+const DEBIAN_FAMILY: ReadonlySet<string> = new Set(["debian", "ubuntu", "raspios"]);
 const MTU_FLOOR = 1280;
 
 function nodePath(index: number, suffix?: string): string {
     return `${ROOT}.nodes[${index}]${suffix ? `.${suffix}` : ""}`;
 }
 
-export function runGuards(fleet: Fleet): Problem[] {
+/** A top-level section of the fleet config; the schema can pass or fail each on its own. */
+export type FleetSection = keyof Fleet;
+
+export interface GuardOptions {
+    /**
+     * The sections that passed the schema. A guard runs only when every section it reads is
+     * among them, so a schema error in one section still lets the guards of the others report
+     * in the same run. Absent: the whole fleet passed.
+     */
+    validSections?: ReadonlySet<FleetSection>;
+    /** The clock for date guards (the CA's issue date); defaults to now. */
+    now?: Date;
+}
+
+type Guard = (fleet: Fleet, problems: ProblemList, now: Date) => void;
+
+/** Each guard with the sections it reads; listing a section it does not read only makes it run less often. */
+const GUARDS: readonly { reads: readonly FleetSection[]; check: Guard }[] = [
+    { reads: ["sites", "nodes"], check: checkNamesAndReferences },
+    { reads: ["overlays", "nodes", "derpRelays", "controlServer"], check: checkMtus },
+    { reads: ["overlays", "cluster", "sites"], check: checkNetworks },
+    { reads: ["overlays", "sites", "nodes", "controlServer"], check: checkAddresses },
+    { reads: ["nodes", "cluster", "access"], check: checkNodePaths },
+    { reads: ["nodes", "cluster"], check: checkEtcd },
+    { reads: ["controlServer", "derpRelays", "nodes"], check: checkControlAndRelays },
+    { reads: ["edge", "nodes", "cluster"], check: checkEdge },
+    { reads: ["overlays", "nodes", "controlServer"], check: checkNebula },
+    { reads: ["overlays"], check: checkNebulaDates },
+];
+
+/**
+ * Runs every guard whose sections are valid. `fleet` must hold parsed data for those sections;
+ * the others may be anything, since no guard that reads them runs.
+ */
+export function runGuards(fleet: Fleet, options: GuardOptions = {}): Problem[] {
     const problems = new ProblemList();
-    checkNamesAndReferences(fleet, problems);
-    checkMtus(fleet, problems);
-    checkNetworks(fleet, problems);
-    checkAddresses(fleet, problems);
-    checkNodePaths(fleet, problems);
-    checkEtcd(fleet, problems);
-    checkControlAndRelays(fleet, problems);
-    checkEdge(fleet, problems);
-    checkNebula(fleet, problems);
+    const now = options.now ?? new Date();
+    for (const guard of GUARDS) {
+        if (!options.validSections || guard.reads.every((section) => options.validSections?.has(section))) {
+            guard.check(fleet, problems, now);
+        }
+    }
     return problems.items;
 }
 
@@ -136,6 +168,17 @@ function checkNetworks(fleet: Fleet, problems: ProblemList): void {
             network: parseIpv4Network(site.lan),
         })),
     ];
+    // tailscaled's netfilter rules drop any packet from 100.64.0.0/10 that did not arrive on
+    // tailscale0, whatever the configured prefix: pods, services, the mesh or a LAN there lose traffic.
+    // (An overlap with the prefix itself is reported below, with the table 52 reason.)
+    for (const other of [...cluster, ...underlays.slice(1)]) {
+        if (networksOverlap(other.network, TAILNET_SUPERNET) && !networksOverlap(other.network, tailnet)) {
+            problems.error(
+                other.path,
+                `${other.network.cidr} overlaps 100.64.0.0/10: tailscaled drops every packet from that range that does not arrive on the tailnet interface, whatever the tailnet prefix`,
+            );
+        }
+    }
     if (networksOverlap(cluster[0].network, cluster[1].network)) {
         problems.error(cluster[1].path, `${cluster[1].network.cidr} overlaps the cluster CIDR ${cluster[0].network.cidr}`);
     }
@@ -232,6 +275,9 @@ function checkNodePaths(fleet: Fleet, problems: ProblemList): void {
         if (node.genesis && node.role !== "server") {
             problems.error(nodePath(index, "genesis"), `${node.name} is the genesis but its role is ${node.role}; only a server can run cluster-init`);
         }
+        if (isK3sNode(node) && node.os === "macos") {
+            problems.error(nodePath(index, "os"), `${node.name} is a K3s ${node.role} on macOS: k3s and its rollout scripts (systemd, /etc/rancher) run only on Linux; make it standalone`);
+        }
         if (node.role === "standalone" && (node.nodeIpFrom || node.flannelIfaceFrom || node.taints.length > 0)) {
             problems.error(nodePath(index, "role"), `${node.name} is standalone (not a K3s node) but sets node-ip, flannel or taint options`);
         }
@@ -294,6 +340,11 @@ function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
             problems.error(`${ROOT}.controlServer.host.host`, `unknown fleet host "${hostName}"`);
         } else if (host.role !== "standalone") {
             problems.error(`${ROOT}.controlServer.host.host`, `${hostName} is a K3s ${host.role}; the control server must run on a standalone host`);
+        } else if (!DEBIAN_FAMILY.has(host.os)) {
+            problems.error(
+                `${ROOT}.controlServer.host.host`,
+                `${hostName} runs ${host.os}; the control server's bootstrap installs Headscale with dpkg/apt-get and runs it under systemd, so it needs debian, ubuntu or raspios`,
+            );
         }
     }
     fleet.derpRelays.forEach((relay, index) => {
@@ -302,6 +353,8 @@ function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
             problems.error(`${ROOT}.derpRelays[${index}].host`, `unknown fleet host "${relay.host}"`);
         } else if (relay.serviceManager === "launchd" && host.os !== "macos") {
             problems.error(`${ROOT}.derpRelays[${index}].serviceManager`, `launchd needs a macOS host; ${host.name} runs ${host.os}`);
+        } else if (relay.serviceManager === "systemd" && host.os === "macos") {
+            problems.error(`${ROOT}.derpRelays[${index}].serviceManager`, `systemd needs a Linux host; ${host.name} runs macOS (use launchd)`);
         }
     });
 }
@@ -314,6 +367,19 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
             problems.error(`${ROOT}.edge.serviceLbNodes[${index}]`, `unknown fleet host "${name}"`);
         }
     });
+    // Two objects with one kind, namespace and name are one Kubernetes object: the second would
+    // silently replace (or be dropped in favour of) the first.
+    const unique = <T extends { name: string; namespace: string }>(items: readonly T[], list: string, kindOf: (item: T) => string): void => {
+        firstIndexByKey(items, (item) => `${kindOf(item)}/${item.namespace}/${item.name}`, (index, first) =>
+            problems.error(
+                `${ROOT}.edge.${list}[${index}].name`,
+                `${kindOf(items[index])} ${items[index].namespace}/${items[index].name} is already declared by ${ROOT}.edge.${list}[${first}]`,
+            ),
+        );
+    };
+    unique(edge.middlewares, "middlewares", () => "Middleware");
+    unique(edge.externalServices, "externalServices", () => "Service");
+    unique(edge.workloads, "workloads", (workload) => workload.kind);
     edge.middlewares.forEach((middleware, index) => {
         const kinds = (["stripPrefix", "forwardAuth", "headers"] as const).filter((kind) => middleware[kind] !== undefined);
         if (kinds.length !== 1) {
@@ -373,17 +439,9 @@ function checkNebula(fleet: Fleet, problems: ProblemList): void {
             `${pki.renewBeforeDays} days is not shorter than the ${pki.certValidityDays}-day certificate lifetime: every run would reissue`,
         );
     }
-    const group = (path: string, value: string): void => {
-        const problem = nebulaGroupProblem(value);
-        if (problem) {
-            problems.error(path, `Nebula group "${value}" ${problem}`);
-        }
-    };
-    group(`${ROOT}.overlays.nebula.adminGroup`, nebula.adminGroup);
-    fleet.nodes.forEach((node, index) => node.nebula?.groups.forEach((value, groupIndex) => group(nodePath(index, `nebula.groups[${groupIndex}]`), value)));
+    // Group names are checked by the schema (NebulaGroupSchema), with the certificate encoder's rule.
     const nodeNames = new Set(fleet.nodes.map((node) => node.name));
     nebula.admins.forEach((admin, index) => {
-        admin.groups.forEach((value, groupIndex) => group(`${ROOT}.overlays.nebula.admins[${index}].groups[${groupIndex}]`, value));
         if (nodeNames.has(admin.name)) {
             problems.error(`${ROOT}.overlays.nebula.admins[${index}].name`, `"${admin.name}" is already a fleet node; Nebula names must be unique`);
         }
@@ -401,5 +459,26 @@ function checkNebula(fleet: Fleet, problems: ProblemList): void {
                 `${hostName} runs the control server, whose Nebula identity is fleet.controlServer.nebula; remove the node's own nebula section`,
             );
         }
+    }
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Clock skew and time zones: a CA issued "today" somewhere may be tomorrow in UTC. */
+const FUTURE_GRACE_DAYS = 1;
+/** Nebula, Go and ISO 8601 all handle four-digit years; past 9999 dates stop round-tripping. */
+const LAST_REPRESENTABLE = Date.UTC(9999, 11, 31, 23, 59, 59);
+
+function checkNebulaDates(fleet: Fleet, problems: ProblemList, now: Date): void {
+    const pki = fleet.overlays.nebula.pki;
+    const path = `${ROOT}.overlays.nebula.pki`;
+    const issued = Date.parse(`${pki.caIssuedOn}T00:00:00Z`);
+    if (issued > now.getTime() + FUTURE_GRACE_DAYS * DAY_MS) {
+        problems.error(
+            `${path}.caIssuedOn`,
+            `${pki.caIssuedOn} is in the future: Nebula rejects a CA before its notBefore, so no host could connect until then; use today's date or earlier`,
+        );
+    }
+    if (issued + pki.caValidityDays * DAY_MS > LAST_REPRESENTABLE) {
+        problems.error(`${path}.caValidityDays`, `${pki.caValidityDays} days from ${pki.caIssuedOn} ends after the year 9999, which certificates cannot express`);
     }
 }

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Fleet } from "./schema";
-import { secretProblems } from "./secrets";
-import { FleetConfigError, formatProblem, validateFleet } from "./validate";
+import { plaintextSecretProblems, secretProblems } from "./secrets";
+import { formatProblem, validateFleet } from "./validate";
 
 /*
  * The only place the program reads pulumi.Config. Everything downstream receives the
@@ -38,17 +38,48 @@ export function withSshViaOverride(raw: unknown, override: string | undefined): 
     return { ...fleet, access: { ...access, sshVia: override } };
 }
 
+/**
+ * Whether the engine passed a config key as a secret. The SDK keeps this in its config store
+ * (runtime.isConfigSecret, exported but not declared); older SDKs only have the environment.
+ */
+function isConfigSecret(fullKey: string): boolean {
+    const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+    if (typeof runtime.isConfigSecret === "function") {
+        return runtime.isConfigSecret(fullKey);
+    }
+    const keys: unknown = JSON.parse(process.env.PULUMI_CONFIG_SECRET_KEYS ?? "[]");
+    return Array.isArray(keys) && keys.includes(fullKey);
+}
+
+/**
+ * Fails the run with exactly the `<config path>: <reason>` lines. A RunError is the error the
+ * engine prints without "unhandled exception", stack trace or object dump, in preview and up.
+ */
+export function configRunError(lines: readonly string[]): pulumi.RunError {
+    return new pulumi.RunError(lines.join("\n"));
+}
+
 export function loadStack(): LoadedStack {
     const config = new pulumi.Config("shortcircuit");
     const secretKeys = ["k3sToken", "headscaleNoiseKey", "derpKey"] as const;
     // The plaintext is read only to check its shape; downstream sees secret Outputs.
     const rawSecrets = Object.fromEntries(secretKeys.map((key) => [key, pulumi.runtime.getConfig(`shortcircuit:${key}`)]));
-    const result = validateFleet(withSshViaOverride(config.requireObject<unknown>("fleet"), process.env[SSH_VIA_ENV]));
-    const problems = [...result.problems, ...secretProblems(rawSecrets)];
+    let rawFleet: unknown;
+    try {
+        rawFleet = config.requireObject<unknown>("fleet");
+    } catch (error) {
+        throw configRunError([`shortcircuit:fleet: ${(error as Error).message.split("\n")[0]}`]);
+    }
+    const result = validateFleet(withSshViaOverride(rawFleet, process.env[SSH_VIA_ENV]));
+    const plaintext = plaintextSecretProblems(
+        (key) => pulumi.runtime.getConfig(`shortcircuit:${key}`) !== undefined && !isConfigSecret(`shortcircuit:${key}`),
+    );
+    const problems = [...result.problems, ...plaintext, ...secretProblems(rawSecrets)];
     // Every problem, config and secrets alike, fails the run before any resource is declared,
     // so invalid config never reaches a host.
-    if (!result.fleet || problems.some((problem) => problem.severity === "error")) {
-        throw new FleetConfigError(problems);
+    const errors = problems.filter((problem) => problem.severity === "error");
+    if (!result.fleet || errors.length > 0) {
+        throw configRunError(errors.map(formatProblem));
     }
     for (const warning of problems) {
         void pulumi.log.warn(formatProblem(warning));

@@ -1,21 +1,42 @@
 import { z } from "zod";
+import {
+    calendarDate,
+    cloudSlug,
+    dnsLabel,
+    dnsLabelOf,
+    dnsName,
+    hostName,
+    hostPort,
+    httpHeaderName,
+    httpHeaderValue,
+    httpUrl,
+    httpsOrigin,
+    imageReference,
+    isK8sLabelValue,
+    isK8sQualifiedName,
+    k8sLabelValue,
+    k8sPortName,
+    k8sQualifiedName,
+    linuxIfName,
+    quoteForMessage,
+    singleLineText,
+    sshUser,
+    tailnetV6Prefix,
+    urlPathPrefix,
+} from "./grammar";
 import { isIpv4Address, isIpv4Cidr, isNetworkAddress } from "./net";
+import { NEBULA_MAX_NAME_BYTES, nebulaGroupProblem, nebulaNameProblem } from "./nebulaNames";
 
 /*
  * The stack config schema: the shape of `shortcircuit:fleet` in Pulumi.<stack>.yaml.
  * Objects are strict so a misspelt key is an error rather than a silently ignored setting.
  * Cross-field rules (overlaps, duplicates, MTU agreement, genesis) live in guards.ts.
+ * Every free-text field has the grammar of the place it lands (grammar.ts), so a value that
+ * passes here is safe in every file, shell, path and API it reaches.
  */
 
-const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const dnsName = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$/;
-// Kubernetes qualified names: optional DNS-subdomain prefix, then a 63-char name.
-const labelKey = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const labelValue = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
-const taintPattern = /^([^=:\s]+)(=([^:\s]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/;
-
-export const NodeNameSchema = z.string().regex(dnsLabel, "must be a lowercase DNS label (a-z, 0-9, '-')");
-export const DnsNameSchema = z.string().regex(dnsName, "must be a lowercase fully qualified DNS name");
+export const NodeNameSchema = dnsLabel;
+export const DnsNameSchema = dnsName;
 export const Ipv4Schema = z.string().refine(isIpv4Address, "must be a dotted-quad IPv4 address");
 export const Ipv4CidrSchema = z
     .string()
@@ -29,14 +50,39 @@ export const PortSchema = z.number().int().min(1).max(65535);
 export const PathSchema = z.enum(["tailnet", "nebula", "lan"]);
 export type NetworkPath = z.infer<typeof PathSchema>;
 
-export const TaintSchema = z
-    .string()
-    .regex(taintPattern, "must be key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
+const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/** `key[=value]:Effect`, with the key a qualified name and the value a label value, as the kubelet parses --register-with-taints. */
+export const TaintSchema = z.string().superRefine((value, ctx) => {
+    const colon = value.lastIndexOf(":");
+    const effect = colon >= 0 ? value.slice(colon + 1) : "";
+    if (colon < 0 || !TAINT_EFFECTS.includes(effect)) {
+        ctx.addIssue({ code: "custom", message: "must be key[=value]:NoSchedule|PreferNoSchedule|NoExecute" });
+        return;
+    }
+    const keyValue = value.slice(0, colon);
+    const equals = keyValue.indexOf("=");
+    const key = equals >= 0 ? keyValue.slice(0, equals) : keyValue;
+    if (!isK8sQualifiedName(key)) {
+        ctx.addIssue({ code: "custom", message: "taint key must be a Kubernetes qualified name: [prefix/]name, name ≤ 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric" });
+    }
+    if (equals >= 0 && !isK8sLabelValue(keyValue.slice(equals + 1))) {
+        ctx.addIssue({ code: "custom", message: "taint value must be a Kubernetes label value: ≤ 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric" });
+    }
+});
+
+/** A Nebula certificate group; the rule lives with the certificate encoder. */
+const NebulaGroupSchema = z.string().superRefine((value, ctx) => {
+    const problem = nebulaGroupProblem(value);
+    if (problem) {
+        ctx.addIssue({ code: "custom", message: `Nebula group ${quoteForMessage(value)} ${problem}` });
+    }
+});
 
 const SiteSchema = z.strictObject({
     /** Short site code used in node names (aus, lax, toa, hnd). */
     name: NodeNameSchema,
-    description: z.string().optional(),
+    description: singleLineText(200).optional(),
     /** The site's LAN; cluster and service CIDRs must not overlap it. */
     lan: Ipv4CidrSchema,
 });
@@ -51,24 +97,24 @@ const NebulaMembershipSchema = OverlayAddressSchema.extend({
     /** This host serves as a Nebula lighthouse (and relay). */
     lighthouse: z.boolean().default(false),
     /** Public `host:port` other hosts dial to reach this lighthouse; required for lighthouses. */
-    publicEndpoint: z.string().optional(),
+    publicEndpoint: hostPort.optional(),
     /** Extra Nebula groups beyond role, site and lighthouse. */
-    groups: z.array(z.string()).default([]),
+    groups: z.array(NebulaGroupSchema).default([]),
 });
 
 const LanSchema = z.strictObject({
-    interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, "must be a Linux interface name"),
+    interface: linuxIfName,
     address: Ipv4Schema,
     mtu: MtuSchema.default(1500),
 });
 
 const SshSchema = z.strictObject({
-    user: z.string().min(1).default("root"),
+    user: sshUser.default("root"),
     port: PortSchema.default(22),
     /** Which network the program's SSH connections use; defaults to `access.sshVia`. */
     via: PathSchema.optional(),
     /** An explicit address or name, overriding the address on `via`. */
-    host: z.string().min(1).optional(),
+    host: hostName.optional(),
 });
 
 export const NodeRoleSchema = z.enum(["server", "agent", "standalone"]);
@@ -84,7 +130,7 @@ const NodeSchema = z.strictObject({
     arch: z.enum(["amd64", "arm64"]),
     os: z.enum(["debian", "ubuntu", "raspios", "fedora", "macos"]),
     /** Hardware note (e.g. "rpi5", "framework-desktop", "mac-mini"); informational. */
-    hardware: z.string().optional(),
+    hardware: singleLineText(100).optional(),
     ssh: SshSchema.default({ user: "root", port: 22 }),
     lan: LanSchema,
     tailnet: OverlayAddressSchema.optional(),
@@ -96,27 +142,43 @@ const NodeSchema = z.strictObject({
     /** Per-node override of `cluster.flannelIfaceFrom`. */
     flannelIfaceFrom: PathSchema.optional(),
     taints: z.array(TaintSchema).default([]),
-    labels: z
-        .record(z.string().regex(labelKey, "label key must be a Kubernetes qualified name"), z.string().regex(labelValue, "label value must be ≤63 chars of [A-Za-z0-9_.-]"))
-        .default({}),
+    labels: z.record(k8sQualifiedName, k8sLabelValue).default({}),
 });
 export type NodeConfig = z.infer<typeof NodeSchema>;
 
+/** render's throwaway CA is named `<caName> (throwaway render CA)`; see nebulaIssuance.ts. */
+export const THROWAWAY_CA_SUFFIX = " (throwaway render CA)";
+const CA_NAME_MAX_BYTES = NEBULA_MAX_NAME_BYTES - Buffer.byteLength(THROWAWAY_CA_SUFFIX, "utf8");
+/** A century: longer than any certificate should live, short enough that no date overflows. */
+export const MAX_VALIDITY_DAYS = 36500;
+
 const NebulaPkiSchema = z.strictObject({
-    caName: z.string().min(1).default("shortcircuit"),
+    caName: z
+        .string()
+        .superRefine((value, ctx) => {
+            const problem = nebulaNameProblem(value);
+            if (problem) {
+                ctx.addIssue({ code: "custom", message: `Nebula CA name ${problem}` });
+            } else if (Buffer.byteLength(value, "utf8") > CA_NAME_MAX_BYTES) {
+                // render signs with "<caName> (throwaway render CA)"; that name must fit too, or render and preview disagree.
+                ctx.addIssue({ code: "custom", message: `must be at most ${CA_NAME_MAX_BYTES} bytes of UTF-8 (Nebula's ${NEBULA_MAX_NAME_BYTES}, less room for render's throwaway-CA suffix)` });
+            }
+        })
+        .default("shortcircuit"),
     /** The CA certificate's notBefore (UTC date). Changing it re-signs the CA with the same key. */
-    caIssuedOn: z.iso.date("must be a date such as 2026-11-01"),
-    caValidityDays: z.number().int().min(30).default(3650),
+    caIssuedOn: calendarDate,
+    /** Bounded so notBefore + validity stays a real date (guards check the sum). */
+    caValidityDays: z.number().int().min(30).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(3650),
     /** Host certificates' lifetime; must fit inside the CA's. */
-    certValidityDays: z.number().int().min(1).default(365),
+    certValidityDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(365),
     /** A certificate is reissued once it is this close to expiry; preview warns inside the window. */
-    renewBeforeDays: z.number().int().min(1).default(30),
+    renewBeforeDays: z.number().int().min(1).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(30),
 });
 
 const NebulaAdminSchema = z.strictObject({
     name: NodeNameSchema,
     address: Ipv4Schema,
-    groups: z.array(z.string()).default([]),
+    groups: z.array(NebulaGroupSchema).default([]),
 });
 
 const OverlaysSchema = z.strictObject({
@@ -124,8 +186,8 @@ const OverlaysSchema = z.strictObject({
         /** Headscale `prefixes.v4`; must sit inside 100.64.0.0/10. */
         prefix: Ipv4CidrSchema,
         /** Headscale `prefixes.v6`; inside fd7a:115c:a1e0::/48. */
-        prefixV6: z.string().default("fd7a:115c:a1e0::/48"),
-        interface: z.string().default("tailscale0"),
+        prefixV6: tailnetV6Prefix.default("fd7a:115c:a1e0::/48"),
+        interface: linuxIfName.default("tailscale0"),
         /** One MTU for every host on the tailnet (tailscaled uses 1280). */
         mtu: MtuSchema,
         /** Nodes join with --accept-routes=false: subnet routes would land in table 52 and shadow the cluster CIDRs. */
@@ -133,13 +195,13 @@ const OverlaysSchema = z.strictObject({
     }),
     nebula: z.strictObject({
         network: Ipv4CidrSchema,
-        interface: z.string().default("nebula0"),
+        interface: linuxIfName.default("nebula0"),
         /** One MTU for every host and relay on the mesh. */
         mtu: MtuSchema,
         listenPort: PortSchema.default(4242),
         pki: NebulaPkiSchema,
         /** Nebula group whose members may reach every host by ICMP and SSH (the backup control path). */
-        adminGroup: z.string().default("admin"),
+        adminGroup: NebulaGroupSchema.default("admin"),
         /** Operator workstations on the mesh: they get a certificate in the admin group and a config. */
         admins: z.array(NebulaAdminSchema).default([]),
     }),
@@ -167,7 +229,7 @@ const ClusterSchema = z.strictObject({
     /** DNS names for the API server; added to every server's `tls-san`. */
     apiDnsNames: z.array(DnsNameSchema).default([]),
     /** Server URL joining nodes use; defaults to the genesis server's node-ip on port 6443. */
-    serverUrl: z.string().url().optional(),
+    serverUrl: httpsOrigin.optional(),
     /** Seconds a restarted node has to become Ready (servers: and etcd healthy) before it is rolled back. */
     readyTimeoutSeconds: z.number().int().min(5).max(3600).default(300),
     /**
@@ -182,16 +244,25 @@ const ClusterSchema = z.strictObject({
 const DerpRegionSchema = z.strictObject({
     regionId: z.number().int().min(900, "must be ≥ 900: 1-899 are Tailscale's public regions").max(999),
     regionCode: z.string().regex(/^[a-z0-9-]{2,16}$/, "must be a short lowercase code"),
-    regionName: z.string().min(1),
+    regionName: singleLineText(64),
     stunPort: PortSchema.default(3478),
 });
 
 const DropletSchema = z.strictObject({
     kind: z.literal("droplet"),
-    name: z.string().min(1),
+    /**
+     * A DNS label: it names the droplet, a directory under render's hosts/, the Nebula host, an
+     * SSH Host and (with -headscale) the volume, whose device path reaches the bootstrap shell.
+     * DigitalOcean volume names are ≤ 64 characters and start with a letter.
+     */
+    name: dnsLabelOf(64 - "-headscale".length, "the volume <name>-headscale is limited to 64").refine(
+        (value) => !/^[0-9]/.test(value),
+        "must start with a letter (DigitalOcean volume names do)",
+    ),
     region: z.string().regex(/^[a-z]{3}\d$/, "must be a DigitalOcean region slug such as sfo3"),
-    size: z.string().min(1),
-    image: z.string().min(1),
+    size: cloudSlug,
+    /** The bootstrap script installs with dpkg/apt-get, so only Debian-family images can serve. */
+    image: cloudSlug.regex(/^(debian|ubuntu)-/, "must be a Debian or Ubuntu image slug (debian-12-x64): the bootstrap installs with apt-get"),
     volumeSizeGb: z.number().int().min(1).default(1),
     /** CIDRs allowed to SSH to the droplet from the internet (the overlays are always allowed). */
     adminCidrs: z.array(Ipv4CidrSchema).default([]),
@@ -229,29 +300,29 @@ const DerpRelaySchema = DerpRegionSchema.extend({
 const MiddlewareSchema = z.strictObject({
     name: NodeNameSchema,
     namespace: NodeNameSchema,
-    stripPrefix: z.strictObject({ prefixes: z.array(z.string().startsWith("/")).min(1) }).optional(),
+    stripPrefix: z.strictObject({ prefixes: z.array(urlPathPrefix).min(1) }).optional(),
     forwardAuth: z
         .strictObject({
-            address: z.string().url(),
+            address: httpUrl,
             trustForwardHeader: z.boolean().optional(),
-            authResponseHeaders: z.array(z.string()).optional(),
+            authResponseHeaders: z.array(httpHeaderName).optional(),
         })
         .optional(),
     headers: z
         .strictObject({
-            accessControlAllowOriginList: z.array(z.string()).optional(),
-            accessControlAllowMethods: z.array(z.string()).optional(),
-            accessControlAllowHeaders: z.array(z.string()).optional(),
+            accessControlAllowOriginList: z.array(z.union([z.literal("*"), httpUrl], "must be * or an http(s) origin")).optional(),
+            accessControlAllowMethods: z.array(httpHeaderName).optional(),
+            accessControlAllowHeaders: z.array(httpHeaderName).optional(),
             accessControlAllowCredentials: z.boolean().optional(),
-            accessControlMaxAge: z.number().int().optional(),
-            customRequestHeaders: z.record(z.string(), z.string()).optional(),
-            customResponseHeaders: z.record(z.string(), z.string()).optional(),
+            accessControlMaxAge: z.number().int().min(0).optional(),
+            customRequestHeaders: z.record(httpHeaderName, httpHeaderValue).optional(),
+            customResponseHeaders: z.record(httpHeaderName, httpHeaderValue).optional(),
         })
         .optional(),
 });
 
 const ServicePortSchema = z.strictObject({
-    name: z.string().optional(),
+    name: k8sPortName.optional(),
     port: PortSchema,
     protocol: z.enum(["TCP", "UDP"]).default("TCP"),
 });
@@ -271,7 +342,7 @@ const WorkloadSchema = z.strictObject({
     name: NodeNameSchema,
     namespace: NodeNameSchema,
     kind: z.enum(["Deployment", "DaemonSet", "StatefulSet"]),
-    image: z.string().min(1),
+    image: imageReference,
     hostNetwork: z.boolean().default(false),
 });
 

@@ -13,6 +13,23 @@ export interface RawSecrets {
     derpKey?: string;
 }
 
+/** Every config key the program reads as a secret (stacks/load.ts); none may be stored in plaintext. */
+export const SECRET_CONFIG_KEYS = ["k3sToken", "headscaleNoiseKey", "derpKey", "sshPrivateKey"] as const;
+export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
+
+/**
+ * A secret key set as plaintext lives unencrypted in the stack file and in every copy of it;
+ * Pulumi would still mask it, so nothing else would ever say so. Refuse it instead.
+ * `isPlaintext(key)` is true when the key is set and not marked secret.
+ */
+export function plaintextSecretProblems(isPlaintext: (key: SecretConfigKey) => boolean): Problem[] {
+    return SECRET_CONFIG_KEYS.filter(isPlaintext).map((key) => ({
+        path: `shortcircuit:${key}`,
+        message: `must be set with --secret (it is stored in plaintext): pulumi config set --secret shortcircuit:${key} <value>`,
+        severity: "error" as const,
+    }));
+}
+
 const SET_HINT = (key: string): string => `set it with: pulumi config set --secret shortcircuit:${key} <value>`;
 
 export function secretProblems(secrets: RawSecrets): Problem[] {

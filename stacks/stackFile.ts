@@ -1,6 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { isScalar, parseDocument, visit } from "yaml";
+import type { Problem } from "./guards";
+import { plaintextSecretProblems } from "./secrets";
 
 /*
  * Reads a Pulumi.<stack>.yaml without the Pulumi CLI, for the offline `render` command and
@@ -27,9 +29,39 @@ function isRecord(value: unknown): value is Record<string, unknown> {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+// A YAML timestamp as a plain scalar: a date, or a date and a UTC time.
+// (Go also takes one-digit months and days; fractional seconds are left alone, refused either way.)
+const PLAIN_TIMESTAMP = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[Tt ](\d{2}:\d{2}:\d{2})Z)?$/;
+
+/**
+ * The Pulumi CLI reads stack files with Go's YAML decoder, which turns an unquoted timestamp
+ * into a time and hands the program its Go spelling, `2026-11-01 00:00:00 +0000 UTC`. A YAML
+ * 1.2 parser keeps `2026-11-01`. Rewriting such plain scalars the way Pulumi does makes render
+ * validate exactly what the program will see. (Timestamps with a zone offset keep their text:
+ * the date grammar refuses them in either spelling.)
+ */
+function asPulumiPassesIt(document: ReturnType<typeof parseDocument>): void {
+    visit(document, {
+        Scalar(_key, node) {
+            if (isScalar(node) && node.type === "PLAIN" && typeof node.value === "string") {
+                const match = PLAIN_TIMESTAMP.exec(node.value);
+                if (match) {
+                    const [, year, month, day, time] = match;
+                    node.value = `${year}-${month.padStart(2, "0")}-${day.padStart(2, "0")} ${time ?? "00:00:00"} +0000 UTC`;
+                }
+            }
+        },
+    });
+}
+
 export function readStackFile(filePath: string): StackFile {
     const text = fs.readFileSync(filePath, "utf8");
-    const document: unknown = parseYaml(text);
+    const parsed = parseDocument(text);
+    if (parsed.errors.length > 0) {
+        throw new Error(`${filePath}: not valid YAML: ${parsed.errors[0].message.split("\n")[0]}`);
+    }
+    asPulumiPassesIt(parsed);
+    const document: unknown = parsed.toJS();
     if (!isRecord(document) || !isRecord(document.config)) {
         throw new Error(`${filePath}: no "config:" map; is this a Pulumi stack file?`);
     }
@@ -48,4 +80,13 @@ export function rawFleetFromStackFile(file: StackFile): unknown {
         throw new Error(`${file.path}: missing ${FLEET_KEY}`);
     }
     return file.config.fleet;
+}
+
+function isSecureValue(value: unknown): boolean {
+    return isRecord(value) && Object.keys(value).length === 1 && typeof value.secure === "string";
+}
+
+/** Secret keys written in the stack file as plaintext rather than `secure:` ciphertext. */
+export function stackFileSecretProblems(file: StackFile): Problem[] {
+    return plaintextSecretProblems((key) => key in file.config && !isSecureValue(file.config[key]));
 }

@@ -1,5 +1,6 @@
 import type { z } from "zod";
-import { runGuards, type Problem } from "./guards";
+import { hasControlCharacter } from "./grammar";
+import { runGuards, type FleetSection, type GuardOptions, type Problem } from "./guards";
 import { FleetSchema, type Fleet } from "./schema";
 
 export type { Problem } from "./guards";
@@ -12,17 +13,31 @@ export class FleetConfigError extends Error {
     }
 }
 
-export function formatProblem(problem: Problem): string {
-    const prefix = problem.severity === "warning" ? "warning: " : "";
-    return `${prefix}${problem.path}: ${problem.message}`;
+/** Control characters (a newline above all) escaped, so a problem is always exactly one line. */
+function oneLine(text: string): string {
+    return [...text]
+        .map((c) => (hasControlCharacter(c) || c === "\u2028" || c === "\u2029" ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : c))
+        .join("");
 }
 
-/** `["nodes", 3, "nebula", "address"]` → `fleet.nodes[3].nebula.address`. */
+export function formatProblem(problem: Problem): string {
+    const prefix = problem.severity === "warning" ? "warning: " : "";
+    return oneLine(`${prefix}${problem.path}: ${problem.message}`);
+}
+
+/**
+ * `["nodes", 3, "nebula", "address"]` → `fleet.nodes[3].nebula.address`. A key that is not a
+ * plain identifier (a label key such as `amd.com/gpu`, or a hostile one with a newline) is
+ * written quoted, `labels["amd.com/gpu"]`, so the path stays unambiguous and on one line.
+ */
 export function formatConfigPath(root: string, path: readonly PropertyKey[]): string {
-    return path.reduce<string>(
-        (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : `${acc}.${String(key)}`),
-        root,
-    );
+    return path.reduce<string>((acc, key) => {
+        if (typeof key === "number") {
+            return `${acc}[${key}]`;
+        }
+        const name = String(key);
+        return /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? `${acc}.${name}` : `${acc}[${JSON.stringify(name)}]`;
+    }, root);
 }
 
 function zodProblems(root: string, error: z.ZodError): Problem[] {
@@ -31,9 +46,13 @@ function zodProblems(root: string, error: z.ZodError): Problem[] {
         if (issue.code === "unrecognized_keys") {
             return {
                 path: formatConfigPath(root, issue.path),
-                message: `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`,
+                message: `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`,
                 severity: "error" as const,
             };
+        }
+        // A record key that fails its grammar: zod says only "Invalid key in record"; the key's own rule says why.
+        if (issue.code === "invalid_key") {
+            return { path: formatConfigPath(root, issue.path), message: `key ${issue.issues[0]?.message ?? issue.message}`, severity: "error" as const };
         }
         return { path: formatConfigPath(root, issue.path), message: issue.message, severity: "error" as const };
     });
@@ -45,16 +64,41 @@ export interface ValidationResult {
     problems: Problem[];
 }
 
-/** Parses raw config (as read from Pulumi config or a stack file) and runs every guard. */
-export function validateFleet(raw: unknown): ValidationResult {
-    const parsed = FleetSchema.safeParse(raw, {
-        // zod's default ("expected string, received undefined") hides that the key is simply missing.
-        error: (issue) => (issue.code === "invalid_type" && issue.input === undefined ? `required (${issue.expected})` : undefined),
-    });
-    if (!parsed.success) {
-        return { problems: zodProblems("fleet", parsed.error) };
+const PARSE_OPTIONS = {
+    // zod's default ("expected string, received undefined") hides that the key is simply missing.
+    error: (issue: z.core.$ZodRawIssue) => (issue.code === "invalid_type" && issue.input === undefined ? `required (${issue.expected})` : undefined),
+};
+
+/**
+ * When the schema fails, the sections that still parse on their own, with their parsed data:
+ * the guards that read only those run too, so one run reports schema and guard errors
+ * together. Section granularity keeps every guard's view whole (a guard never sees half a
+ * node list, whose indices would no longer match the config paths).
+ */
+function validSections(raw: unknown): { sections: Set<FleetSection>; partial: Record<string, unknown> } {
+    const sections = new Set<FleetSection>();
+    const partial: Record<string, unknown> = {};
+    const input = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+    for (const [key, schema] of Object.entries(FleetSchema.shape) as [FleetSection, z.ZodType][]) {
+        const parsed = schema.safeParse(input[key]);
+        if (parsed.success) {
+            sections.add(key);
+            partial[key] = parsed.data;
+        }
     }
-    const problems = runGuards(parsed.data);
+    return { sections, partial };
+}
+
+/** Parses raw config (as read from Pulumi config or a stack file) and runs every guard. */
+export function validateFleet(raw: unknown, options: Pick<GuardOptions, "now"> = {}): ValidationResult {
+    const parsed = FleetSchema.safeParse(raw, PARSE_OPTIONS);
+    if (!parsed.success) {
+        const { sections, partial } = validSections(raw);
+        // The partial object is typed as a Fleet only for the guards that read valid sections.
+        const guardProblems = runGuards(partial as Fleet, { ...options, validSections: sections });
+        return { problems: [...zodProblems("fleet", parsed.error), ...guardProblems] };
+    }
+    const problems = runGuards(parsed.data, options);
     const hasErrors = problems.some((problem) => problem.severity === "error");
     return hasErrors ? { problems } : { fleet: parsed.data, problems };
 }

@@ -10,6 +10,21 @@ import type { Fleet, NetworkPath } from "../../stacks/schema";
 
 export const SSH_PATHS: readonly NetworkPath[] = ["nebula", "tailnet", "lan"];
 
+/**
+ * What ssh reads back as exactly one literal word: no quotes, whitespace, '#', '=' or
+ * pattern characters ('*', '?', '!', ','), so a value can neither start a new keyword or
+ * Host block nor widen a Host pattern. ssh_config has no escape for these, so a value outside
+ * this set is refused rather than quoted. The schema's grammars keep every fleet value inside it.
+ */
+const SSH_TOKEN = /^[A-Za-z0-9._:@%+-]+$/;
+
+function token(field: string, value: string): string {
+    if (!SSH_TOKEN.test(value)) {
+        throw new Error(`ssh config: ${field} ${JSON.stringify(value)} is not a single literal ssh_config word`);
+    }
+    return value;
+}
+
 export function renderSshConfig(fleet: Fleet, path: NetworkPath): string {
     const config = new SSHConfig();
     config.push({
@@ -24,9 +39,9 @@ export function renderSshConfig(fleet: Fleet, path: NetworkPath): string {
             continue;
         }
         config.append({
-            Host: node.name,
-            HostName: address,
-            User: node.ssh.user,
+            Host: token("Host", node.name),
+            HostName: token("HostName", address),
+            User: token("User", node.ssh.user),
             Port: String(node.ssh.port),
             ConnectTimeout: String(fleet.access.sshTimeoutSeconds),
         });
@@ -34,8 +49,8 @@ export function renderSshConfig(fleet: Fleet, path: NetworkPath): string {
     if (path === "nebula") {
         const control = fleet.controlServer;
         config.append({
-            Host: control.host.kind === "droplet" ? control.host.name : control.host.host,
-            HostName: control.nebula.address,
+            Host: token("Host", control.host.kind === "droplet" ? control.host.name : control.host.host),
+            HostName: token("HostName", control.nebula.address),
             User: "root",
             ConnectTimeout: String(fleet.access.sshTimeoutSeconds),
         });

@@ -168,46 +168,19 @@ export class NebulaCertError extends Error {
  */
 export const NEBULA_MAX_NAME_BYTES = 253;
 
-// C0 controls and DEL: legal in protobuf, but they break `nebula-cert print`, logs and YAML.
-function hasControlChars(text: string): boolean {
+/**
+ * Why the codec will not encode `text` as a name or group: what the certificate format and its
+ * tools cannot carry. The fleet's own rules for names and groups (stacks/nebulaNames.ts) are
+ * stricter and are checked before anything reaches here.
+ */
+function encodableTextProblem(text: string, maxBytes: number): string | undefined {
+  if (text.length === 0) return "must not be empty";
+  if (!isWellFormedUnicode(text)) return "must be valid Unicode (protobuf strings are UTF-8)";
+  if (Buffer.byteLength(text, "utf8") > maxBytes) return `must be at most ${maxBytes} bytes of UTF-8`;
+  // C0 controls and DEL: legal in protobuf, but they break `nebula-cert print`, logs and YAML.
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c < 0x20 || c === 0x7f) return true;
-  }
-  return false;
-}
-
-/**
- * Why `name` cannot be a certificate name, or `undefined` if it can. Exported so the config
- * validator rejects the same names before anything is signed.
- */
-export function nebulaNameProblem(name: string): string | undefined {
-  if (name.length === 0) return "must not be empty (nebula-cert requires -name; v2 certificates reject empty names)";
-  if (!isWellFormedUnicode(name)) return "must be valid Unicode (protobuf strings are UTF-8 and Go rejects invalid UTF-8)";
-  if (Buffer.byteLength(name, "utf8") > NEBULA_MAX_NAME_BYTES) {
-    return `must be at most ${NEBULA_MAX_NAME_BYTES} bytes of UTF-8 (nebula v2 MaxNameLength)`;
-  }
-  if (name.trim() !== name) return "must not start or end with whitespace";
-  if (hasControlChars(name)) return "must not contain control characters";
-  if (name === "any") {
-    return 'must not be "any": a firewall rule `host: any` matches every host, so this host could never be singled out';
-  }
-  return undefined;
-}
-
-/** Why `group` cannot be a certificate group, or `undefined` if it can. */
-export function nebulaGroupProblem(group: string): string | undefined {
-  if (group.length === 0) return "must not be empty (nebula-cert drops empty groups; v2 certificates reject them)";
-  if (!isWellFormedUnicode(group)) return "must be valid Unicode (protobuf strings are UTF-8 and Go rejects invalid UTF-8)";
-  if (group.trim() !== group) {
-    return "must not start or end with whitespace (nebula-cert trims it, so such a group could never be reissued)";
-  }
-  if (group.includes(",")) {
-    return "must not contain ',' (nebula-cert's -groups flag is comma separated, so the group could never be reissued)";
-  }
-  if (hasControlChars(group)) return "must not contain control characters";
-  if (group === "any") {
-    return 'must not be "any": a firewall rule `group: any` matches every host, so this group could never be targeted';
+    if (c < 0x20 || c === 0x7f) return "must not contain control characters";
   }
   return undefined;
 }
@@ -778,14 +751,14 @@ function isoSeconds(unix: number): string {
 }
 
 function checkName(name: string): void {
-  const problem = nebulaNameProblem(name);
+  const problem = encodableTextProblem(name, NEBULA_MAX_NAME_BYTES);
   if (problem !== undefined) throw new NebulaCertError("name", `${JSON.stringify(name)} ${problem}`);
 }
 
 function checkGroups(groups: string[], field: string): void {
   const seen = new Map<string, number>();
   groups.forEach((g, i) => {
-    const problem = nebulaGroupProblem(g);
+    const problem = encodableTextProblem(g, Number.MAX_SAFE_INTEGER);
     if (problem !== undefined) throw new NebulaCertError(`${field}[${i}]`, `${JSON.stringify(g)} ${problem}`);
     const earlier = seen.get(g);
     if (earlier !== undefined) throw new NebulaCertError(`${field}[${i}]`, `${JSON.stringify(g)} duplicates ${field}[${earlier}]`);

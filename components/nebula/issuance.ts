@@ -8,7 +8,7 @@ import {
     signNebulaHostCert,
 } from "./cert";
 import type { NebulaMember } from "./config";
-import type { Fleet } from "../../stacks/schema";
+import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
 
 /*
  * When host certificates are valid, and issuing them. Validity is not "now + lifetime" but
@@ -165,7 +165,7 @@ export function throwawayPki(fleet: Fleet, members: readonly NebulaMember[], now
         throw new Error("the PKI seed must be 64 hex characters");
     }
     const pki = fleet.overlays.nebula.pki;
-    const ca = caFromSeed(derive(seed, "ca"), { ...pki, caName: `${pki.caName} (throwaway render CA)` });
+    const ca = caFromSeed(derive(seed, "ca"), { ...pki, caName: `${pki.caName}${THROWAWAY_CA_SUFFIX}` });
     const identities = new Map<string, MemberIdentity>();
     for (const member of members) {
         const keyPem = x25519KeyPemFromBytes(derive(seed, `host:${member.name}`));

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
-import { runRender } from "../../scripts/render";
+import { runRender, targetInside, writeRenderedTree } from "../../scripts/render";
 import { clusterObjectFile, renderClusterEdge } from "../../components/edge/objects";
 import { nebulaMembers } from "../../components/nebula/config";
 import { k3sNodes } from "../../stacks/fleet";
@@ -118,6 +118,49 @@ describe("npm run render", () => {
         expect(result.code).toBe(1);
         expect(result.stderr).toContain("was not written by render");
         expect(fs.readdirSync(out)).toEqual(["notes.txt"]);
+    });
+
+    it("refuses to replace its own output once someone added a file there, and keeps the file", () => {
+        const out = path.join(workDir, "lab");
+        expect(render(["--stack", "lab", "--out", out]).code).toBe(0);
+        fs.writeFileSync(path.join(out, "hosts", "notes.txt"), "keep me");
+        const result = render(["--stack", "lab", "--out", out]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toBe(
+            `render: ${out} holds 1 file render did not write ("hosts/notes.txt"); move it out or choose another --out, render replaces the whole directory\n`,
+        );
+        expect(fs.readFileSync(path.join(out, "hosts", "notes.txt"), "utf8")).toBe("keep me");
+        fs.rmSync(path.join(out, "hosts", "notes.txt"));
+        expect(render(["--stack", "lab", "--out", out]).code).toBe(0);
+    });
+
+    it("refuses an --out inside the source tree, except the git-ignored out/", () => {
+        const root = path.resolve(__dirname, "../..");
+        for (const out of [path.join(root, "stacks", "rendered"), root, path.join(root, "out")]) {
+            const result = render(["--stack", "lab", "--out", out]);
+            expect(result.code).toBe(1);
+            expect(result.stderr).toMatch(/source tree/);
+        }
+        expect(fs.existsSync(path.join(root, "stacks", "rendered"))).toBe(false);
+    });
+
+    it("refuses a plaintext secret in the stack file and writes nothing", () => {
+        const file = path.join(workDir, "Pulumi.plain.yaml");
+        fs.writeFileSync(file, stringifyYaml({ config: { "shortcircuit:fleet": rawFleet("lab"), "shortcircuit:derpKey": `privkey:${"ab".repeat(32)}` } }));
+        const result = render(["--config-file", file, "--out", path.join(workDir, "plain")]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain("shortcircuit:derpKey: must be set with --secret (it is stored in plaintext)");
+        expect(fs.readdirSync(workDir)).toEqual(["Pulumi.plain.yaml"]);
+    });
+
+    it("never writes a path that leaves its staging directory, whatever the model says", () => {
+        const out = path.join(workDir, "nested", "out");
+        for (const bad of ["../escape.txt", "hosts/../../escape.txt", "/tmp/escape.txt", "hosts//x", "hosts/./x", ""]) {
+            const file = (content: string): { content: string; mode: number } => ({ content, mode: 0o644 });
+            expect(() => writeRenderedTree(out, new Map([["rollout.json", file("{}")], [bad, file("x")]]))).toThrow(/refusing to write/);
+        }
+        expect(listFiles(workDir)).toEqual([]);
+        expect(() => targetInside(workDir, "hosts/a/etc/x")).not.toThrow();
     });
 
     it("explains its usage when arguments are missing", () => {
