@@ -200,7 +200,7 @@ const OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
 const IPV4_CIDR = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}/(3[0-2]|[12][0-9]|[0-9])$`);
 
 /** Parse `a.b.c.d/n`, keeping the host bits of the address. Throws {@link NebulaCertError}. */
-export function parseNebulaIpv4Cidr(text: string, field: string): NebulaIpv4Net {
+function parseNebulaIpv4Cidr(text: string, field: string): NebulaIpv4Net {
   const m = IPV4_CIDR.exec(text);
   if (m === null) {
     const reason = text.includes(":") ? "nebula v1 certificates only hold IPv4" : "expected an IPv4 CIDR such as 10.67.1.5/16";
@@ -222,7 +222,7 @@ function ipToString(ip: number): string {
  * Render like Go's net.IPNet.String(): the prefix length for a contiguous mask, otherwise the
  * mask in hex (only reachable for hand-crafted certificates).
  */
-export function formatNebulaIpv4Net(net: NebulaIpv4Net): string {
+function formatNebulaIpv4Net(net: NebulaIpv4Net): string {
   const inverted = ~net.mask >>> 0;
   const contiguous = (inverted & (inverted + 1)) === 0;
   if (!contiguous) return `${ipToString(net.ip)}/${net.mask.toString(16).padStart(8, "0")}`;
@@ -871,7 +871,7 @@ export function signNebulaHostCert(req: NebulaHostCertRequest): string {
 }
 
 /** Friendly view of raw details. */
-export function describeNebulaCertDetails(d: RawNebulaCertDetails): NebulaCertDetails {
+function describeNebulaCertDetails(d: RawNebulaCertDetails): NebulaCertDetails {
   return {
     name: d.name,
     ips: pairsToNets(d.ips).map(formatNebulaIpv4Net),
