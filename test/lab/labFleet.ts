@@ -803,7 +803,7 @@ const marker = 'from "yaml"';
 const n = js.split(marker).length - 1;
 if (n > 1) throw new Error("unexpected yaml import");
 if (n === 1) js = js.replace(marker, "from " + JSON.stringify(yamlPath));
-fs.writeFileSync(dst, "// generated from " + require("node:path").basename(src) + " by the lab fleet harness\n" + js);
+fs.writeFileSync(dst, "// generated from " + require("node:path").basename(src) + " by the lab fleet harness\\n" + js);
 `;
   try {
     const r = await run(process.execPath, ["--disable-warning=ExperimentalWarning", "-e", script, source, target, require.resolve("yaml")], {
