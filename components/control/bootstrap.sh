@@ -37,14 +37,15 @@ trap 'rm -rf "$work"' EXIT
 download() {
   curl -fsSL --retry 5 -o "$1" "$2" || { echo "bootstrap: could not download $3 from $2" >&2; exit 1; }
 }
-if ! headscale version 2>/dev/null | grep -qF "$headscale_version"; then
+# grep without -q: an early exit would SIGPIPE the tool and, under pipefail, fail the check.
+if ! headscale version 2>/dev/null | grep -F "$headscale_version" >/dev/null; then
   download "$work/headscale.deb" "https://github.com/juanfont/headscale/releases/download/v${headscale_version}/headscale_${headscale_version}_linux_${arch}.deb" "headscale ${headscale_version}"
   # --force-confold: our /etc/headscale/config.yaml is already in place (cloud-init, an earlier
   # delivery); without it dpkg stops at the conffile prompt with no terminal to answer it.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold "$work/headscale.deb"
   log "installed headscale ${headscale_version}"
 fi
-if ! nebula -version 2>/dev/null | grep -qF "${nebula_version#v}"; then
+if ! nebula -version 2>/dev/null | grep -F "${nebula_version#v}" >/dev/null; then
   download "$work/nebula.tar.gz" "https://github.com/slackhq/nebula/releases/download/${nebula_version}/nebula-linux-${arch}.tar.gz" "nebula ${nebula_version}"
   tar -xzf "$work/nebula.tar.gz" -C /usr/local/bin nebula nebula-cert
   log "installed nebula ${nebula_version}"

@@ -3,10 +3,15 @@
 # recorded tls-san lacks its new node-ip is rolled twice: first the new SANs with the old
 # node-ip, then the move. A changed flannel iface or node-ip deletes flannel.1 first so flannel
 # rebuilds it on the new parent.
+# An apply is pending from its first write until the node is healthy on the new file (or rolled
+# back): a run cut short (a dropped session, a killed step) leaves the marker, and the next run
+# restarts onto the file and gates on health again instead of taking "unchanged" for success.
+# Every wait is bounded: kubectl by --request-timeout, the restart by READY_TIMEOUT.
 # Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT. Files: config.yaml and the
 # rollout record at their paths, and the attachment tls-san.yaml (the first pass's drop-in).
 node="$(param NODE_NAME)"; role="$(param ROLE)"; unit="$(param UNIT)"; timeout="$(param READY_TIMEOUT)"
 dir=/etc/rancher/k3s; cfg=/etc/rancher/k3s/config.yaml; rec=/etc/rancher/k3s/shortcircuit-rollout.env; dropin=/etc/rancher/k3s/config.yaml.d/50-shortcircuit-tls-san.yaml
+pending=/etc/rancher/k3s/shortcircuit-apply-pending
 log() { echo "rollout $node: $*"; }
 mkdir -p "$dir" "$(dirname "$dropin")"
 stage="$(mktemp -d "$dir/.shortcircuit.XXXXXX")"
@@ -16,22 +21,21 @@ lacks() { echo "rollout $node: payload lacks $1" >&2; exit 2; }
 new_cfg="$(staged "$stage" "$cfg")" || lacks "$cfg"
 new_rec="$(staged "$stage" "$rec")" || lacks "$rec"
 new_san="$(staged "$stage" tls-san.yaml)" || lacks tls-san.yaml
-if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
-  if [ ! -f "$rec" ] || ! cmp -s "$new_rec" "$rec"; then
-    install -m 600 "$new_rec" "$rec"
-  fi
-  log "config.yaml unchanged; nothing written, nothing restarted"
-  exit 0
-fi
 recorded() { if [ -f "$rec" ]; then sed -n "s/^$1=//p" "$rec" | head -n 1; fi; }
 wanted() { sed -n "s/^$1=//p" "$new_rec" | head -n 1; }
 kube() {
-  if [ "$role" = server ]; then k3s kubectl "$@"; else k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig "$@"; fi
+  if [ "$role" = server ]; then
+    k3s kubectl --request-timeout=10s "$@"
+  else
+    k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig "$@"
+  fi
 }
 healthy() {
   [ "$(kube get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] || return 1
-  [ "$role" != server ] || [ "$(k3s kubectl get --raw /healthz/etcd 2>/dev/null)" = ok ]
+  [ "$role" != server ] || [ "$(kube get --raw /healthz/etcd 2>/dev/null)" = ok ]
 }
+# k3s's unit is Type=notify with TimeoutStartSec=0: a start that never notifies would block here.
+restart_unit() { timeout --kill-after=10 "$timeout" systemctl restart "$unit"; }
 wait_healthy() {
   local deadline=$(( SECONDS + timeout )) polls=0
   while [ "$SECONDS" -lt "$deadline" ] && [ "$polls" -lt 100000 ]; do
@@ -45,6 +49,43 @@ install_file() {
   local tmp; tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
   cat "$1" > "$tmp"; chmod 600 "$tmp"; mv -f "$tmp" "$2"
 }
+rollback() {
+  log "$1; restoring the previous config"
+  rm -f "$dropin"
+  if [ -f "$rec.previous" ]; then install_file "$rec.previous" "$rec"; else rm -f "$rec"; fi
+  if [ "$fresh" = 1 ]; then
+    rm -f "$cfg"
+    systemctl stop "$unit" || true
+  else
+    install_file "$cfg.previous" "$cfg"
+    if restart_unit && wait_healthy; then
+      log "back on its previous config and healthy"
+    else
+      log "previous config restored, but the node is still not healthy"
+    fi
+  fi
+  rm -f "$pending"
+  echo "rollout $node failed: $1. It is on its previous config and stays cordoned; the rollout stops here." >&2
+  exit 1
+}
+if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
+  if [ -e "$pending" ]; then
+    # This file went in, but no run saw the node healthy on it: finish that apply now.
+    fresh=0; [ -f "$cfg.previous" ] || fresh=1
+    log "an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it"
+    restart_unit || rollback "k3s did not restart with the new config"
+    wait_healthy || rollback "not healthy within ${timeout}s"
+    install_file "$new_rec" "$rec"
+    rm -f "$pending"
+    log "restarted $unit and healthy"
+    exit 0
+  fi
+  if [ ! -f "$rec" ] || ! cmp -s "$new_rec" "$rec"; then
+    install -m 600 "$new_rec" "$rec"
+  fi
+  log "config.yaml unchanged; nothing written, nothing restarted"
+  exit 0
+fi
 fresh=0; [ -f "$cfg" ] || fresh=1
 # The genesis skips the drain of a node the cluster records as running this config; if the
 # file on disk still differs (edited by hand), a restart now would hit an undrained node.
@@ -66,31 +107,14 @@ iface_moved=0; [ "$(recorded FLANNEL_IFACE)" = "$(wanted FLANNEL_IFACE)" ] || if
 rm -f "$cfg.previous" "$rec.previous"
 if [ "$fresh" = 0 ]; then cp -p "$cfg" "$cfg.previous"; fi
 if [ -f "$rec" ]; then cp -p "$rec" "$rec.previous"; fi
-rollback() {
-  log "$1; restoring the previous config"
-  rm -f "$dropin"
-  if [ -f "$rec.previous" ]; then install_file "$rec.previous" "$rec"; else rm -f "$rec"; fi
-  if [ "$fresh" = 1 ]; then
-    rm -f "$cfg"
-    systemctl stop "$unit" || true
-  else
-    install_file "$cfg.previous" "$cfg"
-    if systemctl restart "$unit" && wait_healthy; then
-      log "back on its previous config and healthy"
-    else
-      log "previous config restored, but the node is still not healthy"
-    fi
-  fi
-  echo "rollout $node failed: $1. It is on its previous config and stays cordoned; the rollout stops here." >&2
-  exit 1
-}
+: >"$pending"
 if [ "$role" = server ] && [ "$fresh" = 0 ] && [ "$ip_moved" = 1 ]; then
   case " $(recorded TLS_SANS) " in
     *" $(wanted NODE_IP) "*) ;;
     *)
       log "pass 1 of 2: tls-san lacks $(wanted NODE_IP); adding the new SANs with the old node-ip"
       install_file "$new_san" "$dropin"
-      systemctl restart "$unit" || rollback "k3s did not restart with the new SANs"
+      restart_unit || rollback "k3s did not restart with the new SANs"
       wait_healthy || rollback "not healthy within ${timeout}s after adding the new SANs"
       log "pass 1 of 2 done: certificates cover $(wanted NODE_IP)"
       ;;
@@ -103,7 +127,8 @@ fi
 install_file "$new_cfg" "$cfg"
 rm -f "$dropin"
 log "wrote $cfg"
-systemctl restart "$unit" || rollback "k3s did not restart with the new config"
+restart_unit || rollback "k3s did not restart with the new config"
 wait_healthy || rollback "not healthy within ${timeout}s"
 install_file "$new_rec" "$rec"
+rm -f "$pending"
 log "restarted $unit and healthy"

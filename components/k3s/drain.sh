@@ -3,7 +3,9 @@
 # cluster is being bootstrapped). Any other unreachable API fails the node.
 # Params: NODE_NAME, CONFIG_SHA256, DRAIN_TIMEOUT.
 node="$(param NODE_NAME)"
-if ! out="$(k3s kubectl get node "$node" -o jsonpath='{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
+# Every API call is bounded: a hanging API fails the step instead of stalling the rollout.
+kc() { k3s kubectl --request-timeout=10s "$@"; }
+if ! out="$(kc get node "$node" -o jsonpath='{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
   case "$out" in
     *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
     *refused*) if [ ! -f /etc/rancher/k3s/config.yaml ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
@@ -16,4 +18,4 @@ if [ "$out" = "$(param CONFIG_SHA256)" ]; then
   echo "drain $node: already runs this config; not drained"
   exit 0
 fi
-k3s kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="$(param DRAIN_TIMEOUT)s"
+kc drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="$(param DRAIN_TIMEOUT)s"

@@ -51,12 +51,12 @@ if [ ! -e "$pending" ]; then
   log "no change"
   exit 0
 fi
-[ "$changed" = 1 ] || log "the last restart of $service did not complete; restarting it"
+[ "$changed" = 1 ] || log "a restart of $service is pending (a key changed, or the last restart did not complete); restarting it"
 
 active() {
   case "$manager" in
     systemd) systemctl is-active --quiet "$service" ;;
-    launchd) launchctl print "system/$service" 2>/dev/null | grep -q 'state = running' ;;
+    launchd) launchctl print "system/$service" 2>/dev/null | grep 'state = running' >/dev/null ;;
   esac
 }
 case "$manager" in

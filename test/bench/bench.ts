@@ -111,6 +111,13 @@ async function rolloutFigure(readyDelayMs: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
+    // `npm run bench -- --rollout-only`: just the lab rollout figures (the slow, load-sensitive part).
+    if (process.argv.includes("--rollout-only")) {
+        for (const readyDelayMs of READY_DELAYS_MS) {
+            await rolloutFigure(readyDelayMs);
+        }
+        return;
+    }
     const cases: Case[] = [
         { label: "prod", raw: () => rawFleetFromStackFile(readStackFile(stackFilePath("prod"))), repeats: 21 },
         { label: "synthetic-200", raw: () => syntheticRawFleet(200), repeats: 11 },
@@ -145,9 +152,75 @@ async function main(): Promise<void> {
     for (const readyDelayMs of READY_DELAYS_MS) {
         await rolloutFigure(readyDelayMs);
     }
+    await driftFigures();
 }
 
 main().catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
 });
+
+/**
+ * `drift` (scripts/drift.ts): the lab stack on a lab fleet over real SSH, and 50 synthetic
+ * hosts whose sessions all go to one loopback sshd, as total and per-host time.
+ */
+async function driftFigures(): Promise<void> {
+    const { startDriftLab } = await import("../drift/driftLab");
+    const { startLoopbackSshd } = await import("../drift/loopbackSshd");
+    const { runDriftCommand } = await import("../../scripts/drift");
+    const { runDrift } = await import("../../scripts/drift/run");
+    const { driftExpectation } = await import("../../components/drift/expect");
+    const { Writable } = await import("node:stream");
+    const missing = checkLabPrerequisites();
+    if (missing.length > 0) {
+        console.log(`drift: not measured, the lab fleet needs ${missing.join("; ")}`);
+        return;
+    }
+    const discard = (): NodeJS.WritableStream => new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    const lab = await startDriftLab("198.18.98");
+    try {
+        const args = ["--config-file", lab.configFile, "--control-host", lab.controlHost, ...lab.sshArgs, "--json"];
+        const times: number[] = [];
+        for (let run = 0; run < 3; run++) {
+            const start = performance.now();
+            const code = await runDriftCommand(args, discard(), discard(), {});
+            times.push(performance.now() - start);
+            if (code !== 0) throw new Error(`drift on the clean lab fleet exited ${code}`);
+        }
+        console.log(`drift: lab fleet, ${lab.fleet.hosts.length} hosts over SSH: ${(median(times) / 1000).toFixed(2)} s (median of 3, concurrency 8)`);
+    } finally {
+        await lab.cleanup();
+    }
+    const sshd = await startLoopbackSshd();
+    try {
+        const { fleet } = validateFleet(syntheticRawFleet(50));
+        if (!fleet) throw new Error("synthetic fleet is invalid");
+        const expectation = driftExpectation(fleet, { controlHost: "127.0.0.1" });
+        for (const concurrency of [1, 8, 16]) {
+            const start = performance.now();
+            const report = await runDrift(expectation, {
+                stack: "synthetic-50",
+                concurrency,
+                diff: false,
+                now: new Date(),
+                ssh: {
+                    identity: sshd.keyPath,
+                    configFile: "/dev/null",
+                    knownHostsFile: "/dev/null",
+                    strictHostKeyChecking: "no",
+                    connectTimeoutSeconds: 5,
+                    hostTimeoutSeconds: 60,
+                    target: () => ({ host: "127.0.0.1", port: sshd.port, user: "root", timeoutSeconds: 5, dialAttempts: 1 }),
+                },
+            });
+            const seconds = (performance.now() - start) / 1000;
+            const unread = report.hosts.filter((host) => host.status === "unreachable");
+            if (unread.length > 0) throw new Error(`loopback drift: ${unread.length} hosts unread: ${unread[0].reason}`);
+            console.log(
+                `drift: ${report.hosts.length} hosts via one loopback sshd, concurrency ${concurrency}: ${seconds.toFixed(2)} s, ${((seconds * 1000) / report.hosts.length).toFixed(0)} ms per host`,
+            );
+        }
+    } finally {
+        sshd.stop();
+    }
+}

@@ -165,7 +165,7 @@ describe("the file delivery script", () => {
         // Nothing changed since, but the restart is still pending: the rerun does it.
         const rerun = deliver(systemd, [config]);
         expect(rerun.status).toBe(0);
-        expect(rerun.stdout).toContain("the last restart of nebula.service did not complete");
+        expect(rerun.stdout).toContain("a restart of nebula.service is pending (a key changed, or the last restart did not complete)");
         expect(rerun.calls).toContain("systemctl restart nebula.service");
         expect(deliver(systemd, [config]).calls).toEqual([]);
     });

@@ -217,6 +217,45 @@ describe("K3s rollout on the lab fleet", () => {
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
     });
 
+    it("finishes an apply a dropped session cut short: the rerun restarts onto the file and gates on health", async () => {
+        await fleet.setK3sBehaviour(AGENT_1, { neverReady: true });
+        const restartsBefore = restarts(AGENT_1);
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/tier": "bronze" };
+        const pending = fleet.hostPath(AGENT_1, "/etc/rancher/k3s/shortcircuit-apply-pending");
+        try {
+            const run = up();
+            // Wait (bounded, by event) until the apply has restarted k3s and sits in its health
+            // wait, then hang up on it as a dropped SSH session would.
+            let cut = false;
+            for (let poll = 0; poll < 600 && !cut; poll++) {
+                if (restarts(AGENT_1) > restartsBefore && fs.existsSync(pending)) {
+                    const hangup = await fleet.ssh(AGENT_1, "pkill -HUP -f 'shortcircuit-apply-pendin[g]' || true");
+                    cut = hangup.code === 0;
+                } else {
+                    await new Promise((resolve) => setTimeout(resolve, 100));
+                }
+            }
+            expect(cut).toBe(true);
+            const interrupted = await run;
+            expect(interrupted.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+            // Cut before its gate: the new file is in place and the apply is still pending.
+            expect(onDisk(AGENT_1)).toContain("example.com/tier=bronze");
+            expect(fs.existsSync(pending)).toBe(true);
+        } finally {
+            await fleet.setK3sBehaviour(AGENT_1, { neverReady: false });
+        }
+        const before = restarts(AGENT_1);
+        const rerun = await up();
+        expect(rerun.failed?.result.stderr).toBeUndefined();
+        const apply = rerun.ran.find((step) => step.name === `k3s-${AGENT_1}-apply`);
+        expect(apply?.result.stdout).toContain("an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it");
+        expect(apply?.result.stdout).toContain("restarted k3s-agent and healthy");
+        expect(restarts(AGENT_1)).toBe(before + 1);
+        expect(fs.existsSync(pending)).toBe(false);
+        expect(onDisk(AGENT_1, "/etc/rancher/k3s/shortcircuit-rollout.env")).toBeDefined();
+        expect(fleet.k3sState(AGENT_1)?.status).toBe("active");
+    });
+
     it("fails an unreachable host within its timeout and touches nothing after it", async () => {
         await fleet.setLanLink(AGENT_1, "down");
         const agent2 = onDisk(AGENT_2);
