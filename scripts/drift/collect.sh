@@ -1,0 +1,118 @@
+# Drift collector: runs after components/remote/prelude.sh (strict mode, LC_ALL=C, `param`), in
+# one SSH session per host, and only reads. It writes no file anywhere on the host (no temp
+# files, no cache: kubectl's cache dir points at a path that cannot be created), restarts
+# nothing and changes no state; everything goes to stdout as records, one a line, fields
+# separated by single spaces (planned paths are plain segments without spaces):
+#   drift-collector 1                       format version
+#   clock <realtime s.ns> <monotonic ns|-> <source>
+#   file <path> present <sha256|-> <octal mode> <user:group> <mtime s.ns> <type>
+#   file <path> missing
+#   text <path> <bytes>                     then exactly <bytes> bytes of content and a newline
+#   iface <name> present | missing
+#   addr <iface> <address/prefix>
+#   route52 <route as ip prints it>
+#   tailscale accept-routes <yes|no|unknown>
+#   svc <name> <KEY>=<value>                systemd properties, or launchd's state
+#   pending <service> <mtime s.ns>          /var/lib/shortcircuit/restart-pending.<service>
+#   knode <node> <config annotation|-> <unschedulable true|false>
+#   kerror <first line of kubectl's error>
+#   end
+# Params: PATHS (paths to stat and hash), TEXT_PATHS (public paths whose content to print,
+# at most TEXT_LIMIT bytes each), IFACES, SERVICES (systemd:<unit> | launchd:<label> ...),
+# KUBECTL (yes: list every node's config annotation and cordon, on the genesis).
+set -f # parameters are word lists, never patterns
+paths="$(param PATHS)"
+text_paths="$(param TEXT_PATHS)"
+limit="$(param TEXT_LIMIT)"
+ifaces="$(param IFACES)"
+services="$(param SERVICES)"
+kubectl="$(param KUBECTL)"
+echo "drift-collector 1"
+realtime="$(date +%s.%N)"
+mono="$(awk '/^now at/ { print $3; exit }' /proc/timer_list 2>/dev/null || true)"
+if [ -n "$mono" ]; then
+  echo "clock $realtime $mono timer_list"
+else
+  # Boot time, not CLOCK_MONOTONIC: equal unless the host has been suspended.
+  up="$(cut -d' ' -f1 /proc/uptime 2>/dev/null || true)"
+  echo "clock $realtime ${up:--} uptime"
+fi
+
+for path in $paths; do
+  if [ -e "$path" ] || [ -L "$path" ]; then
+    read -r mode owner mtime kind < <(stat -c '%a %U:%G %.9Y %F' -- "$path")
+    sum=-
+    if [ -f "$path" ] && [ -r "$path" ]; then
+      sum="$(sha256sum -- "$path" | cut -d' ' -f1)"
+    fi
+    echo "file $path present $sum $mode $owner $mtime ${kind// /_}"
+  else
+    echo "file $path missing"
+  fi
+done
+
+for path in $text_paths; do
+  if [ -f "$path" ] && [ -r "$path" ]; then
+    size="$(head -c "$limit" -- "$path" | wc -c)"
+    echo "text $path $size"
+    head -c "$size" -- "$path"
+    echo
+  fi
+done
+
+for iface in $ifaces; do
+  if ip link show dev "$iface" >/dev/null 2>&1; then
+    echo "iface $iface present"
+    ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
+  else
+    echo "iface $iface missing"
+  fi
+done
+
+ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
+if command -v tailscale >/dev/null 2>&1; then
+  case "$(tailscale debug prefs 2>/dev/null || true)" in
+    *'"RouteAll": true'*) echo "tailscale accept-routes yes" ;;
+    *'"RouteAll": false'*) echo "tailscale accept-routes no" ;;
+    *) echo "tailscale accept-routes unknown" ;;
+  esac
+fi
+
+for entry in $services; do
+  manager="${entry%%:*}"
+  name="${entry#*:}"
+  case "$manager" in
+    systemd)
+      systemctl show "$name" -p LoadState -p ActiveState -p SubState -p ActiveEnterTimestamp -p ActiveEnterTimestampMonotonic -p NeedDaemonReload 2>/dev/null |
+        while IFS= read -r line; do printf 'svc %s %s\n' "$name" "${line// /_}"; done || true
+      ;;
+    launchd)
+      if launchctl print "system/$name" 2>/dev/null | grep -q 'state = running'; then
+        echo "svc $name ActiveState=active"
+      else
+        echo "svc $name ActiveState=inactive"
+      fi
+      ;;
+  esac
+  marker="/var/lib/shortcircuit/restart-pending.$name"
+  if [ -e "$marker" ]; then
+    echo "pending $name $(stat -c '%.9Y' -- "$marker")"
+  fi
+done
+
+if [ "$kubectl" = yes ]; then
+  if command -v k3s >/dev/null 2>&1; then
+    template='{range .items[*]}{.metadata.name}{" "}{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}{" "}{.spec.unschedulable}{"\n"}{end}'
+    if out="$(KUBECACHEDIR=/dev/null/shortcircuit-drift k3s kubectl --request-timeout=10s get nodes -o "jsonpath=$template" 2>&1)"; then
+      while read -r node annotation unschedulable; do
+        [ -n "$node" ] || continue
+        echo "knode $node ${annotation:--} ${unschedulable:-false}"
+      done <<<"$out"
+    else
+      echo "kerror ${out%%$'\n'*}"
+    fi
+  else
+    echo "kerror k3s is not installed"
+  fi
+fi
+echo "end"
