@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { HEADSCALE_FILES } from "../../components/control/headscale";
+import type { Delivery } from "../../components/hostPlan";
 import { throwawayPlan } from "../../components/planFiles";
 import { nebulaCertFingerprint } from "../../components/nebula/cert";
 import { remoteScript } from "../../components/remote/scripts";
@@ -14,8 +14,9 @@ import type { Raw } from "../support/fixtures";
 /*
  * The whole lab stack on a lab-fleet bridge for drift: the three K3s nodes of labStack.ts, the
  * relay host, and a test host standing in for the control droplet (reached with
- * --control-host). The plan's files are delivered with the program's own scripts
- * (remote/deliver-files.sh, the four K3s steps), so the fleet starts clean.
+ * --control-host). The plan's files (throwaway identities) are written into the hosts with their
+ * planned modes and owners and each service restarted once on them; the K3s nodes are rolled
+ * with the program's own four steps (k3s/*.sh, bootstrap order). So the fleet starts clean.
  */
 
 export const RELAY = "lab-relay-01";
@@ -62,31 +63,31 @@ export async function startDriftLab(bridgePrefix: string): Promise<DriftLab> {
         await fleet.exec(DROPLET, `mount --bind ${passwd} /etc/passwd && mount --bind ${group} /etc/group`, { check: true });
         fs.writeFileSync(fleet.hostPath(DROPLET, "/etc/systemd/system/headscale.service"), "[Unit]\nDescription=headscale (lab stand-in)\n[Service]\nExecStart=/usr/local/bin/headscale serve\n");
 
-        const deliver = async (host: string, payload: string): Promise<void> => {
-            const result = await fleet.ssh(host, remoteScript("remote/deliver-files.sh"), payload, { timeoutMs: 60_000 });
-            if (result.code !== 0) {
-                throw new Error(`delivery to ${host} failed: ${result.stderr}${result.stdout}`);
+        // Every planned file written as delivery leaves it (content, mode; Headscale's keys
+        // owned by its user), then each service (re)started once on its files.
+        const deliver = async (host: string, delivery: Delivery<string>): Promise<void> => {
+            for (const file of [...delivery.publicFiles, ...delivery.secretFiles]) {
+                const onHarness = fleet.hostPath(host, file.path);
+                fs.mkdirSync(path.dirname(onHarness), { recursive: true });
+                fs.writeFileSync(onHarness, file.content);
+                fs.chmodSync(onHarness, file.mode);
+                if (delivery.secretOwner !== undefined && delivery.secretFiles.includes(file)) {
+                    fs.chownSync(onHarness, HEADSCALE_UID, HEADSCALE_UID);
+                }
             }
+            const unit = delivery.service.kind === "systemd" ? delivery.service.unit : delivery.service.label;
+            await fleet.exec(host, `systemctl daemon-reload && systemctl enable --quiet ${unit} && systemctl restart ${unit}`, { check: true });
         };
         for (const host of plan.nebulaHosts) {
-            await deliver(host.name, host.delivery.payloads.secret);
-            await deliver(host.name, host.delivery.payloads.public);
+            await deliver(host.name, host.delivery);
         }
         for (const relayPlan of plan.relays) {
             for (const delivery of relayPlan.deliveries) {
-                await deliver(relayPlan.name, delivery.payloads.secret);
-                await deliver(relayPlan.name, delivery.payloads.public);
+                await deliver(relayPlan.name, delivery);
             }
         }
         for (const delivery of plan.control.deliveries) {
-            await deliver(DROPLET, delivery.payloads.secret);
-            await deliver(DROPLET, delivery.payloads.public);
-        }
-        for (const file of [HEADSCALE_FILES.noiseKey, HEADSCALE_FILES.derpKey]) {
-            const onHarness = fleet.hostPath(DROPLET, file);
-            if (fs.existsSync(onHarness)) {
-                fs.chownSync(onHarness, HEADSCALE_UID, HEADSCALE_UID);
-            }
+            await deliver(DROPLET, delivery);
         }
         for (const node of plan.k3sNodes) {
             const steps: [string, string, string][] = [
