@@ -60,6 +60,12 @@ export interface Delivery<V> {
     publicFiles: PlannedFile<V>[];
     /** Seconds the service has to come up and stay up after its restart. */
     checkTimeoutSeconds: number;
+    /** A Nebula config to pass `nebula -test` with the new files before anything is installed. */
+    precheckNebulaConfig?: { name: string; content: V };
+    /** After its restart the service must answer on this local TCP port... */
+    checkPort?: number;
+    /** ...and bring up this link. */
+    checkInterface?: string;
     /** What the two steps read on stdin (remote/deliver-files.sh). */
     payloads: { secret: V; public: V; secretSha256: V };
 }
@@ -82,19 +88,26 @@ export function assertNever(value: never): never {
     throw new Error(`unhandled case ${JSON.stringify(value)}`);
 }
 
-function deliveryParams(role: string, service: ServiceManager, restart: boolean, checkTimeoutSeconds: number, owner: string | undefined): Record<string, string> {
-    const name = serviceName(service);
-    if (!SERVICE_NAME.test(name) || (owner !== undefined && !OWNER.test(owner))) {
-        throw new Error(`delivery ${role}: service ${JSON.stringify(name)} or owner ${JSON.stringify(owner)} is not a plain name`);
+type DeliverySpec<V> = Omit<Delivery<V>, "payloads" | "checkTimeoutSeconds"> & { checkTimeoutSeconds?: number };
+
+function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeoutSeconds: number): Record<string, string> {
+    const name = serviceName(spec.service);
+    const owner = restart ? undefined : spec.secretOwner;
+    if (!SERVICE_NAME.test(name) || (owner !== undefined && !OWNER.test(owner)) || (spec.checkInterface !== undefined && !SERVICE_NAME.test(spec.checkInterface))) {
+        throw new Error(`delivery ${spec.role}: service ${JSON.stringify(name)}, owner ${JSON.stringify(owner)} or interface is not a plain name`);
     }
     return {
-        STEP: role,
-        SERVICE_MANAGER: service.kind,
+        STEP: restart ? spec.role : `${spec.role} secrets`,
+        SERVICE_MANAGER: spec.service.kind,
         SERVICE: name,
-        PLIST: service.kind === "launchd" ? (service.plist ?? "") : "",
+        PLIST: spec.service.kind === "launchd" ? (spec.service.plist ?? "") : "",
         RESTART: restart ? "yes" : "no",
         CHECK_TIMEOUT: String(checkTimeoutSeconds),
         OWNER: owner ?? "",
+        SECRET_PATHS: spec.secretFiles.map((file) => file.path).join(" "),
+        PRECHECK_NEBULA_CONFIG: spec.precheckNebulaConfig?.name ?? "",
+        CHECK_PORT: spec.checkPort === undefined ? "" : String(spec.checkPort),
+        CHECK_INTERFACE: spec.checkInterface ?? "",
     };
 }
 
@@ -102,23 +115,22 @@ function payloadFiles(files: readonly PlannedFile<unknown>[], contents: readonly
     return files.map((file, index) => ({ target: file.path, mode: file.mode, content: contents[index] }));
 }
 
-/** A delivery with its payloads: secrets first (marking the restart pending), then the rest. */
-export function delivery<V>(
-    values: Values<V>,
-    spec: Omit<Delivery<V>, "payloads" | "checkTimeoutSeconds"> & { checkTimeoutSeconds?: number },
-): Delivery<V> {
+/** A delivery with its payloads: secrets first (staged), then the rest, which switches both in. */
+export function delivery<V>(values: Values<V>, spec: DeliverySpec<V>): Delivery<V> {
     const checkTimeoutSeconds = spec.checkTimeoutSeconds ?? 30;
-    const secretParams = deliveryParams(`${spec.role} secrets`, spec.service, false, checkTimeoutSeconds, spec.secretOwner);
-    const publicParams = deliveryParams(spec.role, spec.service, true, checkTimeoutSeconds, undefined);
+    const secretParams = deliveryParams(spec, false, checkTimeoutSeconds);
+    const publicParams = deliveryParams(spec, true, checkTimeoutSeconds);
     const secretContents = spec.secretFiles.map((file) => file.content);
     return {
         ...spec,
         checkTimeoutSeconds,
         payloads: {
             secret: values.derive(secretContents, (texts) => framedPayload(secretParams, payloadFiles(spec.secretFiles, texts))),
-            public: values.derive(
-                spec.publicFiles.map((file) => file.content),
-                (texts) => framedPayload(publicParams, payloadFiles(spec.publicFiles, texts)),
+            public: values.derive([...spec.publicFiles.map((file) => file.content), ...(spec.precheckNebulaConfig ? [spec.precheckNebulaConfig.content] : [])], (texts) =>
+                framedPayload(publicParams, [
+                    ...payloadFiles(spec.publicFiles, texts),
+                    ...(spec.precheckNebulaConfig ? [{ target: spec.precheckNebulaConfig.name, mode: 0o600, content: texts[spec.publicFiles.length] }] : []),
+                ]),
             ),
             // Re-runs the public step (and so the restart) when only a key changed.
             secretSha256: values.derive(secretContents, (texts) => createHash("sha256").update(texts.join("\0")).digest("hex")),

@@ -6,7 +6,7 @@ import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan
 import { planEdge, type EdgePlan } from "./edge/plan";
 import { plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostPlan";
 import { planK3sNodes, type K3sNodePlan } from "./k3s/plan";
-import { controlServerMember, nebulaMembers, renderNebulaConfigYaml, type NebulaMember } from "./nebula/config";
+import { controlServerMember, nebulaMembers, renderNebulaConfigYaml, renderNebulaPrecheckConfigYaml, type NebulaMember } from "./nebula/config";
 import { planNebulaDelivery, type NebulaIdentityValues } from "./nebula/plan";
 
 /*
@@ -75,19 +75,34 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
     for (const member of members) {
         const identity = identityOf(identities, member.name);
         const configYaml = renderNebulaConfigYaml(fleet, members, member);
+        const precheckConfigYaml = renderNebulaPrecheckConfigYaml(fleet, members, member);
         switch (member.kind) {
             case "node": {
                 const host = nodeByName(fleet, member.name);
                 if (!host) {
                     throw new Error(`Nebula member ${member.name} is not in the fleet`);
                 }
-                const nebula = planNebulaDelivery(values, { configYaml, caCertPem: identities.nebulaCaCertPem, identity, macos: host.os === "macos" });
+                const nebula = planNebulaDelivery(values, {
+                    configYaml,
+                    precheckConfigYaml,
+                    caCertPem: identities.nebulaCaCertPem,
+                    identity,
+                    macos: host.os === "macos",
+                    interfaceName: fleet.overlays.nebula.interface,
+                });
                 nebulaHosts.push({ name: member.name, ssh: plannedSsh(fleet, host), delivery: nebula });
                 break;
             }
             case "admin": {
                 // Workstations run Nebula their own way: no unit, just the files.
-                const nebula = planNebulaDelivery(values, { configYaml, caCertPem: identities.nebulaCaCertPem, identity, macos: true });
+                const nebula = planNebulaDelivery(values, {
+                    configYaml,
+                    precheckConfigYaml,
+                    caCertPem: identities.nebulaCaCertPem,
+                    identity,
+                    macos: true,
+                    interfaceName: fleet.overlays.nebula.interface,
+                });
                 nebulaWorkstations.push({ name: member.name, files: [...nebula.publicFiles, ...nebula.secretFiles] });
                 break;
             }
@@ -105,13 +120,19 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
     return {
         nebulaHosts,
         relays: fleet.derpRelays.map((relay) => planDerpRelay(fleet, relay, values, identities.relayCerts[relay.host])),
-        control: planControlServer(fleet, values, controlMember.name, renderNebulaConfigYaml(fleet, members, controlMember), {
+        control: planControlServer(
+            fleet,
+            values,
+            controlMember.name,
+            { configYaml: renderNebulaConfigYaml(fleet, members, controlMember), precheckConfigYaml: renderNebulaPrecheckConfigYaml(fleet, members, controlMember) },
+            {
             noiseKey: identities.headscaleNoiseKey,
             derpKey: identities.derpKey,
             nebula: identityOf(identities, controlMember.name),
             nebulaCaCertPem: identities.nebulaCaCertPem,
-            relayCertNames,
-        }),
+                relayCertNames,
+            },
+        ),
         k3sNodes: planK3sNodes(fleet, values, identities.k3sToken),
         edge: planEdge(fleet),
         nebulaWorkstations,

@@ -93,7 +93,13 @@ function controlHost(fleet: Fleet): ControlHostPlan {
     }
 }
 
-export function planControlServer<V>(fleet: Fleet, values: Values<V>, name: string, nebulaConfigYaml: string, ids: ControlIdentityValues<V>): ControlPlan<V> {
+export function planControlServer<V>(
+    fleet: Fleet,
+    values: Values<V>,
+    name: string,
+    nebulaConfig: { configYaml: string; precheckConfigYaml: string },
+    ids: ControlIdentityValues<V>,
+): ControlPlan<V> {
     const host = controlHost(fleet);
     const relayHosts = Object.keys(ids.relayCertNames).sort();
     const derpMapYaml = values.derive(
@@ -115,7 +121,13 @@ export function planControlServer<V>(fleet: Fleet, values: Values<V>, name: stri
                 { path: HEADSCALE_FILES.derpMap, mode: 0o644, content: derpMapYaml },
             ],
         }),
-        planNebulaDelivery(values, { configYaml: nebulaConfigYaml, caCertPem: ids.nebulaCaCertPem, identity: ids.nebula, macos: false }),
+        planNebulaDelivery(values, {
+            ...nebulaConfig,
+            caCertPem: ids.nebulaCaCertPem,
+            identity: ids.nebula,
+            macos: false,
+            interfaceName: fleet.overlays.nebula.interface,
+        }),
     ];
     const bootstrapParams = (start: boolean): string =>
         framedPayload({

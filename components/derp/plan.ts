@@ -35,6 +35,7 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelay, values: Values<
         deliveries: [
             delivery(values, {
                 role: "derper",
+                checkPort: relay.derpPort,
                 service: launchd ? { kind: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH } : { kind: "systemd", unit: DERPER_UNIT },
                 secretFiles: cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.key`, mode: 0o600, content: cert.keyPem }] : [],
                 publicFiles: [serviceFile, ...(cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.crt`, mode: 0o644, content: cert.certPem }] : [])],

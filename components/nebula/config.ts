@@ -195,6 +195,17 @@ export function renderNebulaConfig(fleet: Fleet, members: readonly NebulaMember[
 
 const HEADER = " Managed by shortcircuit (Pulumi). Nebula is the fleet's backup SSH path: keep it running.";
 
+/**
+ * The same config for `nebula -test` before install: lighthouse endpoints on the loopback, so
+ * the test checks the config and certificates without resolving names (nebula -test fails on a
+ * name it cannot resolve, which would block the backup path exactly when DNS is down).
+ */
+export function renderNebulaPrecheckConfigYaml(fleet: Fleet, members: readonly NebulaMember[], member: NebulaMember): string {
+    return renderNebulaConfigYaml(fleet, members, member, {
+        endpointOverride: (light) => `127.0.0.1:${(light.publicEndpoint ?? "").split(":").pop() ?? ""}`,
+    });
+}
+
 export function renderNebulaConfigYaml(fleet: Fleet, members: readonly NebulaMember[], member: NebulaMember, options: NebulaConfigOptions = {}): string {
     const document = new Document(renderNebulaConfig(fleet, members, member, options));
     document.commentBefore = HEADER;

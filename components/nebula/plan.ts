@@ -12,9 +12,15 @@ export interface NebulaIdentityValues<V> {
  * One host's Nebula files: config, CA, certificate and (Linux) the unit, then the key, which
  * travels in its own secret step. On macOS the LaunchDaemon is the operator's; it is kicked.
  */
-export function planNebulaDelivery<V>(values: Values<V>, args: { configYaml: string; caCertPem: V; identity: NebulaIdentityValues<V>; macos: boolean }): Delivery<V> {
+export function planNebulaDelivery<V>(
+    values: Values<V>,
+    args: { configYaml: string; precheckConfigYaml: string; caCertPem: V; identity: NebulaIdentityValues<V>; macos: boolean; interfaceName: string },
+): Delivery<V> {
     return delivery(values, {
         role: "nebula",
+        precheckNebulaConfig: { name: "nebula-precheck.yml", content: values.text(args.precheckConfigYaml) },
+        // On Linux the tun link is how Nebula answers; macOS names its utun devices itself.
+        ...(args.macos ? {} : { checkInterface: args.interfaceName }),
         service: args.macos ? { kind: "launchd", label: NEBULA_LAUNCHD_LABEL } : { kind: "systemd", unit: NEBULA_UNIT },
         secretFiles: [{ path: NEBULA_FILES.key, mode: 0o600, content: args.identity.keyPem }],
         publicFiles: [

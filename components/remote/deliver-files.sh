@@ -1,92 +1,234 @@
-# Installs the payload's files on the host and restarts their service when one changed.
+# Installs one service's files on the host and restarts it when one changed.
 # Params: STEP (log prefix), SERVICE_MANAGER (systemd | launchd | none), SERVICE (unit or
-# launchd label), PLIST (launchd job file to load, or empty), RESTART (yes | no: a secret-only
-# step marks the restart pending for the step after it), CHECK_TIMEOUT (seconds), OWNER
-# (user:group of every file, or empty for root: Headscale reads its keys as its own user).
+# launchd label), PLIST (launchd job file to load, or empty), RESTART (yes: the public step |
+# no: the secret step, which only stages), CHECK_TIMEOUT (seconds), OWNER (user:group of every
+# file, or empty for root: Headscale reads its keys as its own user), SECRET_PATHS (the secret
+# step's files, switched in by the public step), PRECHECK_NEBULA_CONFIG (the attachment holding
+# the Nebula config to pass `nebula -test` with the new files before anything is installed, or
+# empty), CHECK_PORT (a
+# local TCP port the service must answer on, or empty), CHECK_INTERFACE (a link the service
+# must bring up, or empty).
 #
-# Each file is written beside its target and renamed into place; the previous version is kept
-# as <path>.previous; an unchanged file is not rewritten (its mode is still corrected). A
-# restart is pending from the first write until the service is back up and stayed active, so a
-# run cut short or a failed restart is retried by the next run even though no file changes.
+# Keys never go live alone: the secret step stages them beside their target
+# (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
+# together, so a host never pairs a new key with an old certificate. Each file is written and
+# fsynced beside its target, then renamed into place; the previous version is kept as
+# <path>.previous until the service is healthy on the new files (a previous key is then
+# deleted). A restart is pending from the first write until the service is back up, active and
+# answering, so a run cut short or a failed restart is retried by the next run even though no
+# file changes. If the service is not healthy on the new files, the previous ones are put back
+# and the service restarted on them; the step fails either way. One run at a time per service.
 step="$(param STEP)"
 manager="$(param SERVICE_MANAGER)"
 service="$(param SERVICE)"
 owner="$(param OWNER)"
+restart="$(param RESTART)"
 log() { echo "$step: $*"; }
 umask 077
-stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
-trap 'rm -rf "$stage"' EXIT
-read_files "$stage"
 state_dir=/var/lib/shortcircuit
+mkdir -p "$state_dir"
 pending="$state_dir/restart-pending.$service"
-changed=0
-while read -r n mode target; do
-  case "$target" in /*) ;; *) continue ;; esac
-  dir="$(dirname "$target")"
-  [ -d "$dir" ] || install -d -m 0755 "$dir"
-  if [ -f "$target" ] && cmp -s "$stage/$n" "$target"; then
-    chmod "$mode" "$target"
-    if [ -n "$owner" ]; then chown "$owner" "$target"; fi
+lock="$state_dir/lock.$service"
+stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
+locked=0
+cleanup() {
+  rm -rf "$stage"
+  if [ "$locked" = 1 ]; then rm -rf "$lock"; fi
+}
+trap cleanup EXIT
+# A lock directory naming its holder: a holder that died (kill -9, power loss) is taken over.
+for _ in $(seq 1 120); do
+  if mkdir "$lock" 2>/dev/null; then
+    echo "$$" >"$lock/pid"
+    locked=1
+    break
+  fi
+  holder="$(cat "$lock/pid" 2>/dev/null || true)"
+  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+    rm -rf "$lock"
     continue
   fi
-  if [ "$manager" != none ]; then
-    mkdir -p "$state_dir"
-    : >"$pending"
-  fi
-  tmp="$(mktemp "$target.shortcircuit.XXXXXX")"
-  cat "$stage/$n" >"$tmp"
-  chmod "$mode" "$tmp"
-  if [ -n "$owner" ]; then chown "$owner" "$tmp"; fi
-  if [ -f "$target" ]; then cp -p "$target" "$target.previous"; fi
-  mv -f "$tmp" "$target"
-  changed=1
-  log "wrote $target"
-done <"$stage/.manifest"
+  sleep 1
+done
+[ "$locked" = 1 ] || { echo "$step: another run has held $lock for 120 s; not touching $service" >&2; exit 1; }
+read_files "$stage"
 
-if [ "$manager" = none ] || [ "$(param RESTART)" != yes ]; then
-  [ "$changed" = 1 ] || log "no change"
+# GNU sync fsyncs the files it is given; BSD sync takes none and flushes everything.
+if sync --help >/dev/null 2>&1; then flush() { sync "$@"; }; else flush() { sync; }; fi
+# Writes $1 (a staged file) to $2 with mode $3, durably, without touching $2 yet.
+write_beside() {
+  local tmp
+  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cat "$1" >"$tmp"
+  chmod "$3" "$tmp"
+  if [ -n "$owner" ]; then chown "$owner" "$tmp"; fi
+  flush "$tmp"
+  printf '%s' "$tmp"
+}
+# Renames $1 over $2, keeping what was there as $2.previous.
+switch_in() {
+  if [ -f "$2" ]; then cp -p "$2" "$2.previous"; fi
+  mv -f "$1" "$2"
+  flush "$(dirname "$2")"
+  echo "$2" >>"$stage/.changed"
+  log "wrote $2"
+}
+same_and_fixed() {
+  if [ ! -f "$2" ] || ! cmp -s "$1" "$2"; then return 1; fi
+  chmod "$3" "$2"
+  if [ -n "$owner" ]; then chown "$owner" "$2"; fi
+}
+mark_pending() { if [ "$manager" != none ]; then : >"$pending"; fi; }
+
+if [ "$restart" != yes ]; then
+  # The secret step: stage every changed key for the public step (or, with no service to
+  # restart, install it now).
+  staged_any=0
+  while read -r n mode target; do
+    case "$target" in /*) ;; *) continue ;; esac
+    [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
+    if same_and_fixed "$stage/$n" "$target" "$mode"; then
+      rm -f "$target.shortcircuit-staged"
+      continue
+    fi
+    tmp="$(write_beside "$stage/$n" "$target" "$mode")"
+    if [ "$manager" = none ]; then
+      switch_in "$tmp" "$target"
+    else
+      mv -f "$tmp" "$target.shortcircuit-staged"
+      mark_pending
+      log "staged $target"
+    fi
+    staged_any=1
+  done <"$stage/.manifest"
+  [ "$staged_any" = 1 ] || log "no change"
+  exit 0
+fi
+
+# The public step. Before anything is installed: a Nebula config must pass `nebula -test`
+# with the certificates and keys it will run with.
+nebula_config="$(param PRECHECK_NEBULA_CONFIG)"
+if [ -n "$nebula_config" ]; then
+  if command -v nebula >/dev/null 2>&1; then
+    mirror="$stage/precheck"
+    rewrite=()
+    while read -r n _ target; do
+      case "$target" in /*) ;; *) continue ;; esac
+      mkdir -p "$mirror$(dirname "$target")"
+      cp "$stage/$n" "$mirror$target"
+      rewrite+=(-e "s#${target//./\\.}#$mirror$target#g")
+    done <"$stage/.manifest"
+    for secret in $(param SECRET_PATHS); do
+      source_file="$secret.shortcircuit-staged"
+      [ -f "$source_file" ] || source_file="$secret"
+      [ -f "$source_file" ] || continue
+      mkdir -p "$mirror$(dirname "$secret")"
+      cp "$source_file" "$mirror$secret"
+      rewrite+=(-e "s#${secret//./\\.}#$mirror$secret#g")
+    done
+    precheck="$(staged "$stage" "$nebula_config")" || { echo "$step: payload lacks $nebula_config" >&2; exit 2; }
+    sed "${rewrite[@]}" "$precheck" >"$mirror/nebula-precheck.yml"
+    if ! out="$(nebula -test -config "$mirror/nebula-precheck.yml" 2>&1)"; then
+      echo "$step: nebula -test refused the new files; nothing installed: $out" >&2
+      exit 1
+    fi
+  else
+    log "nebula is not on this host's PATH; its config is not pre-tested"
+  fi
+fi
+
+: >"$stage/.changed"
+while read -r n mode target; do
+  case "$target" in /*) ;; *) continue ;; esac
+  [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
+  same_and_fixed "$stage/$n" "$target" "$mode" && continue
+  tmp="$(write_beside "$stage/$n" "$target" "$mode")"
+  mark_pending
+  switch_in "$tmp" "$target"
+done <"$stage/.manifest"
+for secret in $(param SECRET_PATHS); do
+  if [ -f "$secret.shortcircuit-staged" ]; then
+    mark_pending
+    switch_in "$secret.shortcircuit-staged" "$secret"
+  fi
+done
+
+if [ "$manager" = none ]; then
+  [ -s "$stage/.changed" ] || log "no change"
   exit 0
 fi
 if [ ! -e "$pending" ]; then
   log "no change"
   exit 0
 fi
-[ "$changed" = 1 ] || log "a restart of $service is pending (a key changed, or the last restart did not complete); restarting it"
+[ -s "$stage/.changed" ] || log "a restart of $service is pending (a key changed, or the last restart did not complete); restarting it"
 
+restart_service() {
+  case "$manager" in
+    systemd)
+      systemctl daemon-reload
+      systemctl enable --quiet "$service"
+      systemctl restart "$service"
+      ;;
+    launchd)
+      plist="$(param PLIST)"
+      if [ -n "$plist" ]; then launchctl bootstrap system "$plist" 2>/dev/null || true; fi
+      launchctl kickstart -k "system/$service"
+      ;;
+    *)
+      echo "$step: unknown service manager $manager" >&2
+      exit 2
+      ;;
+  esac
+}
 active() {
   case "$manager" in
     systemd) systemctl is-active --quiet "$service" ;;
     launchd) launchctl print "system/$service" 2>/dev/null | grep 'state = running' >/dev/null ;;
   esac
 }
-case "$manager" in
-  systemd)
-    systemctl daemon-reload
-    systemctl enable --quiet "$service"
-    systemctl restart "$service"
-    ;;
-  launchd)
-    plist="$(param PLIST)"
-    if [ -n "$plist" ]; then launchctl bootstrap system "$plist" 2>/dev/null || true; fi
-    launchctl kickstart -k "system/$service"
-    ;;
-  *)
-    echo "$step: unknown service manager $manager" >&2
-    exit 2
-    ;;
-esac
-# Active twice in a row, a second apart: a daemon that exits at once is seen as failed.
-timeout="$(param CHECK_TIMEOUT)"
-deadline=$((SECONDS + timeout))
-streak=0
-while [ "$SECONDS" -lt "$deadline" ]; do
-  if active; then streak=$((streak + 1)); else streak=0; fi
-  if [ "$streak" -ge 2 ]; then
+port="$(param CHECK_PORT)"
+iface="$(param CHECK_INTERFACE)"
+answering() {
+  if [ -n "$port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 1; fi
+  if [ -n "$iface" ] && command -v ip >/dev/null 2>&1 && ! ip link show "$iface" >/dev/null 2>&1; then return 1; fi
+  return 0
+}
+# Healthy: active twice in a row a second apart (a daemon that exits at once is caught), and
+# answering on its port or link; bounded by CHECK_TIMEOUT.
+healthy() {
+  local deadline=$((SECONDS + $(param CHECK_TIMEOUT))) streak=0
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if active && answering; then streak=$((streak + 1)); else streak=0; fi
+    if [ "$streak" -ge 2 ]; then return 0; fi
+    sleep 1
+  done
+  return 1
+}
+
+if restart_service && healthy; then
+  rm -f "$pending"
+  for secret in $(param SECRET_PATHS); do rm -f "$secret.previous"; done
+  log "restarted $service; it is active and answering"
+  exit 0
+fi
+reason="$service is not healthy $(param CHECK_TIMEOUT)s after its restart on the new files"
+if [ -s "$stage/.changed" ]; then
+  while read -r path; do
+    if [ -f "$path.previous" ]; then
+      cp -p "$path.previous" "$path.shortcircuit-restore"
+      mv -f "$path.shortcircuit-restore" "$path"
+    else
+      rm -f "$path"
+    fi
+  done <"$stage/.changed"
+  if restart_service && healthy; then
     rm -f "$pending"
-    log "restarted $service; it is active"
-    exit 0
+    echo "$step: $reason; put the previous files back and $service is healthy on them" >&2
+  else
+    echo "$step: $reason; put the previous files back, but $service is not healthy on them either" >&2
   fi
-  sleep 1
-done
-echo "$step: $service is not active ${timeout}s after its restart; the restart stays pending for the next run" >&2
+else
+  echo "$step: $reason; the restart stays pending for the next run" >&2
+fi
 exit 1

@@ -30,16 +30,20 @@ beforeEach(() => {
     fs.mkdirSync(shims);
     fs.mkdirSync(state);
     for (const tool of ["systemctl", "launchctl"]) {
-        // Queries (is-active, print) are not recorded; a restart fails while fail-restart exists.
+        // Queries (is-active, print) are not recorded. Cues: fail-restart (a restart fails),
+        // dead (never active), dead-on (not active while config.yml holds that text),
+        // die-on-restart (the restart kills the delivery, as a dropped session would).
         fs.writeFileSync(
             path.join(shims, tool),
             [
-                "#!/bin/sh",
+                "#!/bin/bash",
+                `dead() { [ -e "${work}/dead" ] || { [ -e "${work}/dead-on" ] && grep -qF "$(cat "${work}/dead-on")" /etc/nebula/config.yml 2>/dev/null; }; }`,
                 'case "$1" in',
-                `  is-active) [ ! -e "${work}/dead" ]; exit $? ;;`,
-                `  print) [ -e "${work}/dead" ] || echo "state = running"; exit 0 ;;`,
+                "  is-active) ! dead; exit $? ;;",
+                '  print) dead || echo "state = running"; exit 0 ;;',
                 "esac",
                 `echo "${tool} $*" >> "${work}/calls.log"`,
+                `if [ -e "${work}/die-on-restart" ] && [[ "$*" == *restart* || "$*" == *kickstart* ]]; then rm -f "${work}/die-on-restart"; kill -9 "$PPID"; fi`,
                 `[ ! -e "${work}/fail-restart" ]`,
                 "",
             ].join("\n"),
@@ -63,7 +67,7 @@ interface Delivery {
  * Delivers `files` with the script; the tmpfs contents are persisted to `state` between
  * deliveries so a second run sees what the first wrote.
  */
-function deliver(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart = true): Delivery {
+function deliver(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart = true, secretFiles: readonly PlannedFile<string>[] = []): Delivery {
     fs.rmSync(path.join(work, "calls.log"), { force: true });
     const inner = [
         "set -euo pipefail",
@@ -76,7 +80,7 @@ function deliver(service: ServiceManager | "none", files: readonly PlannedFile<s
         `rm -rf "${state}" && mkdir -p "${state}/etc" && cp -a /etc/nebula "${state}/etc/" && mkdir -p "${state}/etc/systemd" && cp -a /etc/systemd/system "${state}/etc/systemd/" && mkdir -p "${state}/var/lib" && cp -a /var/lib/shortcircuit "${state}/var/lib/"`,
         "exit $status",
     ].join("\n");
-    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart));
+    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles));
     const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
         env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
         encoding: "utf8",
@@ -92,14 +96,20 @@ function deliver(service: ServiceManager | "none", files: readonly PlannedFile<s
 }
 
 /** The payload the plan builds for these files: the public step's, or the secret step's. */
-function payloadFor(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart: boolean): string {
+function payloadFor(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart: boolean, secretFiles: readonly PlannedFile<string>[] = []): string {
     if (service === "none") {
         return framedPayload(
             { STEP: "test", SERVICE_MANAGER: "none", SERVICE: "none", PLIST: "", RESTART: "no", CHECK_TIMEOUT: "5", OWNER: "" },
             files.map((file) => ({ target: file.path, mode: file.mode, content: file.content })),
         );
     }
-    const planned = delivery(plainValues, { role: "nebula", service, secretFiles: restart ? [] : [...files], publicFiles: restart ? [...files] : [], checkTimeoutSeconds: 5 });
+    const planned = delivery(plainValues, {
+        role: "nebula",
+        service,
+        secretFiles: restart ? [...secretFiles] : [...files],
+        publicFiles: restart ? [...files] : [],
+        checkTimeoutSeconds: 5,
+    });
     return restart ? planned.payloads.public : planned.payloads.secret;
 }
 
@@ -157,33 +167,59 @@ describe("the file delivery script", () => {
         expect(fs.existsSync("/tmp/pwned")).toBe(false);
     });
 
-    it("fails the delivery when the service does not restart, and retries the restart on the next run", () => {
-        fs.writeFileSync(path.join(work, "fail-restart"), "");
-        const failed = deliver(systemd, [config]);
-        expect(failed.status).not.toBe(0);
-        fs.rmSync(path.join(work, "fail-restart"));
-        // Nothing changed since, but the restart is still pending: the rerun does it.
-        const rerun = deliver(systemd, [config]);
+    it("retries a restart a run cut short never finished, though no file changes", () => {
+        fs.writeFileSync(path.join(work, "die-on-restart"), "");
+        const cut = deliver(systemd, [config, unit]);
+        expect(cut.status).not.toBe(0);
+        // Killed between its write and its restart: the file is new, the restart pending, and
+        // the lock it held names a dead process.
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.existsSync(delivered("var/lib/shortcircuit/restart-pending.nebula.service"))).toBe(true);
+        const rerun = deliver(systemd, [config, unit]);
         expect(rerun.status).toBe(0);
         expect(rerun.stdout).toContain("a restart of nebula.service is pending (a key changed, or the last restart did not complete)");
         expect(rerun.calls).toContain("systemctl restart nebula.service");
-        expect(deliver(systemd, [config]).calls).toEqual([]);
+        expect(deliver(systemd, [config, unit]).calls).toEqual([]);
     });
 
-    it("fails when the service does not stay active after its restart", () => {
+    it("puts the previous files back when the service is not healthy on the new ones, and fails", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        const broken = { ...config, content: "tun:\n  mtu: 9999 # broken\n" };
+        fs.writeFileSync(path.join(work, "dead-on"), "broken");
+        const result = deliver(systemd, [broken, unit]);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toContain("nebula.service is not healthy 5s after its restart on the new files; put the previous files back and nebula.service is healthy on them");
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(result.calls.filter((call) => call === "systemctl restart nebula.service")).toHaveLength(2);
+        // The wanted files are not in place: every later run tries them again, and fails again.
+        expect(deliver(systemd, [broken, unit]).status).not.toBe(0);
+    });
+
+    it("fails when the service never comes up, and leaves the restart pending", () => {
         fs.writeFileSync(path.join(work, "dead"), "");
         const result = deliver(systemd, [config]);
         expect(result.status).not.toBe(0);
-        expect(result.stderr).toContain("nebula.service is not active");
+        expect(result.stderr).toContain("nebula.service is not healthy 5s after its restart on the new files; put the previous files back, but nebula.service is not healthy on them either");
+        expect(fs.existsSync(delivered("var/lib/shortcircuit/restart-pending.nebula.service"))).toBe(true);
     });
 
-    it("a changed key alone marks the restart, which the public step then does", () => {
-        deliver(systemd, [config, unit]);
-        const secrets = deliver(systemd, [key], false);
+    it("stages a changed key and switches it in with the public files, dropping the old key once healthy", () => {
+        deliver(systemd, [key], false);
+        expect(deliver(systemd, [config, unit], true, [key]).status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(key.content);
+        const rotated = { ...key, content: key.content.replace("AAAA", "BBBB") };
+        const secrets = deliver(systemd, [rotated], false);
         expect(secrets.status).toBe(0);
         expect(secrets.calls).toEqual([]);
-        const files = deliver(systemd, [config, unit]);
+        expect(secrets.stdout).toContain("staged /etc/nebula/host.key");
+        // Not live yet: the key goes in with the certificate and config, never alone.
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(key.content);
+        const files = deliver(systemd, [config, unit], true, [rotated]);
         expect(files.calls).toContain("systemctl restart nebula.service");
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(rotated.content);
+        expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(fs.existsSync(delivered("etc/nebula/host.key.previous"))).toBe(false);
+        expect(fs.existsSync(delivered("etc/nebula/host.key.shortcircuit-staged"))).toBe(false);
     });
 
     it("restarts through launchd on macOS hosts", () => {

@@ -115,7 +115,11 @@ describe("Nebula delivery in the program", () => {
             "/etc/nebula/host.crt 644",
             "/etc/nebula/config.yml 644",
             "/etc/systemd/system/nebula.service 644",
+            // Not installed: the config `nebula -test` checks first, with loopback lighthouses.
+            "nebula-precheck.yml 600",
         ]);
+        expect(payload.params.PRECHECK_NEBULA_CONFIG).toBe("nebula-precheck.yml");
+        expect(payload.files.at(-1)?.content).toContain("127.0.0.1:4242");
         // Public content travels as text: a preview diff shows the changed lines.
         expect(String(files.stdin)).toContain("am_lighthouse: false");
         expect(String(files.stdin)).not.toContain("PRIVATE KEY");

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parse as parsePlist } from "plist";
 import { parse as parseYaml } from "yaml";
 import { throwawayPlan } from "../../components/planFiles";
-import { parsePayload } from "../../components/remote/payload";
+import { isHostPath, parsePayload } from "../../components/remote/payload";
 import { remoteScript } from "../../components/remote/scripts";
 import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../components/derp/derper";
 import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../components/control/headscale";
@@ -143,7 +143,9 @@ describe("the droplet's cloud-init", () => {
     });
 
     it("lays down exactly the files, modes and contents the SSH steps deliver to the control host", () => {
-        const overSsh = plan.control.deliveries.flatMap((delivery) => [...parsePayload(delivery.payloads.secret).files, ...parsePayload(delivery.payloads.public).files]);
+        const overSsh = plan.control.deliveries
+            .flatMap((delivery) => [...parsePayload(delivery.payloads.secret).files, ...parsePayload(delivery.payloads.public).files])
+            .filter((file) => isHostPath(file.target));
         const fromCloudInit = config.write_files
             .filter((file) => !file.path.startsWith("/usr/local/sbin/") && !file.path.startsWith("/etc/shortcircuit/"))
             .map((file) => ({ target: file.path, mode: parseInt(file.permissions, 8), content: file.content }));
