@@ -27,8 +27,9 @@ echo "setup: node $(node --version)"
 
 # Debian tools used by the real-tool tests: nebula-cert and nebula, ip netns, ping, sshd and ssh
 # for the lab test hosts, nft to block direct UDP in the tailnet test, openssl for its test CA,
-# and shellcheck, which checks every shell script the project runs.
-debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck)
+# shellcheck, which checks every shell script the project runs, and etcd-server, the store of the
+# end-to-end suite's real kube-apiserver.
+debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck etcd-server)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
@@ -53,6 +54,11 @@ if command -v go >/dev/null 2>&1; then
   # them; cached under ~/.cache/shortcircuit, so only the first run on a machine builds.
   echo "setup: building the pinned tailnet tools with Go (cached)"
   bash scripts/tools/build-tailnet-tools.sh >/dev/null
+  # The real Pulumi engine for test/e2e: CLI, Node.js language host, kubernetes plugin,
+  # kube-apiserver and kubectl from the module proxy, and the command/tls provider test doubles.
+  # Cached: about 40 minutes of compiling on a cold 2-core machine, a second when current.
+  echo "setup: building the Pulumi engine, kube-apiserver/kubectl and the provider doubles with Go (cached)"
+  bash scripts/tools/build-engine.sh >/dev/null
 else
   echo "setup: no Go on this machine; the suites that need Go-built tools will say so and skip"
 fi

@@ -24,13 +24,21 @@
 #   shims                   pulumi-resource-pulumi-nodejs (dynamic providers) and
 #                           pulumi-analyzer-policy, the sh scripts shipped in the same sdk/v3
 #                           module (nodejs/dist); they run the project's own @pulumi/pulumi.
-#   pulumi-resource-<name>  for command (required), tls, digitalocean, kubernetes at the versions
-#                           pinned in package.json: `go install <module>/cmd/pulumi-resource-<name>@v<pin>`
-#                           from an empty directory, or, if scripts/tools/pulumi-resource-<name>/go.mod
-#                           exists, `go build` inside that wrapper. Each attempt is bounded by a
-#                           timeout; a failure is recorded (build-report.txt) and not retried on
-#                           later runs with the same recipe unless SHORTCIRCUIT_PULUMI_RETRY=1
-#                           (a timed-out attempt is always retried).
+#   pulumi-resource-<name>  the resource plugins the module proxy serves, installed as plugins at
+#                           the versions pinned in package.json: today only kubernetes (required).
+#                           command and tls are not served: the end-to-end suite uses project-written
+#                           TEST DOUBLES of them (test/e2e/provider-doubles, built by build-engine.sh);
+#                           digitalocean is not built (the droplet path is not run end to end).
+#                           With a wrapper scripts/tools/pulumi-resource-<name>/go.mod that requires
+#                           the provider module, the plugin's main package is copied from the
+#                           downloaded module (cmd/pulumi-resource-<name>/*.go, *.json) next to a
+#                           copy of the wrapper's go.mod/go.sum in a staging directory, its
+#                           generate.go is run (VERSION=<pin>) and `go build` builds it there;
+#                           nothing of upstream's source is kept in the clone. Without a wrapper:
+#                           `go install <module>/cmd/pulumi-resource-<name>@v<pin>` from an empty
+#                           directory. Each attempt is bounded by a timeout; a failure is recorded
+#                           (build-report.txt) and not retried on later runs with the same recipe
+#                           unless SHORTCIRCUIT_PULUMI_RETRY=1 (a timed-out attempt is always retried).
 #
 # Every built file has a stamp recording exactly what it was built from; a run that finds all
 # components current (or failed before with the same recipe) and the plugins installed runs no
@@ -43,6 +51,7 @@
 #   SHORTCIRCUIT_GOPROXY           GOPROXY for the builds (default: `go env GOPROXY` without
 #                                  `direct`/`off`, so nothing but the module proxy is asked)
 #   SHORTCIRCUIT_PULUMI_RETRY=1    retry components whose last attempt failed
+#   SHORTCIRCUIT_PULUMI_CHECK_ONLY=1  build nothing: exit 3 unless everything is current
 #
 # Progress and timings go to stderr. stdout carries only `export ...` lines:
 #   eval "$(scripts/tools/build-pulumi.sh)"
@@ -80,8 +89,8 @@ host_version="$(wrapper_requires "${host_wrapper}" 'github\.com/pulumi/pulumi/sd
 [ -n "${host_version}" ] || die "${host_wrapper}/go.mod does not require github.com/pulumi/pulumi/sdk/v3"
 
 # Providers: name -> npm pin, module path (major version suffix from the pin), required or not.
-providers=(command tls digitalocean kubernetes)
-declare -A provider_required=([command]=1 [tls]=0 [digitalocean]=0 [kubernetes]=0)
+providers=(kubernetes)
+declare -A provider_required=([kubernetes]=1)
 declare -A provider_version provider_module
 for p in "${providers[@]}"; do
   pin="$(npm_pin "${p}")"
@@ -140,7 +149,8 @@ recipe_for() {
     *)
       local w wrapper_part=""
       w="$(provider_wrapper "$1")"
-      [ -f "${w}/go.mod" ] && wrapper_part=" wrapper=$(wrapper_hash "${w}")"
+      [ -f "${w}/go.mod" ] &&
+        wrapper_part=" module=$(wrapper_requires "${w}" "${provider_module[$1]//./\\.}") wrapper=$(wrapper_hash "${w}")"
       printf '%s/cmd/pulumi-resource-%s@v%s%s CGO_ENABLED=%s flags=%s\n' "${provider_module[$1]}" "$1" \
         "${provider_version[$1]}" "${wrapper_part}" "${cgo_enabled}" "${build_flags[*]}" ;;
   esac
@@ -222,6 +232,10 @@ if [ "${all_settled}" -eq 1 ]; then
   finish
 fi
 
+if [ "${SHORTCIRCUIT_PULUMI_CHECK_ONLY:-0}" = 1 ]; then
+  log "not built yet (SHORTCIRCUIT_PULUMI_CHECK_ONLY=1: nothing is built): run bash scripts/setup.sh"
+  exit 3
+fi
 command -v go >/dev/null || die "go is not on PATH"
 mkdir -p "${bin_dir}" "${stamp_dir}" "${log_dir}" "${pulumi_home}"
 
@@ -260,7 +274,36 @@ build_component() {
       pkg="${provider_module[$name]}/cmd/${bin}"
       ldflags="-X ${provider_module[$name]}/pkg/version.Version=${version}"
       w="$(provider_wrapper "${name}")"
-      if [ -f "${w}/go.mod" ]; then dir="${w}"; else dir="${staging}" pkg="${pkg}@${version}"; fi ;;
+      if [ -f "${w}/go.mod" ]; then
+        # The plugin's main package (with its generated, embedded files) from the downloaded
+        # module, next to the wrapper's go.mod/go.sum.
+        local module_version module_dir
+        module_version="$(wrapper_requires "${w}" "${provider_module[$name]//./\\.}")"
+        dir="${staging}/src-${name}" pkg="."
+        mkdir -p "${dir}"
+        cp "${w}/go.mod" "${w}/go.sum" "${dir}/"
+        module_dir="$(cd "${dir}" && timeout 600 go mod download -json "${provider_module[$name]}@${module_version}" |
+          sed -n -E 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')" || module_dir=""
+        if [ -z "${module_dir}" ] || ! cp "${module_dir}/cmd/${bin}/"*.go "${module_dir}/cmd/${bin}/"*.json "${dir}/" 2>"${log_dir}/${name}.log"; then
+          echo "could not copy ${provider_module[$name]}@${module_version}/cmd/${bin} from the module cache" >>"${log_dir}/${name}.log"
+          result_seconds[$name]=0 result_status[$name]="FAILED"
+          log "${name}: FAILED: $(tail -n 1 "${log_dir}/${name}.log")"
+          return 1
+        fi
+        chmod u+w "${dir}"/*
+        if [ -f "${dir}/generate.go" ]; then
+          log "${name}: (cd <staging>/src-${name} && VERSION=${version#v} go run generate.go)"
+          if ! (cd "${dir}" && VERSION="${version#v}" timeout "${build_timeout}" go run -mod=readonly generate.go) >"${log_dir}/${name}.log" 2>&1; then
+            result_seconds[$name]=0 result_status[$name]="FAILED"
+            log "${name}: generate.go FAILED:"
+            sed 's/^/    /' "${log_dir}/${name}.log" | tail -n 12 >&2
+            return 1
+          fi
+          rm -f "${dir}/generate.go"
+        fi
+      else
+        dir="${staging}" pkg="${pkg}@${version}"
+      fi ;;
   esac
   local go_cmd
   if [ "${dir}" = "${staging}" ]; then
