@@ -37,17 +37,49 @@ trap 'rm -rf "$work"' EXIT
 download() {
   curl -fsSL --retry 5 -o "$1" "$2" || { echo "bootstrap: could not download $3 from $2" >&2; exit 1; }
 }
+# Checks download $1 against its line for file name $3 in the release's checksums file $2
+# (sha256sum format) before anything is installed. See components/versions.ts for why the
+# release's own list is the reference.
+verify() {
+  local want got
+  want="$(awk -v name="$3" '$2 == name || $2 == "*" name || $2 == "./" name { print $1; exit }' "$2")"
+  if [ -z "$want" ]; then
+    echo "bootstrap: $4: the release's checksums list no $3; refusing to install it" >&2
+    exit 1
+  fi
+  got="$(sha256sum "$1" | cut -d ' ' -f 1)"
+  if [ "$got" != "$want" ]; then
+    echo "bootstrap: $4: the download's sha256 $got is not the release's $want; refusing to install it" >&2
+    exit 1
+  fi
+}
+# confold keeps our /etc/headscale/config.yaml, already in place (cloud-init, an earlier
+# delivery), over the package's; confdef takes the default wherever dpkg has one. Without them
+# dpkg stops at its conffile prompt with no terminal to answer it, and postinst (which creates
+# the headscale user) never runs.
+dpkg_keeps_ours=(-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 # grep without -q: an early exit would SIGPIPE the tool and, under pipefail, fail the check.
 if ! headscale version 2>/dev/null | grep -F "$headscale_version" >/dev/null; then
-  download "$work/headscale.deb" "https://github.com/juanfont/headscale/releases/download/v${headscale_version}/headscale_${headscale_version}_linux_${arch}.deb" "headscale ${headscale_version}"
-  # --force-confold: our /etc/headscale/config.yaml is already in place (cloud-init, an earlier
-  # delivery); without it dpkg stops at the conffile prompt with no terminal to answer it.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold "$work/headscale.deb"
+  release="https://github.com/juanfont/headscale/releases/download/v${headscale_version}"
+  deb="headscale_${headscale_version}_linux_${arch}.deb"
+  download "$work/$deb" "$release/$deb" "headscale ${headscale_version}"
+  download "$work/headscale-checksums.txt" "$release/checksums.txt" "headscale ${headscale_version} checksums"
+  verify "$work/$deb" "$work/headscale-checksums.txt" "$deb" "headscale ${headscale_version}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${dpkg_keeps_ours[@]}" "$work/$deb"
   log "installed headscale ${headscale_version}"
 fi
 if ! nebula -version 2>/dev/null | grep -F "${nebula_version#v}" >/dev/null; then
-  download "$work/nebula.tar.gz" "https://github.com/slackhq/nebula/releases/download/${nebula_version}/nebula-linux-${arch}.tar.gz" "nebula ${nebula_version}"
-  tar -xzf "$work/nebula.tar.gz" -C /usr/local/bin nebula nebula-cert
+  release="https://github.com/slackhq/nebula/releases/download/${nebula_version}"
+  tarball="nebula-linux-${arch}.tar.gz"
+  download "$work/$tarball" "$release/$tarball" "nebula ${nebula_version}"
+  download "$work/nebula-checksums.txt" "$release/SHASUM256.txt" "nebula ${nebula_version} checksums"
+  verify "$work/$tarball" "$work/nebula-checksums.txt" "$tarball" "nebula ${nebula_version}"
+  # Unpacked beside the binaries and renamed in: a running nebula is never half overwritten.
+  tar -xzf "$work/$tarball" -C "$work" nebula nebula-cert
+  install -m 0755 "$work/nebula" /usr/local/bin/nebula.shortcircuit-new
+  install -m 0755 "$work/nebula-cert" /usr/local/bin/nebula-cert.shortcircuit-new
+  mv -f /usr/local/bin/nebula.shortcircuit-new /usr/local/bin/nebula
+  mv -f /usr/local/bin/nebula-cert.shortcircuit-new /usr/local/bin/nebula-cert
   log "installed nebula ${nebula_version}"
 fi
 install -d -m 0750 "$state/cache" /var/run/headscale
