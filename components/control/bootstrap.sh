@@ -32,7 +32,7 @@ if [ "$device" != none ]; then
   mountpoint -q "$state" || mount "$state"
 fi
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+cleanup_paths+=("$work")
 # curl's own error names only the server: say what was being fetched (a host without internet).
 download() {
   curl -fsSL --retry 5 -o "$1" "$2" || { echo "bootstrap: could not download $3 from $2" >&2; exit 1; }

@@ -14,8 +14,10 @@ dir=/etc/rancher/k3s; cfg=/etc/rancher/k3s/config.yaml; rec=/etc/rancher/k3s/sho
 pending=/etc/rancher/k3s/shortcircuit-apply-pending
 log() { echo "rollout $node: $*"; }
 mkdir -p "$dir" "$(dirname "$dropin")"
+# One apply at a time on a node: a second run waits instead of interleaving .previous files.
+take_lock /var/lib/shortcircuit/lock.k3s
 stage="$(mktemp -d "$dir/.shortcircuit.XXXXXX")"
-trap 'rm -rf "$stage"' EXIT
+cleanup_paths+=("$stage")
 read_files "$stage"
 lacks() { echo "rollout $node: payload lacks $1" >&2; exit 2; }
 new_cfg="$(staged "$stage" "$cfg")" || lacks "$cfg"
@@ -46,8 +48,13 @@ wait_healthy() {
   return 1
 }
 install_file() {
-  local tmp; tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cat "$1" > "$tmp"; chmod 600 "$tmp"; mv -f "$tmp" "$2"
+  local tmp
+  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cat "$1" >"$tmp"
+  chmod 600 "$tmp"
+  flush "$tmp"
+  mv -f "$tmp" "$2"
+  flush "$(dirname "$2")"
 }
 rollback() {
   log "$1; restoring the previous config"

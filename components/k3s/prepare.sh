@@ -45,7 +45,7 @@ fi
 echo "preflight $node: ok"
 umask 077
 stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
-trap 'rm -rf "$stage"' EXIT
+cleanup_paths+=("$stage")
 read_files "$stage"
 token_path="$(param TOKEN_PATH)"
 token="$(staged "$stage" "$token_path")" || fail "payload lacks $token_path"
@@ -56,6 +56,7 @@ else
   tmp="$(mktemp "$token_path.shortcircuit.XXXXXX")"
   cat "$token" >"$tmp"
   chmod 600 "$tmp"
+  flush "$tmp"
   mv -f "$tmp" "$token_path"
   echo "preflight $node: wrote $token_path"
 fi
