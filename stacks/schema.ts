@@ -266,6 +266,21 @@ const DropletSchema = z.strictObject({
     volumeSizeGb: z.number().int().min(1).default(1),
     /** CIDRs allowed to SSH to the droplet from the internet (the overlays are always allowed). */
     adminCidrs: z.array(Ipv4CidrSchema).default([]),
+    /**
+     * The running objects to adopt on the first `up` (Pulumi import) instead of creating new
+     * ones: the same public address, the same Headscale database. Inert once they are in state.
+     */
+    adopt: z
+        .strictObject({
+            dropletId: z.string().regex(/^[1-9][0-9]{0,18}$/, "must be the droplet's numeric id (doctl compute droplet list)"),
+            reservedIp: Ipv4Schema,
+            volumeId: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be the volume's id, a UUID (doctl compute volume list)"),
+            firewallId: z
+                .string()
+                .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be the firewall's id, a UUID (doctl compute firewall list)")
+                .optional(),
+        })
+        .optional(),
 });
 
 const ExistingControlHostSchema = z.strictObject({

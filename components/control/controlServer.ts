@@ -21,7 +21,7 @@ import type { ControlPlan } from "./plan";
 
 export interface ControlServerArgs {
     plan: ControlPlan<pulumi.Output<string>>;
-    /** SSH credentials for an existing host (the droplet gets a key of its own). */
+    /** SSH credentials for an existing or adopted host (a droplet the program builds gets a key of its own). */
     credentials: SshCredentials;
 }
 
@@ -45,8 +45,16 @@ export class ControlServer extends pulumi.ComponentResource {
         const host = plan.host;
         switch (host.kind) {
             case "droplet": {
+                // Adopting a running server: the first `up` imports these objects (a mismatch
+                // with the declared inputs fails that preview with the diff, nothing replaced);
+                // once in state the import ids are inert.
+                const adopt = host.adopt;
                 // Identity: protected, never replaced with the droplet.
-                const reservedIp = new digitalocean.ReservedIp(`${name}-ip`, { region: host.region }, { parent: this, protect: true });
+                const reservedIp = new digitalocean.ReservedIp(
+                    `${name}-ip`,
+                    { region: host.region },
+                    { parent: this, protect: true, ...(adopt ? { import: adopt.reservedIp } : {}) },
+                );
                 const volume = new digitalocean.Volume(
                     `${name}-data`,
                     {
@@ -56,7 +64,13 @@ export class ControlServer extends pulumi.ComponentResource {
                         initialFilesystemType: "ext4",
                         description: "Headscale database (/var/lib/headscale)",
                     },
-                    { parent: this, protect: true },
+                    {
+                        parent: this,
+                        protect: true,
+                        // The filesystem is chosen at creation and never read back: an adopted
+                        // volume would otherwise differ on it (and its description) forever.
+                        ...(adopt ? { import: adopt.volumeId, ignoreChanges: ["initialFilesystemType", "description"] } : {}),
+                    },
                 );
 
                 // Replaceable: the machine and how it is reached.
@@ -80,8 +94,10 @@ export class ControlServer extends pulumi.ComponentResource {
                     {
                         parent: this,
                         // Cloud-init only matters at (re)build; later changes arrive over SSH, so
-                        // a config edit must not replace the droplet.
-                        ignoreChanges: ["userData"],
+                        // a config edit must not replace the droplet. An adopted droplet was built
+                        // with other keys and options: none of those may replace it either.
+                        ignoreChanges: adopt ? ["userData", "sshKeys", "monitoring", "ipv6", "image"] : ["userData"],
+                        ...(adopt ? { import: adopt.dropletId } : {}),
                         // The Headscale volume attaches to one droplet at a time: a replacement
                         // created before the old droplet is deleted cannot take it ("Volume is
                         // already attached to another droplet") and leaves two droplets. Deleting
@@ -90,11 +106,13 @@ export class ControlServer extends pulumi.ComponentResource {
                     },
                 );
                 const dropletId = machine.id.apply(Number);
+                // Not importable; creating it over an attachment already in place changes nothing
+                // (the provider attaches only a volume that is not on this droplet).
                 const attachment = new digitalocean.VolumeAttachment(`${name}-data-attachment`, { dropletId, volumeId: volume.id }, { parent: this, deleteBeforeReplace: true });
                 const assignment = new digitalocean.ReservedIpAssignment(
                     `${name}-ip-assignment`,
                     { ipAddress: reservedIp.ipAddress, dropletId },
-                    { parent: this, deleteBeforeReplace: true },
+                    { parent: this, deleteBeforeReplace: true, ...(adopt ? { import: `${adopt.reservedIp},${adopt.dropletId}` } : {}) },
                 );
                 new digitalocean.Firewall(
                     `${name}-firewall`,
@@ -108,11 +126,13 @@ export class ControlServer extends pulumi.ComponentResource {
                             { protocol: "icmp", destinationAddresses: ["0.0.0.0/0", "::/0"] },
                         ],
                     },
-                    { parent: this },
+                    { parent: this, ...(adopt?.firewallId ? { import: adopt.firewallId } : {}) },
                 );
                 this.publicIp = reservedIp.ipAddress;
                 this.dropletId = machine.id;
-                connection = connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, { privateKey: sshKey.privateKeyOpenssh });
+                // An adopted droplet knows the operator's key, not the one made here; a droplet the
+                // program built knows only that one.
+                connection = connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, adopt ? args.credentials : { privateKey: sshKey.privateKeyOpenssh });
                 machineReady = [attachment, assignment];
                 break;
             }

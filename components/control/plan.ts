@@ -25,6 +25,8 @@ export type ControlHostPlan =
           inbound: FirewallRule[];
           /** How the program reaches it: its reserved IP (known only once allocated) as root. */
           ssh: Omit<PlannedSsh, "host">;
+          /** Running objects the first `up` imports instead of creating. */
+          adopt?: { dropletId: string; reservedIp: string; volumeId: string; firewallId?: string };
       }
     | { kind: "existing"; ssh: PlannedSsh };
 
@@ -81,6 +83,7 @@ function controlHost(fleet: Fleet): ControlHostPlan {
                 ],
                 // A new droplet takes a while to answer SSH; a running host does not.
                 ssh: { user: "root", port: 22, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 10 },
+                ...(host.adopt ? { adopt: host.adopt } : {}),
             };
         }
         case "existing": {

@@ -177,3 +177,38 @@ describe("ControlServer on an existing host", () => {
         expect(run.program!.controlDropletId).toBe("existing host");
     });
 });
+
+describe("adopting a running control server (controlServer.host.adopt)", () => {
+    const adopt = { dropletId: "371122334", reservedIp: "203.0.113.77", volumeId: "4f1c2d3e-0a1b-4c2d-8e9f-0123456789ab", firewallId: "9a8b7c6d-1e2f-4a3b-9c8d-abcdefabcdef" };
+    let adopted: MockRecorder;
+    beforeAll(async () => {
+        const raw = rawFleet("prod") as { controlServer: { host: Record<string, unknown> } };
+        raw.controlServer.host.adopt = adopt;
+        const run = await runProgramUnderMocks({ stack: "prod" }, raw);
+        expect(run.error).toBeUndefined();
+        adopted = run.recorder;
+    });
+
+    it("imports the reserved IP, volume, droplet, IP assignment and firewall instead of creating them", () => {
+        expect(adopted.named("control-ip")).toMatchObject({ importId: adopt.reservedIp, protect: true });
+        expect(adopted.named("control-data")).toMatchObject({ importId: adopt.volumeId, protect: true });
+        expect(adopted.named("control-droplet").importId).toBe(adopt.dropletId);
+        expect(adopted.named("control-ip-assignment").importId).toBe(`${adopt.reservedIp},${adopt.dropletId}`);
+        expect(adopted.named("control-firewall").importId).toBe(adopt.firewallId);
+        // Not importable; the provider attaches only a volume that is not already on the droplet.
+        expect(adopted.named("control-data-attachment").importId).toBe("");
+    });
+
+    it("lets nothing the running objects were built with differently replace them", () => {
+        expect(adopted.named("control-droplet").ignoreChanges).toEqual(["userData", "sshKeys", "monitoring", "ipv6", "image"]);
+        expect(adopted.named("control-data").ignoreChanges).toEqual(["initialFilesystemType", "description"]);
+        // The running droplet knows the operator's key (agent or shortcircuit:sshPrivateKey), not the one made here.
+        expect(adopted.named("control-bootstrap").inputs.connection).not.toHaveProperty("privateKey");
+    });
+
+    it("changes nothing for a stack that adopts nothing", () => {
+        expect(recorder.resources.filter((resource) => resource.importId !== "")).toEqual([]);
+        expect(recorder.named("control-droplet").ignoreChanges).toEqual(["userData"]);
+        expect(recorder.named("control-bootstrap").inputs.connection).toHaveProperty("privateKey");
+    });
+});

@@ -23,6 +23,10 @@ export interface RecordedResource {
     protect: boolean;
     /** The replacement deletes this resource before creating the new one. */
     deleteBeforeReplace: boolean;
+    /** The `import` resource option: the id of the existing object to adopt, or "". */
+    importId: string;
+    /** The `ignoreChanges` resource option. */
+    ignoreChanges: string[];
     additionalSecretOutputs: string[];
     id: string;
     provider?: string;
@@ -166,6 +170,8 @@ interface RegistrationOptions {
     parent?: string;
     protect: boolean;
     deleteBeforeReplace: boolean;
+    importId: string;
+    ignoreChanges: string[];
     additionalSecretOutputs: string[];
 }
 
@@ -177,6 +183,8 @@ interface RegisterResourceRequest {
     getDependenciesList(): string[];
     getProtect(): boolean;
     getDeletebeforereplace(): boolean;
+    getImportid(): string;
+    getIgnorechangesList(): string[];
     getAdditionalsecretoutputsList(): string[];
 }
 
@@ -192,7 +200,7 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const providerOutputs = mockProviderOutputs(args.type, args.name, inputs);
                 // DigitalOcean ids are numbers; the program converts them with Number().
                 const id = args.id || (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
-                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, deleteBeforeReplace: false, additionalSecretOutputs: [] };
+                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, deleteBeforeReplace: false, importId: "", ignoreChanges: [], additionalSecretOutputs: [] };
                 recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
@@ -218,6 +226,8 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
             parent: req.getParent() ? nameOfUrn(req.getParent()) : undefined,
             protect: req.getProtect(),
             deleteBeforeReplace: req.getDeletebeforereplace(),
+            importId: req.getImportid(),
+            ignoreChanges: req.getIgnorechangesList(),
             additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
         });
         return register(req, callback);
