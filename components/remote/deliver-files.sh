@@ -17,7 +17,8 @@
 # deleted). A restart is pending from the first write until the service is back up, active and
 # answering, so a run cut short or a failed restart is retried by the next run even though no
 # file changes. If the service is not healthy on the new files, the previous ones are put back
-# and the service restarted on them; the step fails either way. One run at a time per service.
+# (a key it switched in is staged again) and the service restarted on them; the step fails
+# either way. One run at a time per service.
 step="$(param STEP)"
 manager="$(param SERVICE_MANAGER)"
 service="$(param SERVICE)"
@@ -166,9 +167,8 @@ fi
 restart_service() {
   case "$manager" in
     systemd)
-      systemctl daemon-reload
-      systemctl enable --quiet "$service"
-      systemctl restart "$service"
+      # Chained: set -e does not apply inside a function called from `&&` (below).
+      systemctl daemon-reload && systemctl enable --quiet "$service" && systemctl restart "$service"
       ;;
     launchd)
       plist="$(param PLIST)"
@@ -214,7 +214,10 @@ if restart_service && healthy; then
 fi
 reason="$service is not healthy $(param CHECK_TIMEOUT)s after its restart on the new files"
 if [ -s "$stage/.changed" ]; then
+  secrets=" $(param SECRET_PATHS) "
   while read -r path; do
+    # A key switched in by this run is staged again: the next run switches it in with its files.
+    case "$secrets" in *" $path "*) cp -p "$path" "$path.shortcircuit-staged" ;; esac
     if [ -f "$path.previous" ]; then
       cp -p "$path.previous" "$path.shortcircuit-restore"
       mv -f "$path.shortcircuit-restore" "$path"

@@ -1,9 +1,10 @@
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FleetPlan } from "../../components/plan";
 import { throwawayPlan } from "../../components/planFiles";
-import { parsePayload, type PayloadFile } from "../../components/remote/payload";
+import { framedPayload, parsePayload, type PayloadFile } from "../../components/remote/payload";
 import { remoteScript } from "../../components/remote/scripts";
 import { versions } from "../../components/versions";
 import type { Fleet } from "../../stacks/schema";
@@ -21,21 +22,30 @@ import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult
  * suite's bridge, with the control server on an existing host of the fleet.
  *
  * The suite's tests build on each other in order (one host's state carries from one test to the
- * next), like a sequence of `pulumi up` runs. No wall-clock race assertions: the only wait is
- * the delivery's own bounded activity check.
+ * next), like a sequence of `pulumi up` runs. No wall-clock race assertions: the waits are the
+ * delivery's own bounded health check and bounded polls of the lab's event logs; ordering is
+ * read from those logs (service-manager events, tool invocations) and the steps' own output.
+ * The Nebula hosts carry the plan's Nebula link (overlays.nebula.interface), which the
+ * delivery's health check asks for; the relay's derper stand-in listens on nothing, so a test
+ * that needs derper to answer starts a listener on its derp port inside the relay.
  */
 
 jest.setTimeout(180_000);
+/** A step whose service is not healthy waits out CHECK_TIMEOUT (the plan's 30 s) after each restart. */
+const FAILING_STEP_MS = 150_000;
 
 const BRIDGE_PREFIX = "198.18.95";
 const NEBULA_HOST = "lab-server-01";
 const RELAY = "lab-relay-01";
 const CONTROL = "lab-control-01";
 const LAN_OCTET: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, "lab-relay-01": 2, "lab-control-01": 3 };
+/** The plan's Nebula link (the lab stack's overlays.nebula.interface), which the health check asks for. */
+const NEBULA_IFACE = "nebula0";
 
 const DELIVER = "remote/deliver-files.sh";
 const SEED = "5c".repeat(32);
 const OTHER_SEED = "a7".repeat(32);
+const PRECHECK = "nebula-precheck.yml";
 /** One issuing instant for every plan of the suite, so equal inputs give byte-equal payloads. */
 const NOW = new Date();
 
@@ -96,13 +106,21 @@ const fileIn = (payload: string, target: string): PayloadFile => {
 
 let fleet: LabFleet;
 let planA: FleetPlan<string>;
-/** The lab stack with another Nebula listen port: only config.yml differs. */
+/** The lab stack with another Nebula listen port: only config.yml (and its precheck twin) differ. */
 let planB: FleetPlan<string>;
-/** Another seed: other keys. */
-let planC: FleetPlan<string>;
+/** Another seed and another listen port: other CA, certificates, keys and config. */
+let planD: FleetPlan<string>;
+/** Yet another listen port: again only config.yml differs. */
+let planE: FleetPlan<string>;
 const realBefore = new Map<string, string[]>();
 /** Files the steps write inside a host, by their in-host path: the machine's own stay as they were. */
-const REAL_FILES = ["/usr/local/bin/derper", "/etc/rancher/k3s/k3s.yaml", "/etc/systemd/system/headscale.service", "/etc/systemd/system/nebula.service", "/etc/systemd/system/derper.service"];
+const REAL_FILES = [
+    "/usr/local/bin/derper",
+    "/etc/rancher/k3s/k3s.yaml",
+    "/etc/systemd/system/headscale.service",
+    "/etc/systemd/system/nebula.service",
+    "/etc/systemd/system/derper.service",
+];
 const realFilesBefore = new Map<string, boolean>();
 let realFstab = "";
 
@@ -129,12 +147,72 @@ const stamp = (host: string, file: string): string => {
     return `${stat.ino}:${stat.mtimeMs}`;
 };
 const starts = (host: string, unit?: string): ServiceEvent[] => fleet.serviceEvents(host, unit).filter((event) => START_VERBS.has(event.verb));
-const wrote = (result: ExecResult): string[] =>
-    result.stdout
-        .split("\n")
-        .map((line) => /: wrote (\S+)$/.exec(line)?.[1])
-        .filter((file): file is string => file !== undefined);
+const logged =
+    (verb: string) =>
+    (result: ExecResult): string[] =>
+        result.stdout
+            .split("\n")
+            .map((line) => new RegExp(`: ${verb} (\\S+)$`).exec(line)?.[1])
+            .filter((file): file is string => file !== undefined);
+const wrote = logged("wrote");
+const stagedBy = logged("staged");
 const pendingMarker = (host: string, unit: string): string => on(host, `/var/lib/shortcircuit/restart-pending.${unit}`);
+const lockDir = (host: string, unit: string): string => on(host, `/var/lib/shortcircuit/lock.${unit}`);
+const staged = (host: string, file: string): string => on(host, `${file}.shortcircuit-staged`);
+const exists = (host: string, file: string): boolean => fs.existsSync(on(host, file));
+const listing = (host: string, dir: string): string[] => fs.readdirSync(on(host, dir)).sort();
+/** The delivery's `nebula -test` calls on a host (the stand-in runs Debian's real nebula -test). */
+const nebulaTests = (host: string) => fleet.toolInvocations(host, "nebula").filter((call) => call.argv.includes("-test"));
+/** The public payload with its precheck attachment replaced (everything else as planned). */
+const withPrecheck = (payload: string, content: string): string => {
+    const { params, files } = parsePayload(payload);
+    return framedPayload(
+        params,
+        files.map((file) => (file.target === PRECHECK ? { ...file, content } : file)),
+    );
+};
+
+/**
+ * A TCP listener on 127.0.0.1:port inside a lab host's network namespace (the test's own child
+ * process, stopped by its pid), standing in for a daemon that answers on its port.
+ */
+async function listenOn(host: string, port: number): Promise<{ connections: () => number; stop: () => Promise<void> }> {
+    const code = `require("net").createServer((socket) => { process.stdout.write("connection\\n"); socket.destroy(); }).listen(${port}, "127.0.0.1", () => process.stdout.write("listening\\n"));`;
+    const child = spawn("ip", ["netns", "exec", fleet.host(host).netns, process.execPath, "-e", code], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    let errors = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (errors += chunk.toString()));
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    const stop = async (): Promise<void> => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+        await exited;
+    };
+    try {
+        await until(
+            `a listener on ${host}:${port}`,
+            () => {
+                if (child.exitCode !== null) throw new Error(`the listener on ${host}:${port} exited: ${errors}`);
+                return output.includes("listening") ? true : undefined;
+            },
+            200,
+        );
+    } catch (error) {
+        await stop();
+        throw error;
+    }
+    return { connections: () => output.split("\n").filter((line) => line === "connection").length, stop };
+}
+
+/** Polls a lab log until `probe` answers; bounded in count, never a timing assertion. */
+async function until<T>(what: string, probe: () => T | undefined, tries = 400, intervalMs = 100): Promise<T> {
+    for (let i = 0; i < tries; i++) {
+        const value = probe();
+        if (value !== undefined) return value;
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+    throw new Error(`gave up waiting for ${what} after ${tries} polls`);
+}
 
 beforeAll(async () => {
     const missing = checkLabPrerequisites();
@@ -152,17 +230,32 @@ beforeAll(async () => {
     const moved = labConfig();
     moved.overlays.nebula.listenPort = 4343;
     planB = planOf(moved, SEED);
-    planC = planOf(labConfig(), OTHER_SEED);
+    const other = labConfig();
+    other.overlays.nebula.listenPort = 4444;
+    planD = planOf(other, OTHER_SEED);
+    const third = labConfig();
+    third.overlays.nebula.listenPort = 4545;
+    planE = planOf(third, SEED);
     const raw = labConfig();
+    expect(validated(raw).overlays.nebula.interface).toBe(NEBULA_IFACE);
+    const nebulaAddress = (name: string): string => String(raw.nodes.find((node: Raw) => node.name === name)?.nebula?.address ?? "10.68.0.3");
     fleet = await startLabFleet({
         bridgeCidr: `${BRIDGE_PREFIX}.0/24`,
         hosts: [
-            { name: NEBULA_HOST, role: "server", lanAddress: `${BRIDGE_PREFIX}.${LAN_OCTET[NEBULA_HOST]}` },
+            {
+                name: NEBULA_HOST,
+                role: "server",
+                lanAddress: `${BRIDGE_PREFIX}.${LAN_OCTET[NEBULA_HOST]}`,
+                nebulaAddress: nebulaAddress(NEBULA_HOST),
+                nebulaIface: NEBULA_IFACE,
+            },
             { name: RELAY, role: "agent", lanAddress: `${BRIDGE_PREFIX}.${LAN_OCTET[RELAY]}` },
             {
                 name: CONTROL,
                 role: "agent",
                 lanAddress: `${BRIDGE_PREFIX}.${LAN_OCTET[CONTROL]}`,
+                nebulaAddress: nebulaAddress(CONTROL),
+                nebulaIface: NEBULA_IFACE,
                 tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula },
             },
         ],
@@ -190,46 +283,98 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
         return host.delivery.payloads;
     };
     const UNIT = "nebula.service";
-    const PUBLIC = ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/config.yml", "/etc/systemd/system/nebula.service"];
+    const CONFIG = "/etc/nebula/config.yml";
+    const CA = "/etc/nebula/ca.crt";
+    const CERT = "/etc/nebula/host.crt";
+    const PUBLIC = [CA, CERT, CONFIG, "/etc/systemd/system/nebula.service"];
     const KEY = "/etc/nebula/host.key";
     const ALL = [...PUBLIC, KEY];
     const stamps = (): Record<string, string> => Object.fromEntries(ALL.map((file) => [file, stamp(NEBULA_HOST, file)]));
     const restarts = (): ServiceEvent[] => starts(NEBULA_HOST, UNIT);
+    const content = (plan: FleetPlan<string>, file: string): string =>
+        (file === KEY ? fileIn(nebula(plan).secret, KEY) : fileIn(nebula(plan).public, file)).content;
+    /** Verbs of every service-manager call on the host from event `from` on (daemon-reload included). */
+    const verbsSince = (from: number): string[] =>
+        fleet
+            .serviceEvents(NEBULA_HOST)
+            .slice(from)
+            .map((event) => event.verb);
+    /** One restart that the health check accepted: active twice, a second apart, link present. */
+    const HEALTHY_RESTART = ["daemon-reload", "enable", "restart", "is-active", "is-active"];
+    const healthy = (result: ExecResult): void => {
+        expect(result.stdout).toContain("nebula: restarted nebula.service; it is active and answering");
+        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
+        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(false);
+        expect(fs.existsSync(lockDir(NEBULA_HOST, UNIT))).toBe(false);
+    };
+    const notHealthy = `nebula: nebula.service is not healthy 30s after its restart on the new files; put the previous files back`;
 
     it("plans the payloads the cases below rely on", () => {
-        expect(filesOf(nebula(planA).public).map((file) => [file.target, file.mode])).toEqual(PUBLIC.map((file) => [file, 0o644]));
+        const pub = parsePayload(nebula(planA).public);
+        expect(pub.files.map((file) => [file.target, file.mode])).toEqual([...PUBLIC.map((file) => [file, 0o644]), [PRECHECK, 0o600]]);
         expect(filesOf(nebula(planA).secret).map((file) => [file.target, file.mode])).toEqual([[KEY, 0o600]]);
-        expect(parsePayload(nebula(planA).public).params).toMatchObject({ SERVICE_MANAGER: "systemd", SERVICE: UNIT, RESTART: "yes" });
+        expect(pub.params).toMatchObject({
+            SERVICE_MANAGER: "systemd",
+            SERVICE: UNIT,
+            RESTART: "yes",
+            CHECK_TIMEOUT: "30",
+            SECRET_PATHS: KEY,
+            PRECHECK_NEBULA_CONFIG: PRECHECK,
+            CHECK_INTERFACE: NEBULA_IFACE,
+            CHECK_PORT: "",
+        });
         expect(parsePayload(nebula(planA).secret).params).toMatchObject({ SERVICE: UNIT, RESTART: "no", OWNER: "" });
-        // B: only config.yml differs. C: only the key differs (its public payload is not used).
-        expect(nebula(planB).secret).toBe(nebula(planA).secret);
-        const differs = (x: string, y: string): string[] => filesOf(x).filter((file, index) => file.content !== filesOf(y)[index].content).map((file) => file.target);
-        expect(differs(nebula(planB).public, nebula(planA).public)).toEqual(["/etc/nebula/config.yml"]);
-        expect(differs(nebula(planC).secret, nebula(planA).secret)).toEqual([KEY]);
-        expect(parsePayload(nebula(planC).secret).params).toEqual(parsePayload(nebula(planA).secret).params);
+        // The precheck twin of config.yml: the lighthouses on the loopback, so nebula -test resolves no name.
+        const precheck = fileIn(nebula(planA).public, PRECHECK).content;
+        const endpoints = (yaml: string): string[] => [...yaml.matchAll(/^\s+- (\S+):\d+$/gm)].map((match) => match[1]);
+        const anyEndpoint = (yaml: string): string => yaml.replace(/^(\s+- )\S+:(\d+)$/gm, "$1<endpoint>:$2");
+        expect(endpoints(content(planA, CONFIG))).toContain(planA.relays[0].hostname);
+        expect(new Set(endpoints(precheck))).toEqual(new Set(["127.0.0.1"]));
+        expect(anyEndpoint(precheck)).toBe(anyEndpoint(content(planA, CONFIG)));
+        // The lab's nebula stand-in runs Debian's real `nebula -test` only when it is installed.
+        expect(fs.existsSync("/usr/bin/nebula")).toBe(true);
+        const differs = (x: string, y: string): string[] =>
+            filesOf(x)
+                .filter((file, index) => file.content !== filesOf(y)[index].content)
+                .map((file) => file.target);
+        // B and E: only config.yml differs. D: CA, certificate, config and key differ.
+        for (const plan of [planB, planE]) {
+            expect(nebula(plan).secret).toBe(nebula(planA).secret);
+            expect(differs(nebula(plan).public, nebula(planA).public)).toEqual([CONFIG, PRECHECK]);
+        }
+        expect(differs(nebula(planE).public, nebula(planB).public)).toEqual([CONFIG, PRECHECK]);
+        expect(differs(nebula(planD).public, nebula(planA).public)).toEqual([CA, CERT, CONFIG, PRECHECK]);
+        expect(differs(nebula(planD).secret, nebula(planA).secret)).toEqual([KEY]);
+        expect(parsePayload(nebula(planD).secret).params).toEqual(parsePayload(nebula(planA).secret).params);
     });
 
-    it("first run: writes every file with its mode, restarts nebula.service exactly once, and it is active", async () => {
+    it("first run: the secret step stages the key; the public step passes nebula -test, installs everything, restarts once and sees it healthy", async () => {
         const secret = ok(await step(NEBULA_HOST, DELIVER, nebula(planA).secret));
-        expect(wrote(secret)).toEqual([KEY]);
-        expect(restarts()).toEqual([]);
+        expect(wrote(secret)).toEqual([]);
+        expect(stagedBy(secret)).toEqual([KEY]);
+        expect(exists(NEBULA_HOST, KEY)).toBe(false);
+        expect(fs.readFileSync(staged(NEBULA_HOST, KEY), "utf8")).toBe(content(planA, KEY));
+        expect(fs.statSync(staged(NEBULA_HOST, KEY)).mode & 0o7777).toBe(0o600);
+        expect(fleet.serviceEvents(NEBULA_HOST)).toEqual([]);
         expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(true);
 
         const files = ok(await step(NEBULA_HOST, DELIVER, nebula(planA).public));
-        expect(wrote(files)).toEqual(PUBLIC);
-        expect(files.stdout).toContain("nebula: restarted nebula.service; it is active");
-        for (const file of filesOf(nebula(planA).public)) {
-            expect(read(NEBULA_HOST, file.target)).toBe(file.content);
-            expect(mode(NEBULA_HOST, file.target)).toBe(0o644);
+        expect(wrote(files)).toEqual([...PUBLIC, KEY]);
+        healthy(files);
+        for (const file of ALL) {
+            expect(read(NEBULA_HOST, file)).toBe(content(planA, file));
+            expect(mode(NEBULA_HOST, file)).toBe(file === KEY ? 0o600 : 0o644);
         }
-        expect(read(NEBULA_HOST, KEY)).toBe(fileIn(nebula(planA).secret, KEY).content);
-        expect(mode(NEBULA_HOST, KEY)).toBe(0o600);
-        expect(fs.readdirSync(on(NEBULA_HOST, "/etc/nebula")).sort()).toEqual(["ca.crt", "config.yml", "host.crt", "host.key"]);
+        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(["ca.crt", "config.yml", "host.crt", "host.key"]);
 
+        // Debian's nebula -test accepted the new files (from a scratch copy) before the restart.
+        const tests = nebulaTests(NEBULA_HOST);
+        expect(tests.map((call) => [call.argv.slice(0, 2), call.exitCode])).toEqual([[["-test", "-config"], 0]]);
+        expect(tests[0].argv[2]).toMatch(/^\/tmp\/shortcircuit\.[^/]+\/precheck\/nebula-precheck\.yml$/);
         expect(restarts()).toHaveLength(1);
-        expect(restarts()[0]).toMatchObject({ exitCode: 0, unitFileSha256: sha256(fileIn(nebula(planA).public, "/etc/systemd/system/nebula.service").content) });
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
-        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(false);
+        expect(tests[0].monoUs).toBeLessThan(restarts()[0].monoUs);
+        expect(restarts()[0]).toMatchObject({ exitCode: 0, unitFileSha256: sha256(content(planA, "/etc/systemd/system/nebula.service")) });
+        expect(verbsSince(0)).toEqual(HEALTHY_RESTART);
     });
 
     it("second run with the same payloads: writes nothing, restarts nothing", async () => {
@@ -238,92 +383,244 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
         for (const payload of [nebula(planA).secret, nebula(planA).public]) {
             const result = ok(await step(NEBULA_HOST, DELIVER, payload));
             expect(wrote(result)).toEqual([]);
+            expect(stagedBy(result)).toEqual([]);
             expect(result.stdout).toContain("no change");
         }
         expect(stamps()).toEqual(before);
         // The public step finds nothing pending: it does not even ask systemctl.
         expect(fleet.serviceEvents(NEBULA_HOST)).toHaveLength(events);
         expect(restarts()).toHaveLength(1);
+        expect(exists(NEBULA_HOST, `${KEY}.shortcircuit-staged`)).toBe(false);
     });
 
     it("a changed config.yml: only it is rewritten, the previous one kept, one restart", async () => {
         const before = stamps();
         expect(wrote(ok(await step(NEBULA_HOST, DELIVER, nebula(planB).secret)))).toEqual([]);
         const result = ok(await step(NEBULA_HOST, DELIVER, nebula(planB).public));
-        expect(wrote(result)).toEqual(["/etc/nebula/config.yml"]);
+        expect(wrote(result)).toEqual([CONFIG]);
+        healthy(result);
         const after = stamps();
-        for (const file of ALL.filter((each) => each !== "/etc/nebula/config.yml")) {
+        for (const file of ALL.filter((each) => each !== CONFIG)) {
             expect(after[file]).toBe(before[file]);
         }
-        expect(read(NEBULA_HOST, "/etc/nebula/config.yml")).toBe(fileIn(nebula(planB).public, "/etc/nebula/config.yml").content);
-        expect(read(NEBULA_HOST, "/etc/nebula/config.yml.previous")).toBe(fileIn(nebula(planA).public, "/etc/nebula/config.yml").content);
+        expect(read(NEBULA_HOST, CONFIG)).toBe(content(planB, CONFIG));
+        expect(read(NEBULA_HOST, `${CONFIG}.previous`)).toBe(content(planA, CONFIG));
         expect(restarts()).toHaveLength(2);
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
     });
 
-    it("a failed restart fails the run and stays pending: a plain rerun of the same payload restarts", async () => {
+    it("a failed restart: the previous files go back, nebula is restarted on them and healthy, the step fails; a rerun installs again", async () => {
         await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { failRestarts: 1 });
         const failed = await step(NEBULA_HOST, DELIVER, nebula(planA).public);
-        expect(failed.code).not.toBe(0);
-        expect(wrote(failed)).toEqual(["/etc/nebula/config.yml"]);
+        expect(failed.code).toBe(1);
+        expect(wrote(failed)).toEqual([CONFIG]);
         expect(failed.stderr).toContain("Job for nebula.service failed");
-        expect(restarts()).toHaveLength(3);
-        expect(restarts()[2].exitCode).not.toBe(0);
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("failed");
+        expect(failed.stderr).toContain(`${notHealthy} and nebula.service is healthy on them`);
+        expect(failed.stdout).not.toContain("restarted nebula.service");
+        expect(read(NEBULA_HOST, CONFIG)).toBe(content(planB, CONFIG));
+        expect(
+            restarts()
+                .slice(2)
+                .map((event) => event.exitCode),
+        ).toEqual([1, 0]);
+        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
+        // Healthy on the previous files: nothing is pending; the wanted files are simply not in place.
+        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(false);
+
+        const rerun = ok(await step(NEBULA_HOST, DELIVER, nebula(planA).public));
+        expect(wrote(rerun)).toEqual([CONFIG]);
+        healthy(rerun);
+        expect(read(NEBULA_HOST, CONFIG)).toBe(content(planA, CONFIG));
+        expect(restarts()).toHaveLength(5);
+        expect(restarts()[4].exitCode).toBe(0);
+    });
+
+    it(
+        "a daemon that exits at start: the previous files go back and nebula is restarted on them, the step fails, a rerun fails again, and once it stays up a rerun succeeds",
+        async () => {
+            await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: true });
+            try {
+                for (const attempt of [1, 2]) {
+                    const events = fleet.serviceEvents(NEBULA_HOST).length;
+                    const failed = await step(NEBULA_HOST, DELIVER, nebula(planB).public, FAILING_STEP_MS);
+                    expect([attempt, failed.code]).toEqual([attempt, 1]);
+                    // Each run writes config.yml anew (the last one put the previous one back).
+                    expect(wrote(failed)).toEqual([CONFIG]);
+                    expect(failed.stderr).toContain(`${notHealthy}, but nebula.service is not healthy on them either`);
+                    expect(failed.stdout).not.toContain("restarted nebula.service");
+                    expect(read(NEBULA_HOST, CONFIG)).toBe(content(planA, CONFIG));
+                    // Restarted on the new files, then on the previous ones: never reported healthy.
+                    const verbs = verbsSince(events);
+                    expect(verbs.filter((verb) => verb === "restart")).toEqual(["restart", "restart"]);
+                    expect(verbs.filter((verb) => verb === "is-active").length).toBeGreaterThanOrEqual(2);
+                    expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("failed");
+                    expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(true);
+                }
+                expect(restarts()).toHaveLength(9);
+            } finally {
+                await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: false });
+            }
+
+            const rerun = ok(await step(NEBULA_HOST, DELIVER, nebula(planB).public));
+            expect(wrote(rerun)).toEqual([CONFIG]);
+            healthy(rerun);
+            expect(read(NEBULA_HOST, CONFIG)).toBe(content(planB, CONFIG));
+            expect(restarts()).toHaveLength(10);
+        },
+        2 * 2 * FAILING_STEP_MS,
+    );
+
+    it("a public step hung up during its health check: no rollback happens, and a rerun of the same payload completes the pending restart", async () => {
+        const events = fleet.serviceEvents(NEBULA_HOST).length;
+        await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: true });
+        const hangUp = async (): Promise<ExecResult> => {
+            const running = step(NEBULA_HOST, DELIVER, nebula(planA).public, FAILING_STEP_MS);
+            // The step has written config.yml, restarted nebula and asked whether it is active.
+            await until("the step's restart and first health probe", () => {
+                const verbs = verbsSince(events);
+                const restart = verbs.indexOf("restart");
+                return restart >= 0 && verbs.indexOf("is-active", restart) > restart ? true : undefined;
+            });
+            expect(read(NEBULA_HOST, CONFIG)).toBe(content(planA, CONFIG));
+            // The run's lock names its pid: the remote bash running this very script.
+            const pid = Number(fs.readFileSync(path.join(lockDir(NEBULA_HOST, UNIT), "pid"), "utf8").trim());
+            expect(fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("bash");
+            expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain("Installs one service's files on the host");
+            process.kill(pid, "SIGHUP");
+            return await running;
+        };
+        const cut = await hangUp().finally(() => fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: false }));
+        expect(cut.code).not.toBe(0);
+        expect(wrote(cut)).toEqual([CONFIG]);
+        expect(cut.stdout).not.toContain("restarted nebula.service");
+        expect(cut.stderr).not.toContain("put the previous files back");
+        // Cut short: the new file stays, nothing was rolled back, the restart is pending, the lock released.
+        expect(read(NEBULA_HOST, CONFIG)).toBe(content(planA, CONFIG));
+        expect(verbsSince(events).filter((verb) => verb === "restart")).toEqual(["restart"]);
         expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(true);
+        expect(fs.existsSync(lockDir(NEBULA_HOST, UNIT))).toBe(false);
 
         const before = stamps();
+        const rerunFrom = fleet.serviceEvents(NEBULA_HOST).length;
         const rerun = ok(await step(NEBULA_HOST, DELIVER, nebula(planA).public));
         expect(wrote(rerun)).toEqual([]);
-        expect(rerun.stdout).toContain("a restart of nebula.service is pending (a key changed, or the last restart did not complete); restarting it");
-        expect(rerun.stdout).toContain("restarted nebula.service; it is active");
+        expect(rerun.stdout).toContain("nebula: a restart of nebula.service is pending (a key changed, or the last restart did not complete); restarting it");
+        healthy(rerun);
         expect(stamps()).toEqual(before);
-        expect(restarts()).toHaveLength(4);
-        expect(restarts()[3].exitCode).toBe(0);
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
-        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(false);
+        expect(verbsSince(rerunFrom)).toEqual(HEALTHY_RESTART);
     });
 
-    it("a daemon that exits at start fails the run (not active), and the restart stays pending", async () => {
-        await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: true });
-        const failed = await step(NEBULA_HOST, DELIVER, nebula(planB).public);
-        expect(failed.code).toBe(1);
-        expect(wrote(failed)).toEqual(["/etc/nebula/config.yml"]);
-        expect(failed.stderr).toContain("nebula: nebula.service is not active 30s after its restart; the restart stays pending for the next run");
-        expect(restarts()).toHaveLength(5);
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("failed");
-        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(true);
-
-        // Once the daemon stays up, the same payload completes the pending restart.
-        await fleet.setServiceBehaviour(NEBULA_HOST, UNIT, { exitAtStart: false });
-        const rerun = ok(await step(NEBULA_HOST, DELIVER, nebula(planB).public));
-        expect(wrote(rerun)).toEqual([]);
-        expect(rerun.stdout).toContain("restarted nebula.service; it is active");
-        expect(restarts()).toHaveLength(6);
-        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
-    });
-
-    it("a changed key alone: the secret step writes it (mode 0600, old one kept 0600) and the public step restarts", async () => {
+    it("a key is never live alone: the secret step stages it, the public step switches key, certificate, CA and config in together, and the old key is dropped once healthy", async () => {
         const before = stamps();
-        const secret = ok(await step(NEBULA_HOST, DELIVER, nebula(planC).secret));
-        expect(wrote(secret)).toEqual([KEY]);
-        expect(read(NEBULA_HOST, KEY)).toBe(fileIn(nebula(planC).secret, KEY).content);
-        expect(mode(NEBULA_HOST, KEY)).toBe(0o600);
-        expect(read(NEBULA_HOST, `${KEY}.previous`)).toBe(fileIn(nebula(planA).secret, KEY).content);
-        expect(mode(NEBULA_HOST, `${KEY}.previous`)).toBe(0o600);
-        expect(restarts()).toHaveLength(6);
+        const events = fleet.serviceEvents(NEBULA_HOST).length;
+        const secret = ok(await step(NEBULA_HOST, DELIVER, nebula(planD).secret));
+        expect(wrote(secret)).toEqual([]);
+        expect(stagedBy(secret)).toEqual([KEY]);
+        // The running key is untouched; the new one waits beside it, owner-only.
+        expect(stamps()).toEqual(before);
+        expect(read(NEBULA_HOST, KEY)).toBe(content(planA, KEY));
+        expect(fs.readFileSync(staged(NEBULA_HOST, KEY), "utf8")).toBe(content(planD, KEY));
+        expect(fs.statSync(staged(NEBULA_HOST, KEY)).mode & 0o7777).toBe(0o600);
+        expect(fleet.serviceEvents(NEBULA_HOST)).toHaveLength(events);
         expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(true);
 
-        // The program re-runs the public step (its trigger is the secret's hash) with the same payload.
-        const files = ok(await step(NEBULA_HOST, DELIVER, nebula(planB).public));
-        expect(wrote(files)).toEqual([]);
-        expect(files.stdout).toContain("restarted nebula.service; it is active");
-        expect(restarts()).toHaveLength(7);
-        const after = stamps();
-        for (const file of PUBLIC) {
-            expect(after[file]).toBe(before[file]);
+        const files = ok(await step(NEBULA_HOST, DELIVER, nebula(planD).public));
+        expect(wrote(files)).toEqual([CA, CERT, CONFIG, KEY]);
+        healthy(files);
+        for (const file of ALL) {
+            expect(read(NEBULA_HOST, file)).toBe(content(planD, file));
         }
-        expect(fs.existsSync(pendingMarker(NEBULA_HOST, UNIT))).toBe(false);
+        expect(mode(NEBULA_HOST, KEY)).toBe(0o600);
+        // One restart, on all of them at once, after nebula -test accepted them together.
+        expect(verbsSince(events)).toEqual(HEALTHY_RESTART);
+        expect(nebulaTests(NEBULA_HOST).at(-1)?.exitCode).toBe(0);
+        // The old key is gone once nebula is healthy on the new one; the public files' previous versions stay.
+        expect(exists(NEBULA_HOST, `${KEY}.previous`)).toBe(false);
+        expect(exists(NEBULA_HOST, `${KEY}.shortcircuit-staged`)).toBe(false);
+        for (const file of [CA, CERT, CONFIG]) {
+            expect(read(NEBULA_HOST, `${file}.previous`)).toBe(content(planA, file));
+        }
+        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual([
+            "ca.crt",
+            "ca.crt.previous",
+            "config.yml",
+            "config.yml.previous",
+            "host.crt",
+            "host.crt.previous",
+            "host.key",
+        ]);
+    });
+
+    it("nebula -test refuses a key that is not its certificate's, and a broken config: nothing installed, nothing restarted, the step fails", async () => {
+        const events = fleet.serviceEvents(NEBULA_HOST).length;
+        const tests = nebulaTests(NEBULA_HOST).length;
+        // Plan A's key is staged while plan D's certificate is what the public step carries.
+        expect(stagedBy(ok(await step(NEBULA_HOST, DELIVER, nebula(planA).secret)))).toEqual([KEY]);
+        const before = stamps();
+        const dir = listing(NEBULA_HOST, "/etc/nebula");
+        const mismatch = await step(NEBULA_HOST, DELIVER, nebula(planD).public);
+        expect(mismatch.code).toBe(1);
+        expect(mismatch.stderr).toContain("nebula: nebula -test refused the new files; nothing installed");
+        expect(mismatch.stderr).toContain("private key is not a pair with public key in nebula cert");
+        expect(wrote(mismatch)).toEqual([]);
+
+        // Plan A's files, with a precheck config that does not parse.
+        const broken = withPrecheck(nebula(planA).public, `${fileIn(nebula(planA).public, PRECHECK).content}tun: [unclosed\n`);
+        expect(filesOf(broken).filter((file) => file.target !== PRECHECK)).toEqual(filesOf(nebula(planA).public).filter((file) => file.target !== PRECHECK));
+        const unparsable = await step(NEBULA_HOST, DELIVER, broken);
+        expect(unparsable.code).toBe(1);
+        expect(unparsable.stderr).toContain("nebula: nebula -test refused the new files; nothing installed");
+        expect(unparsable.stderr).toMatch(/failed to load config.*yaml/);
+        expect(wrote(unparsable)).toEqual([]);
+
+        expect(
+            nebulaTests(NEBULA_HOST)
+                .slice(tests)
+                .map((call) => call.exitCode),
+        ).toEqual([1, 1]);
+        expect(stamps()).toEqual(before);
+        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(dir);
+        expect(fleet.serviceEvents(NEBULA_HOST)).toHaveLength(events);
+        expect(fleet.unitStatus(NEBULA_HOST, UNIT)).toBe("active");
+        // The staged key still waits for its files.
+        expect(fs.readFileSync(staged(NEBULA_HOST, KEY), "utf8")).toBe(content(planA, KEY));
+
+        // Plan A's own public step: it passes, and switches plan A's key in with its certificate.
+        const files = ok(await step(NEBULA_HOST, DELIVER, nebula(planA).public));
+        expect(wrote(files)).toEqual([CA, CERT, CONFIG, KEY]);
+        healthy(files);
+        for (const file of ALL) {
+            expect(read(NEBULA_HOST, file)).toBe(content(planA, file));
+        }
+        expect(exists(NEBULA_HOST, `${KEY}.previous`)).toBe(false);
+        expect(verbsSince(events)).toEqual(HEALTHY_RESTART);
+    });
+
+    it("two runs of the public step at once: the lock serialises them, each restart is checked before the next begins, and .previous is the other run's file", async () => {
+        const events = fleet.serviceEvents(NEBULA_HOST).length;
+        const [b, e] = await Promise.all([step(NEBULA_HOST, DELIVER, nebula(planB).public), step(NEBULA_HOST, DELIVER, nebula(planE).public)]);
+        for (const result of [ok(b), ok(e)]) {
+            expect(wrote(result)).toEqual([CONFIG]);
+            healthy(result);
+        }
+        // Not interleaved: each run's restart and its two health probes, then the other's.
+        expect(verbsSince(events)).toEqual([...HEALTHY_RESTART, ...HEALTHY_RESTART]);
+        const [bConfig, eConfig] = [content(planB, CONFIG), content(planE, CONFIG)];
+        expect([
+            [bConfig, eConfig],
+            [eConfig, bConfig],
+        ]).toContainEqual([read(NEBULA_HOST, CONFIG), read(NEBULA_HOST, `${CONFIG}.previous`)]);
+
+        // The same payload twice at once: the run that waited finds nothing to do.
+        const again = fleet.serviceEvents(NEBULA_HOST).length;
+        const previous = read(NEBULA_HOST, CONFIG);
+        const pair = await Promise.all([step(NEBULA_HOST, DELIVER, nebula(planA).public), step(NEBULA_HOST, DELIVER, nebula(planA).public)]);
+        pair.forEach(ok);
+        expect(pair.map((result) => wrote(result)).sort((x, y) => x.length - y.length)).toEqual([[], [CONFIG]]);
+        expect(pair.filter((result) => result.stdout.includes("no change"))).toHaveLength(1);
+        expect(verbsSince(again)).toEqual(HEALTHY_RESTART);
+        expect(read(NEBULA_HOST, CONFIG)).toBe(content(planA, CONFIG));
+        expect(read(NEBULA_HOST, `${CONFIG}.previous`)).toBe(previous);
+        expect(fs.existsSync(lockDir(NEBULA_HOST, UNIT))).toBe(false);
     });
 });
 
@@ -386,43 +683,74 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         }
     });
 
-    it("Headscale's then Nebula's delivery: keys for the headscale user, each service restarted once after its unit and config", async () => {
+    it("Headscale's then Nebula's delivery: keys staged for the headscale user, switched in with the config, each service restarted once after its unit and config", async () => {
         // The headscale .deb (bootstrap) installs headscale.service; the program writes nebula.service.
         fs.writeFileSync(on(CONTROL, "/etc/systemd/system/headscale.service"), HEADSCALE_UNIT, { mode: 0o644 });
         const noiseKey = "/etc/headscale/noise_private.key";
         const derpKey = "/etc/headscale/derp_server_private.key";
+        const keys = [noiseKey, derpKey];
+        expect(parsePayload(delivery("headscale").public).params).toMatchObject({
+            SECRET_PATHS: keys.join(" "),
+            OWNER: "",
+            PRECHECK_NEBULA_CONFIG: "",
+            CHECK_PORT: "",
+            CHECK_INTERFACE: "",
+        });
 
         const secrets = ok(await step(CONTROL, DELIVER, delivery("headscale").secret));
-        expect(wrote(secrets)).toEqual([noiseKey, derpKey]);
-        for (const key of [noiseKey, derpKey]) {
-            expect(read(CONTROL, key)).toBe(fileIn(delivery("headscale").secret, key).content);
-            expect(mode(CONTROL, key)).toBe(0o600);
-            // chown ran on the staged file before it was renamed into place.
+        expect(wrote(secrets)).toEqual([]);
+        expect(stagedBy(secrets)).toEqual(keys);
+        for (const key of keys) {
+            expect(exists(CONTROL, key)).toBe(false);
+            expect(fs.readFileSync(staged(CONTROL, key), "utf8")).toBe(fileIn(delivery("headscale").secret, key).content);
+            expect(fs.statSync(staged(CONTROL, key)).mode & 0o7777).toBe(0o600);
+            // chown ran on the staged file (its temporary name) before it was renamed beside the key.
             const owned = Object.entries(fleet.toolState(CONTROL).owners).filter(([file]) => file.startsWith(`${key}.shortcircuit.`));
             expect(owned.map(([, owner]) => owner)).toEqual([{ owner: "headscale:headscale", recursive: false }]);
         }
         expect(fleet.serviceEvents(CONTROL)).toEqual([]);
-        expect(fs.existsSync(on(CONTROL, "/etc/headscale/config.yaml"))).toBe(false);
+        expect(exists(CONTROL, "/etc/headscale/config.yaml")).toBe(false);
+        expect(fs.existsSync(pendingMarker(CONTROL, "headscale.service"))).toBe(true);
 
         const files = ok(await step(CONTROL, DELIVER, delivery("headscale").public));
         const headscaleFiles = ["/etc/headscale/config.yaml", "/etc/headscale/policy.hujson", "/etc/headscale/derp.yaml"];
-        expect(wrote(files)).toEqual(headscaleFiles);
+        expect(wrote(files)).toEqual([...headscaleFiles, ...keys]);
         for (const file of headscaleFiles) {
             expect(read(CONTROL, file)).toBe(fileIn(delivery("headscale").public, file).content);
             expect(mode(CONTROL, file)).toBe(0o644);
         }
-        expect(files.stdout.indexOf("wrote /etc/headscale/config.yaml")).toBeLessThan(files.stdout.indexOf("restarted headscale.service; it is active"));
-        expect(starts(CONTROL)).toEqual([expect.objectContaining({ unit: "headscale.service", verb: "restart", exitCode: 0, unitFileSha256: sha256(HEADSCALE_UNIT) })]);
+        for (const key of keys) {
+            expect(read(CONTROL, key)).toBe(fileIn(delivery("headscale").secret, key).content);
+            expect(mode(CONTROL, key)).toBe(0o600);
+            expect(fs.existsSync(staged(CONTROL, key))).toBe(false);
+        }
+        expect(listing(CONTROL, "/etc/headscale")).toEqual(["config.yaml", "derp.yaml", "derp_server_private.key", "noise_private.key", "policy.hujson"]);
+        expect(files.stdout.indexOf(`wrote ${noiseKey}`)).toBeLessThan(files.stdout.indexOf("restarted headscale.service; it is active and answering"));
+        expect(starts(CONTROL)).toEqual([
+            expect.objectContaining({ unit: "headscale.service", verb: "restart", exitCode: 0, unitFileSha256: sha256(HEADSCALE_UNIT) }),
+        ]);
         expect(fleet.unitStatus(CONTROL, "headscale.service")).toBe("active");
+        expect(fs.existsSync(pendingMarker(CONTROL, "headscale.service"))).toBe(false);
         expect(fleet.serviceEvents(CONTROL, "nebula.service")).toEqual([]);
 
-        expect(wrote(ok(await step(CONTROL, DELIVER, delivery("nebula").secret)))).toEqual(["/etc/nebula/host.key"]);
+        const nebulaSecret = ok(await step(CONTROL, DELIVER, delivery("nebula").secret));
+        expect(wrote(nebulaSecret)).toEqual([]);
+        expect(stagedBy(nebulaSecret)).toEqual(["/etc/nebula/host.key"]);
         expect(starts(CONTROL)).toHaveLength(1);
         const nebulaFiles = ok(await step(CONTROL, DELIVER, delivery("nebula").public));
-        expect(wrote(nebulaFiles)).toEqual(["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/config.yml", "/etc/systemd/system/nebula.service"]);
+        expect(wrote(nebulaFiles)).toEqual([
+            "/etc/nebula/ca.crt",
+            "/etc/nebula/host.crt",
+            "/etc/nebula/config.yml",
+            "/etc/systemd/system/nebula.service",
+            "/etc/nebula/host.key",
+        ]);
+        // The control server is a lighthouse: its precheck config passes Debian's nebula -test too.
+        expect(nebulaTests(CONTROL).map((call) => call.exitCode)).toEqual([0]);
         const nebulaUnit = fileIn(delivery("nebula").public, "/etc/systemd/system/nebula.service").content;
         expect(read(CONTROL, "/etc/systemd/system/nebula.service")).toBe(nebulaUnit);
         expect(read(CONTROL, "/etc/nebula/config.yml")).toBe(fileIn(delivery("nebula").public, "/etc/nebula/config.yml").content);
+        expect(read(CONTROL, "/etc/nebula/host.key")).toBe(fileIn(delivery("nebula").secret, "/etc/nebula/host.key").content);
         expect(mode(CONTROL, "/etc/nebula/host.key")).toBe(0o600);
         // Order of every start: Headscale after its files, Nebula after its unit and config.
         expect(starts(CONTROL).map((event) => [event.unit, event.verb, event.exitCode, event.unitFileSha256])).toEqual([
@@ -436,7 +764,8 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         const events = fleet.serviceEvents(CONTROL).length;
         ok(await step(CONTROL, BOOTSTRAP, planA.control.bootstrapPayload));
         for (const role of ["headscale", "nebula"]) {
-            expect(wrote(ok(await step(CONTROL, DELIVER, delivery(role).secret)))).toEqual([]);
+            const secret = ok(await step(CONTROL, DELIVER, delivery(role).secret));
+            expect([role, wrote(secret), stagedBy(secret)]).toEqual([role, [], []]);
             expect(wrote(ok(await step(CONTROL, DELIVER, delivery(role).public)))).toEqual([]);
         }
         expect(fleet.serviceEvents(CONTROL)).toHaveLength(events);
@@ -450,7 +779,9 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         await fleet.setToolBehaviour(CONTROL, { curlResponses: { [`https://${hostname}/health`]: { body: '{"status":"pass"}' } } });
         const result = ok(await step(CONTROL, "control/health.sh", planA.control.healthPayload));
         expect(result.stdout).toBe('{"status":"pass"}\n');
-        expect(fleet.toolInvocations(CONTROL, "curl").at(-1)?.argv).toEqual(expect.arrayContaining(["--resolve", `${hostname}:443:127.0.0.1`, `https://${hostname}/health`]));
+        expect(fleet.toolInvocations(CONTROL, "curl").at(-1)?.argv).toEqual(
+            expect.arrayContaining(["--resolve", `${hostname}:443:127.0.0.1`, `https://${hostname}/health`]),
+        );
     });
 });
 
@@ -459,6 +790,8 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
     const version = versions.tailscale;
     const target = `/usr/local/lib/derper/${version}/derper`;
     const relay = () => planA.relays[0];
+    const DERPER = "derper.service";
+    const RELAY_KEY = `/var/lib/derper/certs/${String(labConfig().derpRelays[0].hostname)}.key`;
 
     it("fails with a clear message when Go is missing", async () => {
         expect(parsePayload(relay().installPayload)).toEqual({ params: { VERSION: version }, files: [] });
@@ -492,18 +825,72 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
         expect(fleet.toolInvocations(RELAY, "go")).toHaveLength(1);
     });
 
-    it("delivers derper's unit and self-signed pair and restarts it once", async () => {
-        const payloads = relay().deliveries[0].payloads;
+    it("derper's health check asks its derp port: with nothing listening the step fails and takes back what it wrote, the key waiting staged", async () => {
+        const planned = relay().deliveries[0];
+        const payloads = planned.payloads;
+        const port = planA.relays[0].deliveries[0].checkPort;
+        expect(port).toBe(443);
+        expect(parsePayload(payloads.public).params).toMatchObject({
+            SERVICE: DERPER,
+            CHECK_PORT: "443",
+            CHECK_INTERFACE: "",
+            PRECHECK_NEBULA_CONFIG: "",
+            SECRET_PATHS: RELAY_KEY,
+        });
+        expect(filesOf(payloads.secret).map((file) => file.target)).toEqual([RELAY_KEY]);
+
         const secret = ok(await step(RELAY, DELIVER, payloads.secret));
-        expect(wrote(secret)).toEqual(filesOf(payloads.secret).map((file) => file.target));
-        const files = ok(await step(RELAY, DELIVER, payloads.public));
-        expect(wrote(files)).toEqual(filesOf(payloads.public).map((file) => file.target));
-        for (const file of [...filesOf(payloads.secret), ...filesOf(payloads.public)]) {
-            expect(read(RELAY, file.target)).toBe(file.content);
-            expect(mode(RELAY, file.target)).toBe(file.mode);
+        expect(stagedBy(secret)).toEqual([RELAY_KEY]);
+        expect(exists(RELAY, RELAY_KEY)).toBe(false);
+
+        // The derper stand-in answers on no port.
+        const failed = await step(RELAY, DELIVER, payloads.public, FAILING_STEP_MS);
+        expect(failed.code).toBe(1);
+        const written = [...filesOf(payloads.public).map((file) => file.target), RELAY_KEY];
+        expect(wrote(failed)).toEqual(written);
+        expect(failed.stderr).toContain(
+            "derper: derper.service is not healthy 30s after its restart on the new files; put the previous files back, but derper.service is not healthy on them either",
+        );
+        expect(failed.stdout).not.toContain("restarted derper.service");
+        // Active all along, yet not healthy: it never answered on its port.
+        const verbs = fleet.serviceEvents(RELAY, DERPER).map((event) => [event.verb, event.result]);
+        expect(verbs.filter(([verb]) => verb === "is-active").length).toBeGreaterThanOrEqual(2);
+        expect(verbs.filter(([verb, result]) => verb === "is-active" && result !== "active")).toEqual([]);
+        // First delivery: nothing was there before, so what it wrote is gone again, and with its
+        // unit gone derper is not started again; the new key waits staged for the next run.
+        for (const file of written) {
+            expect([file, exists(RELAY, file)]).toEqual([file, false]);
         }
-        expect(starts(RELAY, "derper.service").map((event) => [event.verb, event.exitCode])).toEqual([["restart", 0]]);
-        expect(fleet.unitStatus(RELAY, "derper.service")).toBe("active");
+        expect(fs.readFileSync(staged(RELAY, RELAY_KEY), "utf8")).toBe(fileIn(payloads.secret, RELAY_KEY).content);
+        expect(fs.statSync(staged(RELAY, RELAY_KEY)).mode & 0o7777).toBe(0o600);
+        expect(starts(RELAY, DERPER).map((event) => [event.verb, event.exitCode])).toEqual([["restart", 0]]);
+        expect(fs.existsSync(pendingMarker(RELAY, DERPER))).toBe(true);
+    });
+
+    it("with derper answering on its derp port, a rerun of the same payload switches unit, certificate and key in and succeeds", async () => {
+        const payloads = relay().deliveries[0].payloads;
+        const listener = await listenOn(RELAY, 443);
+        try {
+            const files = ok(await step(RELAY, DELIVER, payloads.public));
+            expect(wrote(files)).toEqual([...filesOf(payloads.public).map((file) => file.target), RELAY_KEY]);
+            expect(files.stdout).toContain("derper: restarted derper.service; it is active and answering");
+            for (const file of [...filesOf(payloads.secret), ...filesOf(payloads.public)]) {
+                expect(read(RELAY, file.target)).toBe(file.content);
+                expect(mode(RELAY, file.target)).toBe(file.mode);
+            }
+            expect(exists(RELAY, `${RELAY_KEY}.shortcircuit-staged`)).toBe(false);
+            expect(exists(RELAY, `${RELAY_KEY}.previous`)).toBe(false);
+            // The health check connected to the port, once per probe (active twice, a second apart).
+            expect(listener.connections()).toBeGreaterThanOrEqual(2);
+        } finally {
+            await listener.stop();
+        }
+        expect(starts(RELAY, DERPER).map((event) => [event.verb, event.exitCode])).toEqual([
+            ["restart", 0],
+            ["restart", 0],
+        ]);
+        expect(fleet.unitStatus(RELAY, DERPER)).toBe("active");
+        expect(fs.existsSync(pendingMarker(RELAY, DERPER))).toBe(false);
     });
 });
 
