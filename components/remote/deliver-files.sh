@@ -29,33 +29,11 @@ umask 077
 state_dir=/var/lib/shortcircuit
 mkdir -p "$state_dir"
 pending="$state_dir/restart-pending.$service"
-lock="$state_dir/lock.$service"
+take_lock "$state_dir/lock.$service"
 stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
-locked=0
-cleanup() {
-  rm -rf "$stage"
-  if [ "$locked" = 1 ]; then rm -rf "$lock"; fi
-}
-trap cleanup EXIT
-# A lock directory naming its holder: a holder that died (kill -9, power loss) is taken over.
-for _ in $(seq 1 120); do
-  if mkdir "$lock" 2>/dev/null; then
-    echo "$$" >"$lock/pid"
-    locked=1
-    break
-  fi
-  holder="$(cat "$lock/pid" 2>/dev/null || true)"
-  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
-    rm -rf "$lock"
-    continue
-  fi
-  sleep 1
-done
-[ "$locked" = 1 ] || { echo "$step: another run has held $lock for 120 s; not touching $service" >&2; exit 1; }
+cleanup_paths+=("$stage")
 read_files "$stage"
 
-# GNU sync fsyncs the files it is given; BSD sync takes none and flushes everything.
-if sync --help >/dev/null 2>&1; then flush() { sync "$@"; }; else flush() { sync; }; fi
 # Writes $1 (a staged file) to $2 with mode $3, durably, without touching $2 yet.
 write_beside() {
   local tmp

@@ -69,7 +69,15 @@ take_lock() {
     fi
     holder="$(cat "$lock/pid" 2>/dev/null || true)"
     if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
-      rm -rf "$lock"
+      # Of several waiters only one renames the dead holder's lock away; one that finds it has
+      # moved a live lock instead (taken meanwhile) puts it back.
+      if mv "$lock" "$lock.dead.$$" 2>/dev/null; then
+        if [ "$(cat "$lock.dead.$$/pid" 2>/dev/null || true)" = "$holder" ]; then
+          rm -rf "$lock.dead.$$"
+        else
+          mv "$lock.dead.$$" "$lock" 2>/dev/null || rm -rf "$lock.dead.$$"
+        fi
+      fi
       continue
     fi
     sleep 1

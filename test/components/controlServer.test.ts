@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder } from "../support/pulumiMocks";
 
 const timeout = (what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} never resolved`)), 5000));
-import { rawFleet } from "../support/fixtures";
+import { labWithExistingControlHost, rawFleet } from "../support/fixtures";
 import { secretProblems } from "../../stacks/secrets";
 import { formatProblem } from "../../stacks/validate";
 
@@ -143,18 +143,7 @@ describe("stack secrets", () => {
 
 describe("ControlServer on an existing host", () => {
     it("delivers the same files and bootstrap over SSH, with no droplet, volume or reserved IP", async () => {
-        const raw = rawFleet("lab") as Record<string, any>;
-        raw.nodes.push({
-            name: "lab-control-01",
-            site: "lab",
-            role: "standalone",
-            arch: "amd64",
-            os: "debian",
-            lan: { interface: "eth0", address: "192.168.50.3" },
-            tailnet: { address: "100.68.0.3" },
-        });
-        raw.controlServer.host = { kind: "existing", host: "lab-control-01" };
-        const run = await runProgramUnderMocks({ stack: "lab" }, raw);
+        const run = await runProgramUnderMocks({ stack: "lab" }, labWithExistingControlHost());
         expect(run.error).toBeUndefined();
         expect(run.recorder.resources.filter((resource) => resource.type.startsWith("digitalocean:"))).toEqual([]);
         for (const step of ["control-headscale-secrets", "control-bootstrap", "control-headscale-files", "control-nebula-files", "control-health"]) {

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FleetPlan } from "../../components/plan";
@@ -9,7 +9,7 @@ import { remoteScript } from "../../components/remote/scripts";
 import { versions } from "../../components/versions";
 import type { Fleet } from "../../stacks/schema";
 import { validateFleet } from "../../stacks/validate";
-import { rawFleet, type Raw } from "../support/fixtures";
+import { labWithExistingControlHost, type Raw } from "../support/fixtures";
 import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "./labFleet";
 
 /*
@@ -66,17 +66,8 @@ WantedBy=multi-user.target
 const START_VERBS = new Set(["start", "restart", "try-restart", "reload-or-restart", "force-reload"]);
 
 function labConfig(): Raw {
-    const raw: Raw = rawFleet("lab");
-    raw.nodes.push({
-        name: CONTROL,
-        site: "lab",
-        role: "standalone",
-        arch: "amd64",
-        os: "debian",
-        lan: { interface: "eth0", address: "192.168.50.3" },
-        tailnet: { address: "100.68.0.3" },
-    });
-    raw.controlServer.host = { kind: "existing", host: CONTROL };
+    const raw: Raw = labWithExistingControlHost();
+    expect(raw.controlServer.host.host).toBe(CONTROL);
     raw.sites[0].lan = `${BRIDGE_PREFIX}.0/24`;
     for (const node of raw.nodes) {
         node.lan.address = `${BRIDGE_PREFIX}.${LAN_OCTET[node.name]}`;
@@ -634,6 +625,18 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         return found.payloads;
     };
 
+    // A running Headscale's data, there before the program's first run on this host (adoption).
+    const existingData: Record<string, Buffer> = {
+        "/var/lib/headscale/db.sqlite": randomBytes(64 * 1024),
+        "/var/lib/headscale/noise_private.key": Buffer.from(`privkey:${"3d".repeat(32)}\n`),
+        "/var/lib/headscale/derp_server_private.key": Buffer.from(`privkey:${"4e".repeat(32)}\n`),
+    };
+    beforeAll(() => {
+        for (const [file, bytes] of Object.entries(existingData)) {
+            fs.writeFileSync(on(CONTROL, file), bytes, { mode: 0o600 });
+        }
+    });
+
     it("plans a bootstrap that mounts nothing and starts nothing, then Headscale's files and Nebula's", () => {
         expect(parsePayload(planA.control.bootstrapPayload)).toEqual({
             params: { VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, START: "no" },
@@ -772,6 +775,12 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         expect(fleet.toolInvocations(CONTROL, "curl")).toHaveLength(2);
         // An unchanged key still gets its owner.
         expect(fleet.toolState(CONTROL).owners["/etc/headscale/noise_private.key"]).toEqual({ owner: "headscale:headscale", recursive: false });
+    });
+
+    it("keeps the Headscale data that was there before the first run byte for byte", () => {
+        for (const [file, bytes] of Object.entries(existingData)) {
+            expect([file, fs.readFileSync(on(CONTROL, file)).equals(bytes)]).toEqual([file, true]);
+        }
     });
 
     it("health: asks Headscale's /health on the loopback under its own name", async () => {
