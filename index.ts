@@ -21,13 +21,13 @@ const credentials = { privateKey: secrets.sshPrivateKey };
 
 // --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------
 const needs = identityRequirements(fleet);
-const nebulaPki = new NebulaPki("nebula", { fleet, members: needs.nebulaMembers });
+const nebulaPki = new NebulaPki("nebula", { fleet, members: needs.nebulaMembers, existingCa: secrets.nebulaCa });
 const relayCerts = Object.fromEntries(needs.selfSignedRelays.map((relay) => [relay.host, new RelayCertificate(`derp-${relay.host}-tls`, { hostname: relay.hostname })]));
 
 const plan = planFleet(
     fleet,
     {
-        nebulaCaCertPem: nebulaPki.caCertPem,
+        nebulaCaCertPem: nebulaPki.trustBundlePem,
         nebula: nebulaPki.identities,
         headscaleNoiseKey: secrets.headscaleNoiseKey,
         derpKey: secrets.derpKey,
@@ -72,7 +72,10 @@ export const rollout = plan.k3sNodes.map((node) => node.name);
  */
 export const k3sConfigSha256: Record<string, string> = Object.fromEntries(plan.k3sNodes.map((node) => [node.name, node.configSha256]));
 
+/** The CA that signs the hosts' certificates. */
 export const nebulaCaFingerprint = nebulaPki.caFingerprint;
+/** Every CA the hosts' ca.crt holds (with fingerprints), the signer and the rotation stage ("none", "trust", "sign"). */
+export const nebulaCaTrust = nebulaPki.caTrust;
 export const nebulaCaExpiry = nebulaPki.caNotAfter;
 /** Member → ISO expiry of its Nebula certificate. */
 export const nebulaCertExpiry = nebulaPki.certExpiry;

@@ -30,6 +30,7 @@ export function identityRequirements(fleet: Fleet): IdentityRequirements {
 }
 
 export interface FleetIdentities<V> {
+    /** Every Nebula host's ca.crt: the trust bundle (the signing CA, or both CAs during a rotation). */
     nebulaCaCertPem: V;
     /** Member name → its certificate and key. */
     nebula: Readonly<Record<string, NebulaIdentityValues<V>>>;

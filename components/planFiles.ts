@@ -47,7 +47,7 @@ export function throwawayPlan(fleet: Fleet, options: RenderOptions): { plan: Fle
     const plan = planFleet(
         fleet,
         {
-            nebulaCaCertPem: pki.ca.certPem,
+            nebulaCaCertPem: pki.trustBundlePem,
             nebula: Object.fromEntries(pki.members),
             headscaleNoiseKey: `privkey:${derive("noise")}`,
             derpKey: `privkey:${derive("derp")}`,

@@ -91,3 +91,44 @@ export function sshHost(fleet: Fleet, node: FleetNode): string {
 export function nodeByName(fleet: Fleet, name: string): FleetNode | undefined {
     return fleet.nodes.find((node) => node.name === name);
 }
+
+/** A Nebula CA: the operator's (stack secrets) or one the program made, by generation. */
+export type NebulaCaRef = { kind: "existing" } | { kind: "generated"; generation: number };
+
+/** Which CA signs host certificates, which CAs every host trusts (ca.crt, in this order), and how far a rotation is. */
+export interface NebulaCaPlan {
+    signer: NebulaCaRef;
+    /** The retiring CA first, then the new one; one entry outside a rotation. */
+    trusted: NebulaCaRef[];
+    stage: "none" | "trust" | "sign";
+}
+
+type NebulaPkiConfig = Fleet["overlays"]["nebula"]["pki"];
+
+export function nebulaCaRefEquals(a: NebulaCaRef, b: NebulaCaRef): boolean {
+    return a.kind === b.kind && (a.kind === "existing" || (b.kind === "generated" && a.generation === b.generation));
+}
+
+/** `existing`, or `generation <n>`: how messages and stack outputs name a CA. */
+export function nebulaCaLabel(ref: NebulaCaRef): string {
+    return ref.kind === "existing" ? "existing" : `generation ${ref.generation}`;
+}
+
+export function nebulaCaPlan(pki: NebulaPkiConfig): NebulaCaPlan {
+    const target: NebulaCaRef = pki.ca === "existing" ? { kind: "existing" } : { kind: "generated", generation: pki.caGeneration };
+    if (!pki.rotation) {
+        return { signer: target, trusted: [target], stage: "none" };
+    }
+    const from: NebulaCaRef = pki.rotation.from === "existing" ? { kind: "existing" } : { kind: "generated", generation: pki.rotation.from };
+    return { signer: pki.rotation.stage === "trust" ? from : target, trusted: [from, target], stage: pki.rotation.stage };
+}
+
+/** Whether the run needs the operator's CA from shortcircuit:nebulaCaCert and shortcircuit:nebulaCaKey. */
+export function usesExistingNebulaCa(pki: NebulaPkiConfig): boolean {
+    return nebulaCaPlan(pki).trusted.some((ref) => ref.kind === "existing");
+}
+
+/** The generations of program-made CAs the run needs (each a protected key in state). */
+export function generatedNebulaCaGenerations(pki: NebulaPkiConfig): number[] {
+    return nebulaCaPlan(pki).trusted.flatMap((ref) => (ref.kind === "generated" ? [ref.generation] : []));
+}

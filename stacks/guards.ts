@@ -1,4 +1,4 @@
-import { addressOn, flannelPath, isK3sNode, nodeIpPath, sshPath } from "./fleet";
+import { addressOn, flannelPath, generatedNebulaCaGenerations, isK3sNode, nebulaCaPlan, nebulaCaRefEquals, nodeIpPath, sshPath } from "./fleet";
 import {
     TAILNET_SUPERNET,
     isNetworkOrBroadcast,
@@ -427,7 +427,22 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
 function checkNebula(fleet: Fleet, problems: ProblemList): void {
     const nebula = fleet.overlays.nebula;
     const pki = nebula.pki;
-    if (pki.certValidityDays > pki.caValidityDays) {
+    const pkiPath = `${ROOT}.overlays.nebula.pki`;
+    const cas = nebulaCaPlan(pki);
+    const generated = generatedNebulaCaGenerations(pki);
+    if (cas.trusted.length === 2 && nebulaCaRefEquals(cas.trusted[0], cas.trusted[1])) {
+        const target = pki.ca === "existing" ? 'ca "existing"' : `caGeneration ${pki.caGeneration}`;
+        problems.error(`${pkiPath}.rotation.from`, `is the CA the rotation goes to (${target}): name the CA being retired, and the new one in ca/caGeneration`);
+    }
+    for (const key of ["fromCaIssuedOn", "fromCaValidityDays"] as const) {
+        if (pki.rotation?.from === "existing" && pki.rotation[key] !== undefined) {
+            problems.error(`${pkiPath}.rotation.${key}`, "applies only when rotation.from is a generation: the existing CA's dates come from its certificate");
+        }
+    }
+    if (generated.length > 0 && pki.caIssuedOn === undefined) {
+        problems.error(`${pkiPath}.caIssuedOn`, `required while the program makes a CA (ca "generated", or rotation.from a generation number): it is that CA certificate's notBefore`);
+    }
+    if (generated.length > 0 && pki.certValidityDays > pki.caValidityDays) {
         problems.error(
             `${ROOT}.overlays.nebula.pki.certValidityDays`,
             `${pki.certValidityDays} days is longer than the CA's ${pki.caValidityDays}: a host certificate must expire before its CA`,
@@ -471,6 +486,9 @@ const LAST_REPRESENTABLE = Date.UTC(9999, 11, 31, 23, 59, 59);
 function checkNebulaDates(fleet: Fleet, problems: ProblemList, now: Date): void {
     const pki = fleet.overlays.nebula.pki;
     const path = `${ROOT}.overlays.nebula.pki`;
+    if (pki.caIssuedOn === undefined) {
+        return;
+    }
     const issued = Date.parse(`${pki.caIssuedOn}T00:00:00Z`);
     if (issued > now.getTime() + FUTURE_GRACE_DAYS * DAY_MS) {
         problems.error(

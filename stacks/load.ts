@@ -1,4 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
+import { nebulaMembers } from "../components/nebula/config";
+import { existingCaProblems } from "../components/nebula/existingCa";
+import type { NebulaCaMaterial } from "../components/nebula/issuance";
+import { usesExistingNebulaCa } from "./fleet";
+import type { Problem } from "./guards";
 import type { Fleet } from "./schema";
 import { plaintextSecretProblems, secretProblems } from "./secrets";
 import { formatProblem, validateFleet } from "./validate";
@@ -17,6 +22,8 @@ export interface StackSecrets {
     headscaleNoiseKey: pulumi.Output<string>;
     /** The embedded DERP server's key, `privkey:<64 hex>`, different from the noise key. */
     derpKey: pulumi.Output<string>;
+    /** The operator's Nebula CA (nebulaCaCert, nebulaCaKey), read only when `overlays.nebula.pki` uses the existing CA. */
+    nebulaCa?: pulumi.Output<NebulaCaMaterial>;
 }
 
 export interface LoadedStack {
@@ -74,7 +81,7 @@ export function loadStack(): LoadedStack {
     const plaintext = plaintextSecretProblems(
         (key) => pulumi.runtime.getConfig(`shortcircuit:${key}`) !== undefined && !isConfigSecret(`shortcircuit:${key}`),
     );
-    const problems = [...result.problems, ...plaintext, ...secretProblems(rawSecrets)];
+    const problems = [...result.problems, ...plaintext, ...secretProblems(rawSecrets), ...(result.fleet ? nebulaCaSecretProblems(result.fleet) : [])];
     // Every problem, config and secrets alike, fails the run before any resource is declared,
     // so invalid config never reaches a host.
     const errors = problems.filter((problem) => problem.severity === "error");
@@ -92,6 +99,31 @@ export function loadStack(): LoadedStack {
             sshPrivateKey: config.getSecret("sshPrivateKey"),
             headscaleNoiseKey: config.requireSecret("headscaleNoiseKey"),
             derpKey: config.requireSecret("derpKey"),
+            nebulaCa: usesExistingNebulaCa(result.fleet.overlays.nebula.pki)
+                ? pulumi.secret(pulumi.all([config.requireSecret("nebulaCaCert"), config.requireSecret("nebulaCaKey")]).apply(([certPem, keyPem]) => ({ certPem, keyPem })))
+                : undefined,
         },
     };
+}
+
+const NEBULA_CA_KEYS = ["nebulaCaCert", "nebulaCaKey"] as const;
+
+/**
+ * The operator's CA is read (and checked: a CA, unexpired, its key, able to sign every member)
+ * only when the fleet uses it; set while unused, it is only a warning.
+ */
+function nebulaCaSecretProblems(fleet: Fleet): Problem[] {
+    if (!usesExistingNebulaCa(fleet.overlays.nebula.pki)) {
+        return NEBULA_CA_KEYS.filter((key) => pulumi.runtime.getConfig(`shortcircuit:${key}`) !== undefined).map((key) => ({
+            path: `shortcircuit:${key}`,
+            message: 'is set but unused: overlays.nebula.pki uses no existing CA (ca "existing" or rotation.from "existing")',
+            severity: "warning" as const,
+        }));
+    }
+    const read = (key: (typeof NEBULA_CA_KEYS)[number]): string | undefined => pulumi.runtime.getConfig(`shortcircuit:${key}`);
+    return existingCaProblems(read("nebulaCaCert"), read("nebulaCaKey"), nebulaMembers(fleet), new Date()).map(({ key, message }) => ({
+        path: `shortcircuit:${key}`,
+        message,
+        severity: "error" as const,
+    }));
 }

@@ -152,7 +152,32 @@ const CA_NAME_MAX_BYTES = NEBULA_MAX_NAME_BYTES - Buffer.byteLength(THROWAWAY_CA
 /** A century: longer than any certificate should live, short enough that no date overflows. */
 export const MAX_VALIDITY_DAYS = 36500;
 
+/** Where the CA that signs host certificates comes from: the program's own key, or the operator's (stack secrets). */
+export const NebulaCaSourceSchema = z.enum(["generated", "existing"]);
+/** A CA generation the program made: 1 is the key `nebula-ca-key`, n ≥ 2 is `nebula-ca-key-g<n>`. */
+const CaGenerationSchema = z.number().int().min(1).max(99);
+
+/**
+ * A rotation from one CA to the one `ca`/`caGeneration` name, without a gap: stage "trust" puts
+ * both CAs in every host's ca.crt and still signs with the old one; "sign" signs with the new
+ * one, both still trusted; removing `rotation` trusts the new CA alone.
+ */
+const NebulaRotationSchema = z.strictObject({
+    /** The CA being retired: "existing" (the stack secrets) or the generation number of a CA the program made. */
+    from: z.union([z.literal("existing"), CaGenerationSchema], 'must be "existing" or the generation number (1, 2, …) of a CA the program made'),
+    stage: z.enum(["trust", "sign"]),
+    /** The retiring generation's caIssuedOn, when the new one moves it (default: pki.caIssuedOn); it must stay what it was. */
+    fromCaIssuedOn: calendarDate.optional(),
+    /** The retiring generation's caValidityDays, when the new one changes it (default: pki.caValidityDays). */
+    fromCaValidityDays: z.number().int().min(30).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).optional(),
+});
+
 const NebulaPkiSchema = z.strictObject({
+    /** "existing": the CA from the stack secrets shortcircuit:nebulaCaCert and shortcircuit:nebulaCaKey signs host certificates. */
+    ca: NebulaCaSourceSchema.default("generated"),
+    /** Which CA the program makes when `ca` is "generated"; raise it (with a rotation) to replace the CA. */
+    caGeneration: CaGenerationSchema.default(1),
+    rotation: NebulaRotationSchema.optional(),
     caName: z
         .string()
         .superRefine((value, ctx) => {
@@ -165,8 +190,8 @@ const NebulaPkiSchema = z.strictObject({
             }
         })
         .default("shortcircuit"),
-    /** The CA certificate's notBefore (UTC date). Changing it re-signs the CA with the same key. */
-    caIssuedOn: calendarDate,
+    /** A generated CA certificate's notBefore (UTC date); required while the program makes a CA. Changing it re-signs the CA with the same key. */
+    caIssuedOn: calendarDate.optional(),
     /** Bounded so notBefore + validity stays a real date (guards check the sum). */
     caValidityDays: z.number().int().min(30).max(MAX_VALIDITY_DAYS, `must be at most ${MAX_VALIDITY_DAYS} days (a century)`).default(3650),
     /** Host certificates' lifetime; must fit inside the CA's. */

@@ -14,7 +14,7 @@ export interface RawSecrets {
 }
 
 /** Every config key the program reads as a secret (stacks/load.ts); none may be stored in plaintext. */
-export const SECRET_CONFIG_KEYS = ["k3sToken", "headscaleNoiseKey", "derpKey", "sshPrivateKey"] as const;
+export const SECRET_CONFIG_KEYS = ["k3sToken", "headscaleNoiseKey", "derpKey", "sshPrivateKey", "nebulaCaCert", "nebulaCaKey"] as const;
 export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 
 /**

@@ -895,6 +895,24 @@ export function parseNebulaCert(pem: string): ParsedNebulaCert {
   };
 }
 
+/**
+ * Every certificate in a PEM bundle (a ca.crt holding several CAs, which nebula accepts), in
+ * order. Throws on malformed input, on a block that is not a certificate, or on no block at all.
+ */
+export function parseNebulaCertBundle(pem: string): ParsedNebulaCert[] {
+  const blocks = pemBlocks(pem);
+  if (blocks.length === 0) throw new Error(`expected ${NEBULA_PEM_TYPES.certificate} PEM blocks, found none`);
+  return blocks.map((block) => {
+    if (block.type !== NEBULA_PEM_TYPES.certificate) throw new Error(`expected ${NEBULA_PEM_TYPES.certificate} PEM blocks, found ${block.type}`);
+    const cert = decodeNebulaCert(block.bytes);
+    return {
+      ...describeNebulaCertDetails(cert.details),
+      signature: Buffer.from(cert.signature).toString("hex"),
+      fingerprint: rawFingerprint(cert).toString("hex"),
+    };
+  });
+}
+
 /** Hex sha256 of the (re-encoded) certificate, as `nebula-cert print` shows it. */
 export function nebulaCertFingerprint(pem: string): string {
   return rawFingerprint(decodeCertPem(pem)).toString("hex");

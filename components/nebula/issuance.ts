@@ -8,6 +8,7 @@ import {
     signNebulaHostCert,
 } from "./cert";
 import type { NebulaMember } from "./config";
+import { nebulaCaPlan, nebulaCaRefEquals, type NebulaCaRef } from "../../stacks/fleet";
 import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
 
 /*
@@ -85,6 +86,27 @@ export interface CaPolicy {
     caValidityDays: number;
 }
 
+type PkiConfig = Fleet["overlays"]["nebula"]["pki"];
+
+/**
+ * The name and dates of the CA the program makes for `generation`: the config's, except for the
+ * generation a rotation retires, which keeps its own (rotation.fromCaIssuedOn/fromCaValidityDays)
+ * so its certificate, and the fingerprint hosts' certificates name as issuer, stay what they were.
+ */
+export function generatedCaPolicy(pki: PkiConfig, generation: number): CaPolicy {
+    const retiring = pki.rotation !== undefined && pki.rotation.from === generation;
+    const caIssuedOn = (retiring ? pki.rotation?.fromCaIssuedOn : undefined) ?? pki.caIssuedOn;
+    if (caIssuedOn === undefined) {
+        throw new Error("overlays.nebula.pki.caIssuedOn is required for a CA the program makes (validation should have rejected it)");
+    }
+    return { caName: pki.caName, caIssuedOn, caValidityDays: (retiring ? pki.rotation?.fromCaValidityDays : undefined) ?? pki.caValidityDays };
+}
+
+/** A trust bundle (ca.crt with several CAs, which nebula accepts): the PEMs concatenated, each ending in a newline. */
+export function nebulaTrustBundle(certPems: readonly string[]): string {
+    return certPems.map((pem) => (pem.endsWith("\n") ? pem : `${pem}\n`)).join("");
+}
+
 /**
  * The CA certificate for a 32-byte Ed25519 seed. Its validity comes from config
  * (`caIssuedOn` + `caValidityDays`), so the same key always yields the same certificate.
@@ -147,7 +169,10 @@ export interface MemberIdentity {
 
 export interface ThrowawayPki {
     seedHex: string;
+    /** The signing CA. */
     ca: NebulaCaMaterial;
+    /** What every host's ca.crt holds: the signing CA, or both CAs of a rotation. */
+    trustBundlePem: string;
     members: Map<string, MemberIdentity>;
 }
 
@@ -155,9 +180,21 @@ function derive(seed: Buffer, label: string): Buffer {
     return Buffer.from(hkdfSync("sha256", seed, Buffer.alloc(0), `shortcircuit-render:${label}`, 32));
 }
 
+/** A throwaway stand-in for one CA of the plan; generation 1 keeps the label render always used. */
+function throwawayCa(seed: Buffer, pki: PkiConfig, ref: NebulaCaRef, now: Date): NebulaCaMaterial {
+    if (ref.kind === "generated") {
+        const policy = generatedCaPolicy(pki, ref.generation);
+        return caFromSeed(derive(seed, ref.generation === 1 ? "ca" : `ca-g${ref.generation}`), { ...policy, caName: `${pki.caName}${THROWAWAY_CA_SUFFIX}` });
+    }
+    // The operator's CA is a stack secret render never reads: a stand-in valid from today's UTC day.
+    const today = new Date(Math.floor(now.getTime() / (DAY_SECONDS * 1000)) * DAY_SECONDS * 1000).toISOString().slice(0, 10);
+    return caFromSeed(derive(seed, "ca-existing"), { caName: `existing CA${THROWAWAY_CA_SUFFIX}`, caIssuedOn: today, caValidityDays: pki.caValidityDays });
+}
+
 /**
  * A CA and keys for offline review only: derived from a seed so the same seed and inputs
- * reproduce every byte. The real CA and keys live in Pulumi state and never leave it.
+ * reproduce every byte. The real CA and keys live in Pulumi state and never leave it. A plan
+ * with an existing CA or a rotation gets a throwaway stand-in for every CA it names.
  */
 export function throwawayPki(fleet: Fleet, members: readonly NebulaMember[], now: Date, seedHex?: string): ThrowawayPki {
     const seed = seedHex ? Buffer.from(seedHex, "hex") : randomBytes(32);
@@ -165,12 +202,17 @@ export function throwawayPki(fleet: Fleet, members: readonly NebulaMember[], now
         throw new Error("the PKI seed must be 64 hex characters");
     }
     const pki = fleet.overlays.nebula.pki;
-    const ca = caFromSeed(derive(seed, "ca"), { ...pki, caName: `${pki.caName}${THROWAWAY_CA_SUFFIX}` });
+    const plan = nebulaCaPlan(pki);
+    const trusted = plan.trusted.map((ref) => ({ ref, material: throwawayCa(seed, pki, ref, now) }));
+    const ca = trusted.find((each) => nebulaCaRefEquals(each.ref, plan.signer))?.material;
+    if (!ca) {
+        throw new Error("the signing CA is not among the trusted ones");
+    }
     const identities = new Map<string, MemberIdentity>();
     for (const member of members) {
         const keyPem = x25519KeyPemFromBytes(derive(seed, `host:${member.name}`));
         const certPem = issueMemberCert(ca, member, nebulaHostPublicKeyPem(keyPem), pki, now);
         identities.set(member.name, { certPem, keyPem });
     }
-    return { seedHex: seed.toString("hex"), ca, members: identities };
+    return { seedHex: seed.toString("hex"), ca, trustBundlePem: nebulaTrustBundle(trusted.map((each) => each.material.certPem)), members: identities };
 }

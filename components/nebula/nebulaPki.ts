@@ -1,14 +1,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { nebulaHostPublicKeyPem, parseNebulaCert } from "./cert";
+import { nebulaCaLabel, nebulaCaPlan, nebulaCaRefEquals, type NebulaCaPlan, type NebulaCaRef } from "../../stacks/fleet";
 import {
     caFromSeed,
     caValidity,
     certExpiryStatus,
     certValidityAt,
     ed25519SeedFromPkcs8,
+    generatedCaPolicy,
     issueMemberCert,
+    nebulaTrustBundle,
     x25519KeyPemFromBytes,
+    type NebulaCaMaterial,
     type ValidityPolicy,
 } from "./issuance";
 import type { NebulaMember } from "./config";
@@ -24,12 +28,14 @@ import type { Fleet } from "../../stacks/schema";
  */
 
 export interface NebulaPkiArgs {
-    /** The validated fleet: CA name, issue date and validity policy come from `overlays.nebula.pki`. */
+    /** The validated fleet: which CAs, their names and dates and the validity policy come from `overlays.nebula.pki`. */
     fleet: Fleet;
     /** Every member that gets a certificate (from nebulaMembers()). */
     members: readonly NebulaMember[];
     /** The clock certificates are issued against; the real time unless a test pins it. */
     now?: Date;
+    /** The operator's CA (stack secrets nebulaCaCert/nebulaCaKey); required when the fleet uses the existing CA. */
+    existingCa?: pulumi.Input<NebulaCaMaterial>;
 }
 
 /** A member's identity as delivered. `keyPem` is secret. */
@@ -39,12 +45,38 @@ export interface NebulaIdentity {
     notAfter: pulumi.Output<string>;
 }
 
+/** One CA every host trusts, as the stack outputs show it. */
+export interface TrustedNebulaCa {
+    /** "existing" or "generation <n>". */
+    ca: string;
+    fingerprint: string;
+    notAfter: string;
+}
+
+/** Which CAs the fleet trusts and which one signs; `stage` is the rotation's ("none" outside one). */
+export interface NebulaCaTrust {
+    stage: NebulaCaPlan["stage"];
+    signer: string;
+    trusted: TrustedNebulaCa[];
+}
+
+/** The state name of generation n's CA key: `<name>-ca-key` for the first (as it always was), `<name>-ca-key-g<n>` after. */
+export function caKeyResourceName(name: string, generation: number): string {
+    return generation === 1 ? `${name}-ca-key` : `${name}-ca-key-g${generation}`;
+}
+
 export class NebulaPki extends pulumi.ComponentResource {
-    /** The CA key (protected); exposed so tests and the composition root can see its options. */
-    public readonly caKey: tls.PrivateKey;
+    /** The program-made CA keys the run uses (protected), by generation. */
+    public readonly caKeys: Readonly<Record<number, tls.PrivateKey>>;
+    /** The signing CA's key when the program made it; undefined when the existing CA signs. */
+    public readonly caKey: tls.PrivateKey | undefined;
+    /** The signing CA's certificate (never the bundle: validity, fingerprint and expiry are its). */
     public readonly caCertPem: pulumi.Output<string>;
+    /** What every host's ca.crt holds: the signing CA, or both CAs during a rotation. */
+    public readonly trustBundlePem: pulumi.Output<string>;
     public readonly caFingerprint: pulumi.Output<string>;
     public readonly caNotAfter: pulumi.Output<string>;
+    public readonly caTrust: pulumi.Output<NebulaCaTrust>;
     public readonly identities: Record<string, NebulaIdentity>;
     /** Member name → ISO expiry of the certificate this run issues. */
     public readonly certExpiry: pulumi.Output<Record<string, string>>;
@@ -54,14 +86,43 @@ export class NebulaPki extends pulumi.ComponentResource {
         const pki = args.fleet.overlays.nebula.pki;
         const now = args.now ?? new Date();
         const policy: ValidityPolicy = { certValidityDays: pki.certValidityDays, renewBeforeDays: pki.renewBeforeDays };
+        const plan = nebulaCaPlan(pki);
 
-        this.caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "ED25519" }, { parent: this, protect: true });
-        const ca = this.caKey.privateKeyPemPkcs8.apply((pem) => caFromSeed(ed25519SeedFromPkcs8(pem), pki));
-        // The CA certificate is public; only its key is secret.
-        this.caCertPem = pulumi.unsecret(ca.apply((material) => material.certPem));
+        const caKeys: Record<number, tls.PrivateKey> = {};
+        const material = (ref: NebulaCaRef): pulumi.Output<NebulaCaMaterial> => {
+            if (ref.kind === "existing") {
+                if (args.existingCa === undefined) {
+                    throw new Error("the fleet uses the existing Nebula CA but none was given (stack secrets nebulaCaCert and nebulaCaKey)");
+                }
+                return pulumi.output(args.existingCa);
+            }
+            const key = new tls.PrivateKey(caKeyResourceName(name, ref.generation), { algorithm: "ED25519" }, { parent: this, protect: true });
+            caKeys[ref.generation] = key;
+            return key.privateKeyPemPkcs8.apply((pem) => caFromSeed(ed25519SeedFromPkcs8(pem), generatedCaPolicy(pki, ref.generation)));
+        };
+        const trusted = plan.trusted.map((ref) => ({ ref, material: material(ref) }));
+        const signer = trusted.find((each) => nebulaCaRefEquals(each.ref, plan.signer));
+        if (!signer) {
+            throw new Error("the signing Nebula CA is not among the trusted ones");
+        }
+        const ca = signer.material;
+        this.caKeys = caKeys;
+        this.caKey = plan.signer.kind === "generated" ? caKeys[plan.signer.generation] : undefined;
+        // CA certificates are public; only their keys are secret.
+        this.caCertPem = pulumi.unsecret(ca.apply((each) => each.certPem));
+        const trustedCerts = pulumi.unsecret(pulumi.all(trusted.map((each) => each.material.apply((m) => m.certPem))));
+        this.trustBundlePem = trustedCerts.apply(nebulaTrustBundle);
         const parsedCa = this.caCertPem.apply(parseNebulaCert);
         this.caFingerprint = parsedCa.apply((parsed) => parsed.fingerprint);
         this.caNotAfter = parsedCa.apply((parsed) => parsed.notAfter.toISOString());
+        this.caTrust = trustedCerts.apply((pems) => ({
+            stage: plan.stage,
+            signer: nebulaCaLabel(plan.signer),
+            trusted: pems.map((pem, index) => {
+                const parsed = parseNebulaCert(pem);
+                return { ca: nebulaCaLabel(plan.trusted[index]), fingerprint: parsed.fingerprint, notAfter: parsed.notAfter.toISOString() };
+            }),
+        }));
 
         this.identities = {};
         const expiries: Record<string, pulumi.Output<string>> = {};
@@ -69,7 +130,7 @@ export class NebulaPki extends pulumi.ComponentResource {
             const hostKey = new tls.PrivateKey(`${name}-key-${member.name}`, { algorithm: "ED25519" }, { parent: this });
             const keyPem = hostKey.privateKeyPemPkcs8.apply((pem) => x25519KeyPemFromBytes(ed25519SeedFromPkcs8(pem)));
             const certPem = pulumi.unsecret(
-                pulumi.all([ca, keyPem]).apply(([material, key]) => issueMemberCert(material, member, nebulaHostPublicKeyPem(key), policy, now)),
+                pulumi.all([ca, keyPem]).apply(([signing, key]) => issueMemberCert(signing, member, nebulaHostPublicKeyPem(key), policy, now)),
             );
             const notAfter = certPem.apply((pem) => parseNebulaCert(pem).notAfter.toISOString());
             this.identities[member.name] = { certPem, keyPem: pulumi.secret(keyPem), notAfter };
@@ -78,7 +139,14 @@ export class NebulaPki extends pulumi.ComponentResource {
         this.certExpiry = pulumi.output(expiries);
 
         this.caCertPem.apply((caCertPem) => reportExpiry(caCertPem, args.members, policy, now));
-        this.registerOutputs({ caCertPem: this.caCertPem, caFingerprint: this.caFingerprint, caNotAfter: this.caNotAfter, certExpiry: this.certExpiry });
+        this.registerOutputs({
+            caCertPem: this.caCertPem,
+            trustBundlePem: this.trustBundlePem,
+            caFingerprint: this.caFingerprint,
+            caNotAfter: this.caNotAfter,
+            caTrust: this.caTrust,
+            certExpiry: this.certExpiry,
+        });
     }
 }
 

@@ -3,6 +3,7 @@ import {
     caFromSeed,
     certExpiryStatus,
     certValidityAt,
+    generatedCaPolicy,
     issueMemberCert,
     x25519KeyPemFromBytes,
 } from "../../components/nebula/issuance";
@@ -56,11 +57,11 @@ describe("certificate validity cycles", () => {
 describe("issuing from state-held keys", () => {
     const fleet = validFleet("lab");
     const members = nebulaMembers(fleet);
-    const caMaterial = caFromSeed(Buffer.alloc(32, 7), fleet.overlays.nebula.pki);
+    const caMaterial = caFromSeed(Buffer.alloc(32, 7), generatedCaPolicy(fleet.overlays.nebula.pki, 1));
     const hostKey = x25519KeyPemFromBytes(Buffer.alloc(32, 9));
 
     it("derives the CA certificate from the key and config alone", () => {
-        expect(caFromSeed(Buffer.alloc(32, 7), fleet.overlays.nebula.pki)).toEqual(caMaterial);
+        expect(caFromSeed(Buffer.alloc(32, 7), generatedCaPolicy(fleet.overlays.nebula.pki, 1))).toEqual(caMaterial);
         const parsed = parseNebulaCert(caMaterial.certPem);
         expect(parsed).toMatchObject({ name: "shortcircuit-lab", isCA: true, notBefore: at("2026-11-01T00:00:00Z") });
         expect(parsed.notAfter.getTime() - parsed.notBefore.getTime()).toBe(3650 * DAY);
@@ -79,7 +80,7 @@ describe("issuing from state-held keys", () => {
 describe("expiry messages", () => {
     const fleet = validFleet("lab");
     const members = nebulaMembers(fleet);
-    const caPem = caFromSeed(Buffer.alloc(32, 7), fleet.overlays.nebula.pki).certPem;
+    const caPem = caFromSeed(Buffer.alloc(32, 7), generatedCaPolicy(fleet.overlays.nebula.pki, 1)).certPem;
 
     it("says nothing mid-cycle", () => {
         expect(expiryMessages(caPem, members, policy, at("2026-12-01T00:00:00Z"))).toEqual({ warnings: [], errors: [] });
