@@ -27,7 +27,7 @@ echo "setup: node $(node --version)"
 
 # Debian tools used by the real-tool tests: nebula-cert and nebula, ip netns, ping, sshd and ssh
 # for the lab test hosts, nft to block direct UDP in the tailnet test, openssl for its test CA,
-# shellcheck, which checks every shell script the project runs, and etcd-server, the store of the
+# the shellcheck linter for every shell script the project runs, and etcd-server, the store of the
 # end-to-end suite's real kube-apiserver.
 debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck etcd-server)
 missing=()
