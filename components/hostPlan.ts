@@ -66,6 +66,10 @@ export interface Delivery<V> {
     checkPort?: number;
     /** ...and bring up this link. */
     checkInterface?: string;
+    /** Files the service re-reads on reload (systemd ExecReload): a change to only these reloads it. */
+    reloadPaths?: string[];
+    /** A Nebula certificate among reloadPaths: a reload is enough only if its addresses did not move. */
+    nebulaCert?: string;
     /** What the two steps read on stdin (remote/deliver-files.sh). */
     payloads: { secret: V; public: V; secretSha256: V };
 }
@@ -108,6 +112,8 @@ function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeout
         PRECHECK_NEBULA_CONFIG: spec.precheckNebulaConfig?.name ?? "",
         CHECK_PORT: spec.checkPort === undefined ? "" : String(spec.checkPort),
         CHECK_INTERFACE: spec.checkInterface ?? "",
+        RELOAD_PATHS: (spec.reloadPaths ?? []).join(" "),
+        NEBULA_CERT: spec.nebulaCert ?? "",
     };
 }
 

@@ -7,7 +7,9 @@
 # the Nebula config to pass `nebula -test` with the new files before anything is installed, or
 # empty), CHECK_PORT (a
 # local TCP port the service must answer on, or empty), CHECK_INTERFACE (a link the service
-# must bring up, or empty).
+# must bring up, or empty), RELOAD_PATHS (files the service re-reads on reload: when only these
+# changed it is reloaded, not restarted), NEBULA_CERT (a certificate among them whose addresses
+# must not have moved for a reload).
 #
 # Keys never go live alone: the secret step stages them beside their target
 # (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
@@ -184,12 +186,38 @@ healthy() {
   return 1
 }
 
-if restart_service && healthy; then
+# The addresses a Nebula certificate carries, as nebula-cert prints them.
+cert_ips() { nebula-cert print -json -path "$1" | tr -d ' \n' | sed -n 's/.*"ips":\(\[[^]]*\]\).*/\1/p'; }
+# A reload (the unit's ExecReload: SIGHUP) is enough when every changed file is one the daemon
+# re-reads: Nebula takes a new CA bundle, certificate and key without dropping a tunnel (a
+# restart drops them all for a moment, mid CA rotation on every host in turn). Not when the
+# certificate's addresses moved: Nebula refuses such a certificate on reload and runs on with
+# the old one, looking healthy.
+reload_is_enough() {
+  local reloadable path cert
+  reloadable=" $(param RELOAD_PATHS) "
+  cert="$(param NEBULA_CERT)"
+  [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
+  systemctl is-active --quiet "$service" || return 1
+  while read -r path; do
+    case "$reloadable" in *" $path "*) ;; *) return 1 ;; esac
+  done <"$stage/.changed"
+  if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
+    command -v nebula-cert >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
+    [ "$(cert_ips "$cert.previous")" = "$(cert_ips "$cert")" ] || return 1
+  fi
+}
+healthy_on_new_files() {
   rm -f "$pending"
   for secret in $(param SECRET_PATHS); do rm -f "$secret.previous"; done
-  log "restarted $service; it is active and answering"
+  log "$1"
   exit 0
+}
+if reload_is_enough; then
+  if systemctl reload "$service" && healthy; then healthy_on_new_files "reloaded $service (only files it re-reads changed); it is active and answering"; fi
+  log "$service is not healthy after its reload; restarting it"
 fi
+if restart_service && healthy; then healthy_on_new_files "restarted $service; it is active and answering"; fi
 reason="$service is not healthy $(param CHECK_TIMEOUT)s after its restart on the new files"
 if [ -s "$stage/.changed" ]; then
   secrets=" $(param SECRET_PATHS) "

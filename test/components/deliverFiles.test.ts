@@ -67,7 +67,16 @@ interface Delivery {
  * Delivers `files` with the script; the tmpfs contents are persisted to `state` between
  * deliveries so a second run sees what the first wrote.
  */
-function deliver(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart = true, secretFiles: readonly PlannedFile<string>[] = []): Delivery {
+/** Extra delivery settings (reload paths) for the cases that need them. */
+type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: string };
+
+function deliver(
+    service: ServiceManager | "none",
+    files: readonly PlannedFile<string>[],
+    restart = true,
+    secretFiles: readonly PlannedFile<string>[] = [],
+    extras: DeliveryExtras = {},
+): Delivery {
     fs.rmSync(path.join(work, "calls.log"), { force: true });
     const inner = [
         "set -euo pipefail",
@@ -80,7 +89,7 @@ function deliver(service: ServiceManager | "none", files: readonly PlannedFile<s
         `rm -rf "${state}" && mkdir -p "${state}/etc" && cp -a /etc/nebula "${state}/etc/" && mkdir -p "${state}/etc/systemd" && cp -a /etc/systemd/system "${state}/etc/systemd/" && mkdir -p "${state}/var/lib" && cp -a /var/lib/shortcircuit "${state}/var/lib/"`,
         "exit $status",
     ].join("\n");
-    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles));
+    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles, extras));
     const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
         env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
         encoding: "utf8",
@@ -96,7 +105,13 @@ function deliver(service: ServiceManager | "none", files: readonly PlannedFile<s
 }
 
 /** The payload the plan builds for these files: the public step's, or the secret step's. */
-function payloadFor(service: ServiceManager | "none", files: readonly PlannedFile<string>[], restart: boolean, secretFiles: readonly PlannedFile<string>[] = []): string {
+function payloadFor(
+    service: ServiceManager | "none",
+    files: readonly PlannedFile<string>[],
+    restart: boolean,
+    secretFiles: readonly PlannedFile<string>[] = [],
+    extras: DeliveryExtras = {},
+): string {
     if (service === "none") {
         return framedPayload(
             { STEP: "test", SERVICE_MANAGER: "none", SERVICE: "none", PLIST: "", RESTART: "no", CHECK_TIMEOUT: "5", OWNER: "" },
@@ -109,6 +124,7 @@ function payloadFor(service: ServiceManager | "none", files: readonly PlannedFil
         secretFiles: restart ? [...secretFiles] : [...files],
         publicFiles: restart ? [...files] : [],
         checkTimeoutSeconds: 5,
+        ...extras,
     });
     return restart ? planned.payloads.public : planned.payloads.secret;
 }
@@ -220,6 +236,37 @@ describe("the file delivery script", () => {
         expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
         expect(fs.existsSync(delivered("etc/nebula/host.key.previous"))).toBe(false);
         expect(fs.existsSync(delivered("etc/nebula/host.key.shortcircuit-staged"))).toBe(false);
+    });
+
+    it("reloads instead of restarting when only the CA, certificate or key changed, unless the certificate's addresses moved", () => {
+        // Real certificates from nebula-cert: the reload decision reads their addresses.
+        const pki = fs.mkdtempSync(path.join(work, "pki-"));
+        const nebulaCert = (args: string[]): void => {
+            const result = spawnSync("nebula-cert", args, { cwd: pki, encoding: "utf8", timeout: 30_000 });
+            expect(result.status).toBe(0);
+        };
+        nebulaCert(["ca", "-name", "reload-test", "-out-crt", "ca.crt", "-out-key", "ca.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-out-crt", "a.crt", "-out-key", "a.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-groups", "new", "-out-crt", "a2.crt", "-out-key", "a2.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.9/16", "-out-crt", "moved.crt", "-out-key", "moved.key"]);
+        const file = (target: string, name: string): PlannedFile<string> => ({ path: target, content: fs.readFileSync(path.join(pki, name), "utf8"), mode: 0o644 });
+        const ca = file("/etc/nebula/ca.crt", "ca.crt");
+        const extras: DeliveryExtras = { reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"], nebulaCert: "/etc/nebula/host.crt" };
+        expect(deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a.crt")], true, [], extras).status).toBe(0);
+
+        const reloaded = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a2.crt")], true, [], extras);
+        expect(reloaded.status).toBe(0);
+        expect(reloaded.calls).toEqual(["systemctl reload nebula.service"]);
+        expect(reloaded.stdout).toContain("reloaded nebula.service (only files it re-reads changed); it is active and answering");
+
+        // Nebula refuses a certificate whose address moved on reload: that takes a restart.
+        const moved = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], extras);
+        expect(moved.calls).toContain("systemctl restart nebula.service");
+        expect(moved.calls).not.toContain("systemctl reload nebula.service");
+
+        // Any other file (the config) takes a restart too.
+        const reconfigured = deliver(systemd, [{ ...config, content: "tun:\n  mtu: 1280\n" }, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], extras);
+        expect(reconfigured.calls).toContain("systemctl restart nebula.service");
     });
 
     it("restarts through launchd on macOS hosts", () => {
