@@ -160,12 +160,12 @@ export function expiryMessages(caCertPem: string, members: readonly NebulaMember
     switch (status.state) {
         case "expired":
             errors.push(
-                `Nebula CA expired at ${status.notAfter.toISOString()}: no certificate it signs is valid (${names}). Move fleet.overlays.nebula.pki.caIssuedOn forward to re-sign the CA.`,
+                `Nebula CA expired at ${status.notAfter.toISOString()}: no certificate it signs is valid (${names}). Rotate to a new CA through fleet.overlays.nebula.pki.rotation (README: Rotating the Nebula CA); re-signing this one would change its fingerprint and split the mesh.`,
             );
             break;
         case "expiring":
             warnings.push(
-                `Nebula CA expires at ${status.notAfter.toISOString()}, inside the ${policy.renewBeforeDays}-day renewal window; host certificates are clamped to it. Move fleet.overlays.nebula.pki.caIssuedOn forward to re-sign it.`,
+                `Nebula CA expires at ${status.notAfter.toISOString()}, inside the ${policy.renewBeforeDays}-day renewal window; host certificates are clamped to it. Rotate to a new CA through fleet.overlays.nebula.pki.rotation (README: Rotating the Nebula CA); re-signing this one would change its fingerprint and split the mesh.`,
             );
             break;
         case "renewing": {
