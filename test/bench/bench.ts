@@ -112,6 +112,10 @@ async function rolloutFigure(readyDelayMs: number): Promise<void> {
 
 async function main(): Promise<void> {
     // `npm run bench -- --rollout-only`: just the lab rollout figures (the slow, load-sensitive part).
+    if (process.argv.includes("--engine-only")) {
+        await (await import("./engineBench")).engineFigures();
+        return;
+    }
     if (process.argv.includes("--rollout-only")) {
         for (const readyDelayMs of READY_DELAYS_MS) {
             await rolloutFigure(readyDelayMs);
@@ -153,6 +157,8 @@ async function main(): Promise<void> {
         await rolloutFigure(readyDelayMs);
     }
     await driftFigures();
+    // The real Pulumi engine on the lab fleet (test/bench/engineBench.ts).
+    await (await import("./engineBench")).engineFigures();
 }
 
 main().catch((error: unknown) => {

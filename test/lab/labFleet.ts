@@ -157,6 +157,8 @@ export interface K3sBehaviour {
   failOnStart?: string | null;
   etcdUnhealthy?: boolean;
   keepStaleFlannelLink?: boolean;
+  /** A server writes this as /etc/rancher/k3s/k3s.yaml instead of its fake one (null: the fake). */
+  kubeconfig?: string | null;
 }
 
 export interface LabHost {

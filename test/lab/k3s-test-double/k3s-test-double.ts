@@ -78,7 +78,8 @@
  * Started, it registers/updates the node (labels and taints from node-label/node-taint only
  * at first registration, like k3s), sets the annotations k3s/flannel set
  * (flannel.alpha.coreos.com/public-ip = non-empty public-ip-overwrite, else flannel-iface's
- * IPv4, else the internal IP), writes a fake kubeconfig /etc/rancher/k3s/k3s.yaml (servers),
+ * IPv4, else the internal IP), writes a fake kubeconfig /etc/rancher/k3s/k3s.yaml (servers; the
+ * `kubeconfig` cue replaces it with a real one),
  * the server token files, tracks certificate SANs (added SANs apply on restart; removed ones
  * only when /var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate exists, which it deletes)
  * and, for the vxlan backend, keeps a real `flannel.1` vxlan link on the parent interface
@@ -147,6 +148,11 @@ export interface K3sBehaviourCue {
   etcdUnhealthy: boolean;
   /** Keep an existing flannel.1 on its old parent when flannel-iface changes (incident 01). */
   keepStaleFlannelLink: boolean;
+  /**
+   * When a string, the kubeconfig a server writes instead of the fake one: the end-to-end
+   * suite hands the genesis the admin kubeconfig of its real API server (test/e2e).
+   */
+  kubeconfig: string | null;
 }
 
 export interface LoadedConfigFile {
@@ -326,6 +332,7 @@ const DEFAULT_CUE: K3sBehaviourCue = {
   failOnStart: null,
   etcdUnhealthy: false,
   keepStaleFlannelLink: false,
+  kubeconfig: null,
 };
 
 type Kind = "bool" | "string" | "list" | "int";
@@ -1151,7 +1158,8 @@ function writeServerFiles(cfg: Normalised, nodeName: string): void {
   };
   const target = str(cfg, "write-kubeconfig") ?? KUBECONFIG_FILE;
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.writeFileSync(target, "# k3s-test-double: fake kubeconfig (test double, not k3s)\n" + YAML.stringify(kubeconfig));
+  const real = loadCue(STATE_DIR).kubeconfig;
+  fs.writeFileSync(target, real ?? "# k3s-test-double: fake kubeconfig (test double, not k3s)\n" + YAML.stringify(kubeconfig));
   fs.chmodSync(target, parseInt(str(cfg, "write-kubeconfig-mode") ?? "600", 8));
   fs.mkdirSync(SERVER_DIR, { recursive: true });
   const tokenPath = path.join(SERVER_DIR, "token");

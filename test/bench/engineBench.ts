@@ -1,0 +1,72 @@
+/*
+ * The real engine's figures (`npm run bench`, or alone: `npm run bench -- --engine-only`):
+ * first up, no-op up, one-node up and no-op preview of the lab stack, and of a 22-host
+ * prod-sized stack (the lab stack plus 17 K3s agents), on the lab fleet with the real Pulumi
+ * CLI, language host, kubernetes plugin and API server and the command/tls TEST DOUBLES
+ * (test/e2e). Plus where a no-op preview's time goes: the CLI alone (`pulumi version`), the
+ * engine with an empty program, and the program. Numbers only; nothing here asserts a timing.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { startE2eLab } from "../e2e/e2eLab";
+import { PulumiStack, runProcess, type RunResult } from "../e2e/engine";
+
+function median(values: number[]): number {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+}
+
+function ok(what: string, result: RunResult): number {
+    if (result.code !== 0) throw new Error(`${what}: pulumi exited ${result.code}:\n${result.output.slice(-4000)}`);
+    return result.durationMs;
+}
+
+const seconds = (ms: number): string => (ms / 1000).toFixed(1).padStart(8);
+
+async function figuresFor(label: string, bridgePrefix: string, extraAgents: number): Promise<void> {
+    const lab = await startE2eLab({ bridgePrefix, stack: "bench", readyTimeoutSeconds: 30, extraAgents });
+    try {
+        const first = ok("first up", await lab.stack.up(30 * 60_000));
+        const noop = ok("no-op up", await lab.stack.up());
+        const node = lab.k3sNodes.find((name) => name !== "lab-server-01") ?? lab.k3sNodes[0];
+        lab.config.nodes.find((each: { name: string }) => each.name === node).labels = { "shortcircuit.bench/changed": "yes" };
+        lab.stack.setFleet(lab.config);
+        const oneNode = ok("one-node up", await lab.stack.up());
+        const previews: number[] = [];
+        for (let run = 0; run < 3; run++) previews.push(ok("no-op preview", await lab.stack.preview()));
+        const resources = (JSON.parse(fs.readFileSync(lab.stack.stateFile, "utf8")) as { checkpoint: { latest: { resources: unknown[] } } }).checkpoint.latest.resources.length;
+
+        // Where a no-op preview's time goes.
+        const env = lab.stack.env();
+        const pulumi = path.join(lab.engine.pulumiBin, "pulumi");
+        const cli = median(await Promise.all([0, 1, 2].map(() => runProcess(pulumi, ["version"], { env, timeoutMs: 60_000 }).then((r) => r.durationMs))));
+        const empty = new PulumiStack({ runDir: lab.runDir, engine: lab.engine, stack: "bench-empty", fleet: lab.config, secrets: lab.secrets });
+        await empty.init();
+        fs.writeFileSync(path.join(empty.projectDir, "index.ts"), "export const empty = true;\n");
+        const emptyPreview = median([ok("empty preview", await empty.preview()), ok("empty preview", await empty.preview()), ok("empty preview", await empty.preview())]);
+        const noRefresh = median([ok("preview --refresh=false", await lab.stack.preview(["--refresh=false"])), ok("preview --refresh=false", await lab.stack.preview(["--refresh=false"]))]);
+        console.log(
+            [
+                `${label} (${lab.hosts.length} hosts, ${lab.k3sNodes.length} K3s nodes, ${resources} resources in state):`,
+                `  first up ${seconds(first)} s   no-op up ${seconds(noop)} s   one-node up ${seconds(oneNode)} s   no-op preview ${seconds(median(previews))} s (median of 3)`,
+                `  no-op preview split: CLI start ${seconds(cli)} s; engine + language host + empty TypeScript program ${seconds(emptyPreview)} s;`,
+                `    the program's own graph and diffs ${seconds(Math.max(0, noRefresh - emptyPreview))} s; refresh (Pulumi.yaml refresh: always) ${seconds(Math.max(0, median(previews) - noRefresh))} s`,
+            ].join("\n"),
+        );
+    } finally {
+        await lab.stop();
+    }
+}
+
+export async function engineFigures(): Promise<void> {
+    console.log("real engine (CLI v3.274.0, pulumi-language-nodejs v3.68.0, kubernetes plugin, kube-apiserver v1.33.4; command/tls TEST DOUBLES):");
+    await figuresFor("lab stack", "198.18.78", 0);
+    await figuresFor("prod-sized", "198.18.79", 17);
+}
+
+if (require.main === module) {
+    engineFigures().catch((error: unknown) => {
+        console.error(error);
+        process.exitCode = 1;
+    });
+}

@@ -1,0 +1,286 @@
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Raw } from "../support/fixtures";
+import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "./e2eLab";
+import { PulumiStack, type RunResult } from "./engine";
+
+/*
+ * A real `pulumi up` of the program (DESIGN.md, "Testing" item 6; README "A real pulumi up").
+ *
+ * REAL: the Pulumi CLI and engine (v3.274.0), the Node.js language host (v3.68.0), the
+ * @pulumi/* SDKs of package.json, the kubernetes provider (pulumi-kubernetes
+ * provider/v4 at pseudo-version v4.0.0-20260115033456-f47bc2d6f199, about v4.25, installed
+ * as plugin version 4.34.2 for @pulumi/kubernetes 4.34.2), kube-apiserver v1.33.4 with
+ * Debian's etcd, sshd on every test host, the program's scripts over real SSH.
+ * TEST DOUBLES: the command and tls providers (test/e2e/provider-doubles; the real ones are
+ * not served here; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs real plugins instead), k3s
+ * (test/lab/k3s-test-double) and the service manager / headscale / nebula / curl / go stand-ins
+ * of the lab fleet (test/lab/service-doubles.ts).
+ *
+ * The control server runs on an existing lab host; the cluster edge goes to the real API
+ * server, whose admin kubeconfig the genesis's k3s double hands out as its k3s.yaml.
+ * Tests build on each other in order, like successive runs of one stack.
+ */
+
+const PER_TEST_MS = 15 * 60_000;
+jest.setTimeout(PER_TEST_MS);
+
+const BRIDGE_PREFIX = "198.18.77";
+const READY_TIMEOUT_SECONDS = 10;
+const UP_TIMEOUT_MS = 12 * 60_000;
+const DOUBLE_STATE = "/var/lib/rancher/k3s-test-double/";
+
+let lab: E2eLab;
+let rollout: string[] = [];
+let HOSTS: string[] = [];
+let K3S_NODES: string[] = [];
+const none = (): Record<string, string[]> => Object.fromEntries(HOSTS.map((name) => [name, []]));
+const zero = (): Record<string, number> => Object.fromEntries(HOSTS.map((name) => [name, 0]));
+
+function expectOk(result: RunResult): void {
+    if (result.code !== 0) throw new Error(`pulumi exited ${result.code}${result.timedOut ? " (timed out)" : ""}:\n${result.output.slice(-6000)}`);
+}
+
+beforeAll(async () => {
+    lab = await startE2eLab({ bridgePrefix: BRIDGE_PREFIX, stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS });
+    HOSTS = lab.hosts;
+    K3S_NODES = lab.k3sNodes;
+    const { engine, stack, api } = lab;
+    // What is real and what is a double, in the test output.
+    console.log(
+        [
+            "e2e engine:",
+            `  pulumi CLI ${engine.cliVersion} (real, built from the module proxy), language host pulumi-language-nodejs v3.68.0 (real)`,
+            `  kubernetes provider: real pulumi-kubernetes provider/v4 v4.0.0-20260115033456-f47bc2d6f199 (about v4.25), plugin version 4.34.2 (${stack.plugins.kubernetes})`,
+            `  command provider: ${stack.plugins.command === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/command)" : `real, from ${stack.plugins.command}`}`,
+            `  tls provider: ${stack.plugins.tls === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/tls)" : `real, from ${stack.plugins.tls}`}`,
+            `  API server: real kube-apiserver ${api.version} + Debian etcd at ${api.url}; k3s: TEST DOUBLE (test/lab/k3s-test-double)`,
+        ].join("\n"),
+    );
+}, PER_TEST_MS);
+
+afterAll(async () => {
+    await lab?.stop();
+}, 120_000);
+
+describe("a real pulumi up of the lab stack on the lab fleet", () => {
+    let firstUp: RunResult;
+
+    // KNOWN ISSUE (reported; jest's it.failing passes while it fails and flags the day it is
+    // fixed): a preview of a fresh stack fails with "triggers[0]: malformed secret: missing
+    // value": remote/fileDelivery.ts puts pulumi.secret(secretSha256) into a Command's triggers,
+    // unknown in a first preview, and CLI v3.274.0 refuses the secret-without-value the
+    // Node.js SDK sends for it. `up` is not affected (the value is known when it registers).
+    it.failing("0. preview of the fresh stack succeeds", async () => {
+        expectOk(await lab.stack.preview());
+    });
+
+    it("1. first up: every host's files, K3s steps in rollout order, the edge objects on the API server", async () => {
+        firstUp = await lab.stack.up(UP_TIMEOUT_MS);
+        expectOk(firstUp);
+        const outputs = await lab.stack.outputs();
+        rollout = outputs.rollout as string[];
+        expect([...rollout].sort()).toEqual([...K3S_NODES].sort());
+        // cluster.bootstrap: the genesis first (cluster-init), then the rest one at a time.
+        expect(rollout[0]).toBe(GENESIS);
+        expect(outputs.controlDropletId).toBe("existing host");
+        // Files: every Nebula member (the control host included), every K3s node's config.
+        for (const host of [...K3S_NODES, RELAY, CONTROL]) {
+            for (const file of ["/etc/nebula/config.yml", "/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key", "/etc/systemd/system/nebula.service"]) {
+                expect({ host, file, exists: fs.existsSync(lab.fleet.hostPath(host, file)) }).toEqual({ host, file, exists: true });
+            }
+        }
+        const wanted = outputs.k3sConfigSha256 as Record<string, string>;
+        for (const node of K3S_NODES) {
+            expect(sha256(lab.read(node, "/etc/rancher/k3s/config.yaml"))).toBe(wanted[node]);
+        }
+        for (const file of ["/etc/headscale/config.yaml", "/etc/headscale/noise_private.key", "/etc/headscale/derp_server_private.key"]) {
+            expect(fs.existsSync(lab.fleet.hostPath(CONTROL, file))).toBe(true);
+        }
+        // K3s: each node (re)started once, one at a time, in rollout order.
+        const firstStart = rollout.map((node) => lab.fleet.k3sState(node)?.history.find((entry) => entry.action !== "stop")?.atMs ?? Number.NaN);
+        expect(firstStart.every((at) => Number.isFinite(at))).toBe(true);
+        expect([...firstStart].sort((a, b) => a - b)).toEqual(firstStart);
+        // The edge, on the real API server.
+        expect(lab.api.kubectl(["get", "helmchartconfig", "traefik", "-n", "kube-system", "-o", "name"]).stdout.trim()).toBe("helmchartconfig.helm.cattle.io/traefik");
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("middleware.traefik.io/networking-strip-adsb");
+        expect(lab.api.kubectl(["get", "service", "relay-status", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("service/relay-status");
+        expect(lab.api.kubectl(["get", "endpointslice", "relay-status", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("endpointslice.discovery.k8s.io/relay-status");
+        expect(outputs.edgeObjects).toEqual(expect.arrayContaining(["helmchartconfig-kube-system-traefik", "middleware-networking-networking-strip-adsb"]));
+        // The program's warnings name the existing host, never "undefined".
+        expect(firstUp.output).not.toMatch(/undefined/);
+    });
+
+    it("6. on the existing control host nothing is started before its unit and config are delivered", () => {
+        const events = lab.fleet.serviceEvents(CONTROL).filter((event) => ["start", "restart", "enable"].includes(event.verb) || event.verb.includes("start"));
+        expect(events.map((event) => event.unit).sort()).toEqual(expect.arrayContaining(["headscale.service", "nebula.service"]));
+        const mtime = (file: string): number => fs.statSync(lab.fleet.hostPath(CONTROL, file)).mtimeMs;
+        const needs: Record<string, string[]> = {
+            "headscale.service": ["/etc/headscale/config.yaml", "/etc/headscale/noise_private.key", "/etc/headscale/derp_server_private.key", "/etc/systemd/system/headscale.service"],
+            "nebula.service": ["/etc/nebula/config.yml", "/etc/nebula/host.key", "/etc/nebula/host.crt", "/etc/systemd/system/nebula.service"],
+        };
+        for (const event of events) {
+            for (const file of needs[event.unit] ?? []) {
+                expect({ unit: event.unit, verb: event.verb, file, deliveredBefore: mtime(file) <= event.atMs }).toEqual({ unit: event.unit, verb: event.verb, file, deliveredBefore: true });
+            }
+        }
+    });
+
+    it("2. no-op up: unchanged, zero SSH sessions, zero files touched", async () => {
+        const before = lab.sessions();
+        const stamps = lab.fileStamps();
+        const result = await lab.stack.up(UP_TIMEOUT_MS);
+        expectOk(result);
+        expect(result.output).toMatch(/\d+ unchanged/);
+        expect(result.output).not.toMatch(/\b\d+ (created|updated|replaced|deleted)\b/);
+        expect(lab.sessionDelta(before)).toEqual(zero());
+        expect(lab.changedFiles(stamps)).toEqual(none());
+    });
+
+    it("3. one node's label: preview --diff shows the changed config text; up touches only that node", async () => {
+        const node = "lab-agent-01";
+        lab.config.nodes.find((each: Raw) => each.name === node).labels["shortcircuit.e2e/changed"] = "yes";
+        lab.stack.setFleet(lab.config);
+        const preview = await lab.stack.preview(["--diff"]);
+        expectOk(preview);
+        expect(preview.output).toContain("shortcircuit.e2e/changed=yes");
+        const before = lab.sessions();
+        const stamps = lab.fileStamps();
+        const result = await lab.stack.up(UP_TIMEOUT_MS);
+        expectOk(result);
+        const delta = lab.sessionDelta(before);
+        const changed = lab.changedFiles(stamps);
+        expect(changed[node]).toContain("/etc/rancher/k3s/config.yaml");
+        expect(lab.read(node, "/etc/rancher/k3s/config.yaml")).toContain("shortcircuit.e2e/changed=yes");
+        for (const host of HOSTS.filter((each) => each !== node && each !== GENESIS)) {
+            expect({ host, sessions: delta[host], changed: changed[host] }).toEqual({ host, sessions: 0, changed: [] });
+        }
+        // The genesis only answers the drain/uncordon kubectl calls: its own files stay.
+        expect(changed[GENESIS].filter((file) => !file.startsWith(DOUBLE_STATE))).toEqual([]);
+    });
+
+    it("4. a never-Ready node: the run stops there with its previous file back, later nodes untouched; a plain rerun fixes it", async () => {
+        const [first, second] = rollout;
+        const previous = { first: lab.read(first, "/etc/rancher/k3s/config.yaml"), second: lab.read(second, "/etc/rancher/k3s/config.yaml") };
+        for (const name of [first, second]) {
+            const node = lab.config.nodes.find((each: Raw) => each.name === name);
+            node.labels = { ...(node.labels ?? {}), "shortcircuit.e2e/rollout": "two" };
+        }
+        lab.stack.setFleet(lab.config);
+        await lab.fleet.setK3sBehaviour(first, { neverReady: true });
+        const stamps = lab.fileStamps();
+        const failed = await lab.stack.up(UP_TIMEOUT_MS);
+        expect(failed.code).not.toBe(0);
+        expect(lab.read(first, "/etc/rancher/k3s/config.yaml")).toBe(previous.first);
+        expect(lab.read(second, "/etc/rancher/k3s/config.yaml")).toBe(previous.second);
+        expect(lab.changedFiles(stamps)[second].filter((file) => !file.startsWith(DOUBLE_STATE))).toEqual([]);
+        // How often the failed step's script text appears in the output (issue 12: keep `create` short).
+        const applyMarker = fs.readFileSync(path.join(__dirname, "..", "..", "components", "k3s", "apply.sh"), "utf8").split("\n").find((line) => line.trim().length > 30) ?? "";
+        const repeats = failed.output.split(applyMarker.trim()).length - 1;
+        console.log(`e2e: the failed rollout's output repeats a line of k3s/apply.sh ${repeats} time(s)`);
+
+        await lab.fleet.setK3sBehaviour(first, { neverReady: false });
+        const rerun = await lab.stack.up(UP_TIMEOUT_MS);
+        expectOk(rerun);
+        const wanted = (await lab.stack.outputs()).k3sConfigSha256 as Record<string, string>;
+        for (const name of [first, second]) {
+            expect(lab.read(name, "/etc/rancher/k3s/config.yaml")).toContain("shortcircuit.e2e/rollout=two");
+            expect(sha256(lab.read(name, "/etc/rancher/k3s/config.yaml"))).toBe(wanted[name]);
+        }
+    });
+
+    it("5. a Nebula config change reaches every member, the control host included, and Nebula restarts there", async () => {
+        const restarts = (host: string): number => lab.fleet.serviceEvents(host, "nebula.service").filter((event) => event.verb.includes("start")).length;
+        const before = Object.fromEntries([...K3S_NODES, RELAY, CONTROL].map((host) => [host, { config: lab.read(host, "/etc/nebula/config.yml"), restarts: restarts(host) }]));
+        lab.config.overlays.nebula.listenPort = 4343;
+        lab.stack.setFleet(lab.config);
+        expectOk(await lab.stack.up(UP_TIMEOUT_MS));
+        for (const host of [...K3S_NODES, RELAY, CONTROL]) {
+            const now = lab.read(host, "/etc/nebula/config.yml");
+            expect({ host, changed: now !== before[host].config, port: now.includes(":4343") || /port: 4343/.test(now) }).toEqual({ host, changed: true, port: true });
+        }
+        expect(restarts(CONTROL)).toBe(before[CONTROL].restarts + 1);
+    });
+
+    it("7. kubectl delete of a Middleware: the next up recreates it (refresh: always)", async () => {
+        lab.api.kubectl(["delete", "middleware", "networking-strip-adsb", "-n", "networking"], { check: true });
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking"]).code).not.toBe(0);
+        const result = await lab.stack.up(UP_TIMEOUT_MS);
+        expectOk(result);
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("middleware.traefik.io/networking-strip-adsb");
+    });
+
+    it("8. secrets: no token, key or PEM block in the state file or any output", () => {
+        const state = fs.readFileSync(lab.stack.stateFile, "utf8");
+        const texts = { state, ...Object.fromEntries(lab.stack.transcripts.map((text, index) => [`output ${index}`, text])) };
+        const hostKeys = [...K3S_NODES, RELAY, CONTROL].map((host) => lab.read(host, "/etc/nebula/host.key"));
+        const needles = [
+            lab.secrets.k3sToken,
+            lab.secrets.headscaleNoiseKey.slice("privkey:".length),
+            lab.secrets.derpKey.slice("privkey:".length),
+            ...lab.fleet.host(GENESIS).privateKeyPem.split("\n").filter((line) => line.length > 40),
+            ...hostKeys.flatMap((pem) => pem.split("\n").filter((line) => line.length > 20 && !line.startsWith("-----"))),
+            ...lab.api.kubeconfig.split("\n").filter((line) => line.includes("client-key-data")).map((line) => line.split(": ")[1]),
+        ];
+        for (const [where, text] of Object.entries(texts)) {
+            for (const needle of needles) {
+                expect({ where, leaks: text.includes(needle) }).toEqual({ where, leaks: false });
+            }
+            expect({ where, pem: /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) }).toEqual({ where, pem: false });
+        }
+    });
+
+    it("9. destroy (as an operator runs it, preview first): refused by the protected Nebula CA key; nothing is deleted", async () => {
+        const stamps = lab.fileStamps();
+        const before = lab.sessions();
+        const result = await lab.stack.destroy(UP_TIMEOUT_MS, { preview: true });
+        expect(result.code).not.toBe(0);
+        expect(result.output).toMatch(/nebula-ca-key[\s\S]*protect|protect[\s\S]*nebula-ca-key/);
+        // Refused in destroy's preview: the update never starts, so nothing is deleted anywhere.
+        expect(result.output).toContain("Previewing destroy");
+        expect(result.output).toMatch(/cannot be deleted\s+because it is protected/);
+        expect(result.output).not.toMatch(/Destroying \(|\bdeleted \(|\bdeleting \(/);
+        expect(lab.sessionDelta(before)).toEqual(zero());
+        expect(lab.changedFiles(stamps)).toEqual(none());
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).code).toBe(0);
+    });
+
+    it("10. an invalid stack: preview prints only the <config path>: <reason> lines", async () => {
+        const invalid = structuredClone<Raw>(lab.config);
+        invalid.nodes.find((each: Raw) => each.name === "lab-agent-02").lan.address = "203.0.113.9";
+        invalid.cluster.readyTimeoutSeconds = 1;
+        const bad = new PulumiStack({ runDir: lab.runDir, engine: lab.engine, stack: "e2e-invalid", fleet: invalid, secrets: { ...lab.secrets } });
+        await bad.init();
+        const result = await bad.preview();
+        expect(result.code).not.toBe(0);
+        // eslint-disable-next-line no-control-regex
+        expect(result.output).not.toMatch(/\u001b\[/);
+        expect(result.output).not.toMatch(/\n\s+at |Error: |\{\s*$|\[object /m);
+        // The stack's diagnostics block: the engine's own warning about the plugin on PATH aside,
+        // exactly the `<config path>: <reason>` lines, the first after "error: ".
+        const diagnostics = result.output.slice(result.output.indexOf("Diagnostics:"));
+        const block = diagnostics.split("\n\n")[0].split("\n").slice(2).map((line) => line.trim());
+        const errorLines = block.filter((line) => !line.startsWith("warning: "));
+        expect(errorLines.length).toBeGreaterThanOrEqual(2);
+        expect(errorLines[0]).toMatch(/^error: fleet\.[^ ]+: \S/);
+        for (const line of errorLines.slice(1)) expect(line).toMatch(/^(fleet\.|shortcircuit:)[^ ]*: \S/);
+        expect(diagnostics).toContain("readyTimeoutSeconds");
+        expect(diagnostics).toContain("203.0.113.9");
+    });
+});
+
+describe("render --config-file with an unquoted caIssuedOn (the engine's date form too)", () => {
+    it("renders the lab stack file whose caIssuedOn is a YAML date", () => {
+        const file = path.join(lab.runDir, "Pulumi.unquoted.yaml");
+        fs.writeFileSync(file, fs.readFileSync(lab.stack.stackFile, "utf8"));
+        expect(fs.readFileSync(file, "utf8")).toMatch(/caIssuedOn: \d{4}-\d{2}-\d{2}\n/);
+        const out = path.join(lab.runDir, "render-unquoted");
+        execFileSync(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "..", "..", "scripts", "render.ts"), "--config-file", file, "--out", out], {
+            cwd: path.join(__dirname, "..", ".."),
+            stdio: "pipe",
+            timeout: 120_000,
+        });
+        expect(fs.existsSync(path.join(out, "rollout.json"))).toBe(true);
+    });
+});
