@@ -20,10 +20,12 @@ export function planNebulaDelivery<V>(
         role: "nebula",
         precheckNebulaConfig: { name: "nebula-precheck.yml", content: values.text(args.precheckConfigYaml) },
         // On Linux the tun link is how Nebula answers; macOS names its utun devices itself. A
-        // new CA bundle or certificate alone is taken by a reload (SIGHUP, the unit's
-        // ExecReload), which keeps every tunnel up: a CA rotation never drops the mesh. A new
-        // key still restarts (a reload with another key was not proven here).
-        ...(args.macos ? {} : { checkInterface: args.interfaceName, reloadPaths: [NEBULA_FILES.ca, NEBULA_FILES.cert], nebulaCert: NEBULA_FILES.cert }),
+        // new CA bundle, certificate or key alone is taken by a reload (SIGHUP, the unit's
+        // ExecReload), which keeps every tunnel up: adoption and CA rotation never drop the mesh
+        // (test/nebula/caRollout.test.ts measures it on a real mesh).
+        ...(args.macos
+            ? {}
+            : { checkInterface: args.interfaceName, reloadPaths: [NEBULA_FILES.ca, NEBULA_FILES.cert, NEBULA_FILES.key], nebulaCert: NEBULA_FILES.cert }),
         service: args.macos ? { kind: "launchd", label: NEBULA_LAUNCHD_LABEL } : { kind: "systemd", unit: NEBULA_UNIT },
         secretFiles: [{ path: NEBULA_FILES.key, mode: 0o600, content: args.identity.keyPem }],
         publicFiles: [

@@ -491,3 +491,43 @@ it("rotates generation 1 → 2 with a SIGHUP reload per host instead of a restar
     await restart(hostOf(NODE_A));
     await assertMeshWhole("restarting node A after the reload rollout");
 });
+
+/** Fresh nebula-cert keys and certificates from the operator's CA, as the hosts had before adoption. */
+function operatorFiles(label: string): Record<string, HostFiles> {
+    const files: Record<string, HostFiles> = {};
+    const caDir = path.join(tmp, "operator-ca");
+    for (const host of HOSTS) {
+        const member = memberOf(host.member);
+        const dir = path.join(tmp, `${label}-${host.member}`);
+        fs.mkdirSync(dir, { recursive: true });
+        must("nebula-cert", [
+            "sign",
+            ...["-ca-crt", path.join(caDir, "ca.crt"), "-ca-key", path.join(caDir, "ca.key")],
+            ...["-name", member.name, "-ip", member.addressWithPrefix, "-groups", member.groups.join(",")],
+            ...["-out-crt", path.join(dir, "host.crt"), "-out-key", path.join(dir, "host.key")],
+        ]);
+        files[host.member] = {
+            ca: operatorCa.certPem,
+            cert: fs.readFileSync(path.join(dir, "host.crt"), "utf8"),
+            key: fs.readFileSync(path.join(dir, "host.key"), "utf8"),
+        };
+    }
+    return files;
+}
+
+it("adopts with a SIGHUP reload per host: a new key and certificate from the same CA are taken without a restart", async () => {
+    // Back on the operator's own nebula-cert certificates first, as before an adoption; then the
+    // program's keys and certificates from the same CA go in by reload.
+    const back = operatorFiles("operator-again");
+    for (const host of HOSTS) {
+        writeFiles(host, back[host.member]);
+    }
+    for (const host of HOSTS) {
+        await restart(host);
+    }
+    await assertMeshWhole("every host back on nebula-cert certificates");
+    const adopted = await programFiles({ ca: "existing" }, operatorCa, "state-2");
+    await rollout("adopt (existing CA kept, SIGHUP reload)", [{ stage: "adopt", files: adopted.files }], reload);
+    await restart(hostOf(NODE_A));
+    await assertMeshWhole("restarting node A after the reload adoption");
+});
