@@ -22,7 +22,9 @@ const credentials = { privateKey: secrets.sshPrivateKey };
 // --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------
 const needs = identityRequirements(fleet);
 const nebulaPki = new NebulaPki("nebula", { fleet, members: needs.nebulaMembers, existingCa: secrets.nebulaCa });
-const relayCerts = Object.fromEntries(needs.selfSignedRelays.map((relay) => [relay.host, new RelayCertificate(`derp-${relay.host}-tls`, { hostname: relay.hostname })]));
+const relayCerts = Object.fromEntries(
+    needs.selfSignedRelays.map((relay) => [relay.host, new RelayCertificate(`derp-${relay.host}-tls`, { hostname: relay.hostname })]),
+);
 
 const plan = planFleet(
     fleet,
@@ -40,7 +42,8 @@ const plan = planFleet(
 // --- Nebula members, one at a time; DERP relays; the control server ------------------------
 let nebulaAfter: pulumi.Resource | undefined;
 for (const host of plan.nebulaHosts) {
-    nebulaAfter = new NebulaNode(`nebula-${host.name}`, { connection: connectionArgs(host.ssh, credentials), delivery: host.delivery, after: nebulaAfter }).done;
+    nebulaAfter = new NebulaNode(`nebula-${host.name}`, { connection: connectionArgs(host.ssh, credentials), delivery: host.delivery, after: nebulaAfter })
+        .done;
 }
 for (const relay of plan.relays) {
     new DerpRelay(`derp-${relay.name}`, { connection: connectionArgs(relay.ssh, credentials), plan: relay });

@@ -97,7 +97,11 @@ type DeliverySpec<V> = Omit<Delivery<V>, "payloads" | "checkTimeoutSeconds"> & {
 function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeoutSeconds: number): Record<string, string> {
     const name = serviceName(spec.service);
     const owner = restart ? undefined : spec.secretOwner;
-    if (!SERVICE_NAME.test(name) || (owner !== undefined && !OWNER.test(owner)) || (spec.checkInterface !== undefined && !SERVICE_NAME.test(spec.checkInterface))) {
+    if (
+        !SERVICE_NAME.test(name) ||
+        (owner !== undefined && !OWNER.test(owner)) ||
+        (spec.checkInterface !== undefined && !SERVICE_NAME.test(spec.checkInterface))
+    ) {
         throw new Error(`delivery ${spec.role}: service ${JSON.stringify(name)}, owner ${JSON.stringify(owner)} or interface is not a plain name`);
     }
     return {
@@ -132,11 +136,15 @@ export function delivery<V>(values: Values<V>, spec: DeliverySpec<V>): Delivery<
         checkTimeoutSeconds,
         payloads: {
             secret: values.derive(secretContents, (texts) => framedPayload(secretParams, payloadFiles(spec.secretFiles, texts))),
-            public: values.derive([...spec.publicFiles.map((file) => file.content), ...(spec.precheckNebulaConfig ? [spec.precheckNebulaConfig.content] : [])], (texts) =>
-                framedPayload(publicParams, [
-                    ...payloadFiles(spec.publicFiles, texts),
-                    ...(spec.precheckNebulaConfig ? [{ target: spec.precheckNebulaConfig.name, mode: 0o600, content: texts[spec.publicFiles.length] }] : []),
-                ]),
+            public: values.derive(
+                [...spec.publicFiles.map((file) => file.content), ...(spec.precheckNebulaConfig ? [spec.precheckNebulaConfig.content] : [])],
+                (texts) =>
+                    framedPayload(publicParams, [
+                        ...payloadFiles(spec.publicFiles, texts),
+                        ...(spec.precheckNebulaConfig
+                            ? [{ target: spec.precheckNebulaConfig.name, mode: 0o600, content: texts[spec.publicFiles.length] }]
+                            : []),
+                    ]),
             ),
             // Re-runs the public step (and so the restart) when only a key changed.
             secretSha256: values.derive(secretContents, (texts) => createHash("sha256").update(texts.join("\0")).digest("hex")),

@@ -123,12 +123,19 @@ export function readStackOutputs(file: string): StackOutputs {
         derpMap: text("derpMap"),
         nebulaCertExpiry:
             typeof expiry === "object" && expiry !== null
-                ? Object.fromEntries(Object.entries(expiry as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === "string"))
+                ? Object.fromEntries(
+                      Object.entries(expiry as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === "string"),
+                  )
                 : undefined,
     };
 }
 
-export async function runDriftCommand(argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream & { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runDriftCommand(
+    argv: string[],
+    stdout: NodeJS.WritableStream,
+    stderr: NodeJS.WritableStream & { isTTY?: boolean },
+    env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
     let options: DriftOptions;
     try {
         options = parseOptions(argv, stderr.isTTY === true);
@@ -161,7 +168,9 @@ export async function runDriftCommand(argv: string[], stdout: NodeJS.WritableStr
             return 2;
         }
         // The genesis stays in: every K3s node's annotation is read there.
-        expectation.hosts = expectation.hosts.filter((host) => options.hosts.includes(host.name) || (host.kubectl && expectation.hosts.some((each) => each.k3s && options.hosts.includes(each.name))));
+        expectation.hosts = expectation.hosts.filter(
+            (host) => options.hosts.includes(host.name) || (host.kubectl && expectation.hosts.some((each) => each.k3s && options.hosts.includes(each.name))),
+        );
     }
     const report = await runDrift(expectation, {
         stack: options.stack,

@@ -81,7 +81,9 @@ function assertOutsideSourceTree(out: string): void {
         throw new UsageError(`--out ${out} contains the source tree; choose a directory of its own`);
     }
     if (isInside(root, resolved) && !(isInside(path.join(root, "out"), resolved) && resolved !== path.join(root, "out"))) {
-        throw new UsageError(`--out ${out} is inside the source tree, where its throwaway keys could be committed; use ${IN_TREE_OUT}/<name> (git-ignored) or a directory outside`);
+        throw new UsageError(
+            `--out ${out} is inside the source tree, where its throwaway keys could be committed; use ${IN_TREE_OUT}/<name> (git-ignored) or a directory outside`,
+        );
     }
 }
 
@@ -105,11 +107,19 @@ function assertReplaceable(dir: string): void {
     if (!entries.includes(MARKER)) {
         throw new UsageError(`${dir} exists, is not empty and was not written by render; choose an empty or new --out`);
     }
-    const written = new Set(fs.readFileSync(path.join(dir, MARKER), "utf8").split("\n").filter((line) => line !== ""));
+    const written = new Set(
+        fs
+            .readFileSync(path.join(dir, MARKER), "utf8")
+            .split("\n")
+            .filter((line) => line !== ""),
+    );
     written.add(MARKER);
     const foreign = filesUnder(dir).filter((file) => !written.has(file));
     if (foreign.length > 0) {
-        const shown = foreign.slice(0, 5).map((file) => JSON.stringify(file)).join(", ");
+        const shown = foreign
+            .slice(0, 5)
+            .map((file) => JSON.stringify(file))
+            .join(", ");
         throw new UsageError(
             `${dir} holds ${foreign.length} file${foreign.length > 1 ? "s" : ""} render did not write (${shown}${foreign.length > 5 ? ", …" : ""}); move ${foreign.length > 1 ? "them" : "it"} out or choose another --out, render replaces the whole directory`,
         );
@@ -123,7 +133,10 @@ function assertReplaceable(dir: string): void {
  */
 export function targetInside(root: string, relative: string): string {
     const segments = relative.split("/");
-    if (path.isAbsolute(relative) || segments.some((segment) => segment === "" || segment === "." || segment === ".." || segment.includes("\\") || segment.includes("\0"))) {
+    if (
+        path.isAbsolute(relative) ||
+        segments.some((segment) => segment === "" || segment === "." || segment === ".." || segment.includes("\\") || segment.includes("\0"))
+    ) {
         throw new Error(`refusing to write ${JSON.stringify(relative)}: not a plain relative path`);
     }
     const target = path.resolve(root, ...segments);
@@ -146,7 +159,13 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
             fs.writeFileSync(target, file.content, { mode: file.mode });
             fs.chmodSync(target, file.mode);
         }
-        fs.writeFileSync(path.join(staging, MARKER), [...files.keys()].sort().map((file) => `${file}\n`).join(""));
+        fs.writeFileSync(
+            path.join(staging, MARKER),
+            [...files.keys()]
+                .sort()
+                .map((file) => `${file}\n`)
+                .join(""),
+        );
         fs.rmSync(out, { recursive: true, force: true });
         fs.renameSync(staging, out);
     } catch (error) {

@@ -53,7 +53,15 @@ export function syntheticRawFleet(nodeCount: number): Record<string, unknown> {
             host: { kind: "droplet", name: "synthetic-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64", adminCidrs: ["198.51.100.10/32"] },
         },
         derpRelays: [
-            { host: relay.name, hostname: "relay.example.net", regionId: 901, regionCode: "relay", regionName: "Relay", serviceManager: "systemd", certMode: "self-signed" },
+            {
+                host: relay.name,
+                hostname: "relay.example.net",
+                regionId: 901,
+                regionCode: "relay",
+                regionName: "Relay",
+                serviceManager: "systemd",
+                certMode: "self-signed",
+            },
         ],
     };
 }

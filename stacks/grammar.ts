@@ -63,9 +63,7 @@ function isDnsName(value: string, minLabels: number): boolean {
 export const dnsName = z.string().refine((value) => isDnsName(value, 2), "must be a lowercase fully qualified DNS name");
 
 /** Where a network peer is dialled: a dotted-quad IPv4 address or a lowercase DNS name (one label allowed, as ssh resolves short names). */
-export const hostName = z
-    .string()
-    .refine((value) => isIpv4Address(value) || isDnsName(value, 1), "must be an IPv4 address or a lowercase DNS name");
+export const hostName = z.string().refine((value) => isIpv4Address(value) || isDnsName(value, 1), "must be an IPv4 address or a lowercase DNS name");
 
 /** `host:port` with the port required: Nebula's static_host_map cannot guess a port. */
 export const hostPort = z.string().superRefine((value, ctx) => {
@@ -119,9 +117,7 @@ export const linuxIfName = z
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . - starting with a letter or digit");
 
 /** A login name as Debian's adduser accepts it by default; it is an SSH `User` token and a shell word. */
-export const sshUser = z
-    .string()
-    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a POSIX user name: 1-32 of a-z 0-9 _ - starting with a letter or _");
+export const sshUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a POSIX user name: 1-32 of a-z 0-9 _ - starting with a letter or _");
 
 // Kubernetes IsQualifiedName: an optional DNS-subdomain prefix and a 63-character name.
 const K8S_NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
@@ -166,7 +162,9 @@ export const httpHeaderValue = z
     .refine((value) => !hasControlCharacter(value, true), "must not contain CR, LF or other control characters (they would inject headers)");
 
 /** A URL path prefix for stripPrefix: starts with '/', no whitespace, controls or '?'/'#'. */
-export const urlPathPrefix = z.string().regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]{0,1023}$/, "must be a URL path starting with '/' (RFC 3986 path characters only)");
+export const urlPathPrefix = z
+    .string()
+    .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]{0,1023}$/, "must be a URL path starting with '/' (RFC 3986 path characters only)");
 
 /** A container image reference (registry/path:tag@digest), the grammar of the distribution spec. */
 export const imageReference = z

@@ -1,13 +1,5 @@
 import { addressOn, flannelPath, generatedNebulaCaGenerations, isK3sNode, nebulaCaPlan, nebulaCaRefEquals, nodeIpPath, sshPath } from "./fleet";
-import {
-    TAILNET_SUPERNET,
-    isNetworkOrBroadcast,
-    networkContainsAddress,
-    networksOverlap,
-    networkWithin,
-    parseIpv4Network,
-    type Ipv4Network,
-} from "./net";
+import { TAILNET_SUPERNET, isNetworkOrBroadcast, networkContainsAddress, networksOverlap, networkWithin, parseIpv4Network, type Ipv4Network } from "./net";
 import type { Fleet, NetworkPath } from "./schema";
 
 /*
@@ -102,11 +94,15 @@ function firstIndexByKey<T>(items: readonly T[], key: (item: T) => string, onDup
 }
 
 function checkNamesAndReferences(fleet: Fleet, problems: ProblemList): void {
-    const siteNames = firstIndexByKey(fleet.sites, (site) => site.name, (index) =>
-        problems.error(`${ROOT}.sites[${index}].name`, `site "${fleet.sites[index].name}" is declared twice`),
+    const siteNames = firstIndexByKey(
+        fleet.sites,
+        (site) => site.name,
+        (index) => problems.error(`${ROOT}.sites[${index}].name`, `site "${fleet.sites[index].name}" is declared twice`),
     );
-    firstIndexByKey(fleet.nodes, (node) => node.name, (index, first) =>
-        problems.error(nodePath(index, "name"), `duplicate node name "${fleet.nodes[index].name}" (also fleet.nodes[${first}])`),
+    firstIndexByKey(
+        fleet.nodes,
+        (node) => node.name,
+        (index, first) => problems.error(nodePath(index, "name"), `duplicate node name "${fleet.nodes[index].name}" (also fleet.nodes[${first}])`),
     );
     fleet.nodes.forEach((node, index) => {
         if (!siteNames.has(node.site)) {
@@ -196,7 +192,10 @@ function checkNetworks(fleet: Fleet, problems: ProblemList): void {
     for (let i = 0; i < underlays.length; i++) {
         for (let j = i + 1; j < underlays.length; j++) {
             if (networksOverlap(underlays[i].network, underlays[j].network)) {
-                problems.error(underlays[j].path, `${underlays[j].network.cidr} overlaps ${underlays[i].label} ${underlays[i].network.cidr} (${underlays[i].path})`);
+                problems.error(
+                    underlays[j].path,
+                    `${underlays[j].network.cidr} overlaps ${underlays[i].label} ${underlays[i].network.cidr} (${underlays[i].path})`,
+                );
             }
         }
     }
@@ -247,8 +246,10 @@ function checkAddresses(fleet: Fleet, problems: ProblemList): void {
     claims.nebula.push({ path: `${ROOT}.controlServer.nebula.address`, owner: "the control server", address: control.nebula.address });
 
     for (const list of Object.values(claims)) {
-        firstIndexByKey(list, (claim) => claim.address, (index, first) =>
-            problems.error(list[index].path, `${list[index].address} is a duplicate of ${list[first].owner} (${list[first].path})`),
+        firstIndexByKey(
+            list,
+            (claim) => claim.address,
+            (index, first) => problems.error(list[index].path, `${list[index].address} is a duplicate of ${list[first].owner} (${list[first].path})`),
         );
     }
 }
@@ -276,7 +277,10 @@ function checkNodePaths(fleet: Fleet, problems: ProblemList): void {
             problems.error(nodePath(index, "genesis"), `${node.name} is the genesis but its role is ${node.role}; only a server can run cluster-init`);
         }
         if (isK3sNode(node) && node.os === "macos") {
-            problems.error(nodePath(index, "os"), `${node.name} is a K3s ${node.role} on macOS: k3s and its rollout scripts (systemd, /etc/rancher) run only on Linux; make it standalone`);
+            problems.error(
+                nodePath(index, "os"),
+                `${node.name} is a K3s ${node.role} on macOS: k3s and its rollout scripts (systemd, /etc/rancher) run only on Linux; make it standalone`,
+            );
         }
         if (node.role === "standalone" && (node.nodeIpFrom || node.flannelIfaceFrom || node.taints.length > 0)) {
             problems.error(nodePath(index, "role"), `${node.name} is standalone (not a K3s node) but sets node-ip, flannel or taint options`);
@@ -314,11 +318,17 @@ function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
         { path: `${ROOT}.controlServer.derp`, regionId: control.derp.regionId, regionCode: control.derp.regionCode },
         ...fleet.derpRelays.map((relay, index) => ({ path: `${ROOT}.derpRelays[${index}]`, regionId: relay.regionId, regionCode: relay.regionCode })),
     ];
-    firstIndexByKey(regions, (region) => String(region.regionId), (index, first) =>
-        problems.error(`${regions[index].path}.regionId`, `DERP region id ${regions[index].regionId} is already used by ${regions[first].path}`),
+    firstIndexByKey(
+        regions,
+        (region) => String(region.regionId),
+        (index, first) =>
+            problems.error(`${regions[index].path}.regionId`, `DERP region id ${regions[index].regionId} is already used by ${regions[first].path}`),
     );
-    firstIndexByKey(regions, (region) => region.regionCode, (index, first) =>
-        problems.error(`${regions[index].path}.regionCode`, `DERP region code "${regions[index].regionCode}" is already used by ${regions[first].path}`),
+    firstIndexByKey(
+        regions,
+        (region) => region.regionCode,
+        (index, first) =>
+            problems.error(`${regions[index].path}.regionCode`, `DERP region code "${regions[index].regionCode}" is already used by ${regions[first].path}`),
     );
     const serverHost = control.hostname;
     if (serverHost === control.magicDnsBaseDomain || serverHost.endsWith(`.${control.magicDnsBaseDomain}`)) {
@@ -370,11 +380,14 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
     // Two objects with one kind, namespace and name are one Kubernetes object: the second would
     // silently replace (or be dropped in favour of) the first.
     const unique = <T extends { name: string; namespace: string }>(items: readonly T[], list: string, kindOf: (item: T) => string): void => {
-        firstIndexByKey(items, (item) => `${kindOf(item)}/${item.namespace}/${item.name}`, (index, first) =>
-            problems.error(
-                `${ROOT}.edge.${list}[${index}].name`,
-                `${kindOf(items[index])} ${items[index].namespace}/${items[index].name} is already declared by ${ROOT}.edge.${list}[${first}]`,
-            ),
+        firstIndexByKey(
+            items,
+            (item) => `${kindOf(item)}/${item.namespace}/${item.name}`,
+            (index, first) =>
+                problems.error(
+                    `${ROOT}.edge.${list}[${index}].name`,
+                    `${kindOf(items[index])} ${items[index].namespace}/${items[index].name} is already declared by ${ROOT}.edge.${list}[${first}]`,
+                ),
         );
     };
     unique(edge.middlewares, "middlewares", () => "Middleware");
@@ -410,7 +423,10 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
         });
         service.ports.forEach((port, portIndex) => {
             if (!port.name) {
-                problems.error(`${path}.ports[${portIndex}].name`, "every port needs a name that the Service and EndpointSlice share (unnamed ports gave Traefik 'no available server')");
+                problems.error(
+                    `${path}.ports[${portIndex}].name`,
+                    "every port needs a name that the Service and EndpointSlice share (unnamed ports gave Traefik 'no available server')",
+                );
             }
         });
     });
@@ -440,7 +456,10 @@ function checkNebula(fleet: Fleet, problems: ProblemList): void {
         }
     }
     if (generated.length > 0 && pki.caIssuedOn === undefined) {
-        problems.error(`${pkiPath}.caIssuedOn`, `required while the program makes a CA (ca "generated", or rotation.from a generation number): it is that CA certificate's notBefore`);
+        problems.error(
+            `${pkiPath}.caIssuedOn`,
+            `required while the program makes a CA (ca "generated", or rotation.from a generation number): it is that CA certificate's notBefore`,
+        );
     }
     if (generated.length > 0 && pki.certValidityDays > pki.caValidityDays) {
         problems.error(
@@ -497,6 +516,9 @@ function checkNebulaDates(fleet: Fleet, problems: ProblemList, now: Date): void 
         );
     }
     if (issued + pki.caValidityDays * DAY_MS > LAST_REPRESENTABLE) {
-        problems.error(`${path}.caValidityDays`, `${pki.caValidityDays} days from ${pki.caIssuedOn} ends after the year 9999, which certificates cannot express`);
+        problems.error(
+            `${path}.caValidityDays`,
+            `${pki.caValidityDays} days from ${pki.caIssuedOn} ends after the year 9999, which certificates cannot express`,
+        );
     }
 }

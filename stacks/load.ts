@@ -78,9 +78,7 @@ export function loadStack(): LoadedStack {
         throw configRunError([`shortcircuit:fleet: ${(error as Error).message.split("\n")[0]}`]);
     }
     const result = validateFleet(withSshViaOverride(rawFleet, process.env[SSH_VIA_ENV]));
-    const plaintext = plaintextSecretProblems(
-        (key) => pulumi.runtime.getConfig(`shortcircuit:${key}`) !== undefined && !isConfigSecret(`shortcircuit:${key}`),
-    );
+    const plaintext = plaintextSecretProblems((key) => pulumi.runtime.getConfig(`shortcircuit:${key}`) !== undefined && !isConfigSecret(`shortcircuit:${key}`));
     const problems = [...result.problems, ...plaintext, ...secretProblems(rawSecrets), ...(result.fleet ? nebulaCaSecretProblems(result.fleet) : [])];
     // Every problem, config and secrets alike, fails the run before any resource is declared,
     // so invalid config never reaches a host.
@@ -100,7 +98,11 @@ export function loadStack(): LoadedStack {
             headscaleNoiseKey: config.requireSecret("headscaleNoiseKey"),
             derpKey: config.requireSecret("derpKey"),
             nebulaCa: usesExistingNebulaCa(result.fleet.overlays.nebula.pki)
-                ? pulumi.secret(pulumi.all([config.requireSecret("nebulaCaCert"), config.requireSecret("nebulaCaKey")]).apply(([certPem, keyPem]) => ({ certPem, keyPem })))
+                ? pulumi.secret(
+                      pulumi
+                          .all([config.requireSecret("nebulaCaCert"), config.requireSecret("nebulaCaKey")])
+                          .apply(([certPem, keyPem]) => ({ certPem, keyPem })),
+                  )
                 : undefined,
         },
     };

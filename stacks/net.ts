@@ -47,10 +47,7 @@ export function isNetworkOrBroadcast(network: Ipv4Network, address: string): boo
     if (network.prefixLength >= 31) {
         return false;
     }
-    return (
-        ipaddr.IPv4.networkAddressFromCIDR(network.cidr).toString() === address ||
-        ipaddr.IPv4.broadcastAddressFromCIDR(network.cidr).toString() === address
-    );
+    return ipaddr.IPv4.networkAddressFromCIDR(network.cidr).toString() === address || ipaddr.IPv4.broadcastAddressFromCIDR(network.cidr).toString() === address;
 }
 
 /** `10.67.1.5` in `10.67.0.0/16` → `10.67.1.5/16`: the address with its network's mask, as Nebula wants it. */

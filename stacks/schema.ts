@@ -64,7 +64,10 @@ export const TaintSchema = z.string().superRefine((value, ctx) => {
     const equals = keyValue.indexOf("=");
     const key = equals >= 0 ? keyValue.slice(0, equals) : keyValue;
     if (!isK8sQualifiedName(key)) {
-        ctx.addIssue({ code: "custom", message: "taint key must be a Kubernetes qualified name: [prefix/]name, name ≤ 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric" });
+        ctx.addIssue({
+            code: "custom",
+            message: "taint key must be a Kubernetes qualified name: [prefix/]name, name ≤ 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric",
+        });
     }
     if (equals >= 0 && !isK8sLabelValue(keyValue.slice(equals + 1))) {
         ctx.addIssue({ code: "custom", message: "taint value must be a Kubernetes label value: ≤ 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric" });
@@ -186,7 +189,10 @@ const NebulaPkiSchema = z.strictObject({
                 ctx.addIssue({ code: "custom", message: `Nebula CA name ${problem}` });
             } else if (Buffer.byteLength(value, "utf8") > CA_NAME_MAX_BYTES) {
                 // render signs with "<caName> (throwaway render CA)"; that name must fit too, or render and preview disagree.
-                ctx.addIssue({ code: "custom", message: `must be at most ${CA_NAME_MAX_BYTES} bytes of UTF-8 (Nebula's ${NEBULA_MAX_NAME_BYTES}, less room for render's throwaway-CA suffix)` });
+                ctx.addIssue({
+                    code: "custom",
+                    message: `must be at most ${CA_NAME_MAX_BYTES} bytes of UTF-8 (Nebula's ${NEBULA_MAX_NAME_BYTES}, less room for render's throwaway-CA suffix)`,
+                });
             }
         })
         .default("shortcircuit"),
@@ -299,7 +305,9 @@ const DropletSchema = z.strictObject({
         .strictObject({
             dropletId: z.string().regex(/^[1-9][0-9]{0,18}$/, "must be the droplet's numeric id (doctl compute droplet list)"),
             reservedIp: Ipv4Schema,
-            volumeId: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be the volume's id, a UUID (doctl compute volume list)"),
+            volumeId: z
+                .string()
+                .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be the volume's id, a UUID (doctl compute volume list)"),
             firewallId: z
                 .string()
                 .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be the firewall's id, a UUID (doctl compute firewall list)")

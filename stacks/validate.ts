@@ -8,7 +8,12 @@ export type { Problem } from "./guards";
 /** Thrown when the stack config is invalid; its message lists every problem, one per line. */
 export class FleetConfigError extends Error {
     constructor(readonly problems: readonly Problem[]) {
-        super(`invalid fleet config:\n${problems.filter((p) => p.severity === "error").map(formatProblem).join("\n")}`);
+        super(
+            `invalid fleet config:\n${problems
+                .filter((p) => p.severity === "error")
+                .map(formatProblem)
+                .join("\n")}`,
+        );
         this.name = "FleetConfigError";
     }
 }

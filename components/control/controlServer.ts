@@ -75,7 +75,11 @@ export class ControlServer extends pulumi.ComponentResource {
 
                 // Replaceable: the machine and how it is reached.
                 const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
-                const doSshKey = new digitalocean.SshKey(`${name}-ssh-key`, { name: `${host.name}-pulumi`, publicKey: sshKey.publicKeyOpenssh }, { parent: this });
+                const doSshKey = new digitalocean.SshKey(
+                    `${name}-ssh-key`,
+                    { name: `${host.name}-pulumi`, publicKey: sshKey.publicKeyOpenssh },
+                    { parent: this },
+                );
                 if (!plan.cloudInit) {
                     throw new pulumi.ResourceError("a droplet control server needs its cloud-init in the plan", this);
                 }
@@ -108,7 +112,11 @@ export class ControlServer extends pulumi.ComponentResource {
                 const dropletId = machine.id.apply(Number);
                 // Not importable; creating it over an attachment already in place changes nothing
                 // (the provider attaches only a volume that is not on this droplet).
-                const attachment = new digitalocean.VolumeAttachment(`${name}-data-attachment`, { dropletId, volumeId: volume.id }, { parent: this, deleteBeforeReplace: true });
+                const attachment = new digitalocean.VolumeAttachment(
+                    `${name}-data-attachment`,
+                    { dropletId, volumeId: volume.id },
+                    { parent: this, deleteBeforeReplace: true },
+                );
                 const assignment = new digitalocean.ReservedIpAssignment(
                     `${name}-ip-assignment`,
                     { ipAddress: reservedIp.ipAddress, dropletId },

@@ -152,7 +152,11 @@ export function planControlServer<V>(
             host.kind === "droplet"
                 ? values.derive(
                       files.map((file) => file.content),
-                      (contents) => renderCloudInit(files.map((file, index) => ({ ...file, content: contents[index] })), bootstrapParams(true)),
+                      (contents) =>
+                          renderCloudInit(
+                              files.map((file, index) => ({ ...file, content: contents[index] })),
+                              bootstrapParams(true),
+                          ),
                   )
                 : undefined,
         healthPayload: framedPayload({ HOSTNAME: fleet.controlServer.hostname, ATTEMPTS: String(HEALTH_ATTEMPTS) }),

@@ -114,7 +114,12 @@ function compareAddresses(host: ExpectedHost, seen: Observation, findings: Findi
         }
         const bare = live.map((cidr) => cidr.split("/")[0]);
         if (!bare.includes(address)) {
-            findings.push({ area: "address", subject: iface, severity: "drift", message: `has ${bare.length > 0 ? bare.join(" ") : "no IPv4 address"}, expected ${address}` });
+            findings.push({
+                area: "address",
+                subject: iface,
+                severity: "drift",
+                message: `has ${bare.length > 0 ? bare.join(" ") : "no IPv4 address"}, expected ${address}`,
+            });
         }
     }
 }
@@ -130,12 +135,22 @@ function compareRoutes(host: ExpectedHost, seen: Observation, findings: Finding[
         }
         for (const cidr of host.clusterCidrs) {
             if (networksOverlap(parseIpv4Network(dest), parseIpv4Network(cidr))) {
-                findings.push({ area: "route", subject: "table 52", severity: "drift", message: `routes ${dest} (${route.trim()}), which covers cluster range ${cidr}` });
+                findings.push({
+                    area: "route",
+                    subject: "table 52",
+                    severity: "drift",
+                    message: `routes ${dest} (${route.trim()}), which covers cluster range ${cidr}`,
+                });
             }
         }
     }
     if (seen.acceptRoutes === "yes") {
-        findings.push({ area: "route", subject: "tailscale", severity: "drift", message: "accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false" });
+        findings.push({
+            area: "route",
+            subject: "tailscale",
+            severity: "drift",
+            message: "accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false",
+        });
     }
 }
 
@@ -169,10 +184,7 @@ function compareService(service: ExpectedService, seen: Observation, findings: F
         .filter((file): file is { path: string; mtime: number } => file.mtime !== undefined && file.mtime > start.at + start.tolerance)
         .sort((a, b) => b.mtime - a.mtime);
     if (newer.length > 0) {
-        add(
-            "drift",
-            `runs an older config: started ${iso(start.at)}, ${newer.map((file) => `${file.path} changed ${iso(file.mtime)}`).join(", ")}`,
-        );
+        add("drift", `runs an older config: started ${iso(start.at)}, ${newer.map((file) => `${file.path} changed ${iso(file.mtime)}`).join(", ")}`);
     }
 }
 
@@ -201,7 +213,10 @@ function compareK3s(host: ExpectedHost, seen: Observation, cluster: ClusterView 
             add("drift", `was rolled with config ${short(node.annotation)}, the plan wants ${short(k3s.configSha256)}`);
         }
         if (disk !== undefined && disk !== node.annotation) {
-            add("drift", `config.yaml on disk (${short(disk)}) is not the config the node was rolled with (${short(node.annotation)}): edited by hand or a rollout was rolled back`);
+            add(
+                "drift",
+                `config.yaml on disk (${short(disk)}) is not the config the node was rolled with (${short(node.annotation)}): edited by hand or a rollout was rolled back`,
+            );
         }
     }
     if (node.unschedulable) {
@@ -266,7 +281,9 @@ function compareNebula(host: ExpectedHost, seen: Observation, expectation: Pick<
         problems.push(`groups ${groups.join(",") || "none"}, planned ${nebula.groups.join(",")}`);
     }
     if (caFingerprint !== undefined && cert.issuer !== caFingerprint) {
-        problems.push(`issued by ${short(cert.issuer)}, not by the ${expectation.caFingerprint !== undefined ? "fleet's" : "host's"} CA ${short(caFingerprint)}`);
+        problems.push(
+            `issued by ${short(cert.issuer)}, not by the ${expectation.caFingerprint !== undefined ? "fleet's" : "host's"} CA ${short(caFingerprint)}`,
+        );
     }
     if (nebula.plannedExpiry !== undefined && Math.abs(Date.parse(nebula.plannedExpiry) - cert.notAfter.getTime()) >= 1000) {
         problems.push(`expires ${cert.notAfter.toISOString()}, the program's certificate expires ${new Date(Date.parse(nebula.plannedExpiry)).toISOString()}`);
@@ -278,7 +295,11 @@ function compareNebula(host: ExpectedHost, seen: Observation, expectation: Pick<
     if (left <= 0) {
         add("drift", nebula.certPath, `expired ${cert.notAfter.toISOString()}`);
     } else if (left <= nebula.renewBeforeDays * DAY_MS) {
-        add("warning", nebula.certPath, `expires ${cert.notAfter.toISOString()} (inside the ${nebula.renewBeforeDays}-day renewal window: the next up reissues it)`);
+        add(
+            "warning",
+            nebula.certPath,
+            `expires ${cert.notAfter.toISOString()} (inside the ${nebula.renewBeforeDays}-day renewal window: the next up reissues it)`,
+        );
     }
 }
 

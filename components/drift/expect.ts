@@ -242,7 +242,9 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
     }
     const caFingerprint = (options.caFingerprint ?? outputs.nebulaCaFingerprint)?.toLowerCase();
     if (caFingerprint === undefined) {
-        notes.push("the Nebula CA fingerprint was not given (--nebula-ca-fingerprint or --from-stack-outputs): each host's certificate is checked against its own ca.crt only");
+        notes.push(
+            "the Nebula CA fingerprint was not given (--nebula-ca-fingerprint or --from-stack-outputs): each host's certificate is checked against its own ca.crt only",
+        );
     }
     return { hosts: [...hosts.values()], caFingerprint, notes };
 }

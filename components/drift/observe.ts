@@ -42,7 +42,11 @@ export class CollectorOutputError extends Error {}
 
 /** What the collector reads on stdin for one host. */
 export function collectorPayload(host: ExpectedHost, options: { diff: boolean }): string {
-    const text = host.files.filter((file) => (options.diff && file.check === "content") || (host.nebula !== undefined && (file.path === host.nebula.certPath || file.path === host.nebula.caPath)));
+    const text = host.files.filter(
+        (file) =>
+            (options.diff && file.check === "content") ||
+            (host.nebula !== undefined && (file.path === host.nebula.certPath || file.path === host.nebula.caPath)),
+    );
     return framedPayload({
         PATHS: host.files.map((file) => file.path).join(" "),
         TEXT_PATHS: text.map((file) => file.path).join(" "),

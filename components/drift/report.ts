@@ -61,10 +61,19 @@ export function summaryLine(report: DriftReport): string {
 }
 
 export function formatText(report: DriftReport): string {
-    const rows = report.hosts.map((host) => [host.name, host.address ?? "-", host.status, host.status === "unreachable" ? (host.reason ?? "") : counts(host.findings)]);
+    const rows = report.hosts.map((host) => [
+        host.name,
+        host.address ?? "-",
+        host.status,
+        host.status === "unreachable" ? (host.reason ?? "") : counts(host.findings),
+    ]);
     const header = ["HOST", "ADDRESS", "STATUS", "FINDINGS"];
     const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-    const line = (cells: string[]): string => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]))).join("  ").trimEnd();
+    const line = (cells: string[]): string =>
+        cells
+            .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column])))
+            .join("  ")
+            .trimEnd();
     const out = [line(header), ...rows.map(line), summaryLine(report)];
     const details = report.hosts.filter((host) => host.findings.length > 0 || host.status === "unreachable");
     for (const host of details) {
@@ -75,7 +84,12 @@ export function formatText(report: DriftReport): string {
         for (const finding of host.findings) {
             out.push(`  ${finding.severity === "warning" ? "warning " : ""}${finding.area} ${finding.subject}: ${finding.message}`);
             if (finding.diff) {
-                out.push(...finding.diff.trimEnd().split("\n").map((diffLine) => `    ${diffLine}`));
+                out.push(
+                    ...finding.diff
+                        .trimEnd()
+                        .split("\n")
+                        .map((diffLine) => `    ${diffLine}`),
+                );
             }
         }
     }

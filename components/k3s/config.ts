@@ -1,13 +1,6 @@
 import { createHash } from "node:crypto";
 import { Document } from "yaml";
-import {
-    addressOn,
-    flannelPath,
-    interfaceOn,
-    nodeIp,
-    serverUrl,
-    type K3sNode,
-} from "../../stacks/fleet";
+import { addressOn, flannelPath, interfaceOn, nodeIp, serverUrl, type K3sNode } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -62,10 +55,7 @@ export function renderK3sConfig(fleet: Fleet, node: K3sNode): K3sConfig {
         config["service-cidr"] = [cluster.serviceCidr];
         config["flannel-backend"] = cluster.flannelBackend;
         config["tls-san"] = serverTlsSans(fleet, node);
-        config["etcd-arg"] = [
-            `heartbeat-interval=${cluster.etcd.heartbeatIntervalMs}`,
-            `election-timeout=${cluster.etcd.electionTimeoutMs}`,
-        ];
+        config["etcd-arg"] = [`heartbeat-interval=${cluster.etcd.heartbeatIntervalMs}`, `election-timeout=${cluster.etcd.electionTimeoutMs}`];
         if (cluster.disable.length > 0) {
             config.disable = [...cluster.disable];
         }

@@ -37,7 +37,12 @@ export class K3sNode extends pulumi.ComponentResource {
             secret: true,
             after: args.after ? [args.after] : [],
         });
-        const drain = remoteStep(`${name}-drain`, this, { connection: args.genesisConnection, script: "k3s/drain.sh", stdin: plan.payloads.drain, after: [prepare] });
+        const drain = remoteStep(`${name}-drain`, this, {
+            connection: args.genesisConnection,
+            script: "k3s/drain.sh",
+            stdin: plan.payloads.drain,
+            after: [prepare],
+        });
         const apply = remoteStep(`${name}-apply`, this, { connection: args.connection, script: "k3s/apply.sh", stdin: plan.payloads.apply, after: [drain] });
         this.done = remoteStep(`${name}-uncordon`, this, {
             connection: args.genesisConnection,

@@ -36,7 +36,12 @@ export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sN
                 { path: K3S_CONFIG_PATH, mode: 0o600, content: values.text(configYaml) },
                 { path: ROLLOUT_RECORD_PATH, mode: 0o600, content: values.text(renderRolloutRecord(fleet, node)) },
             ],
-            payloads: { prepare: values.derive([token], ([text]) => payloads.prepare(text)), drain: payloads.drain, apply: payloads.apply, uncordon: payloads.uncordon },
+            payloads: {
+                prepare: values.derive([token], ([text]) => payloads.prepare(text)),
+                drain: payloads.drain,
+                apply: payloads.apply,
+                uncordon: payloads.uncordon,
+            },
         };
     });
 }

@@ -83,6 +83,10 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
             { target: ROLLOUT_RECORD_PATH, mode: 0o600, content: renderRolloutRecord(fleet, node) },
             { target: "tls-san.yaml", mode: 0o600, content: renderSanDropIn(fleet, node) },
         ]),
-        uncordon: framedPayload({ NODE_NAME: node.name, FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node), CONFIG_SHA256: configSha256 }),
+        uncordon: framedPayload({
+            NODE_NAME: node.name,
+            FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node),
+            CONFIG_SHA256: configSha256,
+        }),
     };
 }

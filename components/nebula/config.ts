@@ -161,7 +161,12 @@ export interface NebulaConfigOptions {
     pkiDir?: string;
 }
 
-export function renderNebulaConfig(fleet: Fleet, members: readonly NebulaMember[], member: NebulaMember, options: NebulaConfigOptions = {}): Record<string, unknown> {
+export function renderNebulaConfig(
+    fleet: Fleet,
+    members: readonly NebulaMember[],
+    member: NebulaMember,
+    options: NebulaConfigOptions = {},
+): Record<string, unknown> {
     const overlay = fleet.overlays.nebula;
     const lights = lighthouses(members);
     const others = lights.filter((light) => light.name !== member.name);
@@ -169,9 +174,7 @@ export function renderNebulaConfig(fleet: Fleet, members: readonly NebulaMember[
         pki: options.pkiDir
             ? { ca: `${options.pkiDir}/ca.crt`, cert: `${options.pkiDir}/host.crt`, key: `${options.pkiDir}/host.key` }
             : { ca: NEBULA_FILES.ca, cert: NEBULA_FILES.cert, key: NEBULA_FILES.key },
-        static_host_map: Object.fromEntries(
-            lights.map((light) => [light.address, [options.endpointOverride?.(light) ?? (light.publicEndpoint as string)]]),
-        ),
+        static_host_map: Object.fromEntries(lights.map((light) => [light.address, [options.endpointOverride?.(light) ?? (light.publicEndpoint as string)]])),
         lighthouse: {
             am_lighthouse: member.lighthouse,
             interval: 60,

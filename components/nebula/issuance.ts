@@ -1,12 +1,5 @@
 import { createPrivateKey, hkdfSync, randomBytes } from "node:crypto";
-import {
-    NEBULA_PEM_TYPES,
-    createNebulaCa,
-    encodeNebulaPem,
-    nebulaHostPublicKeyPem,
-    parseNebulaCert,
-    signNebulaHostCert,
-} from "./cert";
+import { NEBULA_PEM_TYPES, createNebulaCa, encodeNebulaPem, nebulaHostPublicKeyPem, parseNebulaCert, signNebulaHostCert } from "./cert";
 import type { NebulaMember } from "./config";
 import { nebulaCaPlan, nebulaCaRefEquals, type NebulaCaRef } from "../../stacks/fleet";
 import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";

@@ -151,7 +151,12 @@ export class NebulaPki extends pulumi.ComponentResource {
 }
 
 /** What the operator must hear about certificate expiry; an expired CA fails the run. */
-export function expiryMessages(caCertPem: string, members: readonly NebulaMember[], policy: ValidityPolicy, now: Date): { warnings: string[]; errors: string[] } {
+export function expiryMessages(
+    caCertPem: string,
+    members: readonly NebulaMember[],
+    policy: ValidityPolicy,
+    now: Date,
+): { warnings: string[]; errors: string[] } {
     const ca = caValidity(caCertPem);
     const warnings: string[] = [];
     const errors: string[] = [];

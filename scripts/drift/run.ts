@@ -79,7 +79,11 @@ export function unreachableReason(stderr: string): string {
         [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key .* not known/i, "host key"],
         [/Connection closed|Connection reset|kex_exchange_identification/i, "connection closed"],
     ];
-    const last = text.split("\n").filter((line) => line.trim() !== "").at(-1) ?? "";
+    const last =
+        text
+            .split("\n")
+            .filter((line) => line.trim() !== "")
+            .at(-1) ?? "";
     for (const [pattern, reason] of rules) {
         if (pattern.test(text)) {
             return `${reason}: ${last}`;
@@ -161,7 +165,9 @@ export async function runDrift(expectation: DriftExpectation, options: DriftRunO
         const started = performance.now();
         const ssh = options.ssh.target ? options.ssh.target(host) : host.ssh;
         const read: Read =
-            ssh === undefined ? { ok: false, reason: "address unknown (pass --control-host or --from-stack-outputs)" } : await readHost(ssh, script, collectorPayload(host, { diff: options.diff }), options.ssh);
+            ssh === undefined
+                ? { ok: false, reason: "address unknown (pass --control-host or --from-stack-outputs)" }
+                : await readHost(ssh, script, collectorPayload(host, { diff: options.diff }), options.ssh);
         done++;
         options.onProgress?.(done, total);
         return { host, ssh, read, seconds: Math.round(performance.now() - started) / 1000 };

@@ -13,7 +13,9 @@ beforeAll(async () => {
 });
 
 const edgeResources = (): { name: string; type: string; provider?: string }[] =>
-    recorder.resources.filter((resource) => resource.name.startsWith("edge-") && resource.type.startsWith("kubernetes:") && resource.type !== "pulumi:providers:kubernetes");
+    recorder.resources.filter(
+        (resource) => resource.name.startsWith("edge-") && resource.type.startsWith("kubernetes:") && resource.type !== "pulumi:providers:kubernetes",
+    );
 
 describe("ClusterEdge under strict mocks", () => {
     it("applies every object through the one explicit provider", () => {
@@ -69,7 +71,9 @@ describe("edge config errors", () => {
     const errors = (mutate: (fleet: Record<string, any>) => void): string[] => {
         const raw = rawFleet("prod");
         mutate(raw);
-        return validateFleet(raw).problems.filter((p) => p.severity === "error").map(formatProblem);
+        return validateFleet(raw)
+            .problems.filter((p) => p.severity === "error")
+            .map(formatProblem);
     };
 
     it("rejects a middleware of an unknown kind", () => {
@@ -77,9 +81,7 @@ describe("edge config errors", () => {
             errors((fleet) => {
                 fleet.edge.middlewares.push({ name: "redirect", namespace: "networking", redirectScheme: { scheme: "https" } });
             }),
-        ).toEqual([
-            'fleet.edge.middlewares[2]: unknown key "redirectScheme"',
-        ]);
+        ).toEqual(['fleet.edge.middlewares[2]: unknown key "redirectScheme"']);
     });
 
     it("rejects an endpoint host with no address on the cluster's overlay", () => {

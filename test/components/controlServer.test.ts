@@ -23,7 +23,12 @@ beforeAll(async () => {
 
 describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
     it("keeps the identity protected and apart from the droplet", () => {
-        expect(recorder.named("control-ip")).toMatchObject({ type: "digitalocean:index/reservedIp:ReservedIp", protect: true, dependsOn: [], inputs: { region: "sfo3" } });
+        expect(recorder.named("control-ip")).toMatchObject({
+            type: "digitalocean:index/reservedIp:ReservedIp",
+            protect: true,
+            dependsOn: [],
+            inputs: { region: "sfo3" },
+        });
         expect(recorder.named("control-data")).toMatchObject({
             type: "digitalocean:index/volume:Volume",
             protect: true,
@@ -35,7 +40,10 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
     it("makes the droplet, its SSH key and attachments replaceable, and nothing identity depends on them", () => {
         const droplet = recorder.named("control-droplet");
-        expect(droplet).toMatchObject({ protect: false, inputs: { name: "shortcircuit-lighthouse-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64" } });
+        expect(droplet).toMatchObject({
+            protect: false,
+            inputs: { name: "shortcircuit-lighthouse-sfo3", region: "sfo3", size: "s-1vcpu-1gb", image: "debian-12-x64" },
+        });
         expect(droplet.dependsOn).toEqual(expect.arrayContaining(["control-ssh-key"]));
         expect(droplet.secretInputs).toContain("userData");
         expect(String(droplet.inputs.userData)).toMatch(/^#cloud-config\n/);
@@ -82,7 +90,14 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
             expect(recorder.named(name).deleteBeforeReplace).toBe(true);
         }
         // A rebuilt droplet re-runs the SSH steps, which find cloud-init's files in place.
-        for (const step of ["control-bootstrap", "control-headscale-secrets", "control-headscale-files", "control-nebula-secrets", "control-nebula-files", "control-health"]) {
+        for (const step of [
+            "control-bootstrap",
+            "control-headscale-secrets",
+            "control-headscale-files",
+            "control-nebula-secrets",
+            "control-nebula-files",
+            "control-health",
+        ]) {
             expect(recorder.named(step).inputs.triggers).toEqual(expect.arrayContaining([outputs.controlDropletId]));
         }
     });
@@ -104,7 +119,11 @@ describe("DerpRelay under strict mocks", () => {
     it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
         expect(parsePayload(String(recorder.named("derp-aero-install").inputs.stdin)).params).toEqual({ VERSION: "v1.102.5" });
         const files = parsePayload(String(recorder.named("derp-aero-derper-files").inputs.stdin));
-        expect(files.params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "com.tailscale.derper", PLIST: "/Library/LaunchDaemons/com.tailscale.derper.plist" });
+        expect(files.params).toMatchObject({
+            SERVICE_MANAGER: "launchd",
+            SERVICE: "com.tailscale.derper",
+            PLIST: "/Library/LaunchDaemons/com.tailscale.derper.plist",
+        });
         expect(recorder.resources.some((resource) => resource.name.startsWith("derp-aero-tls"))).toBe(false);
     });
 
@@ -113,7 +132,12 @@ describe("DerpRelay under strict mocks", () => {
         expect(run.error).toBeUndefined();
         expect(run.recorder.named("derp-lab-relay-01-tls-cert").inputs).toMatchObject({ dnsNames: ["derp-lab.kub0.io"] });
         expect(run.recorder.named("derp-lab-relay-01-derper-secrets").secretInputs).toContain("stdin");
-        const derpMap = await new Promise<string>((resolve) => run.program!.derpMap.apply((value) => { resolve(value); return value; }));
+        const derpMap = await new Promise<string>((resolve) =>
+            run.program!.derpMap.apply((value) => {
+                resolve(value);
+                return value;
+            }),
+        );
         expect(derpMap).toMatch(/certname: sha256-raw:[0-9a-f]{64}/);
     });
 });
@@ -159,7 +183,10 @@ describe("ControlServer on an existing host", () => {
         // over SSH, and each delivery restarts its own service after writing its files.
         expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap"]);
         expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-headscale-files");
-        expect(parsePayload(String(run.recorder.named("control-nebula-files").inputs.stdin)).params).toMatchObject({ SERVICE: "nebula.service", RESTART: "yes" });
+        expect(parsePayload(String(run.recorder.named("control-nebula-files").inputs.stdin)).params).toMatchObject({
+            SERVICE: "nebula.service",
+            RESTART: "yes",
+        });
         expect(String(run.recorder.named("control-nebula-files").inputs.stdin)).toContain("@file 0644");
         // The lighthouse is this host: its Nebula files come with the control server's, not twice.
         expect(run.recorder.resources.some((resource) => resource.name.startsWith("nebula-lab-control-01"))).toBe(false);
@@ -168,7 +195,12 @@ describe("ControlServer on an existing host", () => {
 });
 
 describe("adopting a running control server (controlServer.host.adopt)", () => {
-    const adopt = { dropletId: "371122334", reservedIp: "203.0.113.77", volumeId: "4f1c2d3e-0a1b-4c2d-8e9f-0123456789ab", firewallId: "9a8b7c6d-1e2f-4a3b-9c8d-abcdefabcdef" };
+    const adopt = {
+        dropletId: "371122334",
+        reservedIp: "203.0.113.77",
+        volumeId: "4f1c2d3e-0a1b-4c2d-8e9f-0123456789ab",
+        firewallId: "9a8b7c6d-1e2f-4a3b-9c8d-abcdefabcdef",
+    };
     let adopted: MockRecorder;
     beforeAll(async () => {
         const raw = rawFleet("prod") as { controlServer: { host: Record<string, unknown> } };

@@ -132,7 +132,11 @@ function payloadFor(
 const delivered = (file: string): string => path.join(state, file);
 
 const config: PlannedFile<string> = { path: "/etc/nebula/config.yml", content: "tun:\n  mtu: 1300\n", mode: 0o644 };
-const key: PlannedFile<string> = { path: "/etc/nebula/host.key", content: "-----BEGIN NEBULA X25519 PRIVATE KEY-----\nAAAA\n-----END NEBULA X25519 PRIVATE KEY-----\n", mode: 0o600 };
+const key: PlannedFile<string> = {
+    path: "/etc/nebula/host.key",
+    content: "-----BEGIN NEBULA X25519 PRIVATE KEY-----\nAAAA\n-----END NEBULA X25519 PRIVATE KEY-----\n",
+    mode: 0o600,
+};
 const unit: PlannedFile<string> = { path: "/etc/systemd/system/nebula.service", content: "[Service]\nExecStart=/usr/bin/env nebula\n", mode: 0o644 };
 const systemd: ServiceManager = { kind: "systemd", unit: "nebula.service" };
 
@@ -204,7 +208,9 @@ describe("the file delivery script", () => {
         fs.writeFileSync(path.join(work, "dead-on"), "broken");
         const result = deliver(systemd, [broken, unit]);
         expect(result.status).not.toBe(0);
-        expect(result.stderr).toContain("nebula.service is not healthy 5s after its restart on the new files; put the previous files back and nebula.service is healthy on them");
+        expect(result.stderr).toContain(
+            "nebula.service is not healthy 5s after its restart on the new files; put the previous files back and nebula.service is healthy on them",
+        );
         expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
         expect(result.calls.filter((call) => call === "systemctl restart nebula.service")).toHaveLength(2);
         // The wanted files are not in place: every later run tries them again, and fails again.
@@ -215,7 +221,9 @@ describe("the file delivery script", () => {
         fs.writeFileSync(path.join(work, "dead"), "");
         const result = deliver(systemd, [config]);
         expect(result.status).not.toBe(0);
-        expect(result.stderr).toContain("nebula.service is not healthy 5s after its restart on the new files; put the previous files back, but nebula.service is not healthy on them either");
+        expect(result.stderr).toContain(
+            "nebula.service is not healthy 5s after its restart on the new files; put the previous files back, but nebula.service is not healthy on them either",
+        );
         expect(fs.existsSync(delivered("var/lib/shortcircuit/restart-pending.nebula.service"))).toBe(true);
     });
 
@@ -249,9 +257,16 @@ describe("the file delivery script", () => {
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-out-crt", "a.crt", "-out-key", "a.key"]);
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-groups", "new", "-out-crt", "a2.crt", "-out-key", "a2.key"]);
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.9/16", "-out-crt", "moved.crt", "-out-key", "moved.key"]);
-        const file = (target: string, name: string): PlannedFile<string> => ({ path: target, content: fs.readFileSync(path.join(pki, name), "utf8"), mode: 0o644 });
+        const file = (target: string, name: string): PlannedFile<string> => ({
+            path: target,
+            content: fs.readFileSync(path.join(pki, name), "utf8"),
+            mode: 0o644,
+        });
         const ca = file("/etc/nebula/ca.crt", "ca.crt");
-        const extras: DeliveryExtras = { reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"], nebulaCert: "/etc/nebula/host.crt" };
+        const extras: DeliveryExtras = {
+            reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"],
+            nebulaCert: "/etc/nebula/host.crt",
+        };
         expect(deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a.crt")], true, [], extras).status).toBe(0);
 
         const reloaded = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a2.crt")], true, [], extras);
@@ -265,7 +280,13 @@ describe("the file delivery script", () => {
         expect(moved.calls).not.toContain("systemctl reload nebula.service");
 
         // Any other file (the config) takes a restart too.
-        const reconfigured = deliver(systemd, [{ ...config, content: "tun:\n  mtu: 1280\n" }, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], extras);
+        const reconfigured = deliver(
+            systemd,
+            [{ ...config, content: "tun:\n  mtu: 1280\n" }, unit, ca, file("/etc/nebula/host.crt", "moved.crt")],
+            true,
+            [],
+            extras,
+        );
         expect(reconfigured.calls).toContain("systemctl restart nebula.service");
     });
 
@@ -292,6 +313,8 @@ describe("the file delivery script", () => {
         expect(() => framedPayload({}, [{ target: "etc/x", content: "", mode: 0o644 }])).toThrow(PayloadError);
         expect(() => framedPayload({}, [{ target: "/etc/a b", content: "", mode: 0o644 }])).toThrow(PayloadError);
         expect(() => framedPayload({}, [{ target: "/etc/../x", content: "", mode: 0o644 }])).toThrow(PayloadError);
-        expect(() => delivery(plainValues, { role: "x", service: { kind: "systemd", unit: "nebula; reboot" }, secretFiles: [], publicFiles: [] })).toThrow("not a plain name");
+        expect(() => delivery(plainValues, { role: "x", service: { kind: "systemd", unit: "nebula; reboot" }, secretFiles: [], publicFiles: [] })).toThrow(
+            "not a plain name",
+        );
     });
 });

@@ -58,7 +58,14 @@ describe("NebulaPki under mocks", () => {
         const { snapshot, names, types, error } = await buildPki(rawFleet("lab"));
         expect(error).toBeUndefined();
         expect(names.filter((_, index) => types[index] === TLS_KEY).sort()).toEqual(
-            ["nebula-ca-key", "nebula-key-lab-agent-01", "nebula-key-lab-agent-02", "nebula-key-lab-relay-01", "nebula-key-lab-server-01", "nebula-key-shortcircuit-lab-sfo3"].sort(),
+            [
+                "nebula-ca-key",
+                "nebula-key-lab-agent-01",
+                "nebula-key-lab-agent-02",
+                "nebula-key-lab-relay-01",
+                "nebula-key-lab-server-01",
+                "nebula-key-shortcircuit-lab-sfo3",
+            ].sort(),
         );
         expect(types).toContain("shortcircuit:nebula:NebulaPki");
         expect(snapshot!.caProtected).toBe(true);
@@ -99,13 +106,23 @@ describe("Nebula delivery in the program", () => {
     it("sends each SSH-reachable member its key in a secret command and its public files in another", async () => {
         const { recorder, error } = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
         expect(error).toBeUndefined();
-        const commands = recorder.ofType(REMOTE_COMMAND).map((resource) => resource.name).filter((name) => name.startsWith("nebula-")).sort();
+        const commands = recorder
+            .ofType(REMOTE_COMMAND)
+            .map((resource) => resource.name)
+            .filter((name) => name.startsWith("nebula-"))
+            .sort();
         expect(commands).toEqual(
             ["lab-agent-01", "lab-agent-02", "lab-relay-01", "lab-server-01"].flatMap((name) => [`nebula-${name}-files`, `nebula-${name}-secrets`]).sort(),
         );
         const files = recorder.named("nebula-lab-agent-01-files").inputs;
         const fleet = validFleet("lab");
-        expect(files.connection).toMatchObject({ host: "192.168.50.21", user: "root", port: 22, perDialTimeout: fleet.access.sshTimeoutSeconds, dialErrorLimit: 3 });
+        expect(files.connection).toMatchObject({
+            host: "192.168.50.21",
+            user: "root",
+            port: 22,
+            perDialTimeout: fleet.access.sshTimeoutSeconds,
+            dialErrorLimit: 3,
+        });
         expect(files.create).toBe(files.update);
         expect(files.create).toBe(remoteScript("remote/deliver-files.sh"));
         const payload = parsePayload(String(files.stdin));

@@ -1,12 +1,5 @@
 import { verifyNebulaCert, parseNebulaCert } from "../../components/nebula/cert";
-import {
-    caFromSeed,
-    certExpiryStatus,
-    certValidityAt,
-    generatedCaPolicy,
-    issueMemberCert,
-    x25519KeyPemFromBytes,
-} from "../../components/nebula/issuance";
+import { caFromSeed, certExpiryStatus, certValidityAt, generatedCaPolicy, issueMemberCert, x25519KeyPemFromBytes } from "../../components/nebula/issuance";
 import { nebulaHostPublicKeyPem } from "../../components/nebula/cert";
 import { expiryMessages } from "../../components/nebula/nebulaPki";
 import { nebulaMembers } from "../../components/nebula/config";

@@ -59,7 +59,10 @@ function release(headscaleDeb: Buffer, headscaleListed: Buffer, tarball: Buffer,
     const headscalePath = `/juanfont/headscale/releases/download/${versions.headscale}`;
     const nebulaPath = `/slackhq/nebula/releases/download/${versions.nebula}`;
     served.set(`${headscalePath}/${DEB}`, headscaleDeb);
-    served.set(`${headscalePath}/checksums.txt`, Buffer.from(`${sha256("other")}  headscale_${HEADSCALE_VERSION}_linux_arm64.deb\n${sha256(headscaleListed)}  ${DEB}\n`));
+    served.set(
+        `${headscalePath}/checksums.txt`,
+        Buffer.from(`${sha256("other")}  headscale_${HEADSCALE_VERSION}_linux_arm64.deb\n${sha256(headscaleListed)}  ${DEB}\n`),
+    );
     served.set(`${nebulaPath}/${TARBALL}`, tarball);
     served.set(`${nebulaPath}/SHASUM256.txt`, Buffer.from(`${sha256(tarballListed)}  ${TARBALL}\n${sha256("x")}  nebula-darwin.zip\n`));
 }
@@ -152,7 +155,9 @@ describe("the bootstrap's downloads", () => {
         release(Buffer.from("a tampered headscale package"), goodDeb, goodTarball, goodTarball);
         const result = await bootstrap();
         expect(result.status).toBe(1);
-        expect(result.stderr).toContain(`bootstrap: headscale ${HEADSCALE_VERSION}: the download's sha256 ${sha256("a tampered headscale package")} is not the release's ${sha256(goodDeb)}; refusing to install it`);
+        expect(result.stderr).toContain(
+            `bootstrap: headscale ${HEADSCALE_VERSION}: the download's sha256 ${sha256("a tampered headscale package")} is not the release's ${sha256(goodDeb)}; refusing to install it`,
+        );
         expect(result.calls.some((call) => call.startsWith("apt-get"))).toBe(false);
         expect(result.nebula).toBe("nebula before");
         expect(requests).toContain(`/juanfont/headscale/releases/download/${versions.headscale}/checksums.txt`);

@@ -47,7 +47,9 @@ describe("drift expectation from the plan", () => {
     });
 
     it("takes the headscale keys' owner from the plan and the droplet's address from the options", () => {
-        const control = driftExpectation(validFleet("prod"), { controlHost: "203.0.113.7" }).hosts.find((host) => host.files.some((file) => file.path === "/etc/headscale/config.yaml"))!;
+        const control = driftExpectation(validFleet("prod"), { controlHost: "203.0.113.7" }).hosts.find((host) =>
+            host.files.some((file) => file.path === "/etc/headscale/config.yaml"),
+        )!;
         expect(control.ssh?.host).toBe("203.0.113.7");
         expect(control.files.filter((file) => file.check === "secret").map((file) => [file.path, file.owner])).toEqual(
             expect.arrayContaining([["/etc/headscale/noise_private.key", "headscale:headscale"]]),

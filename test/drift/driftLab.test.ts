@@ -42,7 +42,17 @@ async function drift(extra: string[] = [], json = true): Promise<{ code: number;
     const out = sink();
     const err = sink();
     const code = await runDriftCommand(
-        ["--config-file", lab.configFile, "--control-host", lab.controlHost, "--nebula-ca-fingerprint", lab.caFingerprint, ...lab.sshArgs, ...(json ? ["--json"] : []), ...extra],
+        [
+            "--config-file",
+            lab.configFile,
+            "--control-host",
+            lab.controlHost,
+            "--nebula-ca-fingerprint",
+            lab.caFingerprint,
+            ...lab.sshArgs,
+            ...(json ? ["--json"] : []),
+            ...extra,
+        ],
         out.stream,
         err.stream,
         {},
@@ -51,7 +61,9 @@ async function drift(extra: string[] = [], json = true): Promise<{ code: number;
 }
 
 function findingsOf(report: JsonReport, host: string): string[] {
-    return (report.hosts.find((each) => each.name === host)?.findings ?? []).map((finding) => `${finding.severity} ${finding.area} ${finding.subject}: ${finding.message}`);
+    return (report.hosts.find((each) => each.name === host)?.findings ?? []).map(
+        (finding) => `${finding.severity} ${finding.area} ${finding.subject}: ${finding.message}`,
+    );
 }
 
 function driftedHosts(report: JsonReport): string[] {
@@ -126,7 +138,9 @@ describe("drift on the lab fleet", () => {
             const edit = findings.find((finding) => finding.subject === NEBULA_CONFIG)!;
             expect(edit.message).toMatch(/^content differs \(sha256 [0-9a-f]{12} on the host, [0-9a-f]{12} planned\)$/);
             expect(edit.diff).toContain("-  mtu: 1300\n+  mtu: 1400\n");
-            expect(findingsOf(result.report, AGENT_1)).toContainEqual(expect.stringMatching(/^drift service nebula.service: runs an older config: started .*, \/etc\/nebula\/config.yml changed /));
+            expect(findingsOf(result.report, AGENT_1)).toContainEqual(
+                expect.stringMatching(/^drift service nebula.service: runs an older config: started .*, \/etc\/nebula\/config.yml changed /),
+            );
             // Secret files are never printed: not even in a diff.
             expect(result.out).not.toContain("PRIVATE KEY");
         } finally {
@@ -168,7 +182,9 @@ describe("drift on the lab fleet", () => {
             const result = await drift();
             expect(result.code).toBe(3);
             expect(findingsOf(result.report, RELAY)).toEqual(["drift service derper.service: not active (inactive)"]);
-            expect(findingsOf(result.report, SERVER)).toEqual([expect.stringMatching(/^drift service nebula.service: restart pending since .* \(\/var\/lib\/shortcircuit\/restart-pending.nebula.service\)$/)]);
+            expect(findingsOf(result.report, SERVER)).toEqual([
+                expect.stringMatching(/^drift service nebula.service: restart pending since .* \(\/var\/lib\/shortcircuit\/restart-pending.nebula.service\)$/),
+            ]);
             expect(findingsOf(result.report, AGENT_1)).toEqual(["drift k3s lab-agent-01: cordoned (unschedulable)"]);
         } finally {
             await fleet.exec(RELAY, "systemctl start derper.service", { check: true });
@@ -185,7 +201,11 @@ describe("drift on the lab fleet", () => {
             const result = await drift();
             expect(result.code).toBe(3);
             expect(findingsOf(result.report, AGENT_2)).toEqual([`drift address tailscale0: has 100.68.0.99, expected ${host.tailnetAddress}`]);
-            expect(findingsOf(result.report, AGENT_1)).toEqual([expect.stringMatching(/^drift route table 52: routes 10.42.0.0\/16 \(10.42.0.0\/16 dev tailscale0.*\), which covers cluster range 10.42.0.0\/16$/)]);
+            expect(findingsOf(result.report, AGENT_1)).toEqual([
+                expect.stringMatching(
+                    /^drift route table 52: routes 10.42.0.0\/16 \(10.42.0.0\/16 dev tailscale0.*\), which covers cluster range 10.42.0.0\/16$/,
+                ),
+            ]);
         } finally {
             await fleet.exec(host, `ip addr del 100.68.0.99/32 dev tailscale0 && ip addr add ${host.tailnetAddress}/32 dev tailscale0`, { check: true });
             await fleet.clearTable52(AGENT_1);

@@ -58,10 +58,16 @@ export async function startDriftLab(bridgePrefix: string): Promise<DriftLab> {
         // mount namespace only) and a unit file for the service-manager stand-in.
         const passwd = path.join(fleet.runDir, "drift-passwd");
         const group = path.join(fleet.runDir, "drift-group");
-        fs.writeFileSync(passwd, `${fs.readFileSync("/etc/passwd", "utf8")}headscale:x:${HEADSCALE_UID}:${HEADSCALE_UID}::/var/lib/headscale:/usr/sbin/nologin\n`);
+        fs.writeFileSync(
+            passwd,
+            `${fs.readFileSync("/etc/passwd", "utf8")}headscale:x:${HEADSCALE_UID}:${HEADSCALE_UID}::/var/lib/headscale:/usr/sbin/nologin\n`,
+        );
         fs.writeFileSync(group, `${fs.readFileSync("/etc/group", "utf8")}headscale:x:${HEADSCALE_UID}:\n`);
         await fleet.exec(DROPLET, `mount --bind ${passwd} /etc/passwd && mount --bind ${group} /etc/group`, { check: true });
-        fs.writeFileSync(fleet.hostPath(DROPLET, "/etc/systemd/system/headscale.service"), "[Unit]\nDescription=headscale (lab stand-in)\n[Service]\nExecStart=/usr/local/bin/headscale serve\n");
+        fs.writeFileSync(
+            fleet.hostPath(DROPLET, "/etc/systemd/system/headscale.service"),
+            "[Unit]\nDescription=headscale (lab stand-in)\n[Service]\nExecStart=/usr/local/bin/headscale serve\n",
+        );
 
         // Every planned file written as delivery leaves it (content, mode; Headscale's keys
         // owned by its user), then each service (re)started once on its files.
@@ -109,7 +115,20 @@ export async function startDriftLab(bridgePrefix: string): Promise<DriftLab> {
             configFile,
             controlHost,
             caFingerprint,
-            sshArgs: ["--identity", fleet.privateKeyPath, "--ssh-config", "/dev/null", "--known-hosts", "/dev/null", "--strict-host-key-checking", "no", "--connect-timeout", "2", "--timeout", "30"],
+            sshArgs: [
+                "--identity",
+                fleet.privateKeyPath,
+                "--ssh-config",
+                "/dev/null",
+                "--known-hosts",
+                "/dev/null",
+                "--strict-host-key-checking",
+                "no",
+                "--connect-timeout",
+                "2",
+                "--timeout",
+                "30",
+            ],
             cleanup: async () => {
                 await fleet.stop();
                 fs.rmSync(dir, { recursive: true, force: true });

@@ -62,9 +62,13 @@ export async function startLoopbackSshd(): Promise<LoopbackSshd> {
     const bashrc = path.join(dir, "bashrc");
     fs.writeFileSync(bashrc, "");
     const boot = 'if [ -f /root/.bashrc ]; then mount --bind "$1" /root/.bashrc; fi; shift; exec "$@"';
-    const child = spawn("unshare", ["--mount", "--propagation", "private", "--", "/bin/bash", "-c", boot, "sshd-boot", bashrc, sshd, "-D", "-e", "-f", path.join(dir, "sshd_config")], {
-        stdio: ["ignore", fd, fd],
-    });
+    const child = spawn(
+        "unshare",
+        ["--mount", "--propagation", "private", "--", "/bin/bash", "-c", boot, "sshd-boot", bashrc, sshd, "-D", "-e", "-f", path.join(dir, "sshd_config")],
+        {
+            stdio: ["ignore", fd, fd],
+        },
+    );
     fs.closeSync(fd);
     const stop = (): void => {
         child.kill("SIGTERM");

@@ -71,7 +71,12 @@ describe("K3s rollout on the lab fleet", () => {
             expect(fs.statSync(fleet.hostPath(host, "/etc/rancher/k3s/cluster-token")).mode & 0o777).toBe(0o600);
             expect(fleet.k3sState(host)?.status).toBe("active");
         }
-        expect(fleet.clusterNodes().map((node) => node.name).sort()).toEqual([AGENT_1, AGENT_2, SERVER]);
+        expect(
+            fleet
+                .clusterNodes()
+                .map((node) => node.name)
+                .sort(),
+        ).toEqual([AGENT_1, AGENT_2, SERVER]);
         const apply = result.ran.find((step) => step.name === `k3s-${AGENT_1}-apply`)!;
         expect(apply.result.stdout).toContain(`rollout ${AGENT_1}: restarted k3s-agent and healthy`);
     });
@@ -99,7 +104,9 @@ describe("K3s rollout on the lab fleet", () => {
         expect(result.failed?.result.stderr).toBeUndefined();
         expect(result.ran).toHaveLength(12);
         for (const node of [SERVER, AGENT_1, AGENT_2]) {
-            expect(result.ran.find((step) => step.name === `k3s-${node}-drain`)?.result.stdout).toContain(`drain ${node}: already runs this config; not drained`);
+            expect(result.ran.find((step) => step.name === `k3s-${node}-drain`)?.result.stdout).toContain(
+                `drain ${node}: already runs this config; not drained`,
+            );
         }
         expect(fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"))).toHaveLength(drainsBefore);
         expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
@@ -142,7 +149,8 @@ describe("K3s rollout on the lab fleet", () => {
     it("moves a server's node-ip in two passes when its certificates lack the new address", async () => {
         // The server was set up by hand before the program managed it: its tls-san covers only
         // the tailnet, and it has no rollout record.
-        const legacy = "node-name: lab-server-01\nnode-ip: [100.68.0.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [100.68.0.11]\n";
+        const legacy =
+            "node-name: lab-server-01\nnode-ip: [100.68.0.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [100.68.0.11]\n";
         const setup = await fleet.ssh(
             SERVER,
             "set -e; cat > /etc/rancher/k3s/config.yaml; rm -f /etc/rancher/k3s/shortcircuit-rollout.env; mkdir -p /var/lib/rancher/k3s/server/tls; touch /var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate; systemctl restart k3s",
@@ -169,7 +177,8 @@ describe("K3s rollout on the lab fleet", () => {
         // Control experiment for the guard above: certificates regenerated without the tailnet
         // address, and a record that wrongly claims they cover it, so the move back to the
         // tailnet skips pass 1.
-        const narrow = "node-name: lab-server-01\nnode-ip: [10.68.1.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [10.68.1.11]\n";
+        const narrow =
+            "node-name: lab-server-01\nnode-ip: [10.68.1.11]\nflannel-iface: tailscale0\ntoken-file: /etc/rancher/k3s/cluster-token\ncluster-init: true\ntls-san: [10.68.1.11]\n";
         const setup = await fleet.ssh(
             SERVER,
             "set -e; cat > /etc/rancher/k3s/config.yaml; sed -i 's/^TLS_SANS=.*/TLS_SANS=100.68.0.11/' /etc/rancher/k3s/shortcircuit-rollout.env; mkdir -p /var/lib/rancher/k3s/server/tls; touch /var/lib/rancher/k3s/server/tls/dynamic-cert-regenerate; systemctl restart k3s",
@@ -283,7 +292,9 @@ describe("K3s rollout on the lab fleet", () => {
         engine.forgetAll();
         const result = await up();
         expect(result.failed?.name).toBe(`k3s-${AGENT_2}-apply`);
-        expect(result.failed?.result.stderr).toContain(`rollout ${AGENT_2}: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained`);
+        expect(result.failed?.result.stderr).toContain(
+            `rollout ${AGENT_2}: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained`,
+        );
         expect(restarts(AGENT_2)).toBe(restartsBefore);
         expect(onDisk(AGENT_2)).toBe(edited);
 

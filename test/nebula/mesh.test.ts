@@ -87,7 +87,6 @@ function toolAsync(command: string, args: string[], timeoutMs: number): Promise<
     });
 }
 
-
 function ping(fromShort: string, to: string, extra: string[] = []): Promise<ToolResult> {
     return toolAsync("ip", ["netns", "exec", nsName(fromShort), "ping", "-n", ...extra, to], 15_000);
 }
@@ -109,7 +108,6 @@ async function pingUntilReply(fromShort: string, to: string, extra: string[], at
 // Namespaces, processes and temp dirs (including leftovers of a crashed earlier run)
 // ---------------------------------------------------------------------------------------------
 
-
 function scnebNamespaces(): string[] {
     return must("ip", ["netns", "list"])
         .split("\n")
@@ -119,7 +117,9 @@ function scnebNamespaces(): string[] {
 
 /** Kills what still runs in one of this suite's namespaces (only nebula we started), then deletes it. */
 function deleteNamespace(ns: string): void {
-    const pids = tool("ip", ["netns", "pids", ns]).output.split(/\s+/).filter((pid) => /^\d+$/.test(pid));
+    const pids = tool("ip", ["netns", "pids", ns])
+        .output.split(/\s+/)
+        .filter((pid) => /^\d+$/.test(pid));
     for (const pid of pids) {
         try {
             process.kill(Number(pid), "SIGKILL");
@@ -237,7 +237,24 @@ function buildUnderlay(): void {
         const ns = nsName(host.short);
         const port = `p-${host.short}`;
         must("ip", ["netns", "add", ns]);
-        must("ip", ["-n", SWITCH_NS, "link", "add", port, "mtu", String(UNDERLAY_MTU), "type", "veth", "peer", "name", "eth0", "mtu", String(UNDERLAY_MTU), "netns", ns]);
+        must("ip", [
+            "-n",
+            SWITCH_NS,
+            "link",
+            "add",
+            port,
+            "mtu",
+            String(UNDERLAY_MTU),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "mtu",
+            String(UNDERLAY_MTU),
+            "netns",
+            ns,
+        ]);
         must("ip", ["-n", SWITCH_NS, "link", "set", port, "master", "br0", "up"]);
         must("ip", ["-n", ns, "link", "set", "lo", "up"]);
         must("ip", ["-n", ns, "addr", "add", `${host.underlay}/${UNDERLAY_PREFIX}`, "dev", "eth0"]);
@@ -323,7 +340,15 @@ afterAll(async () => {
 
 it("runs every lighthouse the lab configs name, with A and B in the admin group and the probe lighthouse outside it", () => {
     const adminGroup = fleet.overlays.nebula.adminGroup;
-    expect(lighthouses(members).map((m) => m.name).sort()).toEqual(HOSTS.filter((h) => member(h.member).lighthouse).map((h) => h.member).sort());
+    expect(
+        lighthouses(members)
+            .map((m) => m.name)
+            .sort(),
+    ).toEqual(
+        HOSTS.filter((h) => member(h.member).lighthouse)
+            .map((h) => h.member)
+            .sort(),
+    );
     expect(member(LIGHTHOUSE).lighthouse).toBe(true);
     expect(member(LIGHTHOUSE).groups).not.toContain(adminGroup);
     expect(member(NODE_A).groups).toContain(adminGroup);

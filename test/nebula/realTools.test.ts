@@ -68,7 +68,6 @@ function printCert(file: string): PrintedCert {
     return JSON.parse(expectSuccess(tool("nebula-cert", ["print", "-json", "-path", file]), `nebula-cert print ${file}`)) as PrintedCert;
 }
 
-
 /** Temp dirs of earlier runs that crashed before their afterAll (their pid is gone). */
 function removeStaleTempDirs(prefix: string): void {
     for (const entry of fs.readdirSync(os.tmpdir())) {
@@ -220,7 +219,10 @@ describe.each(STACKS)("the %s stack's Nebula files", (stack: Stack) => {
         expect(result.status).not.toBe(0);
         expect(result.output).toMatch(/could not find ca for the certificate/);
         // And the other seed's certificate against its own CA passes: the failure is the CA.
-        expectSuccess(tool("nebula-cert", ["verify", "-ca", path.join(otherDir, "ca.crt"), "-crt", path.join(otherDir, "host.crt")]), "nebula-cert verify (other seed)");
+        expectSuccess(
+            tool("nebula-cert", ["verify", "-ca", path.join(otherDir, "ca.crt"), "-crt", path.join(otherDir, "host.crt")]),
+            "nebula-cert verify (other seed)",
+        );
     });
 
     it("changes only that member's host.crt when a member gains a Nebula group", () => {
@@ -235,7 +237,10 @@ describe.each(STACKS)("the %s stack's Nebula files", (stack: Stack) => {
 
         const changedDir = path.join(dir, "extra-group");
         writePki(changedDir, changed, target.name as string);
-        expectSuccess(tool("nebula-cert", ["verify", "-ca", path.join(changedDir, "ca.crt"), "-crt", path.join(changedDir, "host.crt")]), "nebula-cert verify (extra group)");
+        expectSuccess(
+            tool("nebula-cert", ["verify", "-ca", path.join(changedDir, "ca.crt"), "-crt", path.join(changedDir, "host.crt")]),
+            "nebula-cert verify (extra group)",
+        );
         expect(printCert(path.join(changedDir, "host.crt")).details.groups).toContain("extra");
     });
 });

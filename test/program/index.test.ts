@@ -88,7 +88,9 @@ function renderVerdict(raw: unknown): string[] {
         const stdout = new PassThrough();
         const stderr = new PassThrough();
         const code = runRender(["--config-file", file, "--out", path.join(dir, "out")], stdout, stderr);
-        const lines = String(stderr.read() ?? "").split("\n").filter((line) => line !== "" && !line.startsWith("render: ") && !line.startsWith("warning: "));
+        const lines = String(stderr.read() ?? "")
+            .split("\n")
+            .filter((line) => line !== "" && !line.startsWith("render: ") && !line.startsWith("warning: "));
         expect(code === 0).toBe(lines.length === 0);
         return lines;
     } finally {
@@ -101,7 +103,10 @@ describe("render and the program agree", () => {
         ["a CA name with a trailing space", (raw) => (raw.overlays.nebula.pki.caName = "shortcircuit ")],
         ["a non-ASCII CA name", (raw) => (raw.overlays.nebula.pki.caName = "Kübö CA")],
         ["a droplet name that climbs out of hosts/", (raw) => (raw.controlServer.host.name = "../x")],
-        ["a header value with shell syntax", (raw) => void raw.edge.middlewares.push({ name: "hdr", namespace: "networking", headers: { customRequestHeaders: { "X-Q": "$(id) `id`; \"q\"" } } })],
+        [
+            "a header value with shell syntax",
+            (raw) => void raw.edge.middlewares.push({ name: "hdr", namespace: "networking", headers: { customRequestHeaders: { "X-Q": '$(id) `id`; "q"' } } }),
+        ],
         ["an SSH user with a newline", (raw) => (raw.nodes[1].ssh = { user: "root\nHost *" })],
         ["a cluster CIDR in 100.64.0.0/10", (raw) => (raw.cluster.clusterCidr = "100.96.0.0/16")],
     ];

@@ -72,7 +72,9 @@ describe("the program and render deliver the same plan", () => {
     it.each(["prod", "lab"] as const)("%s: every (host, path, mode) delivered over SSH is rendered, and nothing else", async (stack) => {
         const rendered = renderedHostFiles(stack);
         // Workstations get their Nebula files from render by hand; no SSH step reaches them.
-        const workstations = new Set((rawFleet(stack) as { overlays: { nebula: { admins?: { name: string }[] } } }).overlays.nebula.admins?.map((admin) => admin.name));
+        const workstations = new Set(
+            (rawFleet(stack) as { overlays: { nebula: { admins?: { name: string }[] } } }).overlays.nebula.admins?.map((admin) => admin.name),
+        );
         const controlName = rendered.controlName || (rawFleet(stack) as { controlServer: { host: { host: string } } }).controlServer.host.host;
         const expected = rendered.entries.filter((entry) => !workstations.has(entry.split(" ")[0]));
         const delivered = await programDeliveries(stack, controlName);

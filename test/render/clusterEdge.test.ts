@@ -52,9 +52,15 @@ describe("Traefik HelmChartConfig", () => {
 
     it("merges config values under the required ones, which always win", () => {
         const raw: Raw = rawFleet("prod");
-        raw.edge.traefikValues = { logs: { general: { level: "DEBUG" } }, providers: { kubernetesCRD: { allowExternalNameServices: false, allowCrossNamespace: true } } };
+        raw.edge.traefikValues = {
+            logs: { general: { level: "DEBUG" } },
+            providers: { kubernetesCRD: { allowExternalNameServices: false, allowCrossNamespace: true } },
+        };
         const values = traefikValues(parseFleet(raw).fleet);
-        expect(values).toMatchObject({ logs: { general: { level: "DEBUG" } }, providers: { kubernetesCRD: { allowExternalNameServices: true, allowCrossNamespace: true } } });
+        expect(values).toMatchObject({
+            logs: { general: { level: "DEBUG" } },
+            providers: { kubernetesCRD: { allowExternalNameServices: true, allowCrossNamespace: true } },
+        });
     });
 
     it("validates against the HelmChartConfig CRD schema, and its values against the chart's values schema", () => {
@@ -90,7 +96,11 @@ describe("Middlewares", () => {
 
     it("renders a headers (CORS) middleware the CRD accepts, and the CRD rejects a bad one", () => {
         const raw: Raw = rawFleet("prod");
-        raw.edge.middlewares.push({ name: "cors", namespace: "networking", headers: { accessControlAllowOriginList: ["https://console.kub0.xyz"], accessControlAllowMethods: ["GET"] } });
+        raw.edge.middlewares.push({
+            name: "cors",
+            namespace: "networking",
+            headers: { accessControlAllowOriginList: ["https://console.kub0.xyz"], accessControlAllowMethods: ["GET"] },
+        });
         const cors = renderMiddlewares(parseFleet(raw).fleet).at(-1)!;
         const validate = crdValidator("traefik.io_middlewares.yaml");
         expect(validate(cors)).toBe(true);
@@ -125,9 +135,19 @@ describe("external services", () => {
 
     it("renders ExternalName services and gives any LoadBalancer Service the ServiceLB tolerations", () => {
         const raw: Raw = rawFleet("prod");
-        raw.edge.externalServices.push({ name: "cctv-proxy", namespace: "cctv", type: "ExternalName", externalName: "proxy.kub0.io", ports: [{ name: "http", port: 8080 }] });
+        raw.edge.externalServices.push({
+            name: "cctv-proxy",
+            namespace: "cctv",
+            type: "ExternalName",
+            externalName: "proxy.kub0.io",
+            ports: [{ name: "http", port: 8080 }],
+        });
         const external = renderExternalServices(parseFleet(raw).fleet).at(-1)!;
-        expect(external.spec).toEqual({ type: "ExternalName", externalName: "proxy.kub0.io", ports: [{ name: "http", port: 8080, protocol: "TCP", targetPort: 8080 }] });
+        expect(external.spec).toEqual({
+            type: "ExternalName",
+            externalName: "proxy.kub0.io",
+            ports: [{ name: "http", port: 8080, protocol: "TCP", targetPort: 8080 }],
+        });
         const lb: K8sObject = { apiVersion: "v1", kind: "Service", metadata: { name: "x" }, spec: { type: "LoadBalancer" } };
         expect(withServiceLbTolerations(prod, lb).metadata.annotations?.[SERVICELB_TOLERATIONS_ANNOTATION]).toBe(JSON.stringify(serviceLbTolerations(prod)));
     });
@@ -148,8 +168,11 @@ describe("workloads", () => {
 
 describe("kubeconfig", () => {
     it("points k3s's kubeconfig at an address in the genesis's tls-san", () => {
-        const k3sYaml = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: AAAA\n    server: https://127.0.0.1:6443\n  name: default\nkind: Config\n";
-        const rewritten = parseYaml(rewriteKubeconfigServer(k3sYaml, "https://100.67.0.1:6443")) as { clusters: { cluster: { server: string; "certificate-authority-data": string } }[] };
+        const k3sYaml =
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: AAAA\n    server: https://127.0.0.1:6443\n  name: default\nkind: Config\n";
+        const rewritten = parseYaml(rewriteKubeconfigServer(k3sYaml, "https://100.67.0.1:6443")) as {
+            clusters: { cluster: { server: string; "certificate-authority-data": string } }[];
+        };
         expect(rewritten.clusters[0].cluster).toEqual({ "certificate-authority-data": "AAAA", server: "https://100.67.0.1:6443" });
     });
 });

@@ -95,9 +95,24 @@ describe("derper", () => {
     it("verifies clients against Headscale with fail-open off and serves STUN", () => {
         const relay = prod.derpRelays[0];
         expect(derperArgs(prod, relay)).toEqual([
-            "-c", "/var/lib/derper/derper.key", "-a", ":443", "-hostname", "derp-aus.kub0.io", "-certmode", "letsencrypt", "-certdir", "/var/lib/derper/certs",
-            "-http-port", "80", "-stun", "-stun-port", "3478",
-            "-verify-client-url", "https://hs.kub0.io/verify", "-verify-client-url-fail-open=false",
+            "-c",
+            "/var/lib/derper/derper.key",
+            "-a",
+            ":443",
+            "-hostname",
+            "derp-aus.kub0.io",
+            "-certmode",
+            "letsencrypt",
+            "-certdir",
+            "/var/lib/derper/certs",
+            "-http-port",
+            "80",
+            "-stun",
+            "-stun-port",
+            "3478",
+            "-verify-client-url",
+            "https://hs.kub0.io/verify",
+            "-verify-client-url-fail-open=false",
         ]);
         expect(derperArgs(lab, lab.derpRelays[0])).toEqual(expect.arrayContaining(["-certmode", "manual", "-http-port", "-1"]));
     });
@@ -108,7 +123,9 @@ describe("derper", () => {
         expect(job.ProgramArguments[0]).toBe("/usr/local/bin/derper");
         expect(job.ProgramArguments).toContain("-verify-client-url-fail-open=false");
         expect(job.KeepAlive).toBe(true);
-        expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain("ExecStart=/usr/local/bin/derper -c /var/lib/derper/derper.key -a :443 -hostname derp-lab.kub0.io -certmode manual");
+        expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain(
+            "ExecStart=/usr/local/bin/derper -c /var/lib/derper/derper.key -a :443 -hostname derp-lab.kub0.io -certmode manual",
+        );
     });
 });
 

@@ -9,7 +9,11 @@ describe("rollout order", () => {
     const names = order.map((node) => node.name);
 
     it("names every K3s node exactly once and no standalone host", () => {
-        expect([...names].sort()).toEqual(k3sNodes(prod).map((node) => node.name).sort());
+        expect([...names].sort()).toEqual(
+            k3sNodes(prod)
+                .map((node) => node.name)
+                .sort(),
+        );
         expect(new Set(names).size).toBe(names.length);
         expect(names).not.toContain("aero");
     });

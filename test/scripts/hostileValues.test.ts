@@ -143,7 +143,9 @@ const FIELDS: readonly Field[] = [
         valid: "enp1s0f1.100_x",
         readBack: (files, fleet, value) => {
             const node = k3sNodes(fleet).find((each) => each.name === "lab-agent-02")!;
-            expect(bashReads(nodeRolloutPayloads(fleet, node).prepare("token"), `for pair in $(param EXPECT_ADDRESSES); do printf '%s\\0' "\${pair%%=*}"; done`)).toContain(value);
+            expect(
+                bashReads(nodeRolloutPayloads(fleet, node).prepare("token"), `for pair in $(param EXPECT_ADDRESSES); do printf '%s\\0' "\${pair%%=*}"; done`),
+            ).toContain(value);
             expect(yamlOf(files, "hosts/lab-agent-02/etc/rancher/k3s/config.yaml")["flannel-iface"]).toBe(value);
         },
     },
@@ -181,14 +183,16 @@ const FIELDS: readonly Field[] = [
     {
         path: "fleet.overlays.nebula.pki.caName",
         set: (fleet, value) => (fleet.overlays.nebula.pki.caName = value),
-        valid: "Lab CA \"2026\" ü",
-        readBack: (files, _fleet, value) => expect(parseNebulaCert(files.get("hosts/lab-agent-01/etc/nebula/ca.crt")!.content).name).toBe(`${value}${THROWAWAY_CA_SUFFIX}`),
+        valid: 'Lab CA "2026" ü',
+        readBack: (files, _fleet, value) =>
+            expect(parseNebulaCert(files.get("hosts/lab-agent-01/etc/nebula/ca.crt")!.content).name).toBe(`${value}${THROWAWAY_CA_SUFFIX}`),
     },
     {
         path: "fleet.overlays.nebula.pki.caIssuedOn",
         set: (fleet, value) => (fleet.overlays.nebula.pki.caIssuedOn = value),
         valid: "2026-01-31 00:00:00 +0000 UTC",
-        readBack: (files) => expect(parseNebulaCert(files.get("hosts/lab-agent-01/etc/nebula/ca.crt")!.content).notBefore.toISOString()).toBe("2026-01-31T00:00:00.000Z"),
+        readBack: (files) =>
+            expect(parseNebulaCert(files.get("hosts/lab-agent-01/etc/nebula/ca.crt")!.content).notBefore.toISOString()).toBe("2026-01-31T00:00:00.000Z"),
     },
     {
         path: "fleet.overlays.tailnet.prefixV6",
@@ -212,13 +216,15 @@ const FIELDS: readonly Field[] = [
         path: "fleet.nodes[1].taints[0]",
         set: (fleet, value) => (fleet.nodes[1].taints = [`${value}=true:NoSchedule`]),
         valid: "example.com/Gpu_1.x",
-        readBack: (files, _fleet, value) => expect(yamlOf(files, "hosts/lab-agent-01/etc/rancher/k3s/config.yaml")["node-taint"]).toEqual([`${value}=true:NoSchedule`]),
+        readBack: (files, _fleet, value) =>
+            expect(yamlOf(files, "hosts/lab-agent-01/etc/rancher/k3s/config.yaml")["node-taint"]).toEqual([`${value}=true:NoSchedule`]),
     },
     {
         path: "fleet.nodes[1].taints[0]",
         set: (fleet, value) => (fleet.nodes[1].taints = [`gpu=${value}:NoExecute`]),
         valid: "Z9.z-_a",
-        readBack: (files, _fleet, value) => expect(yamlOf(files, "hosts/lab-agent-01/etc/rancher/k3s/config.yaml")["node-taint"]).toEqual([`gpu=${value}:NoExecute`]),
+        readBack: (files, _fleet, value) =>
+            expect(yamlOf(files, "hosts/lab-agent-01/etc/rancher/k3s/config.yaml")["node-taint"]).toEqual([`gpu=${value}:NoExecute`]),
     },
     {
         path: "fleet.cluster.serverUrl",
@@ -241,7 +247,7 @@ const FIELDS: readonly Field[] = [
     {
         path: "fleet.controlServer.derp.regionName",
         set: (fleet, value) => (fleet.controlServer.derp.regionName = value),
-        valid: "SFO3 \"lab\" $(x) ü",
+        valid: 'SFO3 "lab" $(x) ü',
         readBack: (files, _fleet, value) => expect(yamlOf(files, "hosts/shortcircuit-lab-sfo3/etc/headscale/config.yaml").derp.server.region_name).toBe(value),
     },
     {
@@ -268,7 +274,8 @@ const FIELDS: readonly Field[] = [
         path: "fleet.derpRelays[0].hostname",
         set: (fleet, value) => (fleet.derpRelays[0].hostname = value),
         valid: "d-1.relay.lab.kub0.io",
-        readBack: (files, _fleet, value) => expect(yamlOf(files, "hosts/shortcircuit-lab-sfo3/etc/headscale/derp.yaml").regions[901].nodes[0].hostname).toBe(value),
+        readBack: (files, _fleet, value) =>
+            expect(yamlOf(files, "hosts/shortcircuit-lab-sfo3/etc/headscale/derp.yaml").regions[901].nodes[0].hostname).toBe(value),
     },
     {
         path: "fleet.edge.middlewares[0].stripPrefix.prefixes[0]",
@@ -285,7 +292,7 @@ const FIELDS: readonly Field[] = [
     {
         path: "fleet.edge.middlewares[0].headers.customRequestHeaders.X",
         set: (fleet, value) => (fleet.edge.middlewares = [{ name: "hdr", namespace: "networking", headers: { customRequestHeaders: { X: value } } }]),
-        valid: "a \"b\" $(c) `d`; *\tü",
+        valid: 'a "b" $(c) `d`; *\tü',
         readBack: (files, _fleet, value) => expect(clusterObject(files, "Middleware").spec.headers.customRequestHeaders).toEqual({ X: value }),
     },
     {
@@ -371,7 +378,11 @@ describe("every free-text field against hostile strings", () => {
             // The valid value must really be accepted, or the read-back above never ran.
             const raw: Raw = rawFleet("lab");
             field.set(raw, field.valid);
-            expect(validateFleet(raw).problems.filter((p) => p.severity === "error").map(formatProblem)).toEqual([]);
+            expect(
+                validateFleet(raw)
+                    .problems.filter((p) => p.severity === "error")
+                    .map(formatProblem),
+            ).toEqual([]);
         });
     }
 });

@@ -32,7 +32,8 @@ afterEach(() => {
 });
 
 function listFiles(dir: string): string[] {
-    return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    return fs
+        .readdirSync(dir, { recursive: true, withFileTypes: true })
         .filter((entry) => entry.isFile())
         .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
         .sort();
@@ -157,7 +158,15 @@ describe("npm run render", () => {
         const out = path.join(workDir, "nested", "out");
         for (const bad of ["../escape.txt", "hosts/../../escape.txt", "/tmp/escape.txt", "hosts//x", "hosts/./x", ""]) {
             const file = (content: string): { content: string; mode: number } => ({ content, mode: 0o644 });
-            expect(() => writeRenderedTree(out, new Map([["rollout.json", file("{}")], [bad, file("x")]]))).toThrow(/refusing to write/);
+            expect(() =>
+                writeRenderedTree(
+                    out,
+                    new Map([
+                        ["rollout.json", file("{}")],
+                        [bad, file("x")],
+                    ]),
+                ),
+            ).toThrow(/refusing to write/);
         }
         expect(listFiles(workDir)).toEqual([]);
         expect(() => targetInside(workDir, "hosts/a/etc/x")).not.toThrow();

@@ -33,8 +33,17 @@ describe("shellcheck", () => {
     });
 
     it("passes the operator-side scripts", () => {
-        const scripts = [".ci/run", ...fs.readdirSync(path.join(root, "scripts")).filter((name) => name.endsWith(".sh")).map((name) => `scripts/${name}`)];
-        const tools = fs.readdirSync(path.join(root, "scripts/tools")).filter((name) => name.endsWith(".sh")).map((name) => `scripts/tools/${name}`);
+        const scripts = [
+            ".ci/run",
+            ...fs
+                .readdirSync(path.join(root, "scripts"))
+                .filter((name) => name.endsWith(".sh"))
+                .map((name) => `scripts/${name}`),
+        ];
+        const tools = fs
+            .readdirSync(path.join(root, "scripts/tools"))
+            .filter((name) => name.endsWith(".sh"))
+            .map((name) => `scripts/tools/${name}`);
         expect(shellcheck(["-x", "-s", "bash", ...[...scripts, ...tools].map((file) => path.join(root, file))])).toEqual({ status: 0, output: "" });
     });
 });

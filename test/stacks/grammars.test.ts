@@ -129,9 +129,11 @@ describe("free text where the consumer has a grammar", () => {
     });
 
     it("refuses two Middlewares with one name in one namespace instead of dropping one", () => {
-        expect(errorsAfter((fleet) => void fleet.edge.middlewares.push({ name: "networking-strip-adsb", namespace: "networking", stripPrefix: { prefixes: ["/x"] } }))).toEqual([
-            "fleet.edge.middlewares[1].name: Middleware networking/networking-strip-adsb is already declared by fleet.edge.middlewares[0]",
-        ]);
+        expect(
+            errorsAfter(
+                (fleet) => void fleet.edge.middlewares.push({ name: "networking-strip-adsb", namespace: "networking", stripPrefix: { prefixes: ["/x"] } }),
+            ),
+        ).toEqual(["fleet.edge.middlewares[1].name: Middleware networking/networking-strip-adsb is already declared by fleet.edge.middlewares[0]"]);
     });
 
     it("refuses a node name longer than a DNS label, in one line naming the path", () => {
@@ -178,7 +180,8 @@ describe("free text where the consumer has a grammar", () => {
 
 describe("overlap with the tailnet's whole address space", () => {
     it("refuses cluster, service, mesh and LAN ranges anywhere in 100.64.0.0/10, not only in the prefix", () => {
-        const reason = "overlaps 100.64.0.0/10: tailscaled drops every packet from that range that does not arrive on the tailnet interface, whatever the tailnet prefix";
+        const reason =
+            "overlaps 100.64.0.0/10: tailscaled drops every packet from that range that does not arrive on the tailnet interface, whatever the tailnet prefix";
         expect(
             errorsAfter((fleet) => {
                 fleet.cluster.clusterCidr = "100.100.0.0/16";

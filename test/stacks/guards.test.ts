@@ -166,9 +166,7 @@ describe("address guards", () => {
                 delete fleet.nodes[AGENT_1].nebula;
                 fleet.nodes[AGENT_1].nodeIpFrom = "nebula";
             }),
-        ).toEqual([
-            "fleet.nodes[1].nodeIpFrom: lab-agent-01 takes its node-ip from the nebula but has no nebula address (set fleet.nodes[1].nebula.address)",
-        ]);
+        ).toEqual(["fleet.nodes[1].nodeIpFrom: lab-agent-01 takes its node-ip from the nebula but has no nebula address (set fleet.nodes[1].nebula.address)"]);
     });
 
     it("rejects a lighthouse without a public endpoint", () => {
@@ -265,7 +263,9 @@ describe("control server and DERP guards", () => {
     });
 
     it("rejects a DERP region id in the range Tailscale uses for its public regions", () => {
-        expect(errorsAfter((fleet) => (fleet.derpRelays[0].regionId = 1))).toEqual(["fleet.derpRelays[0].regionId: must be ≥ 900: 1-899 are Tailscale's public regions"]);
+        expect(errorsAfter((fleet) => (fleet.derpRelays[0].regionId = 1))).toEqual([
+            "fleet.derpRelays[0].regionId: must be ≥ 900: 1-899 are Tailscale's public regions",
+        ]);
     });
 
     it("rejects a relay without a hostname", () => {
@@ -277,7 +277,9 @@ describe("edge guards", () => {
     it("rejects a Tailscale hostNetwork workload with the reason", () => {
         expect(
             errorsAfter((fleet) => {
-                fleet.edge.workloads = [{ name: "tailscale", namespace: "tailscale", kind: "DaemonSet", image: "tailscale/tailscale:v1.104.5", hostNetwork: true }];
+                fleet.edge.workloads = [
+                    { name: "tailscale", namespace: "tailscale", kind: "DaemonSet", image: "tailscale/tailscale:v1.104.5", hostNetwork: true },
+                ];
             }),
         ).toEqual([
             "fleet.edge.workloads[0].hostNetwork: tailscale would run Tailscale with hostNetwork: it rewrites the node's routes and iptables and took nodes off the network",

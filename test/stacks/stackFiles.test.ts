@@ -13,7 +13,11 @@ describe("committed stack files", () => {
         const fleet = validateFleet(rawFleet("prod")).fleet!;
         expect(fleet.sites.map((site) => site.name)).toEqual(["toa", "aus", "lax", "hnd"]);
         expect(k3sNodes(fleet)).toHaveLength(18);
-        expect(servers(fleet).map((node) => node.name).sort()).toEqual(["aus-fwd-gpu-01", "lax-fwd-gpu-01", "toa-fwd-gpu-01"]);
+        expect(
+            servers(fleet)
+                .map((node) => node.name)
+                .sort(),
+        ).toEqual(["aus-fwd-gpu-01", "lax-fwd-gpu-01", "toa-fwd-gpu-01"]);
         expect(genesisNode(fleet).name).toBe("toa-fwd-gpu-01");
         const gpu = fleet.nodes.filter((node) => node.taints.includes("amd.com/gpu=true:NoSchedule"));
         expect(gpu).toHaveLength(6);

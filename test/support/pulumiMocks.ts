@@ -119,7 +119,11 @@ function mockEcdsaPrivateKey(): Record<string, string> {
 /** Outputs the real providers compute and the program reads; inputs are echoed for the rest. */
 function mockProviderOutputs(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
     if (type === TLS_PRIVATE_KEY && inputs.algorithm === "ED25519") {
-        return { ...mockEd25519PrivateKey(name), publicKeyOpenssh: `ssh-ed25519 MOCK${name}` , privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nmock ${name}\n-----END OPENSSH PRIVATE KEY-----\n` };
+        return {
+            ...mockEd25519PrivateKey(name),
+            publicKeyOpenssh: `ssh-ed25519 MOCK${name}`,
+            privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nmock ${name}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        };
     }
     if (type === TLS_PRIVATE_KEY && inputs.algorithm === "ECDSA") {
         return mockEcdsaPrivateKey();
@@ -200,7 +204,14 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const providerOutputs = mockProviderOutputs(args.type, args.name, inputs);
                 // DigitalOcean ids are numbers; the program converts them with Number().
                 const id = args.id || (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
-                const registration = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, deleteBeforeReplace: false, importId: "", ignoreChanges: [], additionalSecretOutputs: [] };
+                const registration = pending.get(`${args.type}::${args.name}`) ?? {
+                    dependsOn: [],
+                    protect: false,
+                    deleteBeforeReplace: false,
+                    importId: "",
+                    ignoreChanges: [],
+                    additionalSecretOutputs: [],
+                };
                 recorder.resources.push({ type: args.type, name: args.name, inputs, secretInputs, id, provider: args.provider, ...registration });
                 return { id, state: { ...wireInputs, ...providerOutputs, ...(options.outputs?.({ type: args.type, name: args.name, inputs }) ?? {}) } };
             },
@@ -248,12 +259,20 @@ export function setStackConfig(fleet: unknown, secrets: Readonly<Record<string, 
     for (const [key, value] of Object.entries(secrets)) {
         config[`shortcircuit:${key}`] = value;
     }
-    pulumi.runtime.setAllConfig(config, Object.keys(secrets).map((key) => `shortcircuit:${key}`));
+    pulumi.runtime.setAllConfig(
+        config,
+        Object.keys(secrets).map((key) => `shortcircuit:${key}`),
+    );
 }
 
 /** Resolves an Output in a test (mocks resolve them once registration settles). */
 export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
-    return new Promise((resolve) => output.apply((value) => { resolve(value); return value; }));
+    return new Promise((resolve) =>
+        output.apply((value) => {
+            resolve(value);
+            return value;
+        }),
+    );
 }
 
 /** True when the Output is marked secret. */

@@ -4,7 +4,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { isMap, isScalar, parse as parseYaml, parseDocument } from "yaml";
 import { derpCertName, derperArgs } from "../../components/derp/derper";
-import { HEADSCALE_FILES, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml, renderHeadscalePolicy, type HeadscaleConfigOptions } from "../../components/control/headscale";
+import {
+    HEADSCALE_FILES,
+    renderDerpMapYaml,
+    renderHeadscaleConfig,
+    renderHeadscaleConfigYaml,
+    renderHeadscalePolicy,
+    type HeadscaleConfigOptions,
+} from "../../components/control/headscale";
 import { nodeRolloutPayloads } from "../../components/k3s/rollout";
 import { remoteScript } from "../../components/remote/scripts";
 import { k3sNodes } from "../../stacks/fleet";
@@ -301,9 +308,13 @@ async function startDerper(): Promise<void> {
             if (exited(started.child)) {
                 throw new Fatal(`derper exited (${started.child.exitCode ?? started.child.signalCode})`);
             }
-            const r = await run("ip", ["netns", "exec", ns(n3.short), "openssl", "s_client", "-connect", `${RELAY_ADDRESS}:${relay.derpPort}`, "-servername", relay.hostname], {
-                timeoutMs: 5_000,
-            });
+            const r = await run(
+                "ip",
+                ["netns", "exec", ns(n3.short), "openssl", "s_client", "-connect", `${RELAY_ADDRESS}:${relay.derpPort}`, "-servername", relay.hostname],
+                {
+                    timeoutMs: 5_000,
+                },
+            );
             return r.stdout.includes("BEGIN CERTIFICATE") ? r : undefined;
         },
         { timeoutMs: 20_000, intervalMs: 300, context: logs },
@@ -359,7 +370,13 @@ function startTailscaled(node: TestNode): void {
         ns(node.short),
         `tailscaled ${node.name}`,
         tailnetTool("tailscaled"),
-        [`--tun=${lab.overlays.tailnet.interface}`, `--statedir=${path.join(node.dir, "state")}`, `--socket=${node.socket}`, "--port=41641", "--no-logs-no-support"],
+        [
+            `--tun=${lab.overlays.tailnet.interface}`,
+            `--statedir=${path.join(node.dir, "state")}`,
+            `--socket=${node.socket}`,
+            "--port=41641",
+            "--no-logs-no-support",
+        ],
         path.join(node.dir, "tailscaled.log"),
         { SSL_CERT_FILE: caFile, XDG_CACHE_HOME: path.join(node.dir, "cache"), HOME: node.dir, TS_NO_LOGS_NO_SUPPORT: "true" },
     );
@@ -383,7 +400,9 @@ async function waitRunning(node: TestNode, timeoutMs: number): Promise<Status> {
 function preflightBin(node: TestNode): string {
     const bin = path.join(node.dir, "bin");
     fs.mkdirSync(bin, { recursive: true });
-    fs.writeFileSync(path.join(bin, "k3s"), "#!/bin/sh\n# k3s-test-double: pre-flight only asks whether k3s is installed.\necho 'k3s test double'\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "k3s"), "#!/bin/sh\n# k3s-test-double: pre-flight only asks whether k3s is installed.\necho 'k3s test double'\n", {
+        mode: 0o755,
+    });
     fs.writeFileSync(path.join(bin, "tailscale"), `#!/bin/sh\nexec '${tailnetTool("tailscale")}' --socket='${node.socket}' "$@"\n`, { mode: 0o755 });
     return bin;
 }
@@ -409,11 +428,15 @@ async function runPreflight(node: TestNode, fleet: Fleet): Promise<Result> {
     // its token write lands on a throwaway tmpfs, never on this machine's /etc/rancher.
     const payload = nodeRolloutPayloads(fleet, k3sNode).prepare("tailnet-test-token");
     const inner = 'mkdir -p /etc/rancher && mount -t tmpfs tmpfs /etc/rancher && exec bash -c "$SCRIPT"';
-    return run("ip", ["netns", "exec", ns(node.short), "unshare", "-m", "--propagation", "private", "env", `SCRIPT=${remoteScript("k3s/prepare.sh")}`, "bash", "-c", inner], {
-        input: payload,
-        timeoutMs: 20_000,
-        env: { PATH: `${preflightBin(node)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
-    });
+    return run(
+        "ip",
+        ["netns", "exec", ns(node.short), "unshare", "-m", "--propagation", "private", "env", `SCRIPT=${remoteScript("k3s/prepare.sh")}`, "bash", "-c", inner],
+        {
+            input: payload,
+            timeoutMs: 20_000,
+            env: { PATH: `${preflightBin(node)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
+        },
+    );
 }
 
 /** The `regions` keys of a DERP map YAML, as the YAML parser types them. */
@@ -421,7 +444,6 @@ function regionKeys(derpMapYaml: string): unknown[] {
     const regions = parseDocument(derpMapYaml).get("regions");
     return isMap(regions) ? regions.items.map((pair) => (isScalar(pair.key) ? pair.key.value : pair.key)) : [];
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Setup and teardown
@@ -461,11 +483,7 @@ async function setUp(): Promise<void> {
 
     await buildLan(
         "sw",
-        [
-            { short: HS_SHORT, address: HS_ADDRESS },
-            { short: RELAY_SHORT, address: RELAY_ADDRESS },
-            ...nodes.map((n) => ({ short: n.short, address: n.lan })),
-        ],
+        [{ short: HS_SHORT, address: HS_ADDRESS }, { short: RELAY_SHORT, address: RELAY_ADDRESS }, ...nodes.map((n) => ({ short: n.short, address: n.lan }))],
         LAN_PREFIX,
         `${HS_ADDRESS} ${HS_NAME}\n`,
     );
@@ -527,7 +545,11 @@ describeWithGo("the rendered Headscale + DERP configuration on a real tailnet (r
     afterAll(async () => {
         await tearDown();
         console.log(`tailnet suite: ${((Date.now() - suiteStart) / 1000).toFixed(1)} s (${SUITE_TIMEOUT_NOTE})`);
-        expect(daemons().filter((d) => !exited(d.child)).map((d) => d.name)).toEqual([]);
+        expect(
+            daemons()
+                .filter((d) => !exited(d.child))
+                .map((d) => d.name),
+        ).toEqual([]);
         expect(sctnNamespaces().filter((name) => name.endsWith(`-${process.pid}`))).toEqual([]);
     }, 60_000);
 
@@ -542,10 +564,28 @@ describeWithGo("the rendered Headscale + DERP configuration on a real tailnet (r
         const changed = Object.keys({ ...asDeployed, ...asRun }).filter((k) => JSON.stringify(asDeployed[k]) !== JSON.stringify(asRun[k]));
         // Top-level keys that move: addresses, TLS source, and file paths (noise, derp, database, policy, socket).
         expect(changed.sort()).toEqual(
-            ["database", "derp", "listen_addr", "noise", "policy", "server_url", "tls_cert_path", "tls_key_path", "tls_letsencrypt_cache_dir", "tls_letsencrypt_challenge_type", "tls_letsencrypt_hostname", "tls_letsencrypt_listen", "unix_socket"].sort(),
+            [
+                "database",
+                "derp",
+                "listen_addr",
+                "noise",
+                "policy",
+                "server_url",
+                "tls_cert_path",
+                "tls_key_path",
+                "tls_letsencrypt_cache_dir",
+                "tls_letsencrypt_challenge_type",
+                "tls_letsencrypt_hostname",
+                "tls_letsencrypt_listen",
+                "unix_socket",
+            ].sort(),
         );
         const deployedDerp = asDeployed.derp as Record<string, any>;
-        expect({ ...asRun.derp, paths: deployedDerp.paths, server: { ...asRun.derp.server, stun_listen_addr: deployedDerp.server.stun_listen_addr, private_key_path: deployedDerp.server.private_key_path } }).toEqual(deployedDerp);
+        expect({
+            ...asRun.derp,
+            paths: deployedDerp.paths,
+            server: { ...asRun.derp.server, stun_listen_addr: deployedDerp.server.stun_listen_addr, private_key_path: deployedDerp.server.private_key_path },
+        }).toEqual(deployedDerp);
         expect(asRun.derp.server).toMatchObject({ enabled: true, region_id: 900, region_code: "labsfo", verify_clients: true });
         expect(asRun.prefixes.v4).toBe("100.68.0.0/16");
 
@@ -662,7 +702,9 @@ describeWithGo("the rendered Headscale + DERP configuration on a real tailnet (r
     });
 
     it("4. with direct UDP between two nodes dropped, they reach each other through the program's DERP regions 900 labsfo and 901 labrelay", async () => {
-        const derpMap = JSON.parse(await tsMust(n1, ["debug", "derp-map"])) as { Regions: Record<string, { RegionID: number; RegionCode: string; Nodes: { HostName: string }[] }> };
+        const derpMap = JSON.parse(await tsMust(n1, ["debug", "derp-map"])) as {
+            Regions: Record<string, { RegionID: number; RegionCode: string; Nodes: { HostName: string }[] }>;
+        };
         const regions = Object.values(derpMap.Regions).map((r) => [r.RegionID, r.RegionCode, r.Nodes.map((n) => n.HostName)]);
         expect(regions.sort()).toEqual([
             [lab.controlServer.derp.regionId, lab.controlServer.derp.regionCode, [HS_NAME]],
@@ -750,26 +792,32 @@ describeWithGo("the rendered Headscale + DERP configuration on a real tailnet (r
 
         // Accept routes: table 52 now steals the cluster range, and pre-flight says so.
         await tsMust(n1, ["set", "--accept-routes=true"]);
-        await waitFor(
-            "table 52 to route the cluster CIDR",
-            async () => ((await table52(n1)).includes(ROUTES[0]) ? true : undefined),
-            { timeoutMs: 20_000, intervalMs: 300, context: logs },
-        );
-        const failed = await runPreflight(n1, fleet);
-        expect(failed.status).toBe(1);
-        expect(failed.stderr).toMatch(
-            new RegExp(`preflight ${n1.name}: Tailscale table 52 routes (10\\.42\\.0\\.0/16|10\\.43\\.0\\.0/16), which covers cluster range (10\\.42\\.0\\.0/16|10\\.43\\.0\\.0/16): an accepted subnet route`),
-        );
-
-        await tsMust(n1, ["set", `--accept-routes=${String(lab.overlays.tailnet.acceptRoutes)}`]);
-        await waitFor("table 52 to drop the cluster CIDRs again", async () => {
-            const table = await table52(n1);
-            return ROUTES.some((r) => table.includes(r)) ? undefined : true;
-        }, {
+        await waitFor("table 52 to route the cluster CIDR", async () => ((await table52(n1)).includes(ROUTES[0]) ? true : undefined), {
             timeoutMs: 20_000,
             intervalMs: 300,
             context: logs,
         });
+        const failed = await runPreflight(n1, fleet);
+        expect(failed.status).toBe(1);
+        expect(failed.stderr).toMatch(
+            new RegExp(
+                `preflight ${n1.name}: Tailscale table 52 routes (10\\.42\\.0\\.0/16|10\\.43\\.0\\.0/16), which covers cluster range (10\\.42\\.0\\.0/16|10\\.43\\.0\\.0/16): an accepted subnet route`,
+            ),
+        );
+
+        await tsMust(n1, ["set", `--accept-routes=${String(lab.overlays.tailnet.acceptRoutes)}`]);
+        await waitFor(
+            "table 52 to drop the cluster CIDRs again",
+            async () => {
+                const table = await table52(n1);
+                return ROUTES.some((r) => table.includes(r)) ? undefined : true;
+            },
+            {
+                timeoutMs: 20_000,
+                intervalMs: 300,
+                context: logs,
+            },
+        );
     });
 
     it("6. after a headscale restart on the same state dir and noise key, the nodes reconnect without re-enrolling and keep their addresses", async () => {

@@ -65,7 +65,6 @@ export function runSync(command: string, args: readonly string[]): Result {
     return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
-
 /**
  * Polls `probe` every `intervalMs` until it returns a value other than undefined, at most
  * `attempts` times and never past `timeoutMs`; throws with `what` and the last note otherwise.
@@ -73,7 +72,11 @@ export function runSync(command: string, args: readonly string[]): Result {
 /** Thrown by a waitFor probe to stop waiting at once (e.g. the daemon it waits on exited). */
 export class Fatal extends Error {}
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, opts: { timeoutMs: number; intervalMs?: number; attempts?: number; context?: () => string }): Promise<T> {
+export async function waitFor<T>(
+    what: string,
+    probe: () => Promise<T | undefined>,
+    opts: { timeoutMs: number; intervalMs?: number; attempts?: number; context?: () => string },
+): Promise<T> {
     const deadline = Date.now() + opts.timeoutMs;
     const interval = opts.intervalMs ?? 500;
     const attempts = opts.attempts ?? Math.ceil(opts.timeoutMs / interval) + 1;
@@ -92,9 +95,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
         }
         await sleep(interval);
     }
-    throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${lastError ? `; last error: ${lastError}` : ""}${opts.context ? `\n${opts.context()}` : ""}`);
+    throw new Error(
+        `timed out after ${opts.timeoutMs} ms waiting for ${what}${lastError ? `; last error: ${lastError}` : ""}${opts.context ? `\n${opts.context()}` : ""}`,
+    );
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Namespaces
@@ -111,7 +115,9 @@ export function sctnNamespaces(): string[] {
 
 /** Kills what still runs in the namespace (only processes this suite started live there), then deletes it. */
 export function deleteNamespace(ns: string): void {
-    const pids = runSync("ip", ["netns", "pids", ns]).stdout.split(/\s+/).filter((pid) => /^\d+$/.test(pid));
+    const pids = runSync("ip", ["netns", "pids", ns])
+        .stdout.split(/\s+/)
+        .filter((pid) => /^\d+$/.test(pid));
     for (const pid of pids) {
         try {
             process.kill(Number(pid), "SIGKILL");
@@ -225,18 +231,85 @@ export interface Pem {
 export async function makeCa(dir: string, serverName: string): Promise<{ ca: Pem; server: Pem }> {
     const ca = { cert: path.join(dir, "ca.crt"), key: path.join(dir, "ca.key") };
     const server = { cert: path.join(dir, `${serverName}.crt`), key: path.join(dir, `${serverName}.key`) };
-    await must("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=shortcircuit sctn test CA", "-keyout", ca.key, "-out", ca.cert, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    await must("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=shortcircuit sctn test CA",
+        "-keyout",
+        ca.key,
+        "-out",
+        ca.cert,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
     const csr = path.join(dir, `${serverName}.csr`);
-    await must("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", `/CN=${serverName}`, "-keyout", server.key, "-out", csr]);
+    await must("openssl", [
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        `/CN=${serverName}`,
+        "-keyout",
+        server.key,
+        "-out",
+        csr,
+    ]);
     const ext = path.join(dir, `${serverName}.ext`);
     fs.writeFileSync(ext, `subjectAltName=DNS:${serverName}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
-    await must("openssl", ["x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", server.cert]);
+    await must("openssl", [
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca.cert,
+        "-CAkey",
+        ca.key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        "-out",
+        server.cert,
+    ]);
     return { ca, server };
 }
 
 /** A self-signed certificate for `hostname` (how the program's self-signed relay is run), EC P-256. */
 export async function makeSelfSigned(certPath: string, keyPath: string, hostname: string): Promise<void> {
-    await must("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", `/CN=${hostname}`, "-keyout", keyPath, "-out", certPath, "-addext", `subjectAltName=DNS:${hostname}`]);
+    await must("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${hostname}`,
+        "-keyout",
+        keyPath,
+        "-out",
+        certPath,
+        "-addext",
+        `subjectAltName=DNS:${hostname}`,
+    ]);
 }
 
 // ---------------------------------------------------------------------------------------------
