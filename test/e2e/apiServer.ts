@@ -48,7 +48,23 @@ function makePki(dir: string, address: string): void {
         openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`]);
         openssl(dir, ["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`]);
         fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
-        openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", `${name}.ext`, "-out", `${name}.crt`]);
+        openssl(dir, [
+            "x509",
+            "-req",
+            "-in",
+            `${name}.csr`,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            `${name}.ext`,
+            "-out",
+            `${name}.crt`,
+        ]);
     };
     sign(
         "apiserver",
@@ -170,7 +186,19 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
             return result;
         }
     };
+    // A run killed before its cleanup still takes the two daemons with it.
+    const onExit = (): void => {
+        for (const child of [apiserver, etcd]) {
+            try {
+                if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGKILL");
+            } catch {
+                // gone
+            }
+        }
+    };
+    process.once("exit", onExit);
     const stop = async (): Promise<void> => {
+        process.removeListener("exit", onExit);
         await stopChild(apiserver);
         await stopChild(etcd);
     };
@@ -190,7 +218,8 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
     }
     for (const file of CRD_FILES) kubectl(["apply", "-f", path.join(SCHEMAS, file)], { check: true });
     kubectl(["wait", "--for=condition=Established", "crd/helmchartconfigs.helm.cattle.io", "crd/middlewares.traefik.io", "--timeout=60s"], { check: true });
-    const version = (JSON.parse(kubectl(["version", "-o", "json"], { check: true }).stdout) as { serverVersion: { gitVersion: string } }).serverVersion.gitVersion;
+    const version = (JSON.parse(kubectl(["version", "-o", "json"], { check: true }).stdout) as { serverVersion: { gitVersion: string } }).serverVersion
+        .gitVersion;
     return { url, kubeconfig, kubeconfigPath, version, kubectl, stop };
 }
 

@@ -21,7 +21,8 @@ export const RELAY = "lab-relay-01";
 export const GENESIS = "lab-server-01";
 
 /** What the headscale .deb installs on an existing control host (the bootstrap finds it installed). */
-export const HEADSCALE_UNIT = "[Unit]\nDescription=headscale (e2e: stands in for the .deb's unit)\n[Service]\nExecStart=/usr/bin/headscale serve\n[Install]\nWantedBy=multi-user.target\n";
+export const HEADSCALE_UNIT =
+    "[Unit]\nDescription=headscale (e2e: stands in for the .deb's unit)\n[Service]\nExecStart=/usr/bin/headscale serve\n[Install]\nWantedBy=multi-user.target\n";
 
 export const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
 
@@ -64,9 +65,26 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     for (let index = 0; index < (options.extraAgents ?? 0); index += 1) {
         const name = `lab-agent-${String(index + 3).padStart(2, "0")}`;
         lastOctet[name] = 30 + index;
-        raw.nodes.push({ name, site: "lab", role: "agent", arch: "amd64", os: "debian", lan: { interface: "eth0", address: "" }, tailnet: { address: `100.68.0.${30 + index}` }, nebula: { address: `10.68.1.${30 + index}` } });
+        raw.nodes.push({
+            name,
+            site: "lab",
+            role: "agent",
+            arch: "amd64",
+            os: "debian",
+            lan: { interface: "eth0", address: "" },
+            tailnet: { address: `100.68.0.${30 + index}` },
+            nebula: { address: `10.68.1.${30 + index}` },
+        });
     }
-    raw.nodes.push({ name: CONTROL, site: "lab", role: "standalone", arch: "amd64", os: "debian", lan: { interface: "eth0", address: "" }, tailnet: { address: "100.68.0.3" } });
+    raw.nodes.push({
+        name: CONTROL,
+        site: "lab",
+        role: "standalone",
+        arch: "amd64",
+        os: "debian",
+        lan: { interface: "eth0", address: "" },
+        tailnet: { address: "100.68.0.3" },
+    });
     raw.controlServer.host = { kind: "existing", host: CONTROL };
     raw.sites[0].lan = `${prefix}.0/24`;
     for (const node of raw.nodes) node.lan.address = `${prefix}.${lastOctet[node.name]}`;
@@ -74,7 +92,10 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     raw.cluster.readyTimeoutSeconds = options.readyTimeoutSeconds;
     raw.cluster.bootstrap = true;
     const k3sNodes: string[] = raw.nodes.filter((node: Raw) => node.role === "server" || node.role === "agent").map((node: Raw): string => String(node.name));
-    const nebulaMembers: string[] = raw.nodes.filter((node: Raw) => node.nebula !== undefined).map((node: Raw): string => String(node.name)).concat([CONTROL]);
+    const nebulaMembers: string[] = raw.nodes
+        .filter((node: Raw) => node.nebula !== undefined)
+        .map((node: Raw): string => String(node.name))
+        .concat([CONTROL]);
     const hosts = Object.keys(lastOctet);
     // Each host carries the stack's overlay addresses and Nebula interface (a delivery checks that
     // nebula's link is up; the stand-in service manager runs nothing, so the tun device stands in).
@@ -98,7 +119,12 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         }
         const runDir = path.join(fleet.runDir, "e2e");
         fs.mkdirSync(runDir, { recursive: true });
-        api = await startApiServer({ dir: path.join(runDir, "apiserver"), address: fleet.gatewayAddress, kubeBin: engine.kubeBin, serviceCidr: raw.cluster.serviceCidr });
+        api = await startApiServer({
+            dir: path.join(runDir, "apiserver"),
+            address: fleet.gatewayAddress,
+            kubeBin: engine.kubeBin,
+            serviceCidr: raw.cluster.serviceCidr,
+        });
         raw.cluster.serverUrl = api.url;
         // The genesis's k3s double hands out the real API server's admin kubeconfig as k3s.yaml.
         await fleet.setK3sBehaviour(GENESIS, { kubeconfig: api.kubeconfig });

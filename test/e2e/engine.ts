@@ -42,7 +42,11 @@ export function pluginPins(): Record<string, string> {
 export function loadEngine(): Engine {
     let out: string;
     try {
-        out = execFileSync("bash", [path.join(REPO_ROOT, "scripts/tools/build-engine.sh"), "--check"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
+        out = execFileSync("bash", [path.join(REPO_ROOT, "scripts/tools/build-engine.sh"), "--check"], {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: 120_000,
+        });
     } catch (error) {
         const stderr = String((error as { stderr?: string }).stderr ?? "");
         throw new Error(`the real Pulumi engine is not built: run bash scripts/setup.sh (it runs scripts/tools/build-engine.sh)\n${stderr}`);
@@ -191,10 +195,10 @@ export class PulumiStack {
     }
 
     /** Runs `pulumi <args> --non-interactive` in the project, bounded by timeoutMs. */
-    run(args: string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    run(args: string[], opts: { stdin?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
         return runProcess(path.join(this.options.engine.pulumiBin, "pulumi"), [...args, "--non-interactive"], {
             cwd: this.projectDir,
-            env: this.env(),
+            env: { ...this.env(), ...(opts.env ?? {}) },
             stdin: opts.stdin,
             timeoutMs: opts.timeoutMs ?? 600_000,
         }).then((result) => {
@@ -203,7 +207,10 @@ export class PulumiStack {
             const keep = process.env.SHORTCIRCUIT_E2E_LOGS;
             if (keep) {
                 fs.mkdirSync(keep, { recursive: true });
-                const name = `${String(this.transcripts.length).padStart(3, "0")}-${this.options.stack}-${args.slice(0, 2).join("-").replace(/[^a-z0-9-]/gi, "_")}.log`;
+                const name = `${String(this.transcripts.length).padStart(3, "0")}-${this.options.stack}-${args
+                    .slice(0, 2)
+                    .join("-")
+                    .replace(/[^a-z0-9-]/gi, "_")}.log`;
                 fs.writeFileSync(path.join(keep, name), `$ pulumi ${args.join(" ")}\nexit ${result.code} after ${result.durationMs} ms\n${result.output}`);
             }
             return result;
@@ -219,12 +226,15 @@ export class PulumiStack {
     up(timeoutMs?: number): Promise<RunResult> {
         return this.run(["up", "--stack", this.options.stack, "--yes", "--skip-preview", "--color", "never", "--suppress-progress"], { timeoutMs });
     }
-    preview(extra: string[] = [], timeoutMs?: number): Promise<RunResult> {
-        return this.run(["preview", "--stack", this.options.stack, "--color", "never", "--suppress-progress", ...extra], { timeoutMs });
+    preview(extra: string[] = [], timeoutMs?: number, env?: Record<string, string>): Promise<RunResult> {
+        return this.run(["preview", "--stack", this.options.stack, "--color", "never", "--suppress-progress", ...extra], { timeoutMs, env });
     }
     /** `preview: true` runs destroy's preview first, as `pulumi destroy --yes` does; else --skip-preview. */
     destroy(timeoutMs?: number, opts: { preview?: boolean } = {}): Promise<RunResult> {
-        return this.run(["destroy", "--stack", this.options.stack, "--yes", ...(opts.preview ? [] : ["--skip-preview"]), "--color", "never", "--suppress-progress"], { timeoutMs });
+        return this.run(
+            ["destroy", "--stack", this.options.stack, "--yes", ...(opts.preview ? [] : ["--skip-preview"]), "--color", "never", "--suppress-progress"],
+            { timeoutMs },
+        );
     }
     async outputs(): Promise<Record<string, unknown>> {
         const result = await this.check(["stack", "output", "--json", "--stack", this.options.stack]);
@@ -232,7 +242,11 @@ export class PulumiStack {
     }
 }
 
-export function runProcess(file: string, args: string[], opts: { cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs: number }): Promise<RunResult> {
+export function runProcess(
+    file: string,
+    args: string[],
+    opts: { cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs: number },
+): Promise<RunResult> {
     return new Promise((resolve) => {
         const started = Date.now();
         const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, stdio: ["pipe", "pipe", "pipe"], detached: true });

@@ -67,12 +67,9 @@ afterAll(async () => {
 describe("a real pulumi up of the lab stack on the lab fleet", () => {
     let firstUp: RunResult;
 
-    // KNOWN ISSUE (reported; jest's it.failing passes while it fails and flags the day it is
-    // fixed): a preview of a fresh stack fails with "triggers[0]: malformed secret: missing
-    // value": remote/fileDelivery.ts puts pulumi.secret(secretSha256) into a Command's triggers,
-    // unknown in a first preview, and CLI v3.274.0 refuses the secret-without-value the
-    // Node.js SDK sends for it. `up` is not affected (the value is known when it registers).
-    it.failing("0. preview of the fresh stack succeeds", async () => {
+    // Found by this suite: a secret, still unknown value in a Command's triggers made a fresh
+    // stack's first preview fail ("triggers[0]: malformed secret: missing value", CLI v3.274.0).
+    it("0. preview of the fresh stack succeeds", async () => {
         expectOk(await lab.stack.preview());
     });
 
@@ -87,7 +84,13 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(outputs.controlDropletId).toBe("existing host");
         // Files: every Nebula member (the control host included), every K3s node's config.
         for (const host of [...K3S_NODES, RELAY, CONTROL]) {
-            for (const file of ["/etc/nebula/config.yml", "/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key", "/etc/systemd/system/nebula.service"]) {
+            for (const file of [
+                "/etc/nebula/config.yml",
+                "/etc/nebula/ca.crt",
+                "/etc/nebula/host.crt",
+                "/etc/nebula/host.key",
+                "/etc/systemd/system/nebula.service",
+            ]) {
                 expect({ host, file, exists: fs.existsSync(lab.fleet.hostPath(host, file)) }).toEqual({ host, file, exists: true });
             }
         }
@@ -103,10 +106,16 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(firstStart.every((at) => Number.isFinite(at))).toBe(true);
         expect([...firstStart].sort((a, b) => a - b)).toEqual(firstStart);
         // The edge, on the real API server.
-        expect(lab.api.kubectl(["get", "helmchartconfig", "traefik", "-n", "kube-system", "-o", "name"]).stdout.trim()).toBe("helmchartconfig.helm.cattle.io/traefik");
-        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("middleware.traefik.io/networking-strip-adsb");
+        expect(lab.api.kubectl(["get", "helmchartconfig", "traefik", "-n", "kube-system", "-o", "name"]).stdout.trim()).toBe(
+            "helmchartconfig.helm.cattle.io/traefik",
+        );
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe(
+            "middleware.traefik.io/networking-strip-adsb",
+        );
         expect(lab.api.kubectl(["get", "service", "relay-status", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("service/relay-status");
-        expect(lab.api.kubectl(["get", "endpointslice", "relay-status", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("endpointslice.discovery.k8s.io/relay-status");
+        expect(lab.api.kubectl(["get", "endpointslice", "relay-status", "-n", "networking", "-o", "name"]).stdout.trim()).toBe(
+            "endpointslice.discovery.k8s.io/relay-status",
+        );
         expect(outputs.edgeObjects).toEqual(expect.arrayContaining(["helmchartconfig-kube-system-traefik", "middleware-networking-networking-strip-adsb"]));
         // The program's warnings name the existing host, never "undefined".
         expect(firstUp.output).not.toMatch(/undefined/);
@@ -117,12 +126,22 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(events.map((event) => event.unit).sort()).toEqual(expect.arrayContaining(["headscale.service", "nebula.service"]));
         const mtime = (file: string): number => fs.statSync(lab.fleet.hostPath(CONTROL, file)).mtimeMs;
         const needs: Record<string, string[]> = {
-            "headscale.service": ["/etc/headscale/config.yaml", "/etc/headscale/noise_private.key", "/etc/headscale/derp_server_private.key", "/etc/systemd/system/headscale.service"],
+            "headscale.service": [
+                "/etc/headscale/config.yaml",
+                "/etc/headscale/noise_private.key",
+                "/etc/headscale/derp_server_private.key",
+                "/etc/systemd/system/headscale.service",
+            ],
             "nebula.service": ["/etc/nebula/config.yml", "/etc/nebula/host.key", "/etc/nebula/host.crt", "/etc/systemd/system/nebula.service"],
         };
         for (const event of events) {
             for (const file of needs[event.unit] ?? []) {
-                expect({ unit: event.unit, verb: event.verb, file, deliveredBefore: mtime(file) <= event.atMs }).toEqual({ unit: event.unit, verb: event.verb, file, deliveredBefore: true });
+                expect({ unit: event.unit, verb: event.verb, file, deliveredBefore: mtime(file) <= event.atMs }).toEqual({
+                    unit: event.unit,
+                    verb: event.verb,
+                    file,
+                    deliveredBefore: true,
+                });
             }
         }
     });
@@ -176,7 +195,11 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(lab.read(second, "/etc/rancher/k3s/config.yaml")).toBe(previous.second);
         expect(lab.changedFiles(stamps)[second].filter((file) => !file.startsWith(DOUBLE_STATE))).toEqual([]);
         // How often the failed step's script text appears in the output (issue 12: keep `create` short).
-        const applyMarker = fs.readFileSync(path.join(__dirname, "..", "..", "components", "k3s", "apply.sh"), "utf8").split("\n").find((line) => line.trim().length > 30) ?? "";
+        const applyMarker =
+            fs
+                .readFileSync(path.join(__dirname, "..", "..", "components", "k3s", "apply.sh"), "utf8")
+                .split("\n")
+                .find((line) => line.trim().length > 30) ?? "";
         const repeats = failed.output.split(applyMarker.trim()).length - 1;
         console.log(`e2e: the failed rollout's output repeats a line of k3s/apply.sh ${repeats} time(s)`);
 
@@ -192,13 +215,19 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
 
     it("5. a Nebula config change reaches every member, the control host included, and Nebula restarts there", async () => {
         const restarts = (host: string): number => lab.fleet.serviceEvents(host, "nebula.service").filter((event) => event.verb.includes("start")).length;
-        const before = Object.fromEntries([...K3S_NODES, RELAY, CONTROL].map((host) => [host, { config: lab.read(host, "/etc/nebula/config.yml"), restarts: restarts(host) }]));
+        const before = Object.fromEntries(
+            [...K3S_NODES, RELAY, CONTROL].map((host) => [host, { config: lab.read(host, "/etc/nebula/config.yml"), restarts: restarts(host) }]),
+        );
         lab.config.overlays.nebula.listenPort = 4343;
         lab.stack.setFleet(lab.config);
         expectOk(await lab.stack.up(UP_TIMEOUT_MS));
         for (const host of [...K3S_NODES, RELAY, CONTROL]) {
             const now = lab.read(host, "/etc/nebula/config.yml");
-            expect({ host, changed: now !== before[host].config, port: now.includes(":4343") || /port: 4343/.test(now) }).toEqual({ host, changed: true, port: true });
+            expect({ host, changed: now !== before[host].config, port: now.includes(":4343") || /port: 4343/.test(now) }).toEqual({
+                host,
+                changed: true,
+                port: true,
+            });
         }
         expect(restarts(CONTROL)).toBe(before[CONTROL].restarts + 1);
     });
@@ -208,7 +237,9 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking"]).code).not.toBe(0);
         const result = await lab.stack.up(UP_TIMEOUT_MS);
         expectOk(result);
-        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe("middleware.traefik.io/networking-strip-adsb");
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).stdout.trim()).toBe(
+            "middleware.traefik.io/networking-strip-adsb",
+        );
     });
 
     it("8. secrets: no token, key or PEM block in the state file or any output", () => {
@@ -219,9 +250,15 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
             lab.secrets.k3sToken,
             lab.secrets.headscaleNoiseKey.slice("privkey:".length),
             lab.secrets.derpKey.slice("privkey:".length),
-            ...lab.fleet.host(GENESIS).privateKeyPem.split("\n").filter((line) => line.length > 40),
+            ...lab.fleet
+                .host(GENESIS)
+                .privateKeyPem.split("\n")
+                .filter((line) => line.length > 40),
             ...hostKeys.flatMap((pem) => pem.split("\n").filter((line) => line.length > 20 && !line.startsWith("-----"))),
-            ...lab.api.kubeconfig.split("\n").filter((line) => line.includes("client-key-data")).map((line) => line.split(": ")[1]),
+            ...lab.api.kubeconfig
+                .split("\n")
+                .filter((line) => line.includes("client-key-data"))
+                .map((line) => line.split(": ")[1]),
         ];
         for (const [where, text] of Object.entries(texts)) {
             for (const needle of needles) {
@@ -260,7 +297,11 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         // The stack's diagnostics block: the engine's own warning about the plugin on PATH aside,
         // exactly the `<config path>: <reason>` lines, the first after "error: ".
         const diagnostics = result.output.slice(result.output.indexOf("Diagnostics:"));
-        const block = diagnostics.split("\n\n")[0].split("\n").slice(2).map((line) => line.trim());
+        const block = diagnostics
+            .split("\n\n")[0]
+            .split("\n")
+            .slice(2)
+            .map((line) => line.trim());
         const errorLines = block.filter((line) => !line.startsWith("warning: "));
         expect(errorLines.length).toBeGreaterThanOrEqual(2);
         expect(errorLines[0]).toMatch(/^error: fleet\.[^ ]+: \S/);
@@ -276,11 +317,23 @@ describe("render --config-file with an unquoted caIssuedOn (the engine's date fo
         fs.writeFileSync(file, fs.readFileSync(lab.stack.stackFile, "utf8"));
         expect(fs.readFileSync(file, "utf8")).toMatch(/caIssuedOn: \d{4}-\d{2}-\d{2}\n/);
         const out = path.join(lab.runDir, "render-unquoted");
-        execFileSync(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "..", "..", "scripts", "render.ts"), "--config-file", file, "--out", out], {
-            cwd: path.join(__dirname, "..", ".."),
-            stdio: "pipe",
-            timeout: 120_000,
-        });
+        execFileSync(
+            process.execPath,
+            [
+                require.resolve("ts-node/dist/bin.js"),
+                "--transpile-only",
+                path.join(__dirname, "..", "..", "scripts", "render.ts"),
+                "--config-file",
+                file,
+                "--out",
+                out,
+            ],
+            {
+                cwd: path.join(__dirname, "..", ".."),
+                stdio: "pipe",
+                timeout: 120_000,
+            },
+        );
         expect(fs.existsSync(path.join(out, "rollout.json"))).toBe(true);
     });
 });
