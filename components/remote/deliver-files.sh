@@ -198,10 +198,10 @@ reload_is_enough() {
   reloadable=" $(param RELOAD_PATHS) "
   cert="$(param NEBULA_CERT)"
   [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
-  systemctl is-active --quiet "$service" || return 1
   while read -r path; do
     case "$reloadable" in *" $path "*) ;; *) return 1 ;; esac
   done <"$stage/.changed"
+  systemctl is-active --quiet "$service" || return 1
   if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
     command -v nebula-cert >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
     [ "$(cert_ips "$cert.previous")" = "$(cert_ips "$cert")" ] || return 1
