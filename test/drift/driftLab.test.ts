@@ -109,13 +109,17 @@ afterAll(async () => {
 describe("drift on the lab fleet", () => {
     it("reports a freshly delivered fleet as clean (exit 0), and changes nothing on any host", async () => {
         const before = listing();
-        const tmpBefore = await Promise.all(fleet.hosts.map((host) => fleet.exec(host, "find /tmp -printf '%p %T@\\n' | sort")));
+        // A host's /tmp is its own only when the harness could mount one (not when this checkout
+        // itself lives under /tmp): the machine's shared /tmp changes under other suites.
+        const tmpListing = (host: (typeof fleet.hosts)[number]) =>
+            fleet.exec(host, "if mountpoint -q /tmp; then find /tmp -printf '%p %T@\\n' | sort; else echo shared; fi");
+        const tmpBefore = await Promise.all(fleet.hosts.map(tmpListing));
         const result = await drift();
         const summary = Object.fromEntries(result.report.hosts.map((host) => [host.name, [host.status, host.reason, ...findingsOf(result.report, host.name)]]));
         expect(summary).toEqual(Object.fromEntries([SERVER, AGENT_1, AGENT_2, RELAY, DROPLET].map((name) => [name, ["ok", undefined]])));
         expect(result.code).toBe(0);
         expect(listing()).toEqual(before);
-        const tmpAfter = await Promise.all(fleet.hosts.map((host) => fleet.exec(host, "find /tmp -printf '%p %T@\\n' | sort")));
+        const tmpAfter = await Promise.all(fleet.hosts.map(tmpListing));
         expect(tmpAfter.map((r) => r.stdout)).toEqual(tmpBefore.map((r) => r.stdout));
 
         // The text report: a table line per host and the summary line.
