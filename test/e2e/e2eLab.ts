@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -27,9 +27,12 @@ export const HEADSCALE_UNIT =
 export const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
 
 export interface E2eLabOptions {
-    bridgePrefix: string;
+    /** First three octets of the bridge's /24 ("198.18.77"); default: a free one in 198.18.0.0/15. */
+    bridgePrefix?: string;
     stack: string;
     readyTimeoutSeconds: number;
+    /** Internal: how many times a clashing bridge was chosen again. */
+    attempt?: number;
     /** More K3s agents beyond the lab stack's two (the benchmark's prod-sized fleet). */
     extraAgents?: number;
 }
@@ -59,7 +62,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     const missing = checkLabPrerequisites();
     if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")} (scripts/setup.sh installs them; CI runs as root)`);
     const engine = loadEngine();
-    const prefix = options.bridgePrefix;
+    const prefix = options.bridgePrefix ?? freeBridgePrefix();
     const raw: Raw = rawFleet("lab");
     const lastOctet: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, [RELAY]: 2, [CONTROL]: 3 };
     for (let index = 0; index < (options.extraAgents ?? 0); index += 1) {
@@ -109,7 +112,16 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         nebulaIface: raw.overlays.nebula.interface,
         ...(name === CONTROL ? { tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula } } : {}),
     }));
-    const fleet = await startLabFleet({ bridgeCidr: `${prefix}.0/24`, hosts: specs });
+    let fleet: LabFleet;
+    try {
+        fleet = await startLabFleet({ bridgeCidr: `${prefix}.0/24`, hosts: specs });
+    } catch (error) {
+        // Another run took the same /24 between the choice and the start: choose again.
+        if (options.bridgePrefix === undefined && /overlaps an existing route/.test(String(error)) && (options.attempt ?? 0) < 5) {
+            return startE2eLab({ ...options, attempt: (options.attempt ?? 0) + 1 });
+        }
+        throw error;
+    }
     let api: ApiServer | undefined;
     const listeners: ChildProcess[] = [];
     try {
@@ -215,6 +227,21 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         await fleet.stop();
         throw error;
     }
+}
+
+/**
+ * A /24 of 198.19.0.0/16 that no route of this machine overlaps, so concurrent runs (a CI clone
+ * beside a working tree) do not clash; the other lab suites keep to fixed /24s of 198.18.0.0/16.
+ */
+function freeBridgePrefix(): string {
+    const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"], { encoding: "utf8" });
+    const taken = new Set([...routes.matchAll(/\b198\.19\.(\d+)\.\d+/g)].map((match) => Number(match[1])));
+    const start = Math.floor(Math.random() * 250);
+    for (let index = 0; index < 250; index += 1) {
+        const third = ((start + index) % 250) + 2;
+        if (!taken.has(third)) return `198.19.${third}`;
+    }
+    throw new Error("no free /24 in 198.19.0.0/16 for the lab bridge");
 }
 
 /** A TCP listener on 127.0.0.1:port inside a network namespace (our child, killed by stop()). */

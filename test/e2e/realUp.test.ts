@@ -26,7 +26,6 @@ import { PulumiStack, type RunResult } from "./engine";
 const PER_TEST_MS = 15 * 60_000;
 jest.setTimeout(PER_TEST_MS);
 
-const BRIDGE_PREFIX = "198.18.77";
 const READY_TIMEOUT_SECONDS = 10;
 const UP_TIMEOUT_MS = 12 * 60_000;
 const DOUBLE_STATE = "/var/lib/rancher/k3s-test-double/";
@@ -43,7 +42,7 @@ function expectOk(result: RunResult): void {
 }
 
 beforeAll(async () => {
-    lab = await startE2eLab({ bridgePrefix: BRIDGE_PREFIX, stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS });
+    lab = await startE2eLab({ stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS });
     HOSTS = lab.hosts;
     K3S_NODES = lab.k3sNodes;
     const { engine, stack, api } = lab;
