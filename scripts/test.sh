@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's one test command: type-check, lint, then every jest suite.
+# The project's one test command: type-check, lint, format check, then every jest suite.
 # Prints a closing "tests: N passed, N failed" line for CI.
 set -euo pipefail
 
@@ -13,6 +13,8 @@ echo "test: tsc --noEmit (strict)"
 npx --no-install tsc --noEmit -p tsconfig.json
 echo "test: eslint"
 npx --no-install eslint .
+echo "test: prettier --check"
+npx --no-install prettier --check --log-level warn .
 
 results="$(mktemp)"
 trap 'rm -f "${results}"' EXIT

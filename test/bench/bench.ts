@@ -46,7 +46,6 @@ function validateAndRender(raw: unknown): { nodes: number; files: number } {
 
 const projectRoot = path.resolve(__dirname, "../..");
 
-
 /** Drops the program's own modules so each run constructs the graph from scratch. */
 function forgetProgramModules(): void {
     for (const key of Object.keys(require.cache)) {
