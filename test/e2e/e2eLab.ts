@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { versions } from "../../components/versions";
-import { rawFleet, type Raw } from "../support/fixtures";
+import { labWithExistingControlHost, type Raw } from "../support/fixtures";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
@@ -63,7 +63,9 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")} (scripts/setup.sh installs them; CI runs as root)`);
     const engine = loadEngine();
     const prefix = options.bridgePrefix ?? freeBridgePrefix();
-    const raw: Raw = rawFleet("lab");
+    // The control server on a fleet host; its LAN address follows the bridge below.
+    const raw: Raw = labWithExistingControlHost();
+    if (raw.controlServer.host.host !== CONTROL) throw new Error(`the fixture's control host is not ${CONTROL}`);
     const lastOctet: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, [RELAY]: 2, [CONTROL]: 3 };
     for (let index = 0; index < (options.extraAgents ?? 0); index += 1) {
         const name = `lab-agent-${String(index + 3).padStart(2, "0")}`;
@@ -79,16 +81,6 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
             nebula: { address: `10.68.1.${30 + index}` },
         });
     }
-    raw.nodes.push({
-        name: CONTROL,
-        site: "lab",
-        role: "standalone",
-        arch: "amd64",
-        os: "debian",
-        lan: { interface: "eth0", address: "" },
-        tailnet: { address: "100.68.0.3" },
-    });
-    raw.controlServer.host = { kind: "existing", host: CONTROL };
     raw.sites[0].lan = `${prefix}.0/24`;
     for (const node of raw.nodes) node.lan.address = `${prefix}.${lastOctet[node.name]}`;
     raw.access.sshVia = "lan";
