@@ -1,4 +1,4 @@
-import { framedPayload } from "../remote/payload";
+import { FramedReader, framedPayload } from "../remote/payload";
 import type { ExpectedHost } from "./expect";
 
 /*
@@ -68,17 +68,8 @@ export function parseCollectorOutput(output: Buffer): Observation {
         knodes: new Map(),
         complete: false,
     };
-    let offset = 0;
-    const readLine = (): string | undefined => {
-        if (offset >= output.length) {
-            return undefined;
-        }
-        const end = output.indexOf(0x0a, offset);
-        const stop = end === -1 ? output.length : end;
-        const line = output.subarray(offset, stop).toString("utf8");
-        offset = stop + 1;
-        return line;
-    };
+    const reader = new FramedReader(output);
+    const readLine = (): string | undefined => reader.line();
     const first = readLine();
     if (first !== "drift-collector 1") {
         throw new CollectorOutputError(`not a drift collector report (first line ${JSON.stringify(first?.slice(0, 80))})`);
@@ -108,12 +99,13 @@ export function parseCollectorOutput(output: Buffer): Observation {
                 );
                 break;
             case "text": {
-                const size = Number(fields[2]);
-                if (!Number.isInteger(size) || size < 0 || offset + size > output.length) {
+                const text = reader.take(Number(fields[2]));
+                if (text === undefined) {
                     throw new CollectorOutputError(`text of ${fields[1]} cut short`);
                 }
-                observation.texts.set(fields[1], output.subarray(offset, offset + size).toString("utf8"));
-                offset += size + 1;
+                observation.texts.set(fields[1], text);
+                // The block ends with the collector's own newline.
+                reader.take(1);
                 break;
             }
             case "iface":

@@ -1,10 +1,9 @@
 import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
 import { genesisNode, type K3sNode } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
-import { K3S_CONFIG_PATH, renderK3sConfigYaml, renderedConfigSha256 } from "./config";
+import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "./config";
 import { rolloutOrder } from "./order";
-import { ROLLOUT_RECORD_PATH, nodeRolloutPayloads, renderRolloutRecord } from "./rollout";
-import { K3S_TOKEN_FILE } from "./config";
+import { ROLLOUT_RECORD_PATH, nodeRolloutPayloads } from "./rollout";
 
 /** One node's rollout: where its steps run and what each reads on stdin. */
 export interface K3sNodePlan<V> {
@@ -24,17 +23,16 @@ export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sN
     const genesisSsh = plannedSsh(fleet, genesisNode(fleet));
     return rolloutOrder(fleet).map((node: K3sNode) => {
         const payloads = nodeRolloutPayloads(fleet, node);
-        const configYaml = renderK3sConfigYaml(fleet, node);
         return {
             name: node.name,
             ssh: plannedSsh(fleet, node),
             genesisSsh,
-            configYaml,
-            configSha256: renderedConfigSha256(configYaml),
+            configYaml: payloads.configYaml,
+            configSha256: payloads.configSha256,
             files: [
                 { path: K3S_TOKEN_FILE, mode: 0o600, content: values.derive([token], ([text]) => `${text}\n`) },
-                { path: K3S_CONFIG_PATH, mode: 0o600, content: values.text(configYaml) },
-                { path: ROLLOUT_RECORD_PATH, mode: 0o600, content: values.text(renderRolloutRecord(fleet, node)) },
+                { path: K3S_CONFIG_PATH, mode: 0o600, content: values.text(payloads.configYaml) },
+                { path: ROLLOUT_RECORD_PATH, mode: 0o600, content: values.text(payloads.rolloutRecord) },
             ],
             payloads: {
                 prepare: values.derive([token], ([text]) => payloads.prepare(text)),

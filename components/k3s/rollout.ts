@@ -56,6 +56,10 @@ export function expectedAddresses(fleet: Fleet, node: K3sNode): string {
 }
 
 export interface NodeRolloutPayloads {
+    /** The node's config.yaml, its sha256 and the rollout record, as the payloads carry them. */
+    configYaml: string;
+    configSha256: string;
+    rolloutRecord: string;
     /** Pre-flight and the token file; the token makes this payload secret. */
     prepare: (token: string) => string;
     drain: string;
@@ -68,6 +72,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
     const cluster = fleet.cluster;
     const configYaml = renderK3sConfigYaml(fleet, node);
     const configSha256 = renderedConfigSha256(configYaml);
+    const rolloutRecord = renderRolloutRecord(fleet, node);
     const prepareParams = {
         NODE_NAME: node.name,
         EXPECT_ADDRESSES: expectedAddresses(fleet, node),
@@ -76,11 +81,14 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPay
         CONFIG_SHA256: configSha256,
     };
     return {
+        configYaml,
+        configSha256,
+        rolloutRecord,
         prepare: (token) => framedPayload(prepareParams, [{ target: K3S_TOKEN_FILE, mode: 0o600, content: `${token}\n` }]),
         drain: framedPayload({ NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds), CONFIG_SHA256: configSha256 }),
         apply: framedPayload({ NODE_NAME: node.name, ROLE: node.role, UNIT: unitFor(node), READY_TIMEOUT: String(cluster.readyTimeoutSeconds) }, [
             { target: K3S_CONFIG_PATH, mode: 0o600, content: configYaml },
-            { target: ROLLOUT_RECORD_PATH, mode: 0o600, content: renderRolloutRecord(fleet, node) },
+            { target: ROLLOUT_RECORD_PATH, mode: 0o600, content: rolloutRecord },
             { target: "tls-san.yaml", mode: 0o600, content: renderSanDropIn(fleet, node) },
         ]),
         uncordon: framedPayload({

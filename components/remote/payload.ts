@@ -55,21 +55,40 @@ export function framedPayload(params: PayloadParams, files: readonly PayloadFile
     return `${lines.join("")}\n${framed.join("")}`;
 }
 
-/** The inverse of framedPayload, for tests and the program/render comparison. */
-export function parsePayload(payload: string): { params: Record<string, string>; files: PayloadFile[] } {
-    const bytes = Buffer.from(payload, "utf8");
-    const params: Record<string, string> = {};
-    let offset = 0;
-    const readLine = (): string | undefined => {
-        if (offset >= bytes.length) {
+/** Reads newline-ended lines and byte-counted blocks from one buffer: the framing of payloads and reports. */
+export class FramedReader {
+    private offset = 0;
+
+    constructor(private readonly bytes: Buffer) {}
+
+    /** The next line without its newline, or undefined at the end. */
+    line(): string | undefined {
+        if (this.offset >= this.bytes.length) {
             return undefined;
         }
-        const end = bytes.indexOf(0x0a, offset);
-        const stop = end === -1 ? bytes.length : end;
-        const line = bytes.subarray(offset, stop).toString("utf8");
-        offset = stop + 1;
+        const end = this.bytes.indexOf(0x0a, this.offset);
+        const stop = end === -1 ? this.bytes.length : end;
+        const line = this.bytes.subarray(this.offset, stop).toString("utf8");
+        this.offset = stop + 1;
         return line;
-    };
+    }
+
+    /** Exactly `size` bytes, or undefined when fewer are left. */
+    take(size: number): string | undefined {
+        if (!Number.isInteger(size) || size < 0 || this.offset + size > this.bytes.length) {
+            return undefined;
+        }
+        const block = this.bytes.subarray(this.offset, this.offset + size).toString("utf8");
+        this.offset += size;
+        return block;
+    }
+}
+
+/** The inverse of framedPayload, for tests and the program/render comparison. */
+export function parsePayload(payload: string): { params: Record<string, string>; files: PayloadFile[] } {
+    const reader = new FramedReader(Buffer.from(payload, "utf8"));
+    const readLine = (): string | undefined => reader.line();
+    const params: Record<string, string> = {};
     for (let line = readLine(); line !== undefined && line !== ""; line = readLine()) {
         const equals = line.indexOf("=");
         params[line.slice(0, equals)] = line.slice(equals + 1);
@@ -83,9 +102,11 @@ export function parsePayload(payload: string): { params: Record<string, string>;
         if (!match) {
             throw new PayloadError(`bad payload header ${JSON.stringify(header)}`);
         }
-        const size = Number(match[2]);
-        files.push({ target: match[3], mode: parseInt(match[1], 8), content: bytes.subarray(offset, offset + size).toString("utf8") });
-        offset += size;
+        const content = reader.take(Number(match[2]));
+        if (content === undefined) {
+            throw new PayloadError(`payload cut short at ${match[3]}`);
+        }
+        files.push({ target: match[3], mode: parseInt(match[1], 8), content });
     }
     return { params, files };
 }
