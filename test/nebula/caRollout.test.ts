@@ -5,11 +5,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { nebulaMembers, renderNebulaConfigYaml, type NebulaMember } from "../../components/nebula/config";
 import type { NebulaCaMaterial } from "../../components/nebula/issuance";
-import type { Fleet } from "../../stacks/schema";
 import { parseFleet } from "../../stacks/validate";
 import { runUnderMocks, valueOf } from "../support/pulumiMocks";
-import { rawFleet, validFleet, type Raw } from "../support/fixtures";
-import { exited, isAlive, runTool, sleep, stopChildren, type ToolResult } from "../support/processes";
+import { rawFleet, type Raw } from "../support/fixtures";
+import { exited, sleep, stopChildren, type ToolResult } from "../support/processes";
+import { labFleetWithAdmins, namespaceJanitor, suiteTools } from "./netnsSuite";
 
 /*
  * Issue 16, "Adopt the running fleet", with real Nebula (Debian's 1.6.1) in network namespaces
@@ -58,42 +58,10 @@ const HOSTS: readonly MeshHost[] = [
 const nsName = (short: string): string => `${NS_PREFIX}${short}-${process.pid}`;
 const SWITCH_NS = nsName("sw");
 
-function tool(command: string, args: string[], timeoutMs = 10_000): ToolResult {
-    return runTool(command, args, SETUP_HINT, timeoutMs);
-}
+const tools = suiteTools(SETUP_HINT);
+const { tool, must, toolAsync } = tools;
 
-function must(command: string, args: string[]): string {
-    const r = tool(command, args);
-    if (r.status !== 0) {
-        throw new Error(`${command} ${args.join(" ")} exited ${r.status}:\n${r.output}`);
-    }
-    return r.output;
-}
-
-function toolAsync(command: string, args: string[], timeoutMs: number): Promise<ToolResult> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL" });
-        let output = "";
-        child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ status: code ?? -1, output }));
-    });
-}
-
-// --- The fleet: the lab stack, A and B in the admin group (ICMP is admitted only from it) ----
-
-function meshFleet(): Fleet {
-    const adminGroup = validFleet("lab").overlays.nebula.adminGroup;
-    const raw: Raw = rawFleet("lab");
-    for (const name of [NODE_A, NODE_B]) {
-        const node = raw.nodes.find((n: Raw) => n.name === name);
-        node.nebula.groups = [...(node.nebula.groups ?? []), adminGroup];
-    }
-    return parseFleet(raw).fleet;
-}
-
-const fleet = meshFleet();
+const fleet = labFleetWithAdmins([NODE_A, NODE_B]);
 const members = nebulaMembers(fleet);
 const memberOf = (name: string): NebulaMember => members.find((m) => m.name === name)!;
 const hostOf = (name: string): MeshHost => HOSTS.find((host) => host.member === name)!;
@@ -161,40 +129,7 @@ let tmp = "";
 
 const dirOf = (host: MeshHost): string => path.join(tmp, host.member);
 
-function ours(): string[] {
-    return must("ip", ["netns", "list"])
-        .split("\n")
-        .map((line) => line.split(" ")[0])
-        .filter((name) => name.startsWith(NS_PREFIX));
-}
-
-function deleteNamespace(ns: string): void {
-    for (const pid of tool("ip", ["netns", "pids", ns])
-        .output.split(/\s+/)
-        .filter((each) => /^\d+$/.test(each))) {
-        try {
-            process.kill(Number(pid), "SIGKILL");
-        } catch {
-            // gone
-        }
-    }
-    tool("ip", ["netns", "del", ns]);
-}
-
-function removeLeftovers(): void {
-    for (const ns of ours()) {
-        const owner = Number(/-(\d+)$/.exec(ns)?.[1]);
-        if (owner === process.pid || (Number.isInteger(owner) && owner > 0 && !isAlive(owner))) {
-            deleteNamespace(ns);
-        }
-    }
-    for (const entry of fs.readdirSync(os.tmpdir())) {
-        const owner = Number(new RegExp(`^${TEMP_PREFIX}(\\d+)-`).exec(entry)?.[1]);
-        if (owner > 0 && owner !== process.pid && !isAlive(owner)) {
-            fs.rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
-        }
-    }
-}
+const { namespaces: ours, deleteNamespace, removeLeftovers } = namespaceJanitor(tools, NS_PREFIX, TEMP_PREFIX);
 
 function logs(): string {
     return [...running.values()]

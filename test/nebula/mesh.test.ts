@@ -4,10 +4,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { hostFilePath, renderFleetFiles, type RenderedFiles } from "../../components/planFiles";
 import { NEBULA_FILES, lighthouses, nebulaMembers, renderNebulaConfigYaml, type NebulaMember } from "../../components/nebula/config";
-import type { Fleet } from "../../stacks/schema";
-import { parseFleet } from "../../stacks/validate";
-import { rawFleet, validFleet, type Raw } from "../support/fixtures";
-import { exited, isAlive, runTool, sleep, stopChildren, type ToolResult } from "../support/processes";
+import { exited, sleep, stopChildren, type ToolResult } from "../support/processes";
+import { labFleetWithAdmins, namespaceJanitor, suiteTools } from "./netnsSuite";
 
 /*
  * A real Nebula mesh (Debian's nebula 1.6.1) from the lab stack's rendered certificates, keys and
@@ -63,29 +61,7 @@ const SWITCH_NS = nsName("sw");
 // Running tools
 // ---------------------------------------------------------------------------------------------
 
-function tool(command: string, args: string[], timeoutMs = 10_000): ToolResult {
-    return runTool(command, args, SETUP_HINT, timeoutMs);
-}
-
-function must(command: string, args: string[]): string {
-    const r = tool(command, args);
-    if (r.status !== 0) {
-        throw new Error(`${command} ${args.join(" ")} exited ${r.status}:\n${r.output}`);
-    }
-    return r.output;
-}
-
-/** Like tool(), without blocking the event loop; killed after timeoutMs. */
-function toolAsync(command: string, args: string[], timeoutMs: number): Promise<ToolResult> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL" });
-        let output = "";
-        child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ status: code ?? -1, output }));
-    });
-}
+const { tool, must, toolAsync } = suiteTools(SETUP_HINT);
 
 function ping(fromShort: string, to: string, extra: string[] = []): Promise<ToolResult> {
     return toolAsync("ip", ["netns", "exec", nsName(fromShort), "ping", "-n", ...extra, to], 15_000);
@@ -108,43 +84,7 @@ async function pingUntilReply(fromShort: string, to: string, extra: string[], at
 // Namespaces, processes and temp dirs (including leftovers of a crashed earlier run)
 // ---------------------------------------------------------------------------------------------
 
-function scnebNamespaces(): string[] {
-    return must("ip", ["netns", "list"])
-        .split("\n")
-        .map((line) => line.split(" ")[0])
-        .filter((name) => name.startsWith(NS_PREFIX));
-}
-
-/** Kills what still runs in one of this suite's namespaces (only nebula we started), then deletes it. */
-function deleteNamespace(ns: string): void {
-    const pids = tool("ip", ["netns", "pids", ns])
-        .output.split(/\s+/)
-        .filter((pid) => /^\d+$/.test(pid));
-    for (const pid of pids) {
-        try {
-            process.kill(Number(pid), "SIGKILL");
-        } catch {
-            // already gone
-        }
-    }
-    tool("ip", ["netns", "del", ns]);
-}
-
-/** Removes namespaces and temp dirs whose owning test process is gone. */
-function removeLeftovers(): void {
-    for (const ns of scnebNamespaces()) {
-        const owner = Number(/-(\d+)$/.exec(ns)?.[1]);
-        if (owner === process.pid || (Number.isInteger(owner) && owner > 0 && !isAlive(owner))) {
-            deleteNamespace(ns);
-        }
-    }
-    for (const entry of fs.readdirSync(os.tmpdir())) {
-        const owner = Number(new RegExp(`^${TEMP_PREFIX}(\\d+)-`).exec(entry)?.[1]);
-        if (owner > 0 && owner !== process.pid && !isAlive(owner)) {
-            fs.rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
-        }
-    }
-}
+const { namespaces: scnebNamespaces, deleteNamespace, removeLeftovers } = namespaceJanitor({ tool, must, toolAsync }, NS_PREFIX, TEMP_PREFIX);
 
 interface Running {
     host: MeshHost;
@@ -172,18 +112,7 @@ async function stopAll(): Promise<void> {
 // The fleet and its files
 // ---------------------------------------------------------------------------------------------
 
-/** The lab stack with nodes A and B in the admin group (the rendered firewall admits ICMP only from it). */
-function meshFleet(): Fleet {
-    const adminGroup = validFleet("lab").overlays.nebula.adminGroup;
-    const raw: Raw = rawFleet("lab");
-    for (const name of [NODE_A, NODE_B]) {
-        const node = raw.nodes.find((n: Raw) => n.name === name);
-        node.nebula.groups = [...(node.nebula.groups ?? []), adminGroup];
-    }
-    return parseFleet(raw).fleet;
-}
-
-const fleet = meshFleet();
+const fleet = labFleetWithAdmins([NODE_A, NODE_B]);
 const members = nebulaMembers(fleet);
 const mtu = fleet.overlays.nebula.mtu;
 
