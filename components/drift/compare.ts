@@ -1,4 +1,5 @@
 import { isIpv4Cidr, networksOverlap, parseIpv4Network } from "../../stacks/net";
+import { CONFIG_ANNOTATION } from "../k3s/rollout";
 import { parseNebulaCert, type ParsedNebulaCert } from "../nebula/cert";
 import { unifiedDiff } from "./diff";
 import type { DriftExpectation, ExpectedHost, ExpectedService } from "./expect";
@@ -207,7 +208,7 @@ function compareK3s(host: ExpectedHost, seen: Observation, cluster: ClusterView 
     }
     const disk = seen.files.get(k3s.configPath)?.sha256;
     if (node.annotation === undefined) {
-        add("drift", "has no shortcircuit.kub0.io/config-sha256 annotation: never rolled by shortcircuit");
+        add("drift", `has no ${CONFIG_ANNOTATION} annotation: never rolled by shortcircuit`);
     } else {
         if (node.annotation !== k3s.configSha256) {
             add("drift", `was rolled with config ${short(node.annotation)}, the plan wants ${short(k3s.configSha256)}`);

@@ -1,4 +1,5 @@
 import { rolloutOrder } from "../../components/k3s/order";
+import { CONFIG_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../components/k3s/rollout";
 import { remoteScript } from "../../components/remote/scripts";
 import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
 import { rawFleet, validFleet } from "../support/fixtures";
@@ -63,6 +64,15 @@ describe("K3sNode chain under strict mocks", () => {
         expect(apply.inputs.create).toBe(apply.inputs.update);
         expect(String(apply.inputs.create)).toContain("\nset -euo pipefail\n");
         expect(String(apply.inputs.create)).toBe(remoteScript("k3s/apply.sh"));
+    });
+
+    it("names the paths and annotation the program knows exactly as the scripts do", () => {
+        // The scripts are fixed text: k3s's own paths and the config annotation are spelled there.
+        expect(remoteScript("k3s/apply.sh")).toContain(`dropin=${SAN_DROPIN_PATH}\n`);
+        expect(remoteScript("k3s/apply.sh")).toContain(`rec=${ROLLOUT_RECORD_PATH};`);
+        const jsonpathAnnotation = CONFIG_ANNOTATION.replace(/\./g, "\\.");
+        expect(remoteScript("k3s/drain.sh")).toContain(`{.metadata.annotations.${jsonpathAnnotation}}`);
+        expect(remoteScript("k3s/uncordon.sh")).toContain(`"${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)"`);
     });
 
     it("sends the same script text to every node: only stdin differs", () => {

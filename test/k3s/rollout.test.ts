@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { renderK3sConfigYaml } from "../../components/k3s/config";
+import { SAN_DROPIN_PATH } from "../../components/k3s/rollout";
 import type { K3sNode } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
@@ -170,7 +171,7 @@ describe("K3s rollout on the lab fleet", () => {
         const state = fleet.k3sState(SERVER)!;
         expect(state.config?.["node-ip"]).toEqual(["10.68.1.11"]);
         expect(state.peerTlsMismatch ?? null).toBeNull();
-        expect(fs.existsSync(fleet.hostPath(SERVER, "/etc/rancher/k3s/config.yaml.d/50-shortcircuit-tls-san.yaml"))).toBe(false);
+        expect(fs.existsSync(fleet.hostPath(SERVER, SAN_DROPIN_PATH))).toBe(false);
     });
 
     it("would have broken etcd in one pass: the double rejects a node-ip its certificates do not cover", async () => {
