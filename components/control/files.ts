@@ -1,5 +1,5 @@
 import { Document } from "yaml";
-import { scriptFile } from "../remote/scripts";
+import { remoteScript } from "../remote/scripts";
 import type { PlannedFile } from "../hostPlan";
 
 /*
@@ -13,7 +13,7 @@ export const BOOTSTRAP_PARAMS_PATH = "/etc/shortcircuit/bootstrap.params";
 
 /** The bootstrap exactly as the SSH step runs it: the payload reader, then control/bootstrap.sh. */
 export function bootstrapExecutable(): string {
-    return `#!/usr/bin/env bash\n${scriptFile("remote/prelude.sh")}${scriptFile("control/bootstrap.sh")}`;
+    return `#!/usr/bin/env bash\n${remoteScript("control/bootstrap.sh")}`;
 }
 
 export function renderCloudInit(files: readonly PlannedFile<string>[], bootstrapParams: string): string {
