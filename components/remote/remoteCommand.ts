@@ -1,12 +1,38 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import { remoteScript } from "./scripts";
 
 /*
  * The one way the program builds a `command:remote:Command`: the script is fixed text from a
  * `.sh` file, per-host values and files arrive on stdin in the payload format, and a secret
  * payload keeps stdin (and what the script prints) out of state and logs.
+ *
+ * `create` is a one-line launcher, not the script: the command provider repeats `create` in every
+ * failure message, and a 5 KB script printed three times buried the two lines that said what went
+ * wrong. stdin carries the script first, then the payload; the launcher reads exactly the script's
+ * bytes and hands the rest of stdin to it. The script's digest in `create` keeps a changed script
+ * visible in a preview diff even when the secret stdin is hidden.
  */
+
+/** `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash. */
+export function stepLauncher(relativePath: string, script: string): string {
+    const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
+    const bytes = Buffer.byteLength(script, "utf8");
+    // dd bs=1 stops at exactly the script's end, so the payload behind it stays on stdin for bash.
+    return `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script" ${relativePath} # shortcircuit sha256:${digest}`;
+}
+
+const LAUNCHER = /^script="\$\(dd bs=1 count=(\d+) 2>\/dev\/null\)" && exec bash -c "\$script" (\S+) # shortcircuit sha256:[0-9a-f]{16}$/;
+
+/** A recorded step's stdin split back into the script it runs and the payload that script reads. */
+export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string } {
+    const match = LAUNCHER.exec(create);
+    if (!match) throw new Error(`not a shortcircuit step launcher: ${create.slice(0, 80)}`);
+    const raw = Buffer.from(stdin, "utf8");
+    const bytes = Number(match[1]);
+    return { path: match[2], script: raw.subarray(0, bytes).toString("utf8"), payload: raw.subarray(bytes).toString("utf8") };
+}
 
 export interface RemoteStepArgs {
     connection: command.types.input.remote.ConnectionArgs;
@@ -26,13 +52,15 @@ export interface RemoteStepArgs {
 
 export function remoteStep(name: string, parent: pulumi.Resource, args: RemoteStepArgs): command.remote.Command {
     const script = remoteScript(args.script);
+    const launcher = stepLauncher(args.script, script);
+    const stdin = pulumi.output(args.stdin).apply((payload) => `${script}${payload}`);
     return new command.remote.Command(
         name,
         {
             connection: args.connection,
-            create: script,
-            update: script,
-            stdin: args.secret ? pulumi.secret(args.stdin) : args.stdin,
+            create: launcher,
+            update: launcher,
+            stdin: args.secret ? pulumi.secret(stdin) : stdin,
             triggers: args.triggers,
             logging: args.secretOutput ? "none" : "stdoutAndStderr",
         },

@@ -1,6 +1,6 @@
 import { parsePayload } from "../../components/remote/payload";
 import * as pulumi from "@pulumi/pulumi";
-import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder } from "../support/pulumiMocks";
+import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder, stepPayload, stepScript } from "../support/pulumiMocks";
 
 const timeout = (what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} never resolved`)), 5000));
 import { labWithExistingControlHost, rawFleet } from "../support/fixtures";
@@ -73,10 +73,10 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
     it("gates dependents on /health and sends the keys only as secret stdin", () => {
         expect(recorder.named("control-health").dependsOn).toContain("control-nebula-files");
-        expect(String(recorder.named("control-health").inputs.create)).toContain('"https://${hostname}/health"');
-        expect(parsePayload(String(recorder.named("control-health").inputs.stdin)).params.HOSTNAME).toBe("hs.kub0.io");
+        expect(stepScript(recorder.named("control-health").inputs)).toContain('"https://${hostname}/health"');
+        expect(parsePayload(stepPayload(recorder.named("control-health").inputs)).params.HOSTNAME).toBe("hs.kub0.io");
         expect(recorder.named("control-headscale-secrets").secretInputs).toContain("stdin");
-        expect(parsePayload(String(recorder.named("control-headscale-secrets").inputs.stdin)).params.OWNER).toBe("headscale:headscale");
+        expect(parsePayload(stepPayload(recorder.named("control-headscale-secrets").inputs)).params.OWNER).toBe("headscale:headscale");
         for (const step of ["control-headscale-files", "control-nebula-files", "control-bootstrap"]) {
             expect(recorder.named(step).secretInputs).not.toContain("stdin");
             expect(String(recorder.named(step).inputs.stdin)).not.toContain(TEST_SECRETS.headscaleNoiseKey);
@@ -117,8 +117,8 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
 describe("DerpRelay under strict mocks", () => {
     it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
-        expect(parsePayload(String(recorder.named("derp-aero-install").inputs.stdin)).params).toEqual({ VERSION: "v1.102.5" });
-        const files = parsePayload(String(recorder.named("derp-aero-derper-files").inputs.stdin));
+        expect(parsePayload(stepPayload(recorder.named("derp-aero-install").inputs)).params).toEqual({ VERSION: "v1.102.5" });
+        const files = parsePayload(stepPayload(recorder.named("derp-aero-derper-files").inputs));
         expect(files.params).toMatchObject({
             SERVICE_MANAGER: "launchd",
             SERVICE: "com.tailscale.derper",
@@ -173,7 +173,7 @@ describe("ControlServer on an existing host", () => {
         for (const step of ["control-headscale-secrets", "control-bootstrap", "control-headscale-files", "control-nebula-files", "control-health"]) {
             expect(run.recorder.named(step).inputs.connection).toMatchObject({ host: "192.168.50.3", user: "root" });
         }
-        expect(parsePayload(String(run.recorder.named("control-bootstrap").inputs.stdin)).params).toEqual({
+        expect(parsePayload(stepPayload(run.recorder.named("control-bootstrap").inputs)).params).toEqual({
             VOLUME_DEVICE: "none",
             HEADSCALE_VERSION: "v0.29.1",
             NEBULA_VERSION: "v1.9.7",
@@ -183,7 +183,7 @@ describe("ControlServer on an existing host", () => {
         // over SSH, and each delivery restarts its own service after writing its files.
         expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap"]);
         expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-headscale-files");
-        expect(parsePayload(String(run.recorder.named("control-nebula-files").inputs.stdin)).params).toMatchObject({
+        expect(parsePayload(stepPayload(run.recorder.named("control-nebula-files").inputs)).params).toMatchObject({
             SERVICE: "nebula.service",
             RESTART: "yes",
         });

@@ -1,7 +1,7 @@
 import { rolloutOrder } from "../../components/k3s/order";
 import { CONFIG_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../components/k3s/rollout";
 import { remoteScript } from "../../components/remote/scripts";
-import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
+import { runProgramUnderMocks, stepPayload, stepScript, type MockRecorder } from "../support/pulumiMocks";
 import { rawFleet, validFleet } from "../support/fixtures";
 
 const STEPS = ["prepare", "drain", "apply", "uncordon"] as const;
@@ -56,14 +56,17 @@ describe("K3sNode chain under strict mocks", () => {
         expect(token.additionalSecretOutputs).toContain("stdin");
         const apply = recorder.named("k3s-lax-node-01-apply");
         expect(apply.secretInputs).not.toContain("stdin");
-        const stdin = String(apply.inputs.stdin);
+        const stdin = stepPayload(apply.inputs);
+        expect(stdin.startsWith("NODE_NAME=lax-node-01\n")).toBe(true);
         expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file 0600 ");
         expect(stdin).toMatch(/@file 0600 \d+ \/etc\/rancher\/k3s\/config.yaml\n/);
         expect(stdin).toContain("node-ip:\n  - 100.67.0.16\n");
         expect(stdin).not.toContain("K10-test-token");
         expect(apply.inputs.create).toBe(apply.inputs.update);
-        expect(String(apply.inputs.create)).toContain("\nset -euo pipefail\n");
-        expect(String(apply.inputs.create)).toBe(remoteScript("k3s/apply.sh"));
+        // A failure message repeats `create`: one line, the script itself rides at the head of stdin.
+        expect(String(apply.inputs.create)).not.toContain("\n");
+        expect(String(apply.inputs.create).length).toBeLessThan(160);
+        expect(stepScript(apply.inputs)).toBe(remoteScript("k3s/apply.sh"));
     });
 
     it("names the paths and annotation the program knows exactly as the scripts do", () => {
@@ -75,8 +78,10 @@ describe("K3sNode chain under strict mocks", () => {
         expect(remoteScript("k3s/uncordon.sh")).toContain(`"${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)"`);
     });
 
-    it("sends the same script text to every node: only stdin differs", () => {
-        const scripts = new Set(order.map((name) => recorder.named(`k3s-${name}-apply`).inputs.create));
+    it("sends the same script text to every node: only the payload differs", () => {
+        const launchers = new Set(order.map((name) => recorder.named(`k3s-${name}-apply`).inputs.create));
+        expect(launchers.size).toBe(1);
+        const scripts = new Set(order.map((name) => stepScript(recorder.named(`k3s-${name}-apply`).inputs)));
         expect(scripts.size).toBe(1);
     });
 });

@@ -3,7 +3,7 @@ import { createNebulaCa, parseNebulaCert, parseNebulaCertBundle, verifyNebulaCer
 import { NEBULA_FILES } from "../../components/nebula/config";
 import { hostFilePath, renderFleetFiles } from "../../components/planFiles";
 import { formatProblem, validateFleet } from "../../stacks/validate";
-import { runProgramUnderMocks, runUnderMocks, TEST_SECRETS, valueOf, type MockRecorder } from "../support/pulumiMocks";
+import { runProgramUnderMocks, runUnderMocks, TEST_SECRETS, valueOf, type MockRecorder, stepPayload } from "../support/pulumiMocks";
 import { rawFleet, type Raw } from "../support/fixtures";
 
 /*
@@ -51,7 +51,7 @@ async function runProgram(fleet: Raw, secrets: Record<string, string> = TEST_SEC
     const { recorder, program, error } = await runProgramUnderMocks({ stack: "lab" }, fleet, secrets);
     const delivered: ProgramView["delivered"] = {};
     for (const resource of recorder.ofType("command:remote:Command").filter((each) => /^nebula-.*-files$/.test(each.name))) {
-        const files = parsePayload(String(resource.inputs.stdin)).files;
+        const files = parsePayload(stepPayload(resource.inputs)).files;
         const content = (target: string): string => files.find((file) => file.target === target)?.content ?? "";
         delivered[resource.name.replace(/^nebula-/, "").replace(/-files$/, "")] = { ca: content(NEBULA_FILES.ca), cert: content(NEBULA_FILES.cert) };
     }

@@ -2,7 +2,8 @@ import type * as pulumiTypes from "@pulumi/pulumi";
 import { parsePayload } from "../../components/remote/payload";
 import { remoteScript } from "../../components/remote/scripts";
 import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../components/nebula/cert";
-import { runUnderMocks, runProgramUnderMocks, valueOf } from "../support/pulumiMocks";
+import { runUnderMocks, runProgramUnderMocks, valueOf, stepPayload, stepScript } from "../support/pulumiMocks";
+import { stepLauncher } from "../../components/remote/remoteCommand";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 
 const NOW = new Date("2026-11-22T00:00:00Z");
@@ -124,8 +125,10 @@ describe("Nebula delivery in the program", () => {
             dialErrorLimit: 3,
         });
         expect(files.create).toBe(files.update);
-        expect(files.create).toBe(remoteScript("remote/deliver-files.sh"));
-        const payload = parsePayload(String(files.stdin));
+        // `create` is a one-line launcher; the script travels at the head of stdin.
+        expect(files.create).toBe(stepLauncher("remote/deliver-files.sh", remoteScript("remote/deliver-files.sh")));
+        expect(stepScript(files)).toBe(remoteScript("remote/deliver-files.sh"));
+        const payload = parsePayload(stepPayload(files));
         expect(payload.params).toMatchObject({ SERVICE_MANAGER: "systemd", SERVICE: "nebula.service", RESTART: "yes" });
         expect(payload.files.map((file) => `${file.target} ${file.mode.toString(8)}`)).toEqual([
             "/etc/nebula/ca.crt 644",
@@ -143,7 +146,7 @@ describe("Nebula delivery in the program", () => {
 
         expect(recorder.named("nebula-lab-agent-01-files").secretInputs).not.toContain("stdin");
         expect(recorder.named("nebula-lab-agent-01-secrets").secretInputs).toContain("stdin");
-        const key = parsePayload(String(recorder.named("nebula-lab-agent-01-secrets").inputs.stdin));
+        const key = parsePayload(stepPayload(recorder.named("nebula-lab-agent-01-secrets").inputs));
         expect(key.params.RESTART).toBe("no");
         expect(key.files.map((file) => [file.target, file.mode])).toEqual([["/etc/nebula/host.key", 0o600]]);
         expect(key.files[0].content).toContain("NEBULA X25519 PRIVATE KEY");
@@ -152,7 +155,7 @@ describe("Nebula delivery in the program", () => {
     it("restarts Nebula through launchd on a macOS host", async () => {
         const { recorder } = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
         const aero = recorder.named("nebula-aero-files").inputs;
-        expect(parsePayload(String(aero.stdin)).params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "net.defined.nebula", PLIST: "" });
+        expect(parsePayload(stepPayload(aero)).params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "net.defined.nebula", PLIST: "" });
         expect(String(aero.stdin)).not.toContain("/etc/systemd/system/nebula.service");
         expect(aero.connection).toMatchObject({ host: "10.67.2.1", user: "admin" });
     });

@@ -5,7 +5,7 @@ import { PassThrough } from "node:stream";
 import { isHostPath, parsePayload } from "../../components/remote/payload";
 import { runRender } from "../../scripts/render";
 import { rawFleet } from "../support/fixtures";
-import { runProgramUnderMocks } from "../support/pulumiMocks";
+import { runProgramUnderMocks, stepPayload } from "../support/pulumiMocks";
 
 /*
  * One plan, two outputs: every (host, path, mode) the program delivers over SSH is exactly
@@ -22,8 +22,7 @@ async function programDeliveries(stack: "prod" | "lab", controlName: string): Pr
     expect(run.error).toBeUndefined();
     const entries: string[] = [];
     for (const command of run.recorder.ofType("command:remote:Command")) {
-        const stdin = typeof command.inputs.stdin === "string" ? command.inputs.stdin : "";
-        const files = parsePayload(stdin).files.filter((each) => isHostPath(each.target));
+        const files = parsePayload(stepPayload(command.inputs)).files.filter((each) => isHostPath(each.target));
         if (files.length === 0) {
             continue;
         }

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { splitStepStdin } from "../../components/remote/remoteCommand";
 
 /*
  * Strict Pulumi mocks for component and program tests: every resource is recorded with its
@@ -133,7 +134,7 @@ function mockProviderOutputs(type: string, name: string, inputs: Record<string, 
     }
     if (type === "command:remote:Command") {
         // What the command prints on a real host; the edge reads k3s's kubeconfig this way.
-        const readsKubeconfig = String(inputs.create).includes("/etc/rancher/k3s/k3s.yaml");
+        const readsKubeconfig = String(inputs.create).includes(" edge/read-kubeconfig.sh ");
         return { stdout: readsKubeconfig ? MOCK_KUBECONFIG : "", stderr: "" };
     }
     if (type === "digitalocean:index/reservedIp:ReservedIp") {
@@ -146,6 +147,16 @@ function mockProviderOutputs(type: string, name: string, inputs: Record<string, 
         return { ipv4Address: "203.0.113.60" };
     }
     return {};
+}
+
+/** A recorded remote step's payload: its stdin without the script the launcher reads first. */
+export function stepPayload(inputs: Record<string, unknown>): string {
+    return splitStepStdin(String(inputs.create), typeof inputs.stdin === "string" ? inputs.stdin : "").payload;
+}
+
+/** A recorded remote step's script text, as the launcher in its `create` hands it to bash. */
+export function stepScript(inputs: Record<string, unknown>): string {
+    return splitStepStdin(String(inputs.create), typeof inputs.stdin === "string" ? inputs.stdin : "").script;
 }
 
 export class MockRecorder {
