@@ -227,6 +227,30 @@ describe("K3s rollout on the lab fleet", () => {
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
     });
 
+    it("fails a step whose API server never answers instead of waiting on it, and a rerun converges once it answers", async () => {
+        // The double holds every kubectl call against a hanging API until the call's own
+        // --request-timeout (10 min without one, far past this step's bound): the step can only
+        // end in time if each call carries its timeout.
+        const agent2 = onDisk(AGENT_2);
+        const agent2Restarts = restarts(AGENT_2);
+        config.nodes[2].labels = { "example.com/role": "hung-api" };
+        await fleet.setK3sBehaviour(SERVER, { apiHangs: true });
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-drain`);
+            expect(result.failed?.result.stderr).toContain("Client.Timeout exceeded while awaiting headers");
+            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`))).toEqual([`k3s-${AGENT_2}-prepare`, `k3s-${AGENT_2}-drain`]);
+            expect(onDisk(AGENT_2)).toBe(agent2);
+            expect(restarts(AGENT_2)).toBe(agent2Restarts);
+        } finally {
+            await fleet.setK3sBehaviour(SERVER, { apiHangs: false });
+        }
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(onDisk(AGENT_2)).toContain("example.com/role=hung-api");
+        expect(restarts(AGENT_2)).toBe(agent2Restarts + 1);
+    });
+
     it("finishes an apply a dropped session cut short: the rerun restarts onto the file and gates on health", async () => {
         await fleet.setK3sBehaviour(AGENT_1, { neverReady: true });
         const restartsBefore = restarts(AGENT_1);

@@ -159,6 +159,8 @@ export interface K3sBehaviour {
     keepStaleFlannelLink?: boolean;
     /** A server writes this as /etc/rancher/k3s/k3s.yaml instead of its fake one (null: the fake). */
     kubeconfig?: string | null;
+    /** A server's API accepts connections and never answers (kubectl waits for its --request-timeout). */
+    apiHangs?: boolean;
 }
 
 export interface LabHost {

@@ -153,6 +153,11 @@ export interface K3sBehaviourCue {
      * suite hands the genesis the admin kubeconfig of its real API server (test/e2e).
      */
     kubeconfig: string | null;
+    /**
+     * This server's API accepts connections and never answers: kubectl against it waits for its
+     * --request-timeout and then fails as kubectl does, or waits (10 min) when it has none.
+     */
+    apiHangs: boolean;
 }
 
 export interface LoadedConfigFile {
@@ -333,6 +338,7 @@ const DEFAULT_CUE: K3sBehaviourCue = {
     etcdUnhealthy: false,
     keepStaleFlannelLink: false,
     kubeconfig: null,
+    apiHangs: false,
 };
 
 type Kind = "bool" | "string" | "list" | "int";
@@ -1942,9 +1948,29 @@ function nodeObject(rec: NodeRecord): Record<string, unknown> {
     };
 }
 
+/** kubectl's --request-timeout: a bare number is seconds, "0" (the default) waits forever. */
+function requestTimeoutMs(value: string | undefined): number {
+    if (value === undefined || value === "0") return 0;
+    const match = /^(\d+)(ms|s|m|h)?$/.exec(value);
+    if (!match) fail(1, `error: invalid argument "${value}" for "--request-timeout" flag`);
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"] ?? 1000;
+    return Number(match[1]) * unit;
+}
+
+/** A server whose API never answers: what the kubectl call sees, bounded only by its own flag. */
+function hangOnUnansweringApi(host: DoubleHostConfig, flags: Map<string, string>): void {
+    const hangs =
+        host.role === "server" ? loadCue(STATE_DIR).apiHangs : allNodes(host).some((n) => n.role === "server" && loadCue(n.hostSideStateDir).apiHangs);
+    if (!hangs) return;
+    const limit = requestTimeoutMs(flags.get("--request-timeout"));
+    sleepSync(limit === 0 ? WAIT_MAX_MS : limit);
+    fail(1, "Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded while awaiting headers)");
+}
+
 function kubectl(host: DoubleHostConfig, argv: string[]): number {
     const { positional, flags } = parseKubectl(argv);
     const [verb, ...rest] = positional;
+    hangOnUnansweringApi(host, flags);
     if (host.role !== "server") {
         // An agent has no admin kubeconfig; its kubelet's credentials reach the API through the
         // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read nodes.
