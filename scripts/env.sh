@@ -9,6 +9,3 @@ fi
 if [ -x /usr/local/go/bin/go ] && ! command -v go >/dev/null 2>&1; then
   export PATH="/usr/local/go/bin:${PATH}"
 fi
-# The Node.js language host type-checks the program on every preview and up (about 10 s of a
-# no-op preview); the test command runs a strict tsc instead, so the engine only transpiles.
-export PULUMI_NODEJS_TRANSPILE_ONLY="${PULUMI_NODEJS_TRANSPILE_ONLY:-true}"

@@ -203,7 +203,8 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         console.log(`e2e: the failed rollout printed ${failed.output.length} characters; a line of k3s/apply.sh appears ${repeats} time(s)`);
         // `create` is a one-line launcher, so the failure names the step, not the script's text.
         expect(repeats).toBe(0);
-        expect(failed.output).toMatch(/exec bash -c "\$script" k3s\/apply\.sh/);
+        // The engine prints the launcher JSON-quoted: `exec bash -c \"$script\" k3s/apply.sh`.
+        expect(failed.output).toMatch(/exec bash -c \\?"\$script\\?" k3s\/apply\.sh/);
 
         await lab.fleet.setK3sBehaviour(first, { neverReady: false });
         const rerun = await lab.stack.up(UP_TIMEOUT_MS);
