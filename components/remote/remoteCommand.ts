@@ -9,7 +9,7 @@ import { remoteScript } from "./scripts";
  * payload keeps stdin (and what the script prints) out of state and logs.
  *
  * `create` is a one-line launcher, not the script: the command provider repeats `create` in every
- * failure message, and a 5 KB script printed three times buried the two lines that said what went
+ * failure message, and a 10 KB script printed three times buried the two lines that said what went
  * wrong. stdin carries the script first, then the payload; the launcher reads exactly the script's
  * bytes and hands the rest of stdin to it. The script's digest in `create` keeps a changed script
  * visible in a preview diff even when the secret stdin is hidden.
@@ -17,6 +17,8 @@ import { remoteScript } from "./scripts";
 
 /** `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash. */
 export function stepLauncher(relativePath: string, script: string): string {
+    // The name lands unquoted in a shell line; it is one of REMOTE_SCRIPTS, never a value.
+    if (!/^[a-z0-9][a-z0-9/._-]*\.sh$/.test(relativePath)) throw new Error(`not a step script path: ${relativePath}`);
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
     const bytes = Buffer.byteLength(script, "utf8");
     // dd bs=1 stops at exactly the script's end, so the payload behind it stays on stdin for bash.
