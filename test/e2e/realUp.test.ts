@@ -286,6 +286,41 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).code).toBe(0);
     });
 
+    it("9b. a deliberate teardown as the README gives it: unprotect, destroy; the edge objects go, namespaces and every host stay as they are", async () => {
+        const stamps = lab.fileStamps();
+        const before = lab.sessions();
+        const stack = lab.stack.options.stack;
+        expectOk(await lab.stack.run(["state", "unprotect", "--all", "--yes", "--stack", stack, "--color", "never"]));
+        // The kubernetes provider deletes in the foreground; this API server has no controller
+        // manager, so its garbage collector's part (dropping the foregroundDeletion finalizer of
+        // an object without dependents) is played here, bounded by the destroy itself.
+        let destroying = true;
+        const collector = (async (): Promise<void> => {
+            for (let round = 0; destroying && round < 600; round++) {
+                const listed = lab.api.kubectl(["get", "middleware.traefik.io,service,endpointslice,helmchartconfig", "-A", "-o", "json"]);
+                const items = listed.code === 0 ? (JSON.parse(listed.stdout) as { items: Raw[] }).items : [];
+                for (const item of items.filter((each) => each.metadata.deletionTimestamp && (each.metadata.finalizers ?? []).length > 0)) {
+                    const kind = `${item.kind.toLowerCase()}.${String(item.apiVersion).split("/")[0]}`.replace(/\.v1$/, "");
+                    const target = [kind, item.metadata.name, "-n", item.metadata.namespace];
+                    lab.api.kubectl(["patch", ...target, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
+                }
+                await new Promise((resolve) => setTimeout(resolve, 500));
+            }
+        })();
+        const result = await lab.stack.destroy(UP_TIMEOUT_MS, { preview: true });
+        destroying = false;
+        await collector;
+        expectOk(result);
+        expect(result.output).toContain("Destroying (");
+        // The Commands have no `delete`: nothing runs on a host, nothing there changes.
+        expect(lab.sessionDelta(before)).toEqual(zero());
+        expect(lab.changedFiles(stamps)).toEqual(none());
+        expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"], { check: false }).code).not.toBe(0);
+        expect(lab.api.kubectl(["get", "namespace", "networking", "-o", "name"]).stdout.trim()).toBe("namespace/networking");
+        const state = JSON.parse(fs.readFileSync(lab.stack.stateFile, "utf8")) as { checkpoint: { latest?: { resources?: unknown[] } } };
+        expect(state.checkpoint.latest?.resources ?? []).toEqual([]);
+    });
+
     it("10. an invalid stack: preview prints only the <config path>: <reason> lines", async () => {
         const invalid = structuredClone<Raw>(lab.config);
         invalid.nodes.find((each: Raw) => each.name === "lab-agent-02").lan.address = "203.0.113.9";
