@@ -20,7 +20,8 @@ export const HEADSCALE_FILES = {
 } as const;
 
 /** Metrics stay on loopback; /health is served on the main listener. */
-export const HEADSCALE_METRICS_LISTEN = "127.0.0.1:9090";
+export const HEADSCALE_METRICS_PORT = 9090;
+export const HEADSCALE_METRICS_LISTEN = `127.0.0.1:${HEADSCALE_METRICS_PORT}`;
 export const TAILSCALE_PUBLIC_DERP_MAP = "https://controlplane.tailscale.com/derpmap/default";
 
 export interface HeadscaleConfigOptions {

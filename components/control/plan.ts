@@ -5,7 +5,7 @@ import { versions } from "../versions";
 import { nodeByName } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./files";
-import { HEADSCALE_FILES, headscaleServerUrl, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "./headscale";
+import { HEADSCALE_FILES, HEADSCALE_METRICS_PORT, headscaleServerUrl, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "./headscale";
 
 export interface FirewallRule {
     protocol: "tcp" | "udp" | "icmp";
@@ -113,6 +113,9 @@ export function planControlServer<V>(
         delivery(values, {
             role: "headscale",
             service: { kind: "systemd", unit: "headscale.service" },
+            // Headscale opens its loopback metrics listener only once it has read its config and
+            // keys and opened its database: a restart is healthy when that port answers.
+            checkPort: HEADSCALE_METRICS_PORT,
             secretFiles: [
                 { path: HEADSCALE_FILES.noiseKey, mode: 0o600, content: values.derive([ids.noiseKey], ([key]) => `${key}\n`) },
                 { path: HEADSCALE_FILES.derpKey, mode: 0o600, content: values.derive([ids.derpKey], ([key]) => `${key}\n`) },

@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { HEADSCALE_METRICS_PORT } from "../../components/control/headscale";
 import { versions } from "../../components/versions";
 import { labWithExistingControlHost, type Raw } from "../support/fixtures";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";
@@ -117,10 +118,12 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     let api: ApiServer | undefined;
     const listeners: ChildProcess[] = [];
     try {
-        // derper's delivery checks that it answers on its port: a listener stands in for the daemon.
+        // derper's and Headscale's deliveries check that they answer on their ports: listeners
+        // stand in for the daemons (derper's derp port, Headscale's loopback metrics port).
         for (const relay of raw.derpRelays as Raw[]) {
             listeners.push(await listenOn(fleet.host(relay.host).netns, relay.derpPort ?? 443));
         }
+        listeners.push(await listenOn(fleet.host(CONTROL).netns, HEADSCALE_METRICS_PORT));
         const runDir = path.join(fleet.runDir, "e2e");
         fs.mkdirSync(runDir, { recursive: true });
         api = await startApiServer({

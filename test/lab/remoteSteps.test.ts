@@ -696,7 +696,7 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
             SECRET_PATHS: keys.join(" "),
             OWNER: "",
             PRECHECK_NEBULA_CONFIG: "",
-            CHECK_PORT: "",
+            CHECK_PORT: "9090",
             CHECK_INTERFACE: "",
         });
 
@@ -715,7 +715,11 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         expect(exists(CONTROL, "/etc/headscale/config.yaml")).toBe(false);
         expect(fs.existsSync(pendingMarker(CONTROL, "headscale.service"))).toBe(true);
 
-        const files = ok(await step(CONTROL, DELIVER, delivery("headscale").public));
+        // Headscale's metrics listener, the port its delivery checks after the restart.
+        const metrics = await listenOn(CONTROL, 9090);
+        const files = await step(CONTROL, DELIVER, delivery("headscale").public).finally(() => metrics.stop());
+        ok(files);
+        expect(metrics.connections()).toBeGreaterThanOrEqual(2);
         const headscaleFiles = ["/etc/headscale/config.yaml", "/etc/headscale/policy.hujson", "/etc/headscale/derp.yaml"];
         expect(wrote(files)).toEqual([...headscaleFiles, ...keys]);
         for (const file of headscaleFiles) {
@@ -775,6 +779,36 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         expect(fleet.toolInvocations(CONTROL, "curl")).toHaveLength(2);
         // An unchanged key still gets its owner.
         expect(fleet.toolState(CONTROL).owners["/etc/headscale/noise_private.key"]).toEqual({ owner: "headscale:headscale", recursive: false });
+    });
+
+    it("a Headscale that does not answer on its metrics port after a config change: the previous config goes back and the step fails; answering, the rerun succeeds", async () => {
+        const configPath = "/etc/headscale/config.yaml";
+        const previous = read(CONTROL, configPath);
+        const { params, files } = parsePayload(delivery("headscale").public);
+        const changed = framedPayload(
+            params,
+            files.map((file) => (file.target === configPath ? { ...file, content: `${file.content}# changed by the test\n` } : file)),
+        );
+        // Nothing listens on 9090: headscale.service is active but not answering.
+        const failed = await step(CONTROL, DELIVER, changed, FAILING_STEP_MS);
+        expect(failed.code).toBe(1);
+        expect(wrote(failed)).toEqual([configPath]);
+        expect(failed.stderr).toContain("headscale: headscale.service is not healthy");
+        expect(read(CONTROL, configPath)).toBe(previous);
+        expect(fs.existsSync(pendingMarker(CONTROL, "headscale.service"))).toBe(true);
+
+        const metrics = await listenOn(CONTROL, 9090);
+        const rerun = await step(CONTROL, DELIVER, changed).finally(() => metrics.stop());
+        ok(rerun);
+        expect(wrote(rerun)).toEqual([configPath]);
+        expect(rerun.stdout).toContain("headscale: restarted headscale.service; it is active and answering");
+        expect(read(CONTROL, configPath)).toBe(`${previous}# changed by the test\n`);
+        expect(fs.existsSync(pendingMarker(CONTROL, "headscale.service"))).toBe(false);
+
+        // Back to the planned config, so the later cases see the plan's files.
+        const restore = await listenOn(CONTROL, 9090);
+        ok(await step(CONTROL, DELIVER, delivery("headscale").public).finally(() => restore.stop()));
+        expect(read(CONTROL, configPath)).toBe(previous);
     });
 
     it("keeps the Headscale data that was there before the first run byte for byte", () => {
