@@ -36,19 +36,22 @@ stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
 
-# Writes $1 (a staged file) to $2 with mode $3, durably, without touching $2 yet.
+# Writes $1 (a staged file) to a new file beside $2 with mode $3, durably, without touching $2
+# yet, and leaves its name in $written. Not in a command substitution: there bash drops set -e,
+# and a write cut short by a full disk went on as if it had succeeded. The file is removed on
+# exit unless it was switched in.
 write_beside() {
-  local tmp
-  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cat "$1" >"$tmp"
-  chmod "$3" "$tmp"
-  if [ -n "$owner" ]; then chown "$owner" "$tmp"; fi
-  flush "$tmp"
-  printf '%s' "$tmp"
+  written="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cleanup_paths+=("$written")
+  cat "$1" >"$written"
+  chmod "$3" "$written"
+  if [ -n "$owner" ]; then chown "$owner" "$written"; fi
+  flush "$written"
 }
-# Renames $1 over $2, keeping what was there as $2.previous.
+# Renames $1 over $2, keeping what was there as $2.previous: a hard link, so keeping it needs
+# no space and cannot leave a half-copied file on a full disk.
 switch_in() {
-  if [ -f "$2" ]; then cp -p "$2" "$2.previous"; fi
+  if [ -f "$2" ]; then ln -f "$2" "$2.previous"; fi
   mv -f "$1" "$2"
   flush "$(dirname "$2")"
   echo "$2" >>"$stage/.changed"
@@ -72,11 +75,11 @@ if [ "$restart" != yes ]; then
       rm -f "$target.shortcircuit-staged"
       continue
     fi
-    tmp="$(write_beside "$stage/$n" "$target" "$mode")"
+    write_beside "$stage/$n" "$target" "$mode"
     if [ "$manager" = none ]; then
-      switch_in "$tmp" "$target"
+      switch_in "$written" "$target"
     else
-      mv -f "$tmp" "$target.shortcircuit-staged"
+      mv -f "$written" "$target.shortcircuit-staged"
       mark_pending
       log "staged $target"
     fi
@@ -123,9 +126,9 @@ while read -r n mode target; do
   case "$target" in /*) ;; *) continue ;; esac
   [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
   same_and_fixed "$stage/$n" "$target" "$mode" && continue
-  tmp="$(write_beside "$stage/$n" "$target" "$mode")"
+  write_beside "$stage/$n" "$target" "$mode"
   mark_pending
-  switch_in "$tmp" "$target"
+  switch_in "$written" "$target"
 done <"$stage/.manifest"
 for secret in $(param SECRET_PATHS); do
   if [ -f "$secret.shortcircuit-staged" ]; then

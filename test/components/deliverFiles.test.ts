@@ -68,7 +68,7 @@ interface Delivery {
  * deliveries so a second run sees what the first wrote.
  */
 /** Extra delivery settings (reload paths) for the cases that need them. */
-type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: string };
+type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: string; etcNebulaSize?: string };
 
 function deliver(
     service: ServiceManager | "none",
@@ -78,9 +78,12 @@ function deliver(
     extras: DeliveryExtras = {},
 ): Delivery {
     fs.rmSync(path.join(work, "calls.log"), { force: true });
+    const { etcNebulaSize, ...deliveryExtras } = extras;
+    // A size limit on /etc/nebula makes the disk fill up mid-install.
+    const tmpfs = etcNebulaSize === undefined ? "tmpfs" : `tmpfs -o size=${etcNebulaSize}`;
     const inner = [
         "set -euo pipefail",
-        "mount -t tmpfs tmpfs /etc/nebula 2>/dev/null || { mkdir -p /etc/nebula && mount -t tmpfs tmpfs /etc/nebula; }",
+        `mount -t ${tmpfs} tmpfs /etc/nebula 2>/dev/null || { mkdir -p /etc/nebula && mount -t ${tmpfs} tmpfs /etc/nebula; }`,
         "mount -t tmpfs tmpfs /etc/systemd/system",
         "mkdir -p /var/lib/shortcircuit && mount -t tmpfs tmpfs /var/lib/shortcircuit",
         `cp -a "${state}/." / 2>/dev/null || true`,
@@ -89,7 +92,7 @@ function deliver(
         `rm -rf "${state}" && mkdir -p "${state}/etc" && cp -a /etc/nebula "${state}/etc/" && mkdir -p "${state}/etc/systemd" && cp -a /etc/systemd/system "${state}/etc/systemd/" && mkdir -p "${state}/var/lib" && cp -a /var/lib/shortcircuit "${state}/var/lib/"`,
         "exit $status",
     ].join("\n");
-    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles, extras));
+    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles, deliveryExtras));
     const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
         env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
         encoding: "utf8",
@@ -215,6 +218,25 @@ describe("the file delivery script", () => {
         expect(result.calls.filter((call) => call === "systemctl restart nebula.service")).toHaveLength(2);
         // The wanted files are not in place: every later run tries them again, and fails again.
         expect(deliver(systemd, [broken, unit]).status).not.toBe(0);
+    });
+
+    it("a disk that fills up mid-install: the step fails, nothing half-written is left or installed, nothing restarts; with space again the rerun installs", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        const before = fs.readdirSync(delivered("etc/nebula")).sort();
+        // 64 KiB of config on a 16 KiB /etc/nebula: the write runs out of space.
+        const large = { ...config, content: `tun:\n  mtu: 1300\n# ${"x".repeat(64 * 1024)}\n` };
+        const full = deliver(systemd, [large, unit], true, [], { etcNebulaSize: "16k" });
+        expect(full.status).not.toBe(0);
+        expect(full.stderr).toMatch(/No space left on device/);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.readdirSync(delivered("etc/nebula")).sort()).toEqual(before);
+        expect(full.calls.filter((call) => call.startsWith("systemctl restart"))).toEqual([]);
+
+        const rerun = deliver(systemd, [large, unit]);
+        expect(rerun.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(large.content);
+        expect(rerun.calls).toContain("systemctl restart nebula.service");
+        expect(deliver(systemd, [large, unit]).calls).toEqual([]);
     });
 
     it("fails when the service never comes up, and leaves the restart pending", () => {
