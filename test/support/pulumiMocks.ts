@@ -149,15 +149,16 @@ function mockProviderOutputs(type: string, name: string, inputs: Record<string, 
     return {};
 }
 
-/** A recorded remote step's payload: its stdin without the script the launcher reads first. */
-export function stepPayload(inputs: Record<string, unknown>): string {
-    return splitStepStdin(String(inputs.create), typeof inputs.stdin === "string" ? inputs.stdin : "").payload;
+/** A recorded remote step split as its launcher reads it: the script, then the payload behind it. */
+function recordedStep(inputs: Record<string, unknown>): { script: string; payload: string } {
+    return splitStepStdin(String(inputs.create), typeof inputs.stdin === "string" ? inputs.stdin : "");
 }
 
+/** A recorded remote step's payload: its stdin without the script the launcher reads first. */
+export const stepPayload = (inputs: Record<string, unknown>): string => recordedStep(inputs).payload;
+
 /** A recorded remote step's script text, as the launcher in its `create` hands it to bash. */
-export function stepScript(inputs: Record<string, unknown>): string {
-    return splitStepStdin(String(inputs.create), typeof inputs.stdin === "string" ? inputs.stdin : "").script;
-}
+export const stepScript = (inputs: Record<string, unknown>): string => recordedStep(inputs).script;
 
 export class MockRecorder {
     readonly resources: RecordedResource[] = [];
