@@ -132,3 +132,34 @@ export function usesExistingNebulaCa(pki: NebulaPkiConfig): boolean {
 export function generatedNebulaCaGenerations(pki: NebulaPkiConfig): number[] {
     return nebulaCaPlan(pki).trusted.flatMap((ref) => (ref.kind === "generated" ? [ref.generation] : []));
 }
+
+/** The name and dates of a CA the program makes. */
+export interface GeneratedCaPolicy {
+    caName: string;
+    /** notBefore, a UTC calendar date. */
+    caIssuedOn: string;
+    caValidityDays: number;
+}
+
+/**
+ * The name and dates of the CA the program makes for `generation`: the config's, except for the
+ * generation a rotation retires, which keeps its own (rotation.fromCaIssuedOn/fromCaValidityDays)
+ * so its certificate, and the fingerprint hosts' certificates name as issuer, stay what they were.
+ * Undefined without caIssuedOn (validation refuses that while a generated CA is in use).
+ */
+export function generatedCaPolicy(pki: NebulaPkiConfig, generation: number): GeneratedCaPolicy | undefined {
+    const retiring = pki.rotation !== undefined && pki.rotation.from === generation;
+    const caIssuedOn = (retiring ? pki.rotation?.fromCaIssuedOn : undefined) ?? pki.caIssuedOn;
+    if (caIssuedOn === undefined) {
+        return undefined;
+    }
+    return { caName: pki.caName, caIssuedOn, caValidityDays: (retiring ? pki.rotation?.fromCaValidityDays : undefined) ?? pki.caValidityDays };
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A generated CA certificate's validity, as caFromSeed writes it (the certificate is a function of key and config). */
+export function generatedCaValidity(policy: GeneratedCaPolicy): { notBefore: Date; notAfter: Date } {
+    const notBefore = new Date(`${policy.caIssuedOn}T00:00:00Z`);
+    return { notBefore, notAfter: new Date(notBefore.getTime() + policy.caValidityDays * DAY_MS) };
+}

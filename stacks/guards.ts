@@ -1,5 +1,26 @@
-import { addressOn, flannelPath, generatedNebulaCaGenerations, isK3sNode, nebulaCaPlan, nebulaCaRefEquals, nodeIpPath, sshPath } from "./fleet";
-import { TAILNET_SUPERNET, isNetworkOrBroadcast, networkContainsAddress, networksOverlap, networkWithin, parseIpv4Network, type Ipv4Network } from "./net";
+import {
+    addressOn,
+    flannelPath,
+    generatedCaPolicy,
+    generatedCaValidity,
+    generatedNebulaCaGenerations,
+    isK3sNode,
+    nebulaCaLabel,
+    nebulaCaPlan,
+    nebulaCaRefEquals,
+    nodeIpPath,
+    sshPath,
+} from "./fleet";
+import {
+    TAILNET_SUPERNET,
+    isIpv4Address,
+    isNetworkOrBroadcast,
+    networkContainsAddress,
+    networksOverlap,
+    networkWithin,
+    parseIpv4Network,
+    type Ipv4Network,
+} from "./net";
 import type { Fleet, NetworkPath } from "./schema";
 
 /*
@@ -62,6 +83,7 @@ const GUARDS: readonly { reads: readonly FleetSection[]; check: Guard }[] = [
     { reads: ["edge", "nodes", "cluster"], check: checkEdge },
     { reads: ["overlays", "nodes", "controlServer"], check: checkNebula },
     { reads: ["overlays"], check: checkNebulaDates },
+    { reads: ["controlServer", "nodes"], check: checkFieldAgreement },
 ];
 
 /**
@@ -520,5 +542,67 @@ function checkNebulaDates(fleet: Fleet, problems: ProblemList, now: Date): void 
             `${path}.caValidityDays`,
             `${pki.caValidityDays} days from ${pki.caIssuedOn} ends after the year 9999, which certificates cannot express`,
         );
+        return;
     }
+    // The signing CA's certificate is a function of its key and these dates, so its expiry is
+    // known here, before any resource: an expired signer fails the run (the operator's own CA
+    // is checked the same way when its secret is read, stacks/load.ts).
+    const signer = nebulaCaPlan(pki).signer;
+    const policy = signer.kind === "generated" ? generatedCaPolicy(pki, signer.generation) : undefined;
+    if (signer.kind === "generated" && policy) {
+        const { notAfter } = generatedCaValidity(policy);
+        if (notAfter.getTime() <= now.getTime()) {
+            const retiring = pki.rotation?.from === signer.generation;
+            problems.error(
+                retiring && pki.rotation?.fromCaIssuedOn !== undefined ? `${path}.rotation.fromCaIssuedOn` : `${path}.caIssuedOn`,
+                `the signing Nebula CA (${nebulaCaLabel(signer)}) expired at ${notAfter.toISOString()}: no certificate it signs is valid. Make a new CA sign: caGeneration ${signer.generation + 1} (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh`,
+            );
+        }
+    }
+}
+
+/** The host part of `host:port` when it is an IPv4 literal. */
+function ipv4HostOf(hostPort: string): string | undefined {
+    const host = hostPort.slice(0, hostPort.lastIndexOf(":"));
+    return isIpv4Address(host) ? host : undefined;
+}
+
+/**
+ * Fields that state one fact twice: where both are set they must agree, or one of them would be
+ * used somewhere and the other elsewhere (an address in one file and another on the wire).
+ */
+function checkFieldAgreement(fleet: Fleet, problems: ProblemList): void {
+    const control = fleet.controlServer;
+    const publicIpPath = `${ROOT}.controlServer.publicIp`;
+    // publicIp is the lighthouse address every host's static_host_map dials; adopt.reservedIp is
+    // the address the droplet really answers on.
+    if (control.host.kind === "droplet" && control.host.adopt && control.publicIp !== undefined && control.publicIp !== control.host.adopt.reservedIp) {
+        problems.error(
+            publicIpPath,
+            `${control.publicIp} is not the adopted reserved IP ${control.host.adopt.reservedIp} (${ROOT}.controlServer.host.adopt.reservedIp): every Nebula host would dial the lighthouse at an address it does not answer on; set both to the reserved IP`,
+        );
+    }
+    if (control.host.kind === "existing") {
+        const hostName = control.host.host;
+        const index = fleet.nodes.findIndex((node) => node.name === hostName);
+        const externalIp = index >= 0 ? fleet.nodes[index].externalIp : undefined;
+        if (externalIp !== undefined && control.publicIp !== undefined && control.publicIp !== externalIp) {
+            problems.error(
+                publicIpPath,
+                `${control.publicIp} is not ${hostName}'s public address ${externalIp} (${nodePath(index, "externalIp")}), and the control server runs there; set both to the address it answers on`,
+            );
+        }
+    }
+    fleet.nodes.forEach((node, index) => {
+        const endpointIp = node.nebula?.publicEndpoint ? ipv4HostOf(node.nebula.publicEndpoint) : undefined;
+        if (endpointIp !== undefined && node.externalIp !== undefined && endpointIp !== node.externalIp) {
+            problems.error(
+                nodePath(index, "nebula.publicEndpoint"),
+                `dials ${endpointIp}, but ${node.name}'s public address is ${node.externalIp} (${nodePath(index, "externalIp")}); set both to the address it answers on`,
+            );
+        }
+        if (node.ssh.host !== undefined && node.ssh.via !== undefined) {
+            problems.error(nodePath(index, "ssh.via"), `is unused: ssh.host (${node.ssh.host}) names the SSH address outright; remove one of the two`);
+        }
+    });
 }

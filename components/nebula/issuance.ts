@@ -1,7 +1,14 @@
 import { createPrivateKey, hkdfSync, randomBytes } from "node:crypto";
 import { NEBULA_PEM_TYPES, createNebulaCa, encodeNebulaPem, nebulaHostPublicKeyPem, parseNebulaCert, signNebulaHostCert } from "./cert";
 import type { NebulaMember } from "./config";
-import { nebulaCaPlan, nebulaCaRefEquals, type NebulaCaRef } from "../../stacks/fleet";
+import {
+    generatedCaPolicy as generatedCaPolicyOf,
+    generatedCaValidity,
+    nebulaCaPlan,
+    nebulaCaRefEquals,
+    type GeneratedCaPolicy,
+    type NebulaCaRef,
+} from "../../stacks/fleet";
 import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
 
 /*
@@ -73,26 +80,15 @@ export interface NebulaCaMaterial {
     keyPem: string;
 }
 
-export interface CaPolicy {
-    caName: string;
-    caIssuedOn: string;
-    caValidityDays: number;
-}
+export type CaPolicy = GeneratedCaPolicy;
 
-type PkiConfig = Fleet["overlays"]["nebula"]["pki"];
-
-/**
- * The name and dates of the CA the program makes for `generation`: the config's, except for the
- * generation a rotation retires, which keeps its own (rotation.fromCaIssuedOn/fromCaValidityDays)
- * so its certificate, and the fingerprint hosts' certificates name as issuer, stay what they were.
- */
-export function generatedCaPolicy(pki: PkiConfig, generation: number): CaPolicy {
-    const retiring = pki.rotation !== undefined && pki.rotation.from === generation;
-    const caIssuedOn = (retiring ? pki.rotation?.fromCaIssuedOn : undefined) ?? pki.caIssuedOn;
-    if (caIssuedOn === undefined) {
+/** The policy of generation `generation`'s CA; throws where validation should have refused (no caIssuedOn). */
+export function generatedCaPolicy(pki: Fleet["overlays"]["nebula"]["pki"], generation: number): CaPolicy {
+    const policy = generatedCaPolicyOf(pki, generation);
+    if (policy === undefined) {
         throw new Error("overlays.nebula.pki.caIssuedOn is required for a CA the program makes (validation should have rejected it)");
     }
-    return { caName: pki.caName, caIssuedOn, caValidityDays: (retiring ? pki.rotation?.fromCaValidityDays : undefined) ?? pki.caValidityDays };
+    return policy;
 }
 
 /** A trust bundle (ca.crt with several CAs, which nebula accepts): the PEMs concatenated, each ending in a newline. */
@@ -105,13 +101,8 @@ export function nebulaTrustBundle(certPems: readonly string[]): string {
  * (`caIssuedOn` + `caValidityDays`), so the same key always yields the same certificate.
  */
 export function caFromSeed(seed: Uint8Array, policy: CaPolicy): NebulaCaMaterial {
-    const notBefore = new Date(`${policy.caIssuedOn}T00:00:00Z`);
-    const ca = createNebulaCa({
-        name: policy.caName,
-        notBefore,
-        notAfter: new Date(notBefore.getTime() + policy.caValidityDays * DAY_SECONDS * 1000),
-        privateKeySeed: seed,
-    });
+    const { notBefore, notAfter } = generatedCaValidity(policy);
+    const ca = createNebulaCa({ name: policy.caName, notBefore, notAfter, privateKeySeed: seed });
     return { certPem: ca.certPem, keyPem: ca.keyPem };
 }
 

@@ -193,7 +193,9 @@ function reportExpiry(caCertPem: string, members: readonly NebulaMember[], polic
     for (const warning of warnings) {
         void pulumi.log.warn(warning);
     }
-    for (const error of errors) {
-        void pulumi.log.error(error);
+    // Validation refuses an expired signer before any resource (stacks/guards.ts, and the operator's
+    // CA in stacks/load.ts); reaching this is a bug, and the run must not go on with it.
+    if (errors.length > 0) {
+        throw new Error(errors.join("\n"));
     }
 }

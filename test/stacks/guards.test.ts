@@ -1,5 +1,5 @@
 import { formatProblem, validateFleet } from "../../stacks/validate";
-import { rawFleet, type Raw } from "../support/fixtures";
+import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
 
 /** Validates the lab stack after `mutate`, returning every problem as `<path>: <reason>`. */
 function problemsAfter(mutate: (fleet: Raw) => void, stack: "lab" | "prod" = "lab"): string[] {
@@ -370,5 +370,85 @@ describe("Nebula guards", () => {
         ).toEqual([
             "fleet.nodes[3].nebula: lab-relay-01 runs the control server, whose Nebula identity is fleet.controlServer.nebula; remove the node's own nebula section",
         ]);
+    });
+});
+
+describe("an expired signing CA fails validation (issue 26)", () => {
+    it("refuses a generated CA whose validity has ended, naming caIssuedOn", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.overlays.nebula.pki.caIssuedOn = "2010-01-01";
+                fleet.overlays.nebula.pki.caValidityDays = 3650;
+            }),
+        ).toEqual([
+            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh",
+        ]);
+    });
+
+    it("names rotation.fromCaIssuedOn when the retiring CA still signs (stage trust)", () => {
+        const errors = errorsAfter((fleet) => {
+            fleet.overlays.nebula.pki.caGeneration = 2;
+            fleet.overlays.nebula.pki.rotation = { from: 1, stage: "trust", fromCaIssuedOn: "2010-01-01", fromCaValidityDays: 365 };
+        });
+        expect(errors).toEqual([
+            expect.stringMatching(/^fleet\.overlays\.nebula\.pki\.rotation\.fromCaIssuedOn: the signing Nebula CA \(generation 1\) expired at 2011-01-01T/),
+        ]);
+    });
+
+    it("lets an expired retiring CA go once the new one signs (stage sign)", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.overlays.nebula.pki.caGeneration = 2;
+                fleet.overlays.nebula.pki.rotation = { from: 1, stage: "sign", fromCaIssuedOn: "2010-01-01", fromCaValidityDays: 365 };
+            }),
+        ).toEqual([]);
+    });
+});
+
+describe("fields that state one fact must agree (issue 26)", () => {
+    it("refuses a publicIp that is not the adopted reserved IP", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.controlServer.publicIp = "198.51.100.7";
+                fleet.controlServer.host.adopt = { dropletId: "123", reservedIp: "198.51.100.8", volumeId: "3f0e8c2a-1b2c-4d5e-8f90-a1b2c3d4e5f6" };
+            }),
+        ).toEqual([
+            "fleet.controlServer.publicIp: 198.51.100.7 is not the adopted reserved IP 198.51.100.8 (fleet.controlServer.host.adopt.reservedIp): every Nebula host would dial the lighthouse at an address it does not answer on; set both to the reserved IP",
+        ]);
+        expect(
+            errorsAfter((fleet) => {
+                fleet.controlServer.publicIp = "198.51.100.8";
+                fleet.controlServer.host.adopt = { dropletId: "123", reservedIp: "198.51.100.8", volumeId: "3f0e8c2a-1b2c-4d5e-8f90-a1b2c3d4e5f6" };
+            }),
+        ).toEqual([]);
+    });
+
+    it("refuses a publicIp that is not the existing control host's externalIp", () => {
+        const fleet = labWithExistingControlHost();
+        fleet.controlServer.publicIp = "198.51.100.7";
+        fleet.nodes[4].externalIp = "198.51.100.9";
+        expect(validateFleet(fleet).problems.map(formatProblem)).toEqual([
+            "fleet.controlServer.publicIp: 198.51.100.7 is not lab-control-01's public address 198.51.100.9 (fleet.nodes[4].externalIp), and the control server runs there; set both to the address it answers on",
+        ]);
+    });
+
+    it("refuses a lighthouse endpoint address that is not the node's externalIp; a name is not compared", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.nodes[RELAY].externalIp = "198.51.100.30";
+                fleet.nodes[RELAY].nebula.publicEndpoint = "198.51.100.31:4242";
+            }),
+        ).toEqual([
+            "fleet.nodes[3].nebula.publicEndpoint: dials 198.51.100.31, but lab-relay-01's public address is 198.51.100.30 (fleet.nodes[3].externalIp); set both to the address it answers on",
+        ]);
+        expect(errorsAfter((fleet) => (fleet.nodes[RELAY].externalIp = "198.51.100.30"))).toEqual([]);
+    });
+
+    it("refuses ssh.via beside ssh.host, which overrides it", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.nodes[AGENT_1].ssh = { via: "nebula", host: "agent-01.lab.example" };
+            }),
+        ).toEqual(["fleet.nodes[1].ssh.via: is unused: ssh.host (agent-01.lab.example) names the SSH address outright; remove one of the two"]);
     });
 });
