@@ -82,8 +82,10 @@ export interface NebulaCaMaterial {
 
 export type CaPolicy = GeneratedCaPolicy;
 
+type PkiConfig = Fleet["overlays"]["nebula"]["pki"];
+
 /** The policy of generation `generation`'s CA; throws where validation should have refused (no caIssuedOn). */
-export function generatedCaPolicy(pki: Fleet["overlays"]["nebula"]["pki"], generation: number): CaPolicy {
+export function generatedCaPolicy(pki: PkiConfig, generation: number): CaPolicy {
     const policy = generatedCaPolicyOf(pki, generation);
     if (policy === undefined) {
         throw new Error("overlays.nebula.pki.caIssuedOn is required for a CA the program makes (validation should have rejected it)");
