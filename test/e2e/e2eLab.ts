@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { HEADSCALE_METRICS_PORT } from "../../components/control/headscale";
 import { versions } from "../../components/versions";
-import { labWithExistingControlHost, type Raw } from "../support/fixtures";
+import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
@@ -36,6 +36,19 @@ export interface E2eLabOptions {
     attempt?: number;
     /** More K3s agents beyond the lab stack's two (the benchmark's prod-sized fleet). */
     extraAgents?: number;
+    /**
+     * "droplet": the control server is the lab stack's droplet (`controlServer.host.kind:
+     * droplet`), and CONTROL is not a fleet node but the lab host that plays that droplet
+     * (started with `machine: true`; test/e2e/dropletLab.ts emulates DigitalOcean on it).
+     * Default "existing": the control server runs on the fleet host CONTROL.
+     */
+    controlHost?: "existing" | "droplet";
+    /** Only the genesis and the control host: no agents, no relay, no cluster edge and no API server. */
+    minimal?: boolean;
+    /** More stack config beside the fleet (full keys, e.g. "digitalocean:apiEndpoint"); passed to PulumiStack. */
+    stackConfig?: Record<string, string>;
+    /** More stack secrets (full keys, e.g. "digitalocean:token"); passed to PulumiStack. */
+    stackSecrets?: Record<string, string>;
 }
 
 export interface E2eLab {
@@ -67,7 +80,19 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     // The control server on a fleet host; its LAN address follows the bridge below.
     const raw: Raw = labWithExistingControlHost();
     if (raw.controlServer.host.host !== CONTROL) throw new Error(`the fixture's control host is not ${CONTROL}`);
-    const lastOctet: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, [RELAY]: 2, [CONTROL]: 3 };
+    const droplet = options.controlHost === "droplet";
+    if (droplet) {
+        raw.controlServer.host = (rawFleet("lab") as Raw).controlServer.host;
+        raw.nodes = raw.nodes.filter((node: Raw) => node.name !== CONTROL);
+    }
+    const lastOctet: Record<string, number> = options.minimal
+        ? { [GENESIS]: 11, [CONTROL]: 3 }
+        : { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, [RELAY]: 2, [CONTROL]: 3 };
+    if (options.minimal) {
+        raw.nodes = raw.nodes.filter((node: Raw) => node.name in lastOctet);
+        raw.derpRelays = [];
+        raw.edge = { enabled: false };
+    }
     for (let index = 0; index < (options.extraAgents ?? 0); index += 1) {
         const name = `lab-agent-${String(index + 3).padStart(2, "0")}`;
         lastOctet[name] = 30 + index;
@@ -95,7 +120,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     const hosts = Object.keys(lastOctet);
     // Each host carries the stack's overlay addresses and Nebula interface (a delivery checks that
     // nebula's link is up; the stand-in service manager runs nothing, so the tun device stands in).
-    const nodeOf = (name: string): Raw => raw.nodes.find((node: Raw) => node.name === name);
+    const nodeOf = (name: string): Raw => raw.nodes.find((node: Raw) => node.name === name) ?? {};
     const specs: LabHostSpec[] = hosts.map((name) => ({
         name,
         role: name === GENESIS ? "server" : "agent",
@@ -104,6 +129,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         nebulaAddress: name === CONTROL ? raw.controlServer.nebula.address : nodeOf(name).nebula?.address,
         nebulaIface: raw.overlays.nebula.interface,
         ...(name === CONTROL ? { tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula } } : {}),
+        ...(name === CONTROL && droplet ? { machine: true } : {}),
     }));
     let fleet: LabFleet;
     try {
@@ -126,15 +152,17 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         listeners.push(await listenOn(fleet.host(CONTROL).netns, HEADSCALE_METRICS_PORT));
         const runDir = path.join(fleet.runDir, "e2e");
         fs.mkdirSync(runDir, { recursive: true });
-        api = await startApiServer({
-            dir: path.join(runDir, "apiserver"),
-            address: fleet.gatewayAddress,
-            kubeBin: engine.kubeBin,
-            serviceCidr: raw.cluster.serviceCidr,
-        });
-        raw.cluster.serverUrl = api.url;
-        // The genesis's k3s double hands out the real API server's admin kubeconfig as k3s.yaml.
-        await fleet.setK3sBehaviour(GENESIS, { kubeconfig: api.kubeconfig });
+        if (!options.minimal) {
+            api = await startApiServer({
+                dir: path.join(runDir, "apiserver"),
+                address: fleet.gatewayAddress,
+                kubeBin: engine.kubeBin,
+                serviceCidr: raw.cluster.serviceCidr,
+            });
+            raw.cluster.serverUrl = api.url;
+            // The genesis's k3s double hands out the real API server's admin kubeconfig as k3s.yaml.
+            await fleet.setK3sBehaviour(GENESIS, { kubeconfig: api.kubeconfig });
+        }
         fs.writeFileSync(fleet.hostPath(CONTROL, "/etc/systemd/system/headscale.service"), HEADSCALE_UNIT, { mode: 0o644 });
         await fleet.setToolBehaviour(CONTROL, { curlResponses: { [`https://${raw.controlServer.hostname}/health`]: { body: '{"status":"pass"}' } } });
         const seed = `${process.pid}-${Date.now()}`;
@@ -149,9 +177,10 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
             engine,
             stack: options.stack,
             fleet: raw,
-            secrets,
+            secrets: { ...secrets, ...(options.stackSecrets ?? {}) },
             // Unquoted, as an operator writes it: the engine passes a YAML date as "2026-11-01 00:00:00 +0000 UTC".
             editStackFile: (text) => text.replace(/caIssuedOn: "?(\d{4}-\d{2}-\d{2})"?/, "caIssuedOn: $1"),
+            ...(options.stackConfig ? { config: options.stackConfig } : {}),
         });
         await stack.init();
         const apiServer = api;
@@ -186,7 +215,10 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
         return {
             engine,
             fleet,
-            api: apiServer,
+            get api(): ApiServer {
+                if (!apiServer) throw new Error("this e2e lab was started with minimal: true: it has no API server");
+                return apiServer;
+            },
             stack,
             config: raw,
             runDir,
@@ -211,7 +243,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
             },
             read: (host, file) => fs.readFileSync(fleet.hostPath(host, file), "utf8"),
             stop: async () => {
-                await apiServer.stop();
+                await apiServer?.stop();
                 listeners.forEach((child) => child.kill("SIGKILL"));
                 await fleet.stop();
             },
@@ -228,7 +260,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
  * A /24 of 198.19.0.0/16 that no route of this machine overlaps, so concurrent runs (a CI clone
  * beside a working tree) do not clash; the other lab suites keep to fixed /24s of 198.18.0.0/16.
  */
-function freeBridgePrefix(): string {
+export function freeBridgePrefix(): string {
     const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"], { encoding: "utf8" });
     const taken = new Set([...routes.matchAll(/\b198\.19\.(\d+)\.\d+/g)].map((match) => Number(match[1])));
     const start = Math.floor(Math.random() * 250);

@@ -92,6 +92,8 @@ export interface StackOptions {
     secrets: Record<string, string>;
     /** Post-processes the stack file's text (e.g. an unquoted date). */
     editStackFile?: (text: string) => string;
+    /** More plain config beside the fleet, by full key ("digitalocean:apiEndpoint"). A `secrets` key with a ":" is a full key too. */
+    config?: Record<string, string>;
 }
 
 /** One Pulumi project copy + stack, driven through the real CLI. */
@@ -148,12 +150,12 @@ export class PulumiStack {
         if (!fs.existsSync(path.join(this.home, "plugins"))) await this.installPlugins();
         await this.check(["stack", "init", this.options.stack, "--secrets-provider", "passphrase"]);
         const stackFile = parseYaml(fs.readFileSync(this.stackFile, "utf8")) as Record<string, unknown>;
-        stackFile.config = { "shortcircuit:fleet": this.options.fleet };
+        stackFile.config = { ...(this.options.config ?? {}), "shortcircuit:fleet": this.options.fleet };
         let text = stringifyYaml(stackFile, { lineWidth: 0 });
         if (this.options.editStackFile) text = this.options.editStackFile(text);
         fs.writeFileSync(this.stackFile, text);
         for (const [key, value] of Object.entries(this.options.secrets)) {
-            await this.check(["config", "set", "--secret", `shortcircuit:${key}`, "--stack", this.options.stack], value);
+            await this.check(["config", "set", "--secret", key.includes(":") ? key : `shortcircuit:${key}`, "--stack", this.options.stack], value);
         }
     }
 

@@ -98,6 +98,9 @@ export const LAB_PRIVATE_DIRS: readonly string[] = [
     "/etc/shortcircuit",
 ];
 
+/** Private directories of a `machine` host besides LAB_PRIVATE_DIRS (a block device path appears there when a test says so). */
+export const MACHINE_PRIVATE_DIRS: readonly string[] = ["/dev/disk/by-id"];
+
 /** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
 export interface ServiceBehaviour {
     /** The next n start attempts (restart, start, enable --now) exit 1 and leave the unit failed. */
@@ -133,6 +136,15 @@ export interface LabHostSpec {
     services?: Record<string, ServiceBehaviour>;
     /** Tool stand-in cues from the start (versions, failures, curl answers, missing tools). */
     tools?: ToolBehaviour;
+    /**
+     * Play a whole machine more closely (the droplet stand-in of test/e2e/dropletLab.ts): the
+     * host's /etc and /root are overlays of this machine's (whatever a script writes there, such
+     * as /etc/fstab or root's authorized_keys, stays in the host; the upper layers live under
+     * <hostDir>/machine), /dev/disk/by-id is private (MACHINE_PRIVATE_DIRS), and sshd takes
+     * root's keys from the host's own /root/.ssh/authorized_keys, absent at start, instead of
+     * the fleet's key: who may log in is up to the test (write that file with `exec`).
+     */
+    machine?: boolean;
 }
 
 export interface LabFleetOptions {
@@ -196,6 +208,8 @@ export interface LabHost {
     nebulaIface: string;
     /** pid of the host's sshd (its mount/UTS/network namespaces). */
     pid: number;
+    /** Started with `machine: true` (see LabHostSpec.machine). */
+    machine: boolean;
 }
 
 export interface ExecResult {
@@ -876,7 +890,7 @@ function sshdConfig(h: PlannedHost, runDir: string): string {
         "ListenAddress 0.0.0.0",
         `HostKey ${path.join(h.hostDir, "ssh_host_ed25519_key")}`,
         `PidFile ${path.join(h.hostDir, "sshd.pid")}`,
-        `AuthorizedKeysFile ${path.join(runDir, "authorized_keys")}`,
+        `AuthorizedKeysFile ${h.spec.machine === true ? "/root/.ssh/authorized_keys" : path.join(runDir, "authorized_keys")}`,
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
@@ -900,6 +914,12 @@ function sshdConfig(h: PlannedHost, runDir: string): string {
 const HOST_BOOT = `set -euo pipefail
 host="$1" etc_src="$2" var_src="$3" bin_src="$4" orig_bin="$5" cfg="$6" private_tmp="$7" sshd="$8" bashrc="$9" private_list="\${10}"; shift 10
 hostname "$host"
+machine="$(dirname "$cfg")/machine"
+if [ -d "$machine" ]; then
+  for dir in etc root; do
+    mount -t overlay "lab-$dir" -o "lowerdir=/$dir,upperdir=$machine/$dir-upper,workdir=$machine/$dir-work" "/$dir"
+  done
+fi
 mount --bind "$etc_src" /etc/rancher
 mount --bind "$var_src" /var/lib/rancher
 while IFS="$(printf '\t')" read -r src target; do
@@ -987,7 +1007,8 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
                 .filter((d) => d !== runDir)
                 .flatMap((d) => readOwner(d)?.createdDirs ?? []),
         );
-        for (const d of ["/etc/rancher", "/var/lib/rancher", ...LAB_PRIVATE_DIRS, "/run/sshd"]) {
+        const machineDirs = opts.hosts.some((h) => h.machine === true) ? MACHINE_PRIVATE_DIRS : [];
+        for (const d of ["/etc/rancher", "/var/lib/rancher", ...LAB_PRIVATE_DIRS, ...machineDirs, "/run/sshd"]) {
             if (!fs.existsSync(d)) {
                 const first = fs.mkdirSync(d, { recursive: true, mode: 0o755 });
                 if (d === "/run/sshd") continue;
@@ -1057,12 +1078,17 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
                 const origBin = path.join(h.hostDir, "orig-usr-local-bin");
                 for (const d of [etcDir, path.join(etcDir, "k3s"), stateDir, binDir, origBin]) fs.mkdirSync(d, { recursive: true });
                 const privateDirs: Record<string, string> = { "/etc/rancher": etcDir, "/var/lib/rancher": varDir };
-                for (const d of LAB_PRIVATE_DIRS) {
+                const ownDirs = h.spec.machine === true ? [...LAB_PRIVATE_DIRS, ...MACHINE_PRIVATE_DIRS] : LAB_PRIVATE_DIRS;
+                for (const d of ownDirs) {
                     privateDirs[d] = path.join(h.rootDir, d);
                     fs.mkdirSync(privateDirs[d], { recursive: true, mode: 0o755 });
                 }
+                if (h.spec.machine === true) {
+                    for (const layer of ["etc-upper", "etc-work", "root-upper", "root-work"])
+                        fs.mkdirSync(path.join(h.hostDir, "machine", layer), { recursive: true });
+                }
                 const privateList = path.join(h.hostDir, "private-mounts.tsv");
-                fs.writeFileSync(privateList, LAB_PRIVATE_DIRS.map((d) => `${privateDirs[d]}\t${d}\n`).join(""));
+                fs.writeFileSync(privateList, ownDirs.map((d) => `${privateDirs[d]}\t${d}\n`).join(""));
 
                 const hostConfigPath = path.join(h.hostDir, "double-host.json");
                 const hostConfig: DoubleHostConfig = {
@@ -1201,6 +1227,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
                     nebulaAddress: h.nebula?.address ?? null,
                     nebulaIface,
                     pid,
+                    machine: h.spec.machine === true,
                 };
             }),
         );
