@@ -1,0 +1,456 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Raw } from "../support/fixtures";
+import { describeCall, expectRun, startDropletLab, writesOf, type DoApiCall, type DropletLab } from "./dropletLab";
+import type { DoFirewall } from "./digitalocean/apiDouble";
+import type { PulumiStack, RunResult } from "./engine";
+
+/*
+ * Issue 21 on the real engine: adopting a running control server and rebuilding it.
+ *
+ * REAL: the Pulumi CLI/engine v3.274.0, the Node.js language host, the program, sshd on the
+ * lab hosts and the program's scripts over real SSH. TEST DOUBLES: the DigitalOcean provider
+ * (test/e2e/provider-doubles/digitalocean; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs a real
+ * pulumi-resource-digitalocean instead), the loopback DigitalOcean API
+ * (test/e2e/digitalocean/apiDouble.ts; it logs every call), the command/tls providers, k3s and
+ * the service stand-ins. The lab host lab-control-01 PLAYS THE DROPLET: the API double's only
+ * reserved IP is its address, and test/e2e/dropletLab.ts emulates DigitalOcean's droplet life
+ * cycle on it (the droplet's SSH keys become root's authorized_keys there, a deleted droplet's
+ * files are wiped, the volume's device appears while attached; user data is recorded, not run).
+ *
+ * Which scenario would have caught which item of issue 21 (the program before the fix):
+ *   item 1 (first up unassigns the reserved IP)             -> 2 (API log: no unassign; IP on the droplet throughout)
+ *   item 2 (a differing import is carried out: resize)      -> 8 (refused, nothing but GETs)
+ *   item 3 (deleting `adopt` plans a replacement)           -> 4 (no replace, no DO write)
+ *   item 4 (an adopted stack keeping `adopt` can't replace) -> 5 (`up --replace` of the adopted droplet once `adopt` is
+ *                                                              deleted, as the runbook says; 3 shows the engine's refusal while it stays)
+ *   item 5 (adopted stack can't recover a lost droplet)      -> 6 (out-of-band delete, refresh, up on the adopted stack)
+ *
+ * Tests build on each other in order, like successive runs of the operator's stacks.
+ */
+
+const PER_TEST_MS = 6 * 60_000;
+jest.setTimeout(PER_TEST_MS);
+const UP_TIMEOUT_MS = 5 * 60_000;
+const DROPLET_TYPE = "digitalocean:index/droplet:Droplet";
+/** The five running objects adoption takes over (README "Adopting a running fleet"). */
+const ADOPTED = ["control-ip", "control-data", "control-droplet", "control-ip-assignment", "control-firewall"];
+
+let dl: DropletLab;
+let reservedIp = "";
+
+/** Calls the current account's API double logged since `mark`. */
+const since = (mark: number): DoApiCall[] => dl.account.api.calls.slice(mark);
+const mark = (): number => dl.account.api.calls.length;
+const describeAll = (calls: readonly DoApiCall[]): string[] => calls.map(describeCall);
+
+function urnOf(stack: PulumiStack, type: string, name: string): string {
+    const found = stateResources(stack).filter((resource) => resource.type === type && resource.urn.endsWith(`::${name}`) && !resource.delete);
+    if (found.length !== 1) throw new Error(`${found.length} resources ${type} ${name} in ${stack.options.stack}'s state`);
+    return found[0].urn;
+}
+
+interface StateResource {
+    urn: string;
+    type: string;
+    id?: string;
+    /** A resource the engine still has to delete (pending replacement). */
+    delete?: boolean;
+}
+
+function stateResources(stack: PulumiStack): StateResource[] {
+    if (!fs.existsSync(stack.stateFile)) return [];
+    const state = JSON.parse(fs.readFileSync(stack.stateFile, "utf8")) as { checkpoint: { latest?: { resources?: StateResource[] } } };
+    return state.checkpoint.latest?.resources ?? [];
+}
+
+const idOf = (stack: PulumiStack, name: string): string | undefined =>
+    stateResources(stack).find((resource) => resource.urn.endsWith(`::${name}`) && !resource.delete)?.id;
+
+/** The request body of a droplet create, with the ids/fingerprints of its SSH keys. */
+function dropletCreates(calls: readonly DoApiCall[]): Record<string, unknown>[] {
+    return calls.filter((call) => call.method === "POST" && call.path === "/v2/droplets").map((call) => call.body as Record<string, unknown>);
+}
+
+/** Plan lines of a preview (`<op> <type> <name> <what>`), without the header and diagnostics. */
+function planLines(output: string): string[] {
+    return output.split("\n").filter((line) => /^\s+[+\-~=]{1,3}\s+\S+:\S+\s+\S+/.test(line) || /^\s+\+-\s/.test(line));
+}
+
+const hostFileExists = (file: string): boolean => fs.existsSync(dl.fleet.hostPath(dl.control, file));
+
+beforeAll(async () => {
+    dl = await startDropletLab({ readyTimeoutSeconds: 10 });
+    reservedIp = dl.control.lanAddress;
+    const stack = dl.lab.stack;
+    const doPlugin = (stack.plugins as unknown as Partial<Record<string, string>>).digitalocean ?? "double";
+    console.log(
+        [
+            "e2e adoption engine:",
+            `  pulumi CLI ${dl.lab.engine.cliVersion} (real), language host pulumi-language-nodejs (real)`,
+            `  digitalocean provider: ${doPlugin === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/digitalocean)" : `real, from ${doPlugin}`}`,
+            `  DigitalOcean API: TEST DOUBLE (test/e2e/digitalocean/apiDouble.ts) at ${dl.account.api.url}, reserved-IP pool [${reservedIp}]`,
+            `  the droplet: PLAYED by lab host ${dl.control.name} (${reservedIp}); DigitalOcean's droplet life cycle EMULATED by test/e2e/dropletLab.ts`,
+            `  command/tls providers: ${stack.plugins.command === "double" ? "TEST DOUBLES" : "real"}`,
+        ].join("\n"),
+    );
+}, PER_TEST_MS);
+
+afterAll(async () => {
+    await dl?.stop();
+}, 120_000);
+
+describe("issue 21: a droplet control server on the real engine", () => {
+    let adopt: PulumiStack;
+    let programKey = "";
+    const seeded = { dropletId: 0, volumeId: "", firewallId: "" };
+    let firewallRules: Pick<DoFirewall, "inboundRules" | "outboundRules"> = { inboundRules: [], outboundRules: [] };
+
+    it("1. fresh create: the program builds key, IP, volume, droplet, attachment, firewall, assignment; the steps run on the droplet over SSH", async () => {
+        const stack = dl.lab.stack;
+        const result = await stack.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        const calls = dl.account.api.calls;
+        const writes = describeAll(writesOf(calls));
+        console.log(`e2e adoption 1: DigitalOcean writes of a fresh up:\n  ${writes.join("\n  ")}`);
+        const key = calls.find((call) => call.method === "POST" && call.path === "/v2/account/keys");
+        expect(key).toBeDefined();
+        programKey = String((key?.body as Raw).public_key).trim();
+        const [create, ...more] = dropletCreates(calls);
+        expect(more).toEqual([]);
+        expect(create).toMatchObject({
+            name: "shortcircuit-lab-sfo3",
+            region: "sfo3",
+            size: "s-1vcpu-512mb-10gb",
+            image: "debian-12-x64",
+            monitoring: true,
+            ipv6: true,
+        });
+        expect(String(create.user_data)).toMatch(/^#cloud-config/);
+        expect(create.ssh_keys).toHaveLength(1);
+        const dropletId = idOf(stack, "control-droplet");
+        const volumeId = idOf(stack, "control-data");
+        for (const wanted of [
+            "POST /v2/account/keys",
+            "POST /v2/reserved_ips",
+            "POST /v2/volumes",
+            "POST /v2/droplets",
+            `POST /v2/volumes/${volumeId}/actions attach`,
+            "POST /v2/firewalls",
+            `POST /v2/reserved_ips/${reservedIp}/actions assign`,
+        ]) {
+            expect(writes).toContain(wanted);
+        }
+        const outputs = await stack.outputs();
+        expect(outputs.controlServerIp).toBe(reservedIp);
+        expect(String(outputs.controlDropletId)).toBe(dropletId);
+        // The emulated droplet knows only the program's key; the steps reached it with that key.
+        expect(dl.machine.authorizedKeys()).toEqual([programKey]);
+        expect(programKey).not.toBe(dl.operatorPublicKey);
+        for (const file of ["/etc/headscale/config.yaml", "/etc/headscale/noise_private.key", "/etc/nebula/host.crt"]) {
+            expect({ file, exists: hostFileExists(file) }).toEqual({ file, exists: true });
+        }
+        // The firewall the program made: the operator's firewall seeded in 2 has the same rules.
+        const made = dl.account.api.state().firewalls;
+        expect(made).toHaveLength(1);
+        firewallRules = { inboundRules: made[0].inboundRules, outboundRules: made[0].outboundRules };
+    });
+
+    it("2. adopt the running objects: preview shows = import for the five, up changes nothing on DigitalOcean and the IP never leaves the droplet", async () => {
+        // A second account whose droplet the operator built by hand, with the operator's key, no
+        // monitoring, no IPv6 and no user data, the volume made without a filesystem or
+        // description; CONTROL, as it runs, is that server (seeded: no API calls, no wipe).
+        await dl.newAccount();
+        const api = dl.account.api;
+        const key = api.seedSshKey({ name: "operator", publicKey: dl.operatorPublicKey });
+        const droplet = api.seedDroplet({
+            name: "shortcircuit-lab-sfo3",
+            region: "sfo3",
+            size: "s-1vcpu-512mb-10gb",
+            image: "debian-12-x64",
+            monitoring: false,
+            ipv6: false,
+            sshKeys: [key.id],
+        });
+        seeded.dropletId = Number(droplet.id);
+        dl.machine.seeded(seeded.dropletId, [dl.operatorPublicKey]);
+        const volume = api.seedVolume({ name: "shortcircuit-lab-sfo3-headscale", region: "sfo3", sizeGb: 1, dropletId: seeded.dropletId });
+        seeded.volumeId = String(volume.id);
+        const ip = api.seedReservedIp({ region: "sfo3", dropletId: seeded.dropletId });
+        expect(ip.ip).toBe(reservedIp);
+        const firewall = api.seedFirewall({
+            name: "shortcircuit-lab-sfo3-fw",
+            dropletIds: [seeded.dropletId],
+            ...firewallRules,
+        });
+        seeded.firewallId = String(firewall.id);
+        expect(api.calls).toEqual([]);
+        expect(dl.machine.authorizedKeys()).toEqual([dl.operatorPublicKey]);
+
+        const fleet = structuredClone<Raw>(dl.lab.config);
+        fleet.controlServer.host.adopt = { dropletId: String(seeded.dropletId), reservedIp, volumeId: seeded.volumeId, firewallId: seeded.firewallId };
+        adopt = await dl.newStack("adopt", fleet);
+
+        const beforePreview = mark();
+        const preview = await adopt.preview([], UP_TIMEOUT_MS);
+        expectRun(preview);
+        const lines = planLines(preview.output);
+        for (const name of ADOPTED) {
+            expect({ name, line: lines.find((line) => line.includes(` ${name} `) || line.endsWith(` ${name}`)) ?? "" }).toEqual({
+                name,
+                line: expect.stringMatching(/^\s+= .* import/),
+            });
+        }
+        // No replace anywhere; no update of a DigitalOcean object.
+        expect(lines.filter((line) => /^\s+(\+-|-\+|\+\+|--)/.test(line) || / replace/.test(line))).toEqual([]);
+        expect(lines.filter((line) => /^\s+~ .*digitalocean:/.test(line))).toEqual([]);
+        expect(writesOf(since(beforePreview))).toEqual([]);
+
+        const beforeUp = mark();
+        const result = await adopt.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        const calls = since(beforeUp);
+        const writes = describeAll(writesOf(calls));
+        console.log(`e2e adoption 2: DigitalOcean calls of the adopting up: ${calls.length}, writes:\n  ${writes.join("\n  ")}`);
+        // Item 1: no unassign, resize, create or delete of droplet, volume or IP.
+        expect(
+            writes.filter((call) => /unassign|resize| \/v2\/droplets|DELETE |POST \/v2\/volumes$|POST \/v2\/reserved_ips$|detach|power|rebuild/.test(call)),
+        ).toEqual([]);
+        // What is written: only the program's own SSH key for rebuilds.
+        expect(writes).toEqual(["POST /v2/account/keys"]);
+        // The reserved IP stayed on the running droplet at every call: it was there before, and no
+        // call that moves an IP (an IP action, a droplet or IP delete) was made.
+        expect(writes.filter((call) => call.startsWith(`POST /v2/reserved_ips/${reservedIp}/actions`) || call.startsWith("DELETE "))).toEqual([]);
+        const now = await dl.doctl<Raw>("GET", `/v2/reserved_ips/${reservedIp}`);
+        expect(now.body.reserved_ip.droplet.id).toBe(seeded.dropletId);
+        expect(idOf(adopt, "control-droplet")).toBe(String(seeded.dropletId));
+        expect(idOf(adopt, "control-data")).toBe(seeded.volumeId);
+        // control-authorize gave root the program's key beside the operator's (the steps ran with it).
+        expect(dl.machine.authorizedKeys()).toEqual(expect.arrayContaining([dl.operatorPublicKey, expect.any(String)]));
+        expect(dl.machine.authorizedKeys()).toHaveLength(2);
+    });
+
+    it("3. no-op up after adoption: no DigitalOcean write; while `adopt` stays, the engine refuses to replace the imported droplet (why README says to delete it)", async () => {
+        const before = mark();
+        const result = await adopt.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        expect(result.output).toMatch(/\d+ unchanged/);
+        expect(result.output).not.toMatch(/\b\d+ (created|updated|replaced|deleted)\b/);
+        expect(describeAll(writesOf(since(before)))).toEqual([]);
+        // Issue item 4, as the engine states it: a resource that still carries `import` cannot be
+        // replaced. Scenario 5 replaces the same droplet once `adopt` is gone.
+        const replace = await adopt.preview(["--replace", urnOf(adopt, DROPLET_TYPE, "control-droplet")], UP_TIMEOUT_MS);
+        expect(replace.code).not.toBe(0);
+        expect(replace.output).toMatch(/previously-imported resources that still specify an ID may not be replaced/);
+        expect(describeAll(writesOf(since(before)))).toEqual([]);
+    });
+
+    it("4. the stack file without `adopt`: preview plans no replace, up writes nothing to DigitalOcean", async () => {
+        const fleet = structuredClone<Raw>(dl.lab.config);
+        adopt.setFleet(fleet);
+        const before = mark();
+        const preview = await adopt.preview([], UP_TIMEOUT_MS);
+        expectRun(preview);
+        const lines = planLines(preview.output);
+        console.log(`e2e adoption 4: the plan without adopt:\n${lines.join("\n")}`);
+        expect(lines.filter((line) => /^\s+(\+-|-\+|\+\+|--)\s/.test(line))).toEqual([]);
+        expect(preview.output).not.toMatch(/to replace/);
+        // Only control-authorize (it exists while adopting) leaves the plan; it has no delete command.
+        expect(lines.filter((line) => /^\s+[-+~]\s/.test(line) && !/pulumi:pulumi:Stack/.test(line)).map((line) => line.trim().split(/\s+/)[2])).toEqual(
+            lines.some((line) => line.includes(" control-authorize")) ? ["control-authorize"] : [],
+        );
+        const result = await adopt.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        expect(result.output).not.toMatch(/\b\d+ (created|replaced|updated)\b/);
+        expect(describeAll(writesOf(since(before)))).toEqual([]);
+    });
+
+    it("5. up --replace of the adopted droplet: unassign, detach, delete, create, attach, firewall, assign; IP and volume kept; the steps re-run", async () => {
+        const oldDroplet = idOf(adopt, "control-droplet");
+        const volumeId = idOf(adopt, "control-data");
+        const before = mark();
+        const result = await adopt.run(
+            [
+                "up",
+                "--stack",
+                "adopt",
+                "--yes",
+                "--skip-preview",
+                "--color",
+                "never",
+                "--suppress-progress",
+                "--replace",
+                urnOf(adopt, DROPLET_TYPE, "control-droplet"),
+            ],
+            { timeoutMs: UP_TIMEOUT_MS },
+        );
+        expectRun(result);
+        const calls = since(before);
+        const writes = describeAll(writesOf(calls));
+        console.log(`e2e adoption 5: DigitalOcean writes of up --replace:\n  ${writes.join("\n  ")}`);
+        expectReplacementOrder(writes, { oldDroplet: String(oldDroplet), volumeId: String(volumeId), unassign: true });
+        const newDroplet = idOf(adopt, "control-droplet");
+        expect(newDroplet).not.toBe(oldDroplet);
+        expect(idOf(adopt, "control-data")).toBe(volumeId);
+        expect((await adopt.outputs()).controlServerIp).toBe(reservedIp);
+        expectProgramDroplet(calls);
+        expectStepsRan(newDroplet);
+    });
+
+    it("6. out-of-band delete of the droplet, refresh, up: recreated the same way", async () => {
+        const gone = idOf(adopt, "control-droplet");
+        const volumeId = idOf(adopt, "control-data");
+        expect((await dl.doctl("DELETE", `/v2/droplets/${gone}`)).status).toBe(204);
+        const before = mark();
+        expectRun(
+            await adopt.run(["refresh", "--stack", "adopt", "--yes", "--skip-preview", "--color", "never", "--suppress-progress"], {
+                timeoutMs: UP_TIMEOUT_MS,
+            }),
+        );
+        expect(describeAll(writesOf(since(before)))).toEqual([]);
+        const result = await adopt.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        const calls = since(before);
+        const writes = describeAll(writesOf(calls));
+        console.log(`e2e adoption 6: DigitalOcean writes of refresh + up after the droplet was deleted:\n  ${writes.join("\n  ")}`);
+        expect(writes.filter((call) => /unassign|detach|DELETE/.test(call))).toEqual([]);
+        expectReplacementOrder(writes, { volumeId: String(volumeId), unassign: false });
+        const recreated = idOf(adopt, "control-droplet");
+        expect(recreated).not.toBe(gone);
+        expect(idOf(adopt, "control-data")).toBe(volumeId);
+        expectProgramDroplet(calls);
+        expectStepsRan(recreated);
+    });
+
+    it("7. the stuck two-droplet state (an older program without deleteBeforeReplace) and the README's way out", async () => {
+        const oldDroplet = idOf(adopt, "control-droplet");
+        const volumeId = idOf(adopt, "control-data");
+        const source = path.join(adopt.projectDir, "components", "control", "controlServer.ts");
+        const current = fs.readFileSync(source, "utf8");
+        const older = current.replace(/deleteBeforeReplace: true/g, "deleteBeforeReplace: false");
+        expect(older).not.toBe(current);
+        fs.writeFileSync(source, older);
+        const before = mark();
+        let stuck: RunResult;
+        try {
+            stuck = await adopt.run(
+                [
+                    "up",
+                    "--stack",
+                    "adopt",
+                    "--yes",
+                    "--skip-preview",
+                    "--color",
+                    "never",
+                    "--suppress-progress",
+                    "--replace",
+                    urnOf(adopt, DROPLET_TYPE, "control-droplet"),
+                ],
+                { timeoutMs: UP_TIMEOUT_MS },
+            );
+        } finally {
+            fs.writeFileSync(source, current);
+        }
+        expect(stuck.code).not.toBe(0);
+        expect(stuck.output).toMatch(/422/);
+        expect(stuck.output).toMatch(/already attached to another droplet/i);
+        console.log(`e2e adoption 7: writes of the stuck up:\n  ${describeAll(writesOf(since(before))).join("\n  ")}`);
+        const droplets = (await dl.doctl<Raw>("GET", "/v2/droplets")).body.droplets as Raw[];
+        expect(droplets.map((droplet) => String(droplet.id)).sort()).toEqual(expect.arrayContaining([String(oldDroplet)]));
+        expect(droplets).toHaveLength(2);
+        const volume = (await dl.doctl<Raw>("GET", `/v2/volumes/${volumeId}`)).body.volume;
+        expect(volume.droplet_ids.map(String)).toEqual([String(oldDroplet)]);
+        expect(stateResources(adopt).some((resource) => resource.type === DROPLET_TYPE && resource.delete === true)).toBe(true);
+
+        // The way out (README "Rebuilding a lost lighthouse"): detach the volume from the old
+        // droplet (doctl compute volume-action detach <volume-id> <old-droplet-id>), then up.
+        const detach = await dl.doctl("POST", `/v2/volumes/${volumeId}/actions`, { type: "detach", droplet_id: Number(oldDroplet), region: "sfo3" });
+        expect(detach.status).toBeLessThan(300);
+        const beforeOut = mark();
+        const out = await adopt.up(UP_TIMEOUT_MS);
+        console.log(`e2e adoption 7: writes of the way-out up (exit ${out.code}):\n  ${describeAll(writesOf(since(beforeOut))).join("\n  ")}`);
+        expectRun(out);
+        const left = (await dl.doctl<Raw>("GET", "/v2/droplets")).body.droplets as Raw[];
+        const newDroplet = idOf(adopt, "control-droplet");
+        expect(left.map((droplet) => String(droplet.id))).toEqual([newDroplet]);
+        expect((await dl.doctl<Raw>("GET", `/v2/volumes/${volumeId}`)).body.volume.droplet_ids.map(String)).toEqual([newDroplet]);
+        expect(String((await dl.doctl<Raw>("GET", `/v2/reserved_ips/${reservedIp}`)).body.reserved_ip.droplet.id)).toBe(newDroplet);
+        expect(stateResources(adopt).some((resource) => resource.delete === true)).toBe(false);
+        expectStepsRan(newDroplet);
+    });
+
+    it("8. an import that differs (droplet size, volume size) is refused before anything changes: only GETs", async () => {
+        const fleet = structuredClone<Raw>(dl.lab.config);
+        fleet.controlServer.host.size = "s-2vcpu-4gb";
+        fleet.controlServer.host.volumeSizeGb = 5;
+        fleet.controlServer.host.adopt = {
+            dropletId: idOf(adopt, "control-droplet"),
+            reservedIp,
+            volumeId: idOf(adopt, "control-data"),
+            firewallId: idOf(adopt, "control-firewall"),
+        };
+        const differ = await dl.newStack("differ", fleet);
+        const before = mark();
+        for (const result of [await differ.preview([], UP_TIMEOUT_MS), await differ.up(UP_TIMEOUT_MS)]) {
+            expect(result.code).not.toBe(0);
+            expect(result.output).toContain("s-2vcpu-4gb");
+            expect(result.output).toContain("s-1vcpu-512mb-10gb");
+            expect(result.output).toMatch(/controlServer\.host\.size/);
+            expect(result.output).toMatch(/controlServer\.host\.volumeSizeGb/);
+        }
+        expect(since(before).length).toBeGreaterThan(0);
+        expect(describeAll(writesOf(since(before)))).toEqual([]);
+        expect(stateResources(differ).filter((resource) => resource.type.startsWith("digitalocean:"))).toEqual([]);
+    });
+});
+
+/** unassign → detach → delete → create → attach, firewall and assign after the create (DESIGN.md "Real provider facts"). */
+function expectReplacementOrder(writes: string[], ids: { oldDroplet?: string; volumeId: string; unassign: boolean }): void {
+    const at = (pattern: string): number => writes.findIndex((call) => call === pattern || call.startsWith(pattern));
+    const create = at("POST /v2/droplets");
+    const attach = at(`POST /v2/volumes/${ids.volumeId}/actions attach`);
+    const assign = at(`POST /v2/reserved_ips/${reservedIp}/actions assign`);
+    const firewall = writes.findIndex((call) => /^(PUT \/v2\/firewalls\/|POST \/v2\/firewalls\/[^/]+\/droplets)/.test(call));
+    expect({ create, attach, assign, firewall }).toEqual({
+        create: expect.any(Number),
+        attach: expect.any(Number),
+        assign: expect.any(Number),
+        firewall: expect.any(Number),
+    });
+    expect([create, attach, assign, firewall].every((index) => index >= 0)).toBe(true);
+    expect(attach).toBeGreaterThan(create);
+    expect(assign).toBeGreaterThan(create);
+    expect(firewall).toBeGreaterThan(create);
+    if (ids.unassign && ids.oldDroplet !== undefined) {
+        const unassign = at(`POST /v2/reserved_ips/${reservedIp}/actions unassign`);
+        const detach = at(`POST /v2/volumes/${ids.volumeId}/actions detach`);
+        const remove = at(`DELETE /v2/droplets/${ids.oldDroplet}`);
+        expect([unassign, detach, remove].every((index) => index >= 0)).toBe(true);
+        expect(unassign).toBeLessThan(detach);
+        expect(detach).toBeLessThan(remove);
+        expect(remove).toBeLessThan(create);
+    }
+    expect(writes.filter((call) => /422/.test(call))).toEqual([]);
+}
+
+/** The new droplet was created as the program creates one: its own SSH key, cloud-init, monitoring. */
+function expectProgramDroplet(calls: readonly DoApiCall[]): void {
+    const creates = dropletCreates(calls);
+    expect(creates).toHaveLength(1);
+    expect(creates[0]).toMatchObject({ name: "shortcircuit-lab-sfo3", monitoring: true, ipv6: true });
+    expect(String(creates[0].user_data)).toMatch(/^#cloud-config/);
+    expect(creates[0].ssh_keys).toHaveLength(1);
+    expect(creates[0].ssh_keys).not.toContain(0);
+}
+
+/** CONTROL, wiped when it became the new droplet, holds the control server's files again, and root knows only the program's key. */
+function expectStepsRan(dropletId: string | undefined): void {
+    const last = dl.machine.history[dl.machine.history.length - 1];
+    expect(String(last.dropletId)).toBe(String(dropletId));
+    expect(last.wiped).toBe(true);
+    expect(dl.machine.authorizedKeys()).toEqual(last.keys);
+    expect(dl.machine.authorizedKeys()).not.toContain(dl.operatorPublicKey);
+    for (const file of ["/etc/headscale/config.yaml", "/etc/headscale/noise_private.key", "/etc/nebula/host.crt", "/etc/systemd/system/nebula.service"]) {
+        expect({ file, exists: hostFileExists(file) }).toEqual({ file, exists: true });
+    }
+}
