@@ -7,7 +7,109 @@ set -euo pipefail
 export LC_ALL=C
 # Paths the step removes however it exits (its staging directory, a lock it holds).
 cleanup_paths=()
-trap 'rm -rf ${cleanup_paths[@]+"${cleanup_paths[@]}"}' EXIT
+# Bounded output lines. The command provider (1.2.1) reads the streams it logs through one
+# default bufio.Scanner: at a line of 64 KiB it stops reading, nothing drains the output any
+# more, and the step hangs (test/e2e/provider-doubles/README.md). The launcher
+# (remote/remoteCommand.ts) passes the step's `logging` as $1, and every stream the provider
+# logs is copied through fold_long_lines: no line of it is longer than 16 KiB, so the
+# provider's log pipe, where the two streams meet, never holds more than 32 KiB between two
+# newlines. A stream it does not log (the kubeconfig's stdout: logging "none") and a script
+# run without the launcher (drift's collector, cloud-init) go out byte for byte. The copies
+# are background readers of FIFOs, not process substitutions (bash 3.2 cannot wait for
+# those); the step's EXIT trap closes its ends and waits for them, so no tail is lost, and
+# the step's exit status is kept.
+output_fold_mark=' [shortcircuit: line folded here, it goes on in the next line]'
+output_copies=''
+# Copies stdin to stdout, a line longer than 16000 bytes cut into pieces of at most 16000
+# bytes, each piece but the last followed by $output_fold_mark: dropping each mark and the
+# newline after it gives the input back. Bytes, not characters (LC_ALL=C), except that a cut
+# never splits a UTF-8 character: the provider keeps output in protobuf strings, which must
+# be valid UTF-8. bash's read drops NUL bytes; nothing else is changed. bash's read rather
+# than awk: Debian's mawk holds input back until 4 KiB have arrived (progress lines would
+# come late), and awks disagree on bytes against characters; fold(1) marks nothing and cuts
+# characters.
+fold_long_lines() {
+  local max=16000 piece carry='' held='' holding=0 status k byte need
+  local cont='' lead2='' lead3='' lead4='' i octal char
+  for ((i = 128; i < 248; i++)); do
+    printf -v octal '%03o' "$i"
+    printf -v char '%b' "\\0$octal"
+    if [ "$i" -lt 192 ]; then cont="$cont$char"; elif [ "$i" -lt 224 ]; then lead2="$lead2$char"; elif [ "$i" -lt 240 ]; then lead3="$lead3$char"; else lead4="$lead4$char"; fi
+  done
+  while :; do
+    status=0
+    IFS= read -r -n "$((max - ${#carry}))" piece || status=$?
+    piece="$carry$piece"
+    carry=''
+    # A full piece is held until the next read tells whether its line goes on.
+    if [ "$holding" = 1 ]; then
+      holding=0
+      if [ -z "$piece" ] && [ "$status" = 0 ]; then printf '%s\n' "$held"; continue; fi
+      if [ -z "$piece" ]; then printf '%s' "$held"; return 0; fi
+      printf '%s%s\n' "$held" "$output_fold_mark"
+    fi
+    if [ "$status" != 0 ]; then printf '%s' "$piece"; return 0; fi
+    if [ "${#piece}" -lt "$max" ]; then printf '%s\n' "$piece"; continue; fi
+    # The piece is full: a UTF-8 character cut at its end moves on to the next piece.
+    for ((k = 1; k <= 3; k++)); do
+      byte="${piece:$((${#piece} - k)):1}"
+      case "$cont" in *"$byte"*) continue ;; esac
+      need=0
+      case "$lead2" in *"$byte"*) need=2 ;; esac
+      case "$lead3" in *"$byte"*) need=3 ;; esac
+      case "$lead4" in *"$byte"*) need=4 ;; esac
+      if [ "$need" -gt "$k" ]; then carry="${piece:$((${#piece} - k))}"; fi
+      break
+    done
+    held="${piece:0:$((${#piece} - ${#carry}))}"
+    holding=1
+  done
+}
+case "${1-}" in
+  stdout | stderr | stdoutAndStderr)
+    output_fifos="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit-output.XXXXXX")"
+    # Both copies start before either stream is redirected, so neither holds the other's FIFO.
+    if [ "$1" != stderr ]; then
+      mkfifo "$output_fifos/stdout"
+      (trap - EXIT; exec <"$output_fifos/stdout"; fold_long_lines) &
+      output_copies="$output_copies $!"
+    fi
+    if [ "$1" != stdout ]; then
+      mkfifo "$output_fifos/stderr"
+      (trap - EXIT; exec <"$output_fifos/stderr" >&2; fold_long_lines) &
+      output_copies="$output_copies $!"
+    fi
+    if [ "$1" != stderr ]; then exec >"$output_fifos/stdout"; fi
+    if [ "$1" != stdout ]; then exec 2>"$output_fifos/stderr"; fi
+    rm -rf "$output_fifos"
+    ;;
+esac
+# On exit, whatever the status: remove cleanup_paths, then close the step's ends of the FIFOs
+# and wait for the copies to pass on the rest. Nothing the steps start keeps the FIFOs open
+# (services start under systemd or launchd, not as children of the step); if something did,
+# its copy is ended after 20 s so the step finishes instead of hanging.
+finish_step() {
+  local status=$? pid polls=0 running
+  rm -rf ${cleanup_paths[@]+"${cleanup_paths[@]}"} || status=1
+  if [ -n "$output_copies" ]; then
+    exec >/dev/null 2>&1
+    while [ "$polls" -lt 400 ]; do
+      running=0
+      for pid in $output_copies; do
+        if kill -0 "$pid" 2>/dev/null; then running=1; fi
+      done
+      [ "$running" = 1 ] || break
+      sleep 0.05
+      polls=$((polls + 1))
+    done
+    for pid in $output_copies; do
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    done
+  fi
+  exit "$status"
+}
+trap finish_step EXIT
 while IFS= read -r line && [ -n "$line" ]; do
   key="${line%%=*}"
   case "$key" in [A-Z]*) ;; *) echo "shortcircuit: bad parameter line in payload" >&2; exit 2 ;; esac

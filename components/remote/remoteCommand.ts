@@ -15,17 +15,25 @@ import { remoteScript } from "./scripts";
  * visible in a preview diff even when the secret stdin is hidden.
  */
 
-/** `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash. */
-export function stepLauncher(relativePath: string, script: string): string {
+/** Which of a step's streams the command provider sends, line by line, to the engine's log. */
+export type StepLogging = "stdoutAndStderr" | "stdout" | "stderr" | "none";
+
+/**
+ * `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash,
+ * telling the script (as $1) which streams the provider logs: remote/prelude.sh bounds the
+ * lines of exactly those, because the provider hangs on a logged line of 64 KiB.
+ */
+export function stepLauncher(relativePath: string, script: string, logging: StepLogging = "stdoutAndStderr"): string {
     // The name lands unquoted in a shell line; it is one of REMOTE_SCRIPTS, never a value.
     if (!/^[a-z0-9][a-z0-9/._-]*\.sh$/.test(relativePath)) throw new Error(`not a step script path: ${relativePath}`);
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
     const bytes = Buffer.byteLength(script, "utf8");
     // dd bs=1 stops at exactly the script's end, so the payload behind it stays on stdin for bash.
-    return `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script" ${relativePath} # shortcircuit sha256:${digest}`;
+    return `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script" ${relativePath} ${logging} # shortcircuit sha256:${digest}`;
 }
 
-const LAUNCHER = /^script="\$\(dd bs=1 count=(\d+) 2>\/dev\/null\)" && exec bash -c "\$script" (\S+) # shortcircuit sha256:[0-9a-f]{16}$/;
+const LAUNCHER =
+    /^script="\$\(dd bs=1 count=(\d+) 2>\/dev\/null\)" && exec bash -c "\$script" (\S+) (?:stdoutAndStderr|stdout|stderr|none) # shortcircuit sha256:[0-9a-f]{16}$/;
 
 /** A recorded step's stdin split back into the script it runs and the payload that script reads. */
 export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string } {
@@ -54,7 +62,12 @@ export interface RemoteStepArgs {
 
 export function remoteStep(name: string, parent: pulumi.Resource, args: RemoteStepArgs): command.remote.Command {
     const script = remoteScript(args.script);
-    const launcher = stepLauncher(args.script, script);
+    // Every stream is logged but a secret one. The only step whose stdout is data the program
+    // parses (the kubeconfig) is secret, so it runs with "none" and its output passes unchanged;
+    // every logged stream has its lines bounded by the prelude (see stepLauncher), which keeps
+    // all the text but folds a line over 16 KiB.
+    const logging: StepLogging = args.secretOutput ? "none" : "stdoutAndStderr";
+    const launcher = stepLauncher(args.script, script, logging);
     const stdin = pulumi.output(args.stdin).apply((payload) => `${script}${payload}`);
     return new command.remote.Command(
         name,
@@ -64,7 +77,7 @@ export function remoteStep(name: string, parent: pulumi.Resource, args: RemoteSt
             update: launcher,
             stdin: args.secret ? pulumi.secret(stdin) : stdin,
             triggers: args.triggers,
-            logging: args.secretOutput ? "none" : "stdoutAndStderr",
+            logging,
         },
         {
             parent,

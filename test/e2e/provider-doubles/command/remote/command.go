@@ -212,15 +212,7 @@ func (c *CommandOutputs) run(ctx context.Context, cmd string) error {
 	session.Stdout = io.MultiWriter(outs...)
 	session.Stderr = io.MultiWriter(errs...)
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		scanner := bufio.NewScanner(r)
-		scanner.Buffer(make([]byte, 64*1024), 1024*1024)
-		for scanner.Scan() {
-			p.GetLogger(ctx).InfoStatus(scanner.Text())
-		}
-		_, _ = io.Copy(io.Discard, r)
-	}()
+	go logLines(ctx, r, done)
 	err = session.Run(cmd)
 	_ = w.Close()
 	<-done
@@ -230,6 +222,20 @@ func (c *CommandOutputs) run(ctx context.Context, cmd string) error {
 	c.Stdout = strings.TrimSuffix(stdout.String(), "\n")
 	c.Stderr = strings.TrimSuffix(stderr.String(), "\n")
 	return nil
+}
+
+// logLines sends each line of the logged streams (both feed the one pipe r) to the engine as
+// an info status message, with a bufio.Scanner at its defaults, as the real provider does
+// (util.LogOutput). A line that does not fit the Scanner's 64 KiB buffer ends the loop, and
+// nothing reads r after that: the next write of a logged stream blocks, the SSH session's
+// output is no longer drained and session.Run never returns, so the step hangs — the real
+// provider's behaviour, kept on purpose so the e2e suite meets it.
+func logLines(ctx context.Context, r io.Reader, done chan<- struct{}) {
+	defer close(done)
+	scanner := bufio.NewScanner(r)
+	for scanner.Scan() {
+		p.GetLogger(ctx).InfoStatus(scanner.Text())
+	}
 }
 
 func (c *Connection) sshConfig() (*ssh.ClientConfig, error) {
