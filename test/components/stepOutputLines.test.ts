@@ -1,5 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { splitStepStdin, stepLauncher, type StepLogging } from "../../components/remote/remoteCommand";
 import { scriptFile } from "../../components/remote/scripts";
 
@@ -24,13 +26,17 @@ interface Run {
     stderr: Buffer;
 }
 
-function runStep(body: string, options: { shell?: string; logging?: StepLogging; payload?: string; timeoutMs?: number } = {}): Run {
+function runStep(
+    body: string,
+    options: { shell?: string; logging?: StepLogging; payload?: string; timeoutMs?: number; env?: Record<string, string> } = {},
+): Run {
     const script = `${scriptFile("remote/prelude.sh")}${body}`;
     const launcher = stepLauncher("test/long-lines.sh", script, options.logging ?? "stdoutAndStderr");
     const result = spawnSync(options.shell ?? "/bin/sh", ["-c", launcher], {
         input: Buffer.from(`${script}${options.payload ?? "STEP=test\n\n"}`, "utf8"),
         timeout: options.timeoutMs ?? 60_000,
         maxBuffer: 64 * 1024 * 1024,
+        env: { ...process.env, ...(options.env ?? {}) },
     });
     if (result.error) throw result.error;
     return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
@@ -154,12 +160,15 @@ describe("a step's logged output lines", () => {
     });
 
     it("leave no FIFO behind and remove the step's cleanup paths", () => {
-        const run = runStep('d="$(mktemp -d)"; cleanup_paths+=("$d"); echo "$d"; echo "${TMPDIR:-/tmp}"\n');
-        expect(run.code).toBe(0);
-        const [stage, tmp] = run.stdout.toString().trim().split("\n");
-        expect(existsSync(stage)).toBe(false);
-        const listing = spawnSync("sh", ["-c", `ls -d "${tmp}"/shortcircuit-output.* 2>/dev/null || true`], { encoding: "utf8" });
-        expect(listing.stdout).not.toContain(stage);
+        const tmp = mkdtempSync(path.join(os.tmpdir(), "step-output-"));
+        try {
+            const run = runStep('d="$(mktemp -d)"; cleanup_paths+=("$d"); echo "$d"\n', { env: { TMPDIR: tmp } });
+            expect(run.code).toBe(0);
+            expect(run.stdout.toString().startsWith(`${tmp}/`)).toBe(true);
+            expect(readdirSync(tmp)).toEqual([]);
+        } finally {
+            rmSync(tmp, { recursive: true, force: true });
+        }
     });
 
     it("end the step even when something it started holds its output open", () => {
