@@ -7,7 +7,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 /*
  * The real Pulumi engine for the end-to-end suite (DESIGN.md, "Testing" item 6): the CLI,
  * its Node.js language host and the kubernetes plugin built from the Go module proxy, and the
- * project's TEST DOUBLES of the command and tls providers (test/e2e/provider-doubles), all
+ * project's TEST DOUBLES of the command, tls and digitalocean providers (test/e2e/provider-doubles), all
  * from scripts/tools/build-engine.sh's cache. SHORTCIRCUIT_PULUMI_PLUGINS=<dir> swaps the
  * doubles for real plugins: every pulumi-resource-<name> in <dir> is installed instead.
  *
@@ -35,7 +35,12 @@ export interface Engine {
 /** The pins the plugins are installed under (package.json), by provider name. */
 export function pluginPins(): Record<string, string> {
     const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
-    return { command: pkg.dependencies["@pulumi/command"], tls: pkg.dependencies["@pulumi/tls"], kubernetes: pkg.dependencies["@pulumi/kubernetes"] };
+    return {
+        command: pkg.dependencies["@pulumi/command"],
+        tls: pkg.dependencies["@pulumi/tls"],
+        digitalocean: pkg.dependencies["@pulumi/digitalocean"],
+        kubernetes: pkg.dependencies["@pulumi/kubernetes"],
+    };
 }
 
 /** The engine from the cache; throws with what to run when it is not built (CI builds it in scripts/setup.sh). */
@@ -80,6 +85,7 @@ export interface PluginChoice {
     /** "double" or the path of the real plugin installed. */
     command: string;
     tls: string;
+    digitalocean: string;
     kubernetes: string;
 }
 
@@ -92,6 +98,8 @@ export interface StackOptions {
     secrets: Record<string, string>;
     /** Post-processes the stack file's text (e.g. an unquoted date). */
     editStackFile?: (text: string) => string;
+    /** A Pulumi project directory run instead of the shortcircuit program (its files are copied, node_modules linked; no fleet config is written). */
+    programDir?: string;
     /** More plain config beside the fleet, by full key ("digitalocean:apiEndpoint"). A `secrets` key with a ":" is a full key too. */
     config?: Record<string, string>;
 }
@@ -102,7 +110,7 @@ export class PulumiStack {
     readonly backendDir: string;
     readonly home: string;
     readonly passphrase = crypto.randomBytes(18).toString("base64");
-    plugins: PluginChoice = { command: "double", tls: "double", kubernetes: "built from the module proxy" };
+    plugins: PluginChoice = { command: "double", tls: "double", digitalocean: "double", kubernetes: "built from the module proxy" };
     /** Every output any command printed, for the secrets check. */
     readonly transcripts: string[] = [];
 
@@ -144,13 +152,17 @@ export class PulumiStack {
     async init(): Promise<void> {
         fs.mkdirSync(this.projectDir, { recursive: true });
         fs.mkdirSync(this.backendDir, { recursive: true });
-        for (const file of PROGRAM_FILES) fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
-        for (const dir of PROGRAM_DIRS) fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+        if (this.options.programDir) {
+            fs.cpSync(this.options.programDir, this.projectDir, { recursive: true });
+        } else {
+            for (const file of PROGRAM_FILES) fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
+            for (const dir of PROGRAM_DIRS) fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+        }
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(this.projectDir, "node_modules"));
         if (!fs.existsSync(path.join(this.home, "plugins"))) await this.installPlugins();
         await this.check(["stack", "init", this.options.stack, "--secrets-provider", "passphrase"]);
         const stackFile = parseYaml(fs.readFileSync(this.stackFile, "utf8")) as Record<string, unknown>;
-        stackFile.config = { ...(this.options.config ?? {}), "shortcircuit:fleet": this.options.fleet };
+        stackFile.config = { ...(this.options.config ?? {}), ...(this.options.programDir ? {} : { "shortcircuit:fleet": this.options.fleet }) };
         let text = stringifyYaml(stackFile, { lineWidth: 0 });
         if (this.options.editStackFile) text = this.options.editStackFile(text);
         fs.writeFileSync(this.stackFile, text);
@@ -175,13 +187,17 @@ export class PulumiStack {
         const install = async (name: string, file: string): Promise<void> => {
             await this.check(["plugin", "install", "resource", name, pins[name], "--file", file, "--reinstall"]);
         };
-        for (const name of ["command", "tls"]) {
+        for (const name of ["command", "tls", "digitalocean"] as const) {
             const candidate = real ? path.join(real, `pulumi-resource-${name}`) : "";
             if (candidate && fs.existsSync(candidate)) {
                 await install(name, candidate);
-                this.plugins[name as "command" | "tls"] = candidate;
-            } else {
+                this.plugins[name] = candidate;
+            } else if (fs.existsSync(path.join(this.options.engine.doublesDir, `pulumi-resource-${name}`))) {
                 await install(name, path.join(this.options.engine.doublesDir, `pulumi-resource-${name}`));
+            } else {
+                // A doubles directory built before the digitalocean double existed (build-engine.sh --check
+                // requires it now); a program that registers no digitalocean resource runs without it.
+                this.plugins[name] = "not installed";
             }
         }
         const realKubernetes = real ? path.join(real, "pulumi-resource-kubernetes") : "";
