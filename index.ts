@@ -3,7 +3,6 @@
  * (components/plan.ts, the same plan `render` writes) → one component per planned host, in
  * the graph's order → outputs. No logic of its own.
  */
-import * as pulumi from "@pulumi/pulumi";
 import { ControlServer } from "./components/control/controlServer";
 import { DerpRelay } from "./components/derp/derpRelay";
 import { RelayCertificate } from "./components/derp/relayCertificate";
@@ -14,80 +13,155 @@ import { NebulaPki } from "./components/nebula/nebulaPki";
 import { outputValues } from "./components/outputValues";
 import { identityRequirements, planFleet } from "./components/plan";
 import { connectionArgs } from "./components/remote/connection";
-import { loadStack } from "./stacks/load";
+import { StepWaits } from "./components/stepWaits";
+import { adoptionProblems, readAdoptedObjects } from "./components/control/adoption";
+import { controlHost } from "./components/control/plan";
+import { configRunError, loadStack } from "./stacks/load";
 
-const { fleet, secrets } = loadStack();
-const credentials = { privateKey: secrets.sshPrivateKey };
+async function main() {
+    const { fleet, secrets } = loadStack();
+    // Adoption reads the running objects first and refuses any difference, before anything is declared.
+    const control = controlHost(fleet);
+    if (control.kind === "droplet" && control.adopt) {
+        const problems = adoptionProblems(control, control.adopt, await readAdoptedObjects(control, control.adopt));
+        if (problems.length > 0) {
+            throw configRunError(problems);
+        }
+    }
+    const credentials = { privateKey: secrets.sshPrivateKey };
 
-// --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------
-const needs = identityRequirements(fleet);
-const nebulaPki = new NebulaPki("nebula", { fleet, members: needs.nebulaMembers, existingCa: secrets.nebulaCa });
-const relayCerts = Object.fromEntries(
-    needs.selfSignedRelays.map((relay) => [relay.host, new RelayCertificate(`derp-${relay.host}-tls`, { hostname: relay.hostname })]),
-);
+    // --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------
+    const needs = identityRequirements(fleet);
+    const nebulaPki = new NebulaPki("nebula", { fleet, members: needs.nebulaMembers, existingCa: secrets.nebulaCa });
+    const relayCerts = Object.fromEntries(
+        needs.selfSignedRelays.map((relay) => [relay.host, new RelayCertificate(`derp-${relay.host}-tls`, { hostname: relay.hostname })]),
+    );
 
-const plan = planFleet(
-    fleet,
-    {
-        nebulaCaCertPem: nebulaPki.trustBundlePem,
-        nebula: nebulaPki.identities,
-        headscaleNoiseKey: secrets.headscaleNoiseKey,
-        derpKey: secrets.derpKey,
-        k3sToken: secrets.k3sToken,
-        relayCerts,
-    },
-    outputValues,
-);
+    const plan = planFleet(
+        fleet,
+        {
+            nebulaCaCertPem: nebulaPki.trustBundlePem,
+            nebula: nebulaPki.identities,
+            headscaleNoiseKey: secrets.headscaleNoiseKey,
+            derpKey: secrets.derpKey,
+            k3sToken: secrets.k3sToken,
+            relayCerts,
+        },
+        outputValues,
+    );
 
-// --- Nebula members, one at a time; DERP relays; the control server ------------------------
-let nebulaAfter: pulumi.Resource | undefined;
-for (const host of plan.nebulaHosts) {
-    nebulaAfter = new NebulaNode(`nebula-${host.name}`, { connection: connectionArgs(host.ssh, credentials), delivery: host.delivery, after: nebulaAfter })
-        .done;
+    // --- Every step in the plan's order (components/order.ts): each waits for what the plan says --
+    const waits = new StepWaits(plan.order);
+    let controlServer: ControlServer | undefined;
+    let clusterEdge: ClusterEdge | undefined;
+    const nebulaHosts = new Map(plan.nebulaHosts.map((host) => [host.name, host]));
+    const relays = new Map(plan.relays.map((relay) => [relay.name, relay]));
+    const k3sNodes = new Map(plan.k3sNodes.map((node) => [node.name, node]));
+    for (const step of plan.order.steps) {
+        switch (step.kind) {
+            case "control":
+                // One component holds all of the control server's steps; it chains them by `waits`.
+                controlServer ??= new ControlServer("control", { plan: plan.control, credentials, order: waits });
+                break;
+            case "nebula": {
+                const host = planned(nebulaHosts, step.host);
+                const node = new NebulaNode(`nebula-${host.name}`, {
+                    connection: connectionArgs(host.ssh, credentials),
+                    delivery: host.delivery,
+                    after: waits.before(step.id),
+                });
+                waits.finish(step.id, node.done);
+                break;
+            }
+            case "relay": {
+                const relay = planned(relays, step.host);
+                const derp = new DerpRelay(`derp-${relay.name}`, {
+                    connection: connectionArgs(relay.ssh, credentials),
+                    plan: relay,
+                    after: waits.before(step.id),
+                });
+                waits.finish(step.id, derp.done);
+                break;
+            }
+            case "k3s": {
+                const node = planned(k3sNodes, step.node);
+                const k3s = new K3sNode(`k3s-${node.name}`, {
+                    plan: node,
+                    connection: connectionArgs(node.ssh, credentials),
+                    genesisConnection: connectionArgs(node.genesisSsh, credentials),
+                    after: waits.before(step.id),
+                });
+                waits.finish(step.id, k3s.done);
+                break;
+            }
+            case "edge": {
+                const edge = plan.edge;
+                if (!edge) {
+                    throw new Error("the plan orders an edge step but plans no edge");
+                }
+                clusterEdge = new ClusterEdge("edge", {
+                    plan: edge,
+                    genesisConnection: connectionArgs(edge.genesisSsh, credentials),
+                    after: waits.before(step.id),
+                });
+                break;
+            }
+            default:
+                throw new Error(`unhandled step ${JSON.stringify(step satisfies never)}`);
+        }
+    }
+    if (!controlServer) {
+        throw new Error("the plan's order has no control server step");
+    }
+
+    /** The order nodes are changed in, one at a time. */
+    const rollout = plan.k3sNodes.map((node) => node.name);
+
+    /**
+     * sha256 of each node's wanted config.yaml. A node whose rollout failed and was rolled back
+     * still runs its previous file: compare with `sha256sum /etc/rancher/k3s/config.yaml` there.
+     */
+    const k3sConfigSha256: Record<string, string> = Object.fromEntries(plan.k3sNodes.map((node) => [node.name, node.configSha256]));
+
+    /** The CA that signs the hosts' certificates. */
+    const nebulaCaFingerprint = nebulaPki.caFingerprint;
+    /** Every CA the hosts' ca.crt holds (with fingerprints), the signer and the rotation stage ("none", "trust", "sign"). */
+    const nebulaCaTrust = nebulaPki.caTrust;
+    const nebulaCaExpiry = nebulaPki.caNotAfter;
+    /** Member → ISO expiry of its Nebula certificate. */
+    const nebulaCertExpiry = nebulaPki.certExpiry;
+    const nebulaHostsDelivered = plan.nebulaHosts.length;
+
+    const controlServerIp = controlServer.publicIp;
+    const headscaleUrl = controlServer.headscaleUrl;
+    const derpMap = controlServer.derpMapYaml;
+    /** The droplet's id, or "existing host" when Headscale runs on a fleet host. */
+    const controlDropletId = controlServer.dropletId ?? "existing host";
+    /** Kubernetes objects the edge applies, `<kind>-<namespace>-<name>`. */
+    const edgeObjects = clusterEdge?.objectNames ?? [];
+
+    return {
+        rollout,
+        k3sConfigSha256,
+        nebulaCaFingerprint,
+        nebulaCaTrust,
+        nebulaCaExpiry,
+        nebulaCertExpiry,
+        nebulaHostsDelivered,
+        controlServerIp,
+        headscaleUrl,
+        derpMap,
+        controlDropletId,
+        edgeObjects,
+    };
 }
-for (const relay of plan.relays) {
-    new DerpRelay(`derp-${relay.name}`, { connection: connectionArgs(relay.ssh, credentials), plan: relay });
+
+export = main;
+
+function planned<T>(byName: ReadonlyMap<string, T>, name: string): T {
+    const found = byName.get(name);
+    if (!found) {
+        throw new Error(`the plan's order names ${name}, which the plan does not hold`);
+    }
+    return found;
 }
-const controlServer = new ControlServer("control", { plan: plan.control, credentials });
-
-// --- K3s: one node at a time, in rollout order, once the control server answers -------------
-let k3sAfter: pulumi.Resource = controlServer.ready;
-for (const node of plan.k3sNodes) {
-    k3sAfter = new K3sNode(`k3s-${node.name}`, {
-        plan: node,
-        connection: connectionArgs(node.ssh, credentials),
-        genesisConnection: connectionArgs(node.genesisSsh, credentials),
-        after: k3sAfter,
-    }).done;
-}
-
-// --- The cluster edge, once the cluster is rolled ------------------------------------------
-const clusterEdge = plan.edge
-    ? new ClusterEdge("edge", { plan: plan.edge, genesisConnection: connectionArgs(plan.edge.genesisSsh, credentials), after: k3sAfter })
-    : undefined;
-
-/** The order nodes are changed in, one at a time. */
-export const rollout = plan.k3sNodes.map((node) => node.name);
-
-/**
- * sha256 of each node's wanted config.yaml. A node whose rollout failed and was rolled back
- * still runs its previous file: compare with `sha256sum /etc/rancher/k3s/config.yaml` there.
- */
-export const k3sConfigSha256: Record<string, string> = Object.fromEntries(plan.k3sNodes.map((node) => [node.name, node.configSha256]));
-
-/** The CA that signs the hosts' certificates. */
-export const nebulaCaFingerprint = nebulaPki.caFingerprint;
-/** Every CA the hosts' ca.crt holds (with fingerprints), the signer and the rotation stage ("none", "trust", "sign"). */
-export const nebulaCaTrust = nebulaPki.caTrust;
-export const nebulaCaExpiry = nebulaPki.caNotAfter;
-/** Member → ISO expiry of its Nebula certificate. */
-export const nebulaCertExpiry = nebulaPki.certExpiry;
-export const nebulaHostsDelivered = plan.nebulaHosts.length;
-
-export const controlServerIp = controlServer.publicIp;
-export const headscaleUrl = controlServer.headscaleUrl;
-export const derpMap = controlServer.derpMapYaml;
-/** The droplet's id, or "existing host" when Headscale runs on a fleet host. */
-export const controlDropletId = controlServer.dropletId ?? "existing host";
-/** Kubernetes objects the edge applies, `<kind>-<namespace>-<name>`. */
-export const edgeObjects = clusterEdge?.objectNames ?? [];

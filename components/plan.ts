@@ -8,6 +8,7 @@ import { plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostP
 import { planK3sNodes, type K3sNodePlan } from "./k3s/plan";
 import { controlServerMember, nebulaMembers, renderNebulaConfigYaml, renderNebulaPrecheckConfigYaml, type NebulaMember } from "./nebula/config";
 import { planNebulaDelivery, type NebulaIdentityValues } from "./nebula/plan";
+import { controlDeliveryPart, planOrder, type FleetOrder, type OrderInputs } from "./order";
 
 /*
  * planFleet: the whole fleet as plain data, from the validated config and the identities
@@ -59,6 +60,8 @@ export interface FleetPlan<V> {
     edge?: EdgePlan;
     /** Admin workstations on the mesh: their files are handed out by render, not delivered. */
     nebulaWorkstations: { name: string; files: { path: string; mode: number; content: V }[] }[];
+    /** Which step waits for which, and why: the program builds and chains the steps by it. */
+    order: FleetOrder;
 }
 
 function identityOf<V>(identities: FleetIdentities<V>, member: string): NebulaIdentityValues<V> {
@@ -118,27 +121,34 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
     const relayCertNames =
         identities.relayCertNames ??
         Object.fromEntries(Object.entries(identities.relayCerts).map(([host, cert]) => [host, values.derive([cert.certPem], ([pem]) => derpCertName(pem))]));
-    return {
-        nebulaHosts,
-        relays: fleet.derpRelays.map((relay) => planDerpRelay(fleet, relay, values, identities.relayCerts[relay.host])),
-        control: planControlServer(
-            fleet,
-            values,
-            controlMember.name,
-            {
-                configYaml: renderNebulaConfigYaml(fleet, members, controlMember),
-                precheckConfigYaml: renderNebulaPrecheckConfigYaml(fleet, members, controlMember),
-            },
-            {
-                noiseKey: identities.headscaleNoiseKey,
-                derpKey: identities.derpKey,
-                nebula: identityOf(identities, controlMember.name),
-                nebulaCaCertPem: identities.nebulaCaCertPem,
-                relayCertNames,
-            },
+    const relays = fleet.derpRelays.map((relay) => planDerpRelay(fleet, relay, values, identities.relayCerts[relay.host]));
+    const control = planControlServer(
+        fleet,
+        values,
+        controlMember.name,
+        {
+            configYaml: renderNebulaConfigYaml(fleet, members, controlMember),
+            precheckConfigYaml: renderNebulaPrecheckConfigYaml(fleet, members, controlMember),
+        },
+        {
+            noiseKey: identities.headscaleNoiseKey,
+            derpKey: identities.derpKey,
+            nebula: identityOf(identities, controlMember.name),
+            nebulaCaCertPem: identities.nebulaCaCertPem,
+            relayCertNames,
+        },
+    );
+    const k3sNodes = planK3sNodes(fleet, values, identities.k3sToken);
+    const edge = planEdge(fleet);
+    const delivered = new Set(nebulaHosts.map((host) => host.name));
+    const order = planOrder({
+        nebulaWave: members.flatMap((member): OrderInputs["nebulaWave"][number][] =>
+            member.kind === "control-server" ? [{ kind: "control" }] : delivered.has(member.name) ? [{ kind: "node", host: member.name }] : [],
         ),
-        k3sNodes: planK3sNodes(fleet, values, identities.k3sToken),
-        edge: planEdge(fleet),
-        nebulaWorkstations,
-    };
+        controlDeliveries: control.deliveries.map((each) => controlDeliveryPart(each.role)),
+        relays: relays.map((relay) => relay.name),
+        k3sNodes: k3sNodes.map((node) => node.name),
+        edge: edge !== undefined,
+    });
+    return { nebulaHosts, relays, control, k3sNodes, edge, nebulaWorkstations, order };
 }

@@ -295,6 +295,14 @@ const DropletSchema = z.strictObject({
     /** The bootstrap script installs with dpkg/apt-get, so only Debian-family images can serve. */
     image: cloudSlug.regex(/^(debian|ubuntu)-/, "must be a Debian or Ubuntu image slug (debian-12-x64): the bootstrap installs with apt-get"),
     volumeSizeGb: z.number().int().min(1).default(1),
+    /**
+     * The volume holding Headscale's database; default `<name>-headscale`. Set it when adopting a
+     * volume named otherwise (DigitalOcean cannot rename one). Its name is also its device path.
+     */
+    volumeName: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]{0,62}[a-z0-9]$/, "must be a DigitalOcean volume name: lowercase letters, digits and -, starting with a letter, at most 64")
+        .optional(),
     /** CIDRs allowed to SSH to the droplet from the internet (the overlays are always allowed). */
     adminCidrs: z.array(Ipv4CidrSchema).default([]),
     /**

@@ -4,7 +4,10 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { connectionArgs, type SshCredentials } from "../remote/connection";
 import { deliverFiles } from "../remote/fileDelivery";
+import { framedPayload } from "../remote/payload";
 import { remoteStep } from "../remote/remoteCommand";
+import { controlDeliveryPart, stepId } from "../order";
+import type { StepGate } from "../stepWaits";
 import type { ControlPlan } from "./plan";
 
 /*
@@ -23,6 +26,8 @@ export interface ControlServerArgs {
     plan: ControlPlan<pulumi.Output<string>>;
     /** SSH credentials for an existing or adopted host (a droplet the program builds gets a key of its own). */
     credentials: SshCredentials;
+    /** The plan's order: what each of the control server's steps waits for, within it and outside. */
+    order: StepGate;
 }
 
 export class ControlServer extends pulumi.ComponentResource {
@@ -45,15 +50,18 @@ export class ControlServer extends pulumi.ComponentResource {
         const host = plan.host;
         switch (host.kind) {
             case "droplet": {
-                // Adopting a running server: the first `up` imports these objects (a mismatch
-                // with the declared inputs fails that preview with the diff, nothing replaced);
-                // once in state the import ids are inert.
+                // Adopting a running server: the first `up` imports these objects, after index.ts
+                // read them and refused any difference from the stack file (adoption.ts). Once
+                // imported, delete `adopt`: a resource that still carries an import id can never be
+                // replaced, and a lost one would be imported again instead of rebuilt.
                 const adopt = host.adopt;
-                // Identity: protected, never replaced with the droplet.
+                // Identity: protected, never replaced with the droplet. The assignment owns which
+                // droplet the address points at: the IP's own droplet_id, which an import reads
+                // back, must never be "removed" (that unassigns the running server's address).
                 const reservedIp = new digitalocean.ReservedIp(
                     `${name}-ip`,
                     { region: host.region },
-                    { parent: this, protect: true, ...(adopt ? { import: adopt.reservedIp } : {}) },
+                    { parent: this, protect: true, ignoreChanges: ["dropletId"], ...(adopt ? { import: adopt.reservedIp } : {}) },
                 );
                 const volume = new digitalocean.Volume(
                     `${name}-data`,
@@ -67,9 +75,10 @@ export class ControlServer extends pulumi.ComponentResource {
                     {
                         parent: this,
                         protect: true,
-                        // The filesystem is chosen at creation and never read back: an adopted
-                        // volume would otherwise differ on it (and its description) forever.
-                        ...(adopt ? { import: adopt.volumeId, ignoreChanges: ["initialFilesystemType", "description"] } : {}),
+                        // Chosen at creation and never read back (an imported volume has neither): a
+                        // difference here must not replace the database volume.
+                        ignoreChanges: ["initialFilesystemType", "description"],
+                        ...(adopt ? { import: adopt.volumeId } : {}),
                     },
                 );
 
@@ -97,10 +106,11 @@ export class ControlServer extends pulumi.ComponentResource {
                     },
                     {
                         parent: this,
-                        // Cloud-init only matters at (re)build; later changes arrive over SSH, so
-                        // a config edit must not replace the droplet. An adopted droplet was built
-                        // with other keys and options: none of those may replace it either.
-                        ignoreChanges: adopt ? ["userData", "sshKeys", "monitoring", "ipv6", "image"] : ["userData"],
+                        // These apply when a droplet is built (a rebuilt one gets every one of them)
+                        // and each would force a new droplet: cloud-init changes arrive over SSH, and
+                        // an adopted droplet was built with other keys and options. The image is
+                        // not among them: adoption refuses a differing one.
+                        ignoreChanges: ["userData", "sshKeys", "monitoring", "ipv6"],
                         ...(adopt ? { import: adopt.dropletId } : {}),
                         // The Headscale volume attaches to one droplet at a time: a replacement
                         // created before the old droplet is deleted cannot take it ("Volume is
@@ -127,21 +137,28 @@ export class ControlServer extends pulumi.ComponentResource {
                     {
                         name: `${host.name}-fw`,
                         dropletIds: [dropletId],
-                        inboundRules: host.inbound,
-                        outboundRules: [
-                            { protocol: "tcp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
-                            { protocol: "udp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
-                            { protocol: "icmp", destinationAddresses: ["0.0.0.0/0", "::/0"] },
-                        ],
+                        inboundRules: host.inbound.map((rule) => ({ protocol: rule.protocol, portRange: rule.portRange, sourceAddresses: rule.addresses })),
+                        outboundRules: host.outbound.map((rule) => ({ protocol: rule.protocol, portRange: rule.portRange, destinationAddresses: rule.addresses })),
                     },
                     { parent: this, ...(adopt?.firewallId ? { import: adopt.firewallId } : {}) },
                 );
                 this.publicIp = reservedIp.ipAddress;
                 this.dropletId = machine.id;
-                // An adopted droplet knows the operator's key, not the one made here; a droplet the
-                // program built knows only that one.
-                connection = connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, adopt ? args.credentials : { privateKey: sshKey.privateKeyOpenssh });
+                // Every step reaches the droplet with the program's key, adopted or built, so dropping
+                // `adopt` after adoption changes no step. A droplet the program built knows that key;
+                // an adopted one learns it first, over the operator's own key.
+                connection = connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, { privateKey: sshKey.privateKeyOpenssh });
                 machineReady = [attachment, assignment];
+                if (adopt) {
+                    machineReady.push(
+                        remoteStep(`${name}-authorize`, this, {
+                            connection: connectionArgs({ ...host.ssh, host: reservedIp.ipAddress }, args.credentials),
+                            script: "control/authorize.sh",
+                            stdin: sshKey.publicKeyOpenssh.apply((key) => framedPayload({ PUBLIC_KEY: key.trim() })),
+                            after: [attachment, assignment],
+                        }),
+                    );
+                }
                 break;
             }
             case "existing":
@@ -153,24 +170,27 @@ export class ControlServer extends pulumi.ComponentResource {
         // On a new droplet every step re-runs: cloud-init already laid the files down, so they
         // change nothing there, but they prove it and (re)start what cloud-init could not.
         const rebuilt = this.dropletId ? [this.dropletId] : [];
+        const { order } = args;
         const bootstrap = remoteStep(`${name}-bootstrap`, this, {
             connection,
             script: "control/bootstrap.sh",
             stdin: plan.bootstrapPayload,
             triggers: rebuilt,
-            after: machineReady,
+            after: [...machineReady, ...order.before(stepId.control("bootstrap"))],
         });
-        let last: pulumi.Resource = bootstrap;
+        order.finish(stepId.control("bootstrap"), bootstrap);
         for (const delivery of plan.deliveries) {
-            last = deliverFiles(`${name}-${delivery.role}`, this, connection, delivery, [last], rebuilt).files;
+            const step = stepId.control(controlDeliveryPart(delivery.role));
+            order.finish(step, deliverFiles(`${name}-${delivery.role}`, this, connection, delivery, order.before(step), rebuilt).files);
         }
         this.ready = remoteStep(`${name}-health`, this, {
             connection,
             script: "control/health.sh",
             stdin: plan.healthPayload,
             triggers: [...rebuilt, ...plan.deliveries.map((delivery) => delivery.payloads.public)],
-            after: [last],
+            after: order.before(stepId.control("health")),
         });
+        order.finish(stepId.control("health"), this.ready);
         this.registerOutputs({ publicIp: this.publicIp, headscaleUrl: this.headscaleUrl, derpMapYaml: this.derpMapYaml });
     }
 }

@@ -7,10 +7,11 @@ import type { Fleet } from "../../stacks/schema";
 import { digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./files";
 import { HEADSCALE_FILES, HEADSCALE_METRICS_PORT, headscaleServerUrl, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "./headscale";
 
+/** One firewall rule: the sources of an inbound rule, the destinations of an outbound one. */
 export interface FirewallRule {
     protocol: "tcp" | "udp" | "icmp";
     portRange?: string;
-    sourceAddresses: string[];
+    addresses: string[];
 }
 
 export type ControlHostPlan =
@@ -23,6 +24,7 @@ export type ControlHostPlan =
           volumeName: string;
           volumeSizeGb: number;
           inbound: FirewallRule[];
+          outbound: FirewallRule[];
           /** How the program reaches it: its reserved IP (known only once allocated) as root. */
           ssh: Omit<PlannedSsh, "host">;
           /** Running objects the first `up` imports instead of creating. */
@@ -58,7 +60,8 @@ export interface ControlIdentityValues<V> {
 const ADMIN_SSH_PORT = "22";
 const HEALTH_ATTEMPTS = 60;
 
-function controlHost(fleet: Fleet): ControlHostPlan {
+/** Where the control server runs and how it is reached; pure, so adoption can be checked before anything is declared. */
+export function controlHost(fleet: Fleet): ControlHostPlan {
     const control = fleet.controlServer;
     const host = control.host;
     switch (host.kind) {
@@ -71,15 +74,21 @@ function controlHost(fleet: Fleet): ControlHostPlan {
                 region: host.region,
                 size: host.size,
                 image: host.image,
-                volumeName: headscaleVolumeName(host.name),
+                volumeName: host.volumeName ?? headscaleVolumeName(host.name),
                 volumeSizeGb: host.volumeSizeGb,
                 inbound: [
-                    { protocol: "tcp", portRange: "443", sourceAddresses: world },
-                    { protocol: "tcp", portRange: "80", sourceAddresses: world },
-                    { protocol: "udp", portRange: String(control.derp.stunPort), sourceAddresses: world },
-                    { protocol: "udp", portRange: String(fleet.overlays.nebula.listenPort), sourceAddresses: world },
-                    { protocol: "tcp", portRange: ADMIN_SSH_PORT, sourceAddresses: [...host.adminCidrs, ...overlays] },
-                    { protocol: "icmp", sourceAddresses: world },
+                    { protocol: "tcp", portRange: "443", addresses: world },
+                    { protocol: "tcp", portRange: "80", addresses: world },
+                    { protocol: "udp", portRange: String(control.derp.stunPort), addresses: world },
+                    { protocol: "udp", portRange: String(fleet.overlays.nebula.listenPort), addresses: world },
+                    { protocol: "tcp", portRange: ADMIN_SSH_PORT, addresses: [...host.adminCidrs, ...overlays] },
+                    { protocol: "icmp", addresses: world },
+                ],
+                // Headscale fetches DERP maps and ACME certificates, the bootstrap its packages.
+                outbound: [
+                    { protocol: "tcp", portRange: "1-65535", addresses: world },
+                    { protocol: "udp", portRange: "1-65535", addresses: world },
+                    { protocol: "icmp", addresses: world },
                 ],
                 // A new droplet takes a while to answer SSH; a running host does not.
                 ssh: { user: "root", port: 22, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 10 },

@@ -14,6 +14,8 @@ export interface DerpRelayArgs {
     /** How the program reaches the relay host. */
     connection: command.types.input.remote.ConnectionArgs;
     plan: RelayPlan<pulumi.Output<string>>;
+    /** What the plan's order puts first (the control server answering). */
+    after: pulumi.Resource[];
 }
 
 export class DerpRelay extends pulumi.ComponentResource {
@@ -22,7 +24,12 @@ export class DerpRelay extends pulumi.ComponentResource {
 
     constructor(name: string, args: DerpRelayArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:derp:DerpRelay", name, {}, opts);
-        const install = remoteStep(`${name}-install`, this, { connection: args.connection, script: "derp/install.sh", stdin: args.plan.installPayload });
+        const install = remoteStep(`${name}-install`, this, {
+            connection: args.connection,
+            script: "derp/install.sh",
+            stdin: args.plan.installPayload,
+            after: args.after,
+        });
         let last: pulumi.Resource = install;
         for (const delivery of args.plan.deliveries) {
             last = deliverFiles(`${name}-${delivery.role}`, this, args.connection, delivery, [last]).files;

@@ -19,8 +19,8 @@ export interface ClusterEdgeArgs {
     plan: EdgePlan;
     /** How the program reaches the genesis server. */
     genesisConnection: command.types.input.remote.ConnectionArgs;
-    /** The cluster's rollout must finish before its edge changes. */
-    after?: pulumi.Resource;
+    /** What the plan's order puts first: the cluster's rollout finishes before its edge changes. */
+    after: pulumi.Resource[];
 }
 
 const KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml";
@@ -58,7 +58,7 @@ export class ClusterEdge extends pulumi.ComponentResource {
             // Only the genesis's identity: a config change on a node never replaces the provider.
             triggers: [args.genesisConnection.host, plan.serverUrl],
             secretOutput: true,
-            after: args.after ? [args.after] : [],
+            after: args.after,
         });
         this.provider = new k8s.Provider(
             `${name}-provider`,

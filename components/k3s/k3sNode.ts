@@ -17,8 +17,8 @@ export interface K3sNodeArgs {
     connection: command.types.input.remote.ConnectionArgs;
     /** How the program reaches the genesis server, which drains and uncordons. */
     genesisConnection: command.types.input.remote.ConnectionArgs;
-    /** The previous node's last step (or the control server): this node starts only after it. */
-    after?: pulumi.Resource;
+    /** What the plan's order puts first (the previous node, this node's Nebula delivery, the control server). */
+    after: pulumi.Resource[];
 }
 
 export class K3sNode extends pulumi.ComponentResource {
@@ -35,7 +35,7 @@ export class K3sNode extends pulumi.ComponentResource {
             script: "k3s/prepare.sh",
             stdin: plan.payloads.prepare,
             secret: true,
-            after: args.after ? [args.after] : [],
+            after: args.after,
         });
         const drain = remoteStep(`${name}-drain`, this, {
             connection: args.genesisConnection,

@@ -13,8 +13,8 @@ export interface NebulaNodeArgs {
     connection: command.types.input.remote.ConnectionArgs;
     /** The host's planned Nebula delivery. */
     delivery: Delivery<pulumi.Output<string>>;
-    /** The previous host's delivery: hosts restart Nebula one at a time, never all at once. */
-    after?: pulumi.Resource;
+    /** What the plan's order puts first (the previous member's delivery: one Nebula restart at a time). */
+    after: pulumi.Resource[];
 }
 
 export class NebulaNode extends pulumi.ComponentResource {
@@ -25,7 +25,7 @@ export class NebulaNode extends pulumi.ComponentResource {
 
     constructor(name: string, args: NebulaNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:nebula:NebulaNode", name, {}, opts);
-        const { files } = deliverFiles(name, this, args.connection, args.delivery, args.after ? [args.after] : []);
+        const { files } = deliverFiles(name, this, args.connection, args.delivery, args.after);
         this.done = files;
         this.deliveryLog = files.stdout;
         this.registerOutputs({ deliveryLog: this.deliveryLog });

@@ -38,6 +38,7 @@ export const REMOTE_SCRIPTS = [
     "k3s/uncordon.sh",
     "control/bootstrap.sh",
     "control/health.sh",
+    "control/authorize.sh",
     "derp/install.sh",
     "edge/read-kubeconfig.sh",
 ] as const;

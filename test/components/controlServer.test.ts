@@ -1,11 +1,13 @@
+import { adoptionProblems, readOrMissing } from "../../components/control/adoption";
+import { controlHost } from "../../components/control/plan";
 import { parsePayload } from "../../components/remote/payload";
 import * as pulumi from "@pulumi/pulumi";
 import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder, stepPayload, stepScript } from "../support/pulumiMocks";
 
 const timeout = (what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} never resolved`)), 5000));
-import { labWithExistingControlHost, rawFleet } from "../support/fixtures";
+import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
 import { secretProblems } from "../../stacks/secrets";
-import { formatProblem } from "../../stacks/validate";
+import { formatProblem, parseFleet } from "../../stacks/validate";
 
 let recorder: MockRecorder;
 let outputs: Record<string, unknown>;
@@ -72,7 +74,10 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
     });
 
     it("gates dependents on /health and sends the keys only as secret stdin", () => {
-        expect(recorder.named("control-health").dependsOn).toContain("control-nebula-files");
+        // Headscale answers once its own files are delivered; the control host's Nebula delivery is
+        // in the fleet's Nebula wave instead (components/order.ts).
+        expect(recorder.named("control-health").dependsOn).toContain("control-headscale-files");
+        expect(recorder.named("control-health").dependsOn).not.toContain("control-nebula-files");
         expect(stepScript(recorder.named("control-health").inputs)).toContain('"https://${hostname}/health"');
         expect(parsePayload(stepPayload(recorder.named("control-health").inputs)).params.HOSTNAME).toBe("hs.kub0.io");
         expect(recorder.named("control-headscale-secrets").secretInputs).toContain("stdin");
@@ -182,7 +187,8 @@ describe("ControlServer on an existing host", () => {
         // Nothing starts before its unit and config are delivered: the bootstrap starts nothing
         // over SSH, and each delivery restarts its own service after writing its files.
         expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap"]);
-        expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-headscale-files");
+        expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-bootstrap");
+        expect(run.recorder.named("control-nebula-secrets").dependsOn).not.toContain("control-headscale-files");
         expect(parsePayload(stepPayload(run.recorder.named("control-nebula-files").inputs)).params).toMatchObject({
             SERVICE: "nebula.service",
             RESTART: "yes",
@@ -201,11 +207,66 @@ describe("adopting a running control server (controlServer.host.adopt)", () => {
         volumeId: "4f1c2d3e-0a1b-4c2d-8e9f-0123456789ab",
         firewallId: "9a8b7c6d-1e2f-4a3b-9c8d-abcdefabcdef",
     };
+    const prodHost = (): Record<string, unknown> => (rawFleet("prod") as { controlServer: { host: Record<string, unknown> } }).controlServer.host;
+    const world = ["0.0.0.0/0", "::/0"];
+    /** What DigitalOcean reports for the running objects, as the provider's reads return them. */
+    function runningObjects(
+        change: (objects: Record<string, Record<string, unknown>>) => void = () => {},
+    ): (args: { token: string }) => Record<string, unknown> | undefined {
+        const host = prodHost();
+        const prod: Raw = rawFleet("prod");
+        const objects: Record<string, Record<string, unknown>> = {
+            "digitalocean:index/getDroplet:getDroplet": {
+                id: Number(adopt.dropletId),
+                name: host.name,
+                region: host.region,
+                size: host.size,
+                image: host.image,
+                volumeIds: [adopt.volumeId],
+            },
+            "digitalocean:index/getReservedIp:getReservedIp": { ipAddress: adopt.reservedIp, region: host.region, dropletId: Number(adopt.dropletId) },
+            "digitalocean:index/getVolume:getVolume": {
+                id: adopt.volumeId,
+                name: `${String(host.name)}-headscale`,
+                region: host.region,
+                size: host.volumeSizeGb ?? 1,
+                dropletIds: [Number(adopt.dropletId)],
+            },
+            "digitalocean:index/getFirewall:getFirewall": {
+                id: adopt.firewallId,
+                firewallId: adopt.firewallId,
+                name: `${String(host.name)}-fw`,
+                dropletIds: [Number(adopt.dropletId)],
+                inboundRules: [
+                    { protocol: "tcp", portRange: "443", sourceAddresses: world },
+                    { protocol: "tcp", portRange: "80", sourceAddresses: world },
+                    { protocol: "udp", portRange: "3478", sourceAddresses: world },
+                    { protocol: "udp", portRange: "4242", sourceAddresses: world },
+                    {
+                        protocol: "tcp",
+                        portRange: "22",
+                        sourceAddresses: [...(host.adminCidrs as string[]), prod.overlays.tailnet.prefix, prod.overlays.nebula.network],
+                    },
+                    { protocol: "icmp", sourceAddresses: world },
+                ],
+                outboundRules: [
+                    { protocol: "tcp", portRange: "1-65535", destinationAddresses: world },
+                    { protocol: "udp", portRange: "all", destinationAddresses: world },
+                    { protocol: "icmp", destinationAddresses: world },
+                ],
+            },
+        };
+        change(objects);
+        return (args) => objects[args.token];
+    }
+    const adoptedRaw = (): Raw => {
+        const raw: Raw = rawFleet("prod");
+        raw.controlServer.host.adopt = adopt;
+        return raw;
+    };
     let adopted: MockRecorder;
     beforeAll(async () => {
-        const raw = rawFleet("prod") as { controlServer: { host: Record<string, unknown> } };
-        raw.controlServer.host.adopt = adopt;
-        const run = await runProgramUnderMocks({ stack: "prod" }, raw);
+        const run = await runProgramUnderMocks({ stack: "prod", calls: runningObjects() }, adoptedRaw());
         expect(run.error).toBeUndefined();
         adopted = run.recorder;
     });
@@ -220,16 +281,66 @@ describe("adopting a running control server (controlServer.host.adopt)", () => {
         expect(adopted.named("control-data-attachment").importId).toBe("");
     });
 
-    it("lets nothing the running objects were built with differently replace them", () => {
-        expect(adopted.named("control-droplet").ignoreChanges).toEqual(["userData", "sshKeys", "monitoring", "ipv6", "image"]);
+    it("lets nothing the running objects were built with differently replace them, and never unassigns the address", () => {
+        expect(adopted.named("control-droplet").ignoreChanges).toEqual(["userData", "sshKeys", "monitoring", "ipv6"]);
         expect(adopted.named("control-data").ignoreChanges).toEqual(["initialFilesystemType", "description"]);
-        // The running droplet knows the operator's key (agent or shortcircuit:sshPrivateKey), not the one made here.
-        expect(adopted.named("control-bootstrap").inputs.connection).not.toHaveProperty("privateKey");
+        expect(adopted.named("control-ip").ignoreChanges).toEqual(["dropletId"]);
     });
 
-    it("changes nothing for a stack that adopts nothing", () => {
+    it("teaches the adopted droplet the program's key over the operator's, then reaches it with the program's key like a built one", () => {
+        const authorize = adopted.named("control-authorize");
+        expect(authorize.inputs.connection).not.toHaveProperty("privateKey");
+        expect(parsePayload(stepPayload(authorize.inputs)).params.PUBLIC_KEY).toMatch(/^ssh-ed25519 /);
+        expect(adopted.named("control-bootstrap").dependsOn).toContain("control-authorize");
+        expect(adopted.named("control-bootstrap").inputs.connection).toHaveProperty("privateKey");
+        expect(adopted.named("control-bootstrap").inputs.connection).toEqual(recorder.named("control-bootstrap").inputs.connection);
+    });
+
+    it("is the same stack as one that adopts nothing once `adopt` is gone: the same options, no authorize step", () => {
         expect(recorder.resources.filter((resource) => resource.importId !== "")).toEqual([]);
-        expect(recorder.named("control-droplet").ignoreChanges).toEqual(["userData"]);
-        expect(recorder.named("control-bootstrap").inputs.connection).toHaveProperty("privateKey");
+        expect(recorder.named("control-droplet").ignoreChanges).toEqual(adopted.named("control-droplet").ignoreChanges);
+        expect(recorder.named("control-ip").ignoreChanges).toEqual(["dropletId"]);
+        expect(recorder.resources.map((resource) => resource.name)).not.toContain("control-authorize");
+    });
+
+    it("refuses every difference from the running objects, naming the field and both values, and declares nothing", async () => {
+        const calls = runningObjects((objects) => {
+            objects["digitalocean:index/getDroplet:getDroplet"].size = "s-2vcpu-4gb";
+            objects["digitalocean:index/getVolume:getVolume"].size = 10;
+            objects["digitalocean:index/getReservedIp:getReservedIp"].dropletId = 999;
+        });
+        const run = await runProgramUnderMocks({ stack: "prod", calls }, adoptedRaw());
+        expect((run.error as { __pulumiRunError?: boolean }).__pulumiRunError).toBe(true);
+        const host = prodHost();
+        expect((run.error as Error).message.split("\n")).toEqual([
+            `fleet.controlServer.host.size: droplet ${adopt.dropletId} has size "s-2vcpu-4gb", the stack file says "${String(host.size)}"; adoption changes nothing: set the stack file to the running value (change it after adoption, as a normal update)`,
+            `fleet.controlServer.host.adopt.reservedIp: reserved IP ${adopt.reservedIp} has droplet "999", the stack file says "${adopt.dropletId}"; adopt the droplet the address is assigned to (hs.kub0.io points at it); the program never moves the address during adoption`,
+            `fleet.controlServer.host.volumeSizeGb: volume ${adopt.volumeId} has size (GB) 10, the stack file says ${String(host.volumeSizeGb ?? 1)}; adoption changes nothing: set the stack file to the running value (change it after adoption, as a normal update)`,
+        ]);
+        expect(run.recorder.resources).toEqual([]);
+    });
+
+    it("says what to do when the adopted droplet is gone, instead of importing it again", async () => {
+        const host = controlHost(parseFleet(adoptedRaw()).fleet);
+        if (host.kind !== "droplet" || !host.adopt) throw new Error("the prod stack's control server is a droplet");
+        const problems = adoptionProblems(host, host.adopt, {
+            reservedIp: { ipAddress: adopt.reservedIp, region: host.region },
+            volume: { id: adopt.volumeId, name: host.volumeName, size: host.volumeSizeGb, dropletIds: [] },
+        });
+        expect(problems[0]).toMatch(
+            /^fleet\.controlServer\.host\.adopt\.dropletId: no droplet 371122334 exists\. If it was adopted before and has been lost, .*delete adopt and run up/,
+        );
+        // A read that finds nothing (the provider's 404 or "no ... found") is "missing"; any other
+        // failure (no token, API down) fails the run rather than passing as missing.
+        const failing = (message: string) => () => Promise.reject(new Error(message));
+        await expect(
+            readOrMissing(
+                failing(
+                    "Invoke of 'digitalocean:index/getDroplet:getDroplet' failed: Error retrieving droplet: GET https://api.digitalocean.com/v2/droplets/371122334: 404 The resource you were accessing could not be found.",
+                ),
+            ),
+        ).resolves.toBeUndefined();
+        await expect(readOrMissing(failing("no volume found with name shortcircuit-lighthouse-sfo3-headscale"))).resolves.toBeUndefined();
+        await expect(readOrMissing(failing("GET https://api.digitalocean.com/v2/droplets/1: 401 Unable to authenticate you"))).rejects.toThrow("401");
     });
 });

@@ -30,10 +30,12 @@ describe("K3sNode chain under strict mocks", () => {
     it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
         const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
         // The first node waits for Headscale to answer: the tailnet must be up before nodes move.
-        expect(dependsOn(`k3s-${order[0]}-prepare`)).toEqual(["control-health"]);
+        // The first node waits for Headscale to answer and the tailnet's relay to serve; every node
+        // for its own Nebula delivery (components/order.ts).
+        expect(dependsOn(`k3s-${order[0]}-prepare`).sort()).toEqual(["control-health", "derp-aero-derper-files", `nebula-${order[0]}-files`].sort());
         order.forEach((name, index) => {
             if (index > 0) {
-                expect(dependsOn(`k3s-${name}-prepare`)).toEqual([`k3s-${order[index - 1]}-uncordon`]);
+                expect(dependsOn(`k3s-${name}-prepare`).sort()).toEqual([`k3s-${order[index - 1]}-uncordon`, `nebula-${name}-files`].sort());
             }
             for (let step = 1; step < STEPS.length; step++) {
                 expect(dependsOn(`k3s-${name}-${STEPS[step]}`)).toEqual([`k3s-${name}-${STEPS[step - 1]}`]);

@@ -166,7 +166,8 @@ describe("Nebula restarts", () => {
         const { recorder } = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
         const hosts = ["lab-server-01", "lab-agent-01", "lab-agent-02", "lab-relay-01"];
         const deliveriesBefore = (host: string): string[] => recorder.named(`nebula-${host}-secrets`).dependsOn.filter((name) => name.endsWith("-files"));
-        expect(deliveriesBefore(hosts[0])).toEqual([]);
+        // The control server's Nebula delivery leads the wave (components/order.ts).
+        expect(deliveriesBefore(hosts[0])).toEqual(["control-nebula-files"]);
         for (let index = 1; index < hosts.length; index++) {
             expect(deliveriesBefore(hosts[index])).toEqual([`nebula-${hosts[index - 1]}-files`]);
         }

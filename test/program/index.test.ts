@@ -59,7 +59,7 @@ describe("invalid config under the engine (issue 13)", () => {
             }
             // As `pulumi config set shortcircuit:k3sToken …` without --secret leaves it.
             pulumi.runtime.setAllConfig(config, ["shortcircuit:headscaleNoiseKey", "shortcircuit:derpKey"]);
-            return import("../../index");
+            return (await import("../../index")).default();
         });
         expect((error as { __pulumiRunError?: boolean }).__pulumiRunError).toBe(true);
         expect((error as Error).message).toBe(

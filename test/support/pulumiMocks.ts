@@ -334,12 +334,21 @@ export async function runUnderMocks<T>(
     return run!;
 }
 
+/** The stack outputs index.ts's main() returns. */
+export type ProgramOutputs = Awaited<ReturnType<typeof import("../../index")>>;
+
+/** Loads index.ts and runs its main() as the language host does (to be called inside runUnderMocks). */
+export async function runProgram(): Promise<ProgramOutputs> {
+    const main = (await import("../../index")).default;
+    return main();
+}
+
 /** Runs the program (index.ts) as `pulumi up`/`preview` would, under strict mocks. */
 export async function runProgramUnderMocks(
     options: StrictMocksOptions,
     fleet: unknown,
     secrets?: Readonly<Record<string, string>>,
-): Promise<{ recorder: MockRecorder; program?: typeof import("../../index"); error?: unknown }> {
-    const run = await runUnderMocks(options, fleet, () => import("../../index"), secrets);
+): Promise<{ recorder: MockRecorder; program?: ProgramOutputs; error?: unknown }> {
+    const run = await runUnderMocks(options, fleet, runProgram, secrets);
     return { recorder: run.recorder, program: run.result, error: run.error };
 }

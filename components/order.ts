@@ -1,0 +1,160 @@
+/*
+ * The order the fleet changes in, as plan data: which step waits for which, and why. The
+ * program only walks it (index.ts, StepWaits); a graph test compares the engine's dependency
+ * edges with these. A step is one unit of remote work: one host's Nebula delivery, one part of
+ * the control server, one relay, one K3s node's rollout, the cluster edge.
+ */
+
+/** The control server's steps, in the order the host needs them. */
+export const CONTROL_PARTS = ["bootstrap", "headscale", "nebula", "health"] as const;
+export type ControlPart = (typeof CONTROL_PARTS)[number];
+
+export type PlannedStep =
+    | { kind: "nebula"; id: StepId; host: string }
+    | { kind: "control"; id: StepId; part: ControlPart }
+    | { kind: "relay"; id: StepId; host: string }
+    | { kind: "k3s"; id: StepId; node: string }
+    | { kind: "edge"; id: StepId };
+
+/** `nebula:<host>`, `control:<part>`, `relay:<host>`, `k3s:<node>` or `edge`. */
+export type StepId = string & { readonly __step: unique symbol };
+
+export interface OrderEdge {
+    step: StepId;
+    /** The step that must have finished first. */
+    after: StepId;
+    why: string;
+}
+
+export interface FleetOrder {
+    /** Every step, each after every step it waits for. */
+    steps: PlannedStep[];
+    /** Direct waits only; what follows from two edges is not repeated. */
+    edges: OrderEdge[];
+}
+
+export const stepId = {
+    nebula: (host: string): StepId => `nebula:${host}` as StepId,
+    control: (part: ControlPart): StepId => `control:${part}` as StepId,
+    relay: (host: string): StepId => `relay:${host}` as StepId,
+    k3s: (node: string): StepId => `k3s:${node}` as StepId,
+    edge: "edge" as StepId,
+};
+
+export interface OrderInputs {
+    /** Nebula members the program delivers to, in the order they restart: "control" is the control server. */
+    nebulaWave: readonly ({ kind: "control" } | { kind: "node"; host: string })[];
+    /** The control server's file deliveries, by role ("headscale", "nebula"). */
+    controlDeliveries: readonly ("headscale" | "nebula")[];
+    relays: readonly string[];
+    /** K3s nodes in rollout order. */
+    k3sNodes: readonly string[];
+    edge: boolean;
+}
+
+/**
+ * The fleet's order. Nebula restarts one member at a time across the whole mesh, the control
+ * server included (lighthouses first, as nebulaMembers lists them); derper and the K3s rollout
+ * start once Headscale answers; a K3s node waits for its own Nebula delivery; the edge waits
+ * for the last node.
+ */
+export function planOrder(inputs: OrderInputs): FleetOrder {
+    const steps: PlannedStep[] = [];
+    const edges: OrderEdge[] = [];
+    const wait = (step: StepId, after: StepId, why: string): void => {
+        edges.push({ step, after, why });
+    };
+
+    const bootstrap = stepId.control("bootstrap");
+    const health = stepId.control("health");
+    steps.push({ kind: "control", id: bootstrap, part: "bootstrap" });
+    for (const role of inputs.controlDeliveries) {
+        const id = stepId.control(role);
+        steps.push({ kind: "control", id, part: role });
+        wait(id, bootstrap, `the bootstrap installs ${role === "headscale" ? "Headscale and mounts its database volume" : "Nebula"} on the control host`);
+    }
+    steps.push({ kind: "control", id: health, part: "health" });
+    if (inputs.controlDeliveries.includes("headscale")) {
+        wait(health, stepId.control("headscale"), "Headscale answers /health only once its config and keys are delivered");
+    } else {
+        wait(health, bootstrap, "Headscale answers /health once the bootstrap started it");
+    }
+
+    let previous: { id: StepId; label: string } | undefined;
+    for (const member of inputs.nebulaWave) {
+        const id = member.kind === "control" ? stepId.control("nebula") : stepId.nebula(member.host);
+        const label = member.kind === "control" ? "the control server" : member.host;
+        if (member.kind === "node") {
+            steps.push({ kind: "nebula", id, host: member.host });
+        }
+        if (previous) {
+            wait(id, previous.id, `Nebula restarts one host at a time: ${previous.label} before ${label}`);
+        }
+        previous = { id, label };
+    }
+
+    for (const host of inputs.relays) {
+        const id = stepId.relay(host);
+        steps.push({ kind: "relay", id, host });
+        wait(id, health, "derper admits only clients Headscale's /verify accepts (fail-open off): it starts once Headscale answers");
+    }
+
+    const nebulaHosts = new Set(inputs.nebulaWave.flatMap((member) => (member.kind === "node" ? [member.host] : [])));
+    let previousNode: string | undefined;
+    for (const node of inputs.k3sNodes) {
+        const id = stepId.k3s(node);
+        steps.push({ kind: "k3s", id, node });
+        if (previousNode === undefined) {
+            wait(id, health, "nodes reach each other over the tailnet Headscale runs: the rollout starts once it answers");
+            for (const host of inputs.relays) {
+                wait(id, stepId.relay(host), `the tailnet's DERP relay on ${host} serves before any node restarts onto the tailnet`);
+            }
+        } else {
+            wait(id, stepId.k3s(previousNode), `one K3s node at a time, in rollout order: ${previousNode} before ${node}`);
+        }
+        if (nebulaHosts.has(node)) {
+            wait(id, stepId.nebula(node), `${node}'s config.yaml may name its Nebula address and interface, which its Nebula delivery brings up`);
+        }
+        previousNode = node;
+    }
+
+    if (inputs.edge) {
+        steps.push({ kind: "edge", id: stepId.edge });
+        if (previousNode !== undefined) {
+            wait(stepId.edge, stepId.k3s(previousNode), "the cluster edge changes once every node is rolled");
+        } else {
+            wait(stepId.edge, health, "the cluster edge changes once the control server answers");
+        }
+    }
+    return { steps: topologicalOrder(steps, edges), edges };
+}
+
+/** The steps, each after everything it waits for, otherwise in the order given; throws on a cycle. */
+function topologicalOrder(steps: readonly PlannedStep[], edges: readonly OrderEdge[]): PlannedStep[] {
+    const placed = new Set<StepId>();
+    const ordered: PlannedStep[] = [];
+    const ready = (step: PlannedStep): boolean => edges.every((edge) => edge.step !== step.id || placed.has(edge.after));
+    while (ordered.length < steps.length) {
+        const next = steps.find((step) => !placed.has(step.id) && ready(step));
+        if (!next) {
+            const stuck = steps.filter((step) => !placed.has(step.id)).map((step) => step.id);
+            throw new Error(`the fleet's order has a cycle among ${stuck.join(", ")}`);
+        }
+        placed.add(next.id);
+        ordered.push(next);
+    }
+    return ordered;
+}
+
+/** The control server's step that delivers the files of `role`. */
+export function controlDeliveryPart(role: string): "headscale" | "nebula" {
+    if (role !== "headscale" && role !== "nebula") {
+        throw new Error(`the control server has no step for a ${role} delivery`);
+    }
+    return role;
+}
+
+/** The steps `step` waits for directly. */
+export function waitsOf(order: FleetOrder, step: StepId): OrderEdge[] {
+    return order.edges.filter((edge) => edge.step === step);
+}
