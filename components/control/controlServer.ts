@@ -138,7 +138,11 @@ export class ControlServer extends pulumi.ComponentResource {
                         name: `${host.name}-fw`,
                         dropletIds: [dropletId],
                         inboundRules: host.inbound.map((rule) => ({ protocol: rule.protocol, portRange: rule.portRange, sourceAddresses: rule.addresses })),
-                        outboundRules: host.outbound.map((rule) => ({ protocol: rule.protocol, portRange: rule.portRange, destinationAddresses: rule.addresses })),
+                        outboundRules: host.outbound.map((rule) => ({
+                            protocol: rule.protocol,
+                            portRange: rule.portRange,
+                            destinationAddresses: rule.addresses,
+                        })),
                     },
                     { parent: this, ...(adopt?.firewallId ? { import: adopt.firewallId } : {}) },
                 );

@@ -315,7 +315,7 @@ describe("adopting a running control server (controlServer.host.adopt)", () => {
         expect((run.error as Error).message.split("\n")).toEqual([
             `fleet.controlServer.host.size: droplet ${adopt.dropletId} has size "s-2vcpu-4gb", the stack file says "${String(host.size)}"; adoption changes nothing: set the stack file to the running value (change it after adoption, as a normal update)`,
             `fleet.controlServer.host.adopt.reservedIp: reserved IP ${adopt.reservedIp} has droplet "999", the stack file says "${adopt.dropletId}"; adopt the droplet the address is assigned to (hs.kub0.io points at it); the program never moves the address during adoption`,
-            `fleet.controlServer.host.volumeSizeGb: volume ${adopt.volumeId} has size (GB) 10, the stack file says ${String(host.volumeSizeGb ?? 1)}; adoption changes nothing: set the stack file to the running value (change it after adoption, as a normal update)`,
+            `fleet.controlServer.host.volumeSizeGb: volume ${adopt.volumeId} has size (GB) 10, the stack file says ${Number(host.volumeSizeGb ?? 1)}; adoption changes nothing: set the stack file to the running value (change it after adoption, as a normal update)`,
         ]);
         expect(run.recorder.resources).toEqual([]);
     });
