@@ -216,10 +216,13 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         }
     });
 
-    it("5. a Nebula config change reaches every member, the control host included, and Nebula restarts there", async () => {
+    it("5. a Nebula config change reaches every member, the control host included; the hosts restart Nebula one at a time, never two at once", async () => {
         const restarts = (host: string): number => lab.fleet.serviceEvents(host, "nebula.service").filter((event) => event.verb.includes("start")).length;
         const before = Object.fromEntries(
-            [...K3S_NODES, RELAY, CONTROL].map((host) => [host, { config: lab.read(host, "/etc/nebula/config.yml"), restarts: restarts(host) }]),
+            [...K3S_NODES, RELAY, CONTROL].map((host) => [
+                host,
+                { config: lab.read(host, "/etc/nebula/config.yml"), restarts: restarts(host), events: lab.fleet.serviceEvents(host, "nebula.service").length },
+            ]),
         );
         lab.config.overlays.nebula.listenPort = 4343;
         lab.stack.setFleet(lab.config);
@@ -233,6 +236,26 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
             });
         }
         expect(restarts(CONTROL)).toBe(before[CONTROL].restarts + 1);
+
+        // No two hosts restart Nebula at once (components/order.ts): on each host, the window from
+        // its restart to the last service call of that delivery (the health check) ends before the
+        // next host's restart begins. Every host's stand-in stamps CLOCK_MONOTONIC, one clock here.
+        const windows = [...K3S_NODES, RELAY, CONTROL]
+            .map((host) => {
+                const events = lab.fleet.serviceEvents(host, "nebula.service").slice(before[host].events);
+                const start = events.find((event) => event.verb.includes("start"));
+                if (!start) throw new Error(`${host}: no Nebula restart in this up`);
+                return { host, from: start.monoUs, to: events.at(-1)!.monoUs };
+            })
+            .sort((a, b) => a.from - b.from);
+        for (let index = 1; index < windows.length; index++) {
+            expect({ next: windows[index].host, startsAfterPreviousEnded: windows[index].from > windows[index - 1].to }).toEqual({
+                next: windows[index].host,
+                startsAfterPreviousEnded: true,
+            });
+        }
+        // The plan's wave: the control server first, then the members in fleet order.
+        expect(windows[0].host).toBe(CONTROL);
     });
 
     it("7. kubectl delete of a Middleware: the next up recreates it (refresh: always)", async () => {
@@ -346,6 +369,38 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         for (const line of errorLines.slice(1)) expect(line).toMatch(/^(fleet\.|shortcircuit:)[^ ]*: \S/);
         expect(diagnostics).toContain("readyTimeoutSeconds");
         expect(diagnostics).toContain("203.0.113.9");
+    });
+});
+
+describe("an expired Nebula CA on the real engine (issue 26)", () => {
+    it("10b. fails preview and up with one line, before any resource: no state, no SSH session, no host file", async () => {
+        const expired = structuredClone<Raw>(lab.config);
+        expired.overlays.nebula.pki.caIssuedOn = "2010-01-01";
+        expired.overlays.nebula.pki.caValidityDays = 3650;
+        const stack = new PulumiStack({ runDir: lab.runDir, engine: lab.engine, stack: "e2e-expired-ca", fleet: expired, secrets: { ...lab.secrets } });
+        await stack.init();
+        const sessions = lab.sessions();
+        const files = lab.fileStamps();
+        const line =
+            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh";
+        for (const result of [await stack.preview(), await stack.up(UP_TIMEOUT_MS)]) {
+            expect(result.code).not.toBe(0);
+            const diagnostics = result.output.slice(result.output.indexOf("Diagnostics:"));
+            const errors = diagnostics
+                .split("\n\n")[0]
+                .split("\n")
+                .map((each) => each.trim())
+                .filter((each) => each.startsWith("error: "));
+            expect(errors).toEqual([`error: ${line}`]);
+            expect(result.output).not.toMatch(/\n\s+at |\[object /m);
+        }
+        // Nothing registered: the stack's state holds no resource, not even the CA key.
+        const exported = await stack.run(["stack", "export", "--stack", "e2e-expired-ca"]);
+        expect(exported.code).toBe(0);
+        const deployment = (JSON.parse(exported.stdout) as { deployment: { resources?: { type: string }[] } }).deployment;
+        expect((deployment.resources ?? []).filter((resource) => resource.type !== "pulumi:pulumi:Stack")).toEqual([]);
+        expect(Object.values(lab.sessionDelta(sessions)).every((count) => count === 0)).toBe(true);
+        expect(Object.values(lab.changedFiles(files)).flat()).toEqual([]);
     });
 });
 
