@@ -56,14 +56,20 @@ export function adoptionProblems(host: DropletHost, adopt: Adopt, found: Adopted
         problems.push(`${PATH}.adopt.reservedIp: no reserved IP ${adopt.reservedIp} exists in this account`);
     } else {
         differ(`${PATH}.region`, `reserved IP ${adopt.reservedIp}`, "region", reservedIp.region, host.region, keep);
-        differ(
-            `${PATH}.adopt.reservedIp`,
-            `reserved IP ${adopt.reservedIp}`,
-            "droplet",
-            reservedIp.dropletId ?? "none",
-            adopt.dropletId,
-            "adopt the droplet the address is assigned to (hs.kub0.io points at it); the program never moves the address during adoption",
-        );
+        // The provider's getReservedIp (4.80.1, Terraform provider v2.99.1) does not return the
+        // droplet; where it does, a wrong one is refused here. Either way the IP assignment's
+        // import (`<ip>,<droplet>`) reads it and fails on a mismatch before any step that writes:
+        // every SSH step waits for that assignment.
+        if (reservedIp.dropletId !== undefined) {
+            differ(
+                `${PATH}.adopt.reservedIp`,
+                `reserved IP ${adopt.reservedIp}`,
+                "droplet",
+                reservedIp.dropletId,
+                adopt.dropletId,
+                "adopt the droplet the address is assigned to (hs.kub0.io points at it); the program never moves the address during adoption",
+            );
+        }
     }
     if (!volume) {
         problems.push(
