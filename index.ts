@@ -14,20 +14,14 @@ import { outputValues } from "./components/outputValues";
 import { identityRequirements, planFleet } from "./components/plan";
 import { connectionArgs } from "./components/remote/connection";
 import { StepWaits } from "./components/stepWaits";
-import { adoptionProblems, readAdoptedObjects } from "./components/control/adoption";
+import { refuseAdoptionDifferences } from "./components/control/adoption";
 import { controlHost } from "./components/control/plan";
-import { configRunError, loadStack } from "./stacks/load";
+import { loadStack } from "./stacks/load";
 
 async function main() {
     const { fleet, secrets } = loadStack();
-    // Adoption reads the running objects first and refuses any difference, before anything is declared.
-    const control = controlHost(fleet);
-    if (control.kind === "droplet" && control.adopt) {
-        const problems = adoptionProblems(control, control.adopt, await readAdoptedObjects(control, control.adopt));
-        if (problems.length > 0) {
-            throw configRunError(problems);
-        }
-    }
+    // Reads the running objects `adopt` names and refuses any difference, before anything is declared.
+    await refuseAdoptionDifferences(controlHost(fleet));
     const credentials = { privateKey: secrets.sshPrivateKey };
 
     // --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------

@@ -1,4 +1,5 @@
 import * as digitalocean from "@pulumi/digitalocean";
+import { configRunError } from "../../stacks/load";
 import type { ControlHostPlan, FirewallRule } from "./plan";
 
 /*
@@ -169,6 +170,21 @@ export async function readAdoptedObjects(host: DropletHost, adopt: Adopt): Promi
             })),
         },
     };
+}
+
+/**
+ * For a droplet with `adopt`: reads the running objects and fails the run with every difference
+ * (a RunError, so only the `<config path>: <reason>` lines print). Nothing else has been declared
+ * yet, so a refusal leaves DigitalOcean and every host untouched.
+ */
+export async function refuseAdoptionDifferences(host: ControlHostPlan): Promise<void> {
+    if (host.kind !== "droplet" || !host.adopt) {
+        return;
+    }
+    const problems = adoptionProblems(host, host.adopt, await readAdoptedObjects(host, host.adopt));
+    if (problems.length > 0) {
+        throw configRunError(problems);
+    }
 }
 
 function protocolOf(protocol: string): FirewallRule["protocol"] {
