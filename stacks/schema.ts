@@ -374,7 +374,7 @@ const DerpRegionSchema = z.strictObject({
 
 const DropletSchema = z
     .strictObject({
-        kind: z.literal("droplet"),
+        kind: z.literal("droplet").describe("The program creates the droplet, or adopts a running one."),
         // Its device path (/dev/disk/by-id/scsi-0DO_Volume_<name>-headscale) reaches the bootstrap shell.
         name: dnsLabelOf(64 - "-headscale".length, "the volume <name>-headscale is limited to 64")
             .refine((value) => !/^[0-9]/.test(value), "must start with a letter (DigitalOcean volume names do)")
@@ -430,7 +430,7 @@ const DropletSchema = z
 
 const ExistingControlHostSchema = z
     .strictObject({
-        kind: z.literal("existing"),
+        kind: z.literal("existing").describe("Headscale runs on a fleet host."),
         host: NodeNameSchema.describe(
             "The `standalone` node that runs Headscale; it has no `nebula` section of its own (its identity is `controlServer.nebula`).",
         ),
