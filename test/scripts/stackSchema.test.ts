@@ -24,8 +24,11 @@ function stackDocument(stack: (typeof STACKS)[number]): any {
     return parse(fs.readFileSync(stackFilePath(stack), "utf8"));
 }
 
+let compiled: ReturnType<Ajv2020["compile"]> | undefined;
+
 function errorsOf(document: unknown): ErrorObject[] {
-    const validate = validator();
+    compiled ??= validator();
+    const validate = compiled;
     return validate(document) ? [] : (validate.errors ?? []);
 }
 
