@@ -9,9 +9,10 @@
 #                           in the wrapper module scripts/tools/kubernetes (requires
 #                           k8s.io/kubernetes at the release, every staging module replaced by its
 #                           published v0.<minor>.<patch>), version stamped into the binaries
-#   provider-doubles-<sha>/ pulumi-resource-command, pulumi-resource-tls: the project's TEST
-#                           DOUBLES of those two providers (test/e2e/provider-doubles, our own
-#                           code; <sha> is a hash of its files), plugin versions = package.json pins
+#   provider-doubles-<sha>/ pulumi-resource-command, pulumi-resource-tls,
+#                           pulumi-resource-digitalocean: the project's TEST DOUBLES of those
+#                           three providers (test/e2e/provider-doubles, our own code; <sha> is a
+#                           hash of its files), plugin versions = package.json pins
 #   etcd comes from Debian's etcd-server package (scripts/setup.sh installs it).
 #
 # A run that finds everything current runs no go command and takes about a second.
@@ -20,7 +21,7 @@
 # stdout carries only `export ...` lines: eval "$(bash scripts/tools/build-engine.sh)"
 #   PATH (CLI, host, kube-apiserver, kubectl), PULUMI_HOME (holds the kubernetes plugin),
 #   PULUMI_SKIP_UPDATE_CHECK, PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION,
-#   SHORTCIRCUIT_KUBE_BIN, SHORTCIRCUIT_PROVIDER_DOUBLES (the two double binaries' directory)
+#   SHORTCIRCUIT_KUBE_BIN, SHORTCIRCUIT_PROVIDER_DOUBLES (the double binaries' directory)
 # Exit status: 0 everything there; 3 (--check) something missing; 1 a build failed.
 set -euo pipefail
 
@@ -60,8 +61,8 @@ kube_recipe="k8s.io/kubernetes@${kube_release} wrapper=$(wrapper_hash "${kube_wr
 # 3. The provider doubles.
 doubles_hash="$(cd "${doubles_src}" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
 doubles_dir="${cache_root}/provider-doubles-${doubles_hash}"
-command_pin="$(npm_pin command)" tls_pin="$(npm_pin tls)"
-doubles_recipe="test/e2e/provider-doubles sha=${doubles_hash} command=${command_pin} tls=${tls_pin} CGO_ENABLED=0 flags=-trimpath"
+command_pin="$(npm_pin command)" tls_pin="$(npm_pin tls)" digitalocean_pin="$(npm_pin digitalocean)"
+doubles_recipe="test/e2e/provider-doubles sha=${doubles_hash} command=${command_pin} tls=${tls_pin} digitalocean=${digitalocean_pin} CGO_ENABLED=0 flags=-trimpath"
 
 current() { [ -f "$1/stamp" ] && [ "$(cat "$1/stamp")" = "$2" ]; }
 
@@ -104,8 +105,9 @@ build_into "${kube_dir}" "${kube_recipe}" "${kube_wrapper}" \
 # Plugin binaries carry the names `pulumi plugin install --file` expects.
 build_into "${doubles_dir}" "${doubles_recipe}" "${doubles_src}" \
   "pulumi-resource-command|./command|-X main.Version=${command_pin}" \
-  "pulumi-resource-tls|./tls|-X main.Version=${tls_pin}"
-for f in "${kube_dir}/bin/kube-apiserver" "${kube_dir}/bin/kubectl" "${doubles_dir}/pulumi-resource-command" "${doubles_dir}/pulumi-resource-tls"; do
+  "pulumi-resource-tls|./tls|-X main.Version=${tls_pin}" \
+  "pulumi-resource-digitalocean|./digitalocean|-X main.Version=${digitalocean_pin}"
+for f in "${kube_dir}/bin/kube-apiserver" "${kube_dir}/bin/kubectl" "${doubles_dir}/pulumi-resource-command" "${doubles_dir}/pulumi-resource-tls" "${doubles_dir}/pulumi-resource-digitalocean"; do
   [ -x "${f}" ] || { [ "${check_only}" -eq 1 ] && exit 3; die "${f} is missing"; }
 done
 
