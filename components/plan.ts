@@ -6,7 +6,8 @@ import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan
 import { planEdge, type EdgePlan } from "./edge/plan";
 import { plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostPlan";
 import { planK3sNodes, type K3sNodePlan } from "./k3s/plan";
-import { controlServerMember, nebulaMembers, renderNebulaConfigYaml, renderNebulaPrecheckConfigYaml, type NebulaMember } from "./nebula/config";
+import { controlServerMember, renderNebulaConfigYaml, renderNebulaPrecheckConfigYaml } from "./nebula/config";
+import { nebulaMembers, type NebulaMember } from "../stacks/nebulaMembers";
 import { planNebulaDelivery, type NebulaIdentityValues } from "./nebula/plan";
 import { controlDeliveryPart, planOrder, type FleetOrder, type OrderInputs } from "./order";
 

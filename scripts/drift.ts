@@ -11,8 +11,8 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { driftExpectation, type StackOutputs } from "../components/drift/expect";
-import { exitCode, formatJson, formatText } from "../components/drift/report";
+import { driftExpectation, type StackOutputs } from "./drift/expect";
+import { exitCode, formatJson, formatText } from "./drift/report";
 import { SSH_VIA_ENV, withSshViaOverride } from "../stacks/load";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { formatProblem, validateFleet } from "../stacks/validate";

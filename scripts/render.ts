@@ -13,7 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { renderFleetFiles, type RenderedFiles } from "../components/planFiles";
+import { renderFleetFiles, type RenderedFiles } from "./render/files";
 import { PROJECT_ROOT, rawFleetFromStackFile, readStackFile, stackFileSecretProblems, stackFilePath } from "../stacks/stackFile";
 import { formatProblem, validateFleet } from "../stacks/validate";
 

@@ -1,11 +1,17 @@
-import { NEBULA_PEM_TYPES, decodeNebulaPem, generateNebulaHostKeyPair, nebulaCertMatchesKey, parseNebulaCertBundle, signNebulaHostCert } from "./cert";
-import type { NebulaMember } from "./config";
+import { NEBULA_PEM_TYPES, decodeNebulaPem, generateNebulaHostKeyPair, nebulaCertMatchesKey, parseNebulaCertBundle, signNebulaHostCert } from "./nebulaCert";
+import type { NebulaMember } from "./nebulaMembers";
 
 /*
  * The operator's own Nebula CA (made with `nebula-cert ca`, outside the program), read from the
  * stack secrets shortcircuit:nebulaCaCert and shortcircuit:nebulaCaKey. Checked before any
  * resource is declared: no message repeats a value, and every one names the config key.
  */
+
+/** A Nebula CA's certificate and Ed25519 key, as PEM: the operator's (stack secrets) or one the program makes. */
+export interface NebulaCaMaterial {
+    certPem: string;
+    keyPem: string;
+}
 
 export type ExistingCaKey = "nebulaCaCert" | "nebulaCaKey";
 

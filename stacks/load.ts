@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { nebulaMembers } from "../components/nebula/config";
-import { existingCaProblems } from "../components/nebula/existingCa";
-import type { NebulaCaMaterial } from "../components/nebula/issuance";
+import { nebulaMembers } from "./nebulaMembers";
+import { existingCaProblems } from "./existingNebulaCa";
+import type { NebulaCaMaterial } from "./existingNebulaCa";
 import { usesExistingNebulaCa } from "./fleet";
 import type { Problem } from "./guards";
 import type { Fleet } from "./schema";

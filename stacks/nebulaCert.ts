@@ -161,7 +161,7 @@ export const NEBULA_MAX_NAME_BYTES = 253;
 
 /**
  * Why the codec will not encode `text` as a name or group: what the certificate format and its
- * tools cannot carry. The fleet's own rules for names and groups (stacks/nebulaNames.ts) are
+ * tools cannot carry. The fleet's own rules for names and groups (nebulaNames.ts) are
  * stricter and are checked before anything reaches here.
  */
 function encodableTextProblem(text: string, maxBytes: number): string | undefined {

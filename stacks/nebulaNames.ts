@@ -1,18 +1,13 @@
 /*
  * The fleet's rules for Nebula certificate names and groups: what nebula-cert, Nebula's firewall
  * and v2 certificates accept, checked in the config before anything is signed. The certificate
- * codec (components/nebula/cert.ts) refuses only what it cannot encode.
+ * codec (nebulaCert.ts) refuses only what it cannot encode.
  */
+import { NEBULA_MAX_NAME_BYTES } from "./nebulaCert";
 
 function isWellFormedUnicode(text: string): boolean {
     return !/\p{Cs}/u.test(text);
 }
-
-/**
- * Nebula v2 certificates cap names at 253 bytes (a DNS name); holding v1 names to the same limit
- * keeps a later move to v2 certificates painless.
- */
-export const NEBULA_MAX_NAME_BYTES = 253;
 
 // C0 controls and DEL: legal in protobuf, but they break `nebula-cert print`, logs and YAML.
 function hasControlChars(text: string): boolean {

@@ -1,6 +1,7 @@
 import { createPrivateKey, hkdfSync, randomBytes } from "node:crypto";
-import { NEBULA_PEM_TYPES, createNebulaCa, encodeNebulaPem, nebulaHostPublicKeyPem, parseNebulaCert, signNebulaHostCert } from "./cert";
-import type { NebulaMember } from "./config";
+import { NEBULA_PEM_TYPES, createNebulaCa, encodeNebulaPem, nebulaHostPublicKeyPem, parseNebulaCert, signNebulaHostCert } from "../../stacks/nebulaCert";
+import type { NebulaCaMaterial } from "../../stacks/existingNebulaCa";
+import type { NebulaMember } from "../../stacks/nebulaMembers";
 import {
     generatedCaPolicy as generatedCaPolicyOf,
     generatedCaValidity,
@@ -9,7 +10,7 @@ import {
     type GeneratedCaPolicy,
     type NebulaCaRef,
 } from "../../stacks/fleet";
-import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
+import type { Fleet } from "../../stacks/schema";
 
 /*
  * When host certificates are valid, and issuing them. Validity is not "now + lifetime" but
@@ -20,6 +21,9 @@ import { THROWAWAY_CA_SUFFIX, type Fleet } from "../../stacks/schema";
  */
 
 const DAY_SECONDS = 86400;
+
+/** render's throwaway CA is named `<caName> (throwaway render CA)`; the schema leaves caName room for it (CA_NAME_SUFFIX_ROOM). */
+export const THROWAWAY_CA_SUFFIX = " (throwaway render CA)";
 
 export interface Validity {
     notBefore: Date;
@@ -73,11 +77,6 @@ export function certExpiryStatus(ca: CaValidity, policy: ValidityPolicy, now: Da
         }
     }
     return { state: "ok" };
-}
-
-export interface NebulaCaMaterial {
-    certPem: string;
-    keyPem: string;
 }
 
 export type CaPolicy = GeneratedCaPolicy;

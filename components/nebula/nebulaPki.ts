@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { nebulaHostPublicKeyPem, parseNebulaCert } from "./cert";
+import { nebulaHostPublicKeyPem, parseNebulaCert } from "../../stacks/nebulaCert";
 import { nebulaCaLabel, nebulaCaPlan, nebulaCaRefEquals, type NebulaCaPlan, type NebulaCaRef } from "../../stacks/fleet";
 import {
     caFromSeed,
@@ -12,17 +12,17 @@ import {
     issueMemberCert,
     nebulaTrustBundle,
     x25519KeyPemFromBytes,
-    type NebulaCaMaterial,
     type ValidityPolicy,
 } from "./issuance";
-import type { NebulaMember } from "./config";
+import type { NebulaCaMaterial } from "../../stacks/existingNebulaCa";
+import type { NebulaMember } from "../../stacks/nebulaMembers";
 import type { Fleet } from "../../stacks/schema";
 
 /*
  * The Nebula PKI in Pulumi state. Only the randomness is a resource: the CA's Ed25519 key
  * (protected: losing it takes every host off the mesh) and one key per member, both
  * `tls.PrivateKey`s whose private halves Pulumi keeps as secrets. Certificates are derived
- * from those keys on every run (pki/nebulaIssuance.ts): the CA's validity comes from config
+ * from those keys on every run (issuance.ts): the CA's validity comes from config
  * and host certificates follow fixed renewal cycles, and Ed25519 signatures are
  * deterministic, so a no-op run reproduces every certificate byte for byte.
  */

@@ -1,6 +1,6 @@
 import { isIpv4Cidr, networksOverlap, parseIpv4Network } from "../../stacks/net";
-import { CONFIG_ANNOTATION } from "../k3s/rollout";
-import { parseNebulaCert, type ParsedNebulaCert } from "../nebula/cert";
+import { CONFIG_ANNOTATION } from "../../components/k3s/rollout";
+import { parseNebulaCert, type ParsedNebulaCert } from "../../stacks/nebulaCert";
 import { unifiedDiff } from "./diff";
 import type { DriftExpectation, ExpectedHost, ExpectedService } from "./expect";
 import type { Observation } from "./observe";

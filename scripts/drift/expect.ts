@@ -1,12 +1,13 @@
 import { createHash } from "node:crypto";
 import { addressOn, interfaceOn, nodeByName } from "../../stacks/fleet";
 import type { Fleet, FleetNode } from "../../stacks/schema";
-import type { Delivery, PlannedSsh, ServiceManager, Values } from "../hostPlan";
-import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "../k3s/config";
-import { unitFor } from "../k3s/rollout";
-import { NEBULA_FILES, nebulaMembers, type NebulaMember } from "../nebula/config";
-import { identityRequirements, planFleet, type FleetIdentities } from "../plan";
-import { HEADSCALE_FILES } from "../control/headscale";
+import type { Delivery, PlannedSsh, ServiceManager, Values } from "../../components/hostPlan";
+import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "../../components/k3s/config";
+import { unitFor } from "../../components/k3s/rollout";
+import { NEBULA_FILES } from "../../components/nebula/config";
+import { nebulaMembers, type NebulaMember } from "../../stacks/nebulaMembers";
+import { identityRequirements, planFleet, type FleetIdentities } from "../../components/plan";
+import { HEADSCALE_FILES } from "../../components/control/headscale";
 
 /*
  * What drift expects on every host, from the one host plan (plan.ts) the program delivers.

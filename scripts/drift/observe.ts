@@ -1,4 +1,4 @@
-import { FramedReader, framedPayload } from "../remote/payload";
+import { FramedReader, framedPayload } from "../../components/remote/payload";
 import type { ExpectedHost } from "./expect";
 
 /*

@@ -3,16 +3,16 @@
  * `concurrency` at a time, each bounded by a per-host timeout; the collector
  * (components/remote/prelude.sh + scripts/drift/collect.sh) is the remote command and its
  * payload is stdin, as for every remote step of the program. The comparison itself is pure
- * (components/drift/).
+ * (expect.ts, compare.ts and report.ts beside this file).
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { clusterViewFrom, compareHost, type ClusterView } from "../../components/drift/compare";
-import type { DriftExpectation, ExpectedHost } from "../../components/drift/expect";
-import { CollectorOutputError, collectorPayload, parseCollectorOutput, type Observation } from "../../components/drift/observe";
-import { hostStatus, type DriftReport, type HostResult } from "../../components/drift/report";
+import { clusterViewFrom, compareHost, type ClusterView } from "./compare";
+import type { DriftExpectation, ExpectedHost } from "./expect";
+import { CollectorOutputError, collectorPayload, parseCollectorOutput, type Observation } from "./observe";
+import { hostStatus, type DriftReport, type HostResult } from "./report";
 import type { PlannedSsh } from "../../components/hostPlan";
 
 const ROOT = path.resolve(__dirname, "../..");

@@ -6,7 +6,7 @@
  */
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { renderFleetFiles } from "../../components/planFiles";
+import { renderFleetFiles } from "../../scripts/render/files";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
 import { validateFleet } from "../../stacks/validate";
 import { syntheticRawFleet } from "../../scripts/syntheticFleet";
@@ -174,7 +174,7 @@ async function driftFigures(): Promise<void> {
     const { startLoopbackSshd } = await import("../drift/loopbackSshd");
     const { runDriftCommand } = await import("../../scripts/drift");
     const { runDrift } = await import("../../scripts/drift/run");
-    const { driftExpectation } = await import("../../components/drift/expect");
+    const { driftExpectation } = await import("../../scripts/drift/expect");
     const { Writable } = await import("node:stream");
     const missing = checkLabPrerequisites();
     if (missing.length > 0) {

@@ -1,7 +1,7 @@
 import { parsePayload } from "../../components/remote/payload";
-import { createNebulaCa, parseNebulaCert, parseNebulaCertBundle, verifyNebulaCert, type NebulaCa } from "../../components/nebula/cert";
+import { createNebulaCa, parseNebulaCert, parseNebulaCertBundle, verifyNebulaCert, type NebulaCa } from "../../stacks/nebulaCert";
 import { NEBULA_FILES } from "../../components/nebula/config";
-import { hostFilePath, renderFleetFiles } from "../../components/planFiles";
+import { hostFilePath, renderFleetFiles } from "../../scripts/render/files";
 import { formatProblem, validateFleet } from "../../stacks/validate";
 import { runProgramUnderMocks, runUnderMocks, TEST_SECRETS, valueOf, type MockRecorder, stepPayload } from "../support/pulumiMocks";
 import { rawFleet, type Raw } from "../support/fixtures";

@@ -1,7 +1,7 @@
 import type * as pulumiTypes from "@pulumi/pulumi";
 import { parsePayload } from "../../components/remote/payload";
 import { remoteScript } from "../../components/remote/scripts";
-import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../components/nebula/cert";
+import { decodeNebulaPem, NEBULA_PEM_TYPES, parseNebulaCert, verifyNebulaCert } from "../../stacks/nebulaCert";
 import { runUnderMocks, runProgramUnderMocks, valueOf, stepPayload, stepScript } from "../support/pulumiMocks";
 import { stepLauncher } from "../../components/remote/remoteCommand";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
@@ -25,7 +25,7 @@ async function buildPki(fleet: unknown): Promise<{ snapshot?: PkiSnapshot; types
     const run = await runUnderMocks({ stack: "lab" }, fleet, async () => {
         const pulumi: typeof pulumiTypes = await import("@pulumi/pulumi");
         const { NebulaPki } = await import("../../components/nebula/nebulaPki");
-        const { nebulaMembers } = await import("../../components/nebula/config");
+        const { nebulaMembers } = await import("../../stacks/nebulaMembers");
         const { parseFleet } = await import("../../stacks/validate");
         const parsed = parseFleet(fleet).fleet;
         const pki = new NebulaPki("nebula", { fleet: parsed, members: nebulaMembers(parsed), now: NOW });

@@ -1,8 +1,16 @@
-import { verifyNebulaCert, parseNebulaCert } from "../../components/nebula/cert";
-import { caFromSeed, certExpiryStatus, certValidityAt, generatedCaPolicy, issueMemberCert, x25519KeyPemFromBytes } from "../../components/nebula/issuance";
-import { nebulaHostPublicKeyPem } from "../../components/nebula/cert";
+import { NEBULA_MAX_NAME_BYTES, nebulaHostPublicKeyPem, parseNebulaCert, verifyNebulaCert } from "../../stacks/nebulaCert";
+import {
+    THROWAWAY_CA_SUFFIX,
+    caFromSeed,
+    certExpiryStatus,
+    certValidityAt,
+    generatedCaPolicy,
+    issueMemberCert,
+    x25519KeyPemFromBytes,
+} from "../../components/nebula/issuance";
+import { CA_NAME_MAX_BYTES, CA_NAME_SUFFIX_ROOM } from "../../stacks/schema";
 import { expiryMessages } from "../../components/nebula/nebulaPki";
-import { nebulaMembers } from "../../components/nebula/config";
+import { nebulaMembers } from "../../stacks/nebulaMembers";
 import { validFleet } from "../support/fixtures";
 
 const DAY = 86400 * 1000;
@@ -67,6 +75,16 @@ describe("issuing from state-held keys", () => {
         expect(again).toBe(first);
         expect(verifyNebulaCert(caMaterial.certPem, first, at("2026-11-22T00:00:00Z"))).toEqual({ ok: true });
         expect(parseNebulaCert(first)).toMatchObject({ name: "lab-agent-01", ips: ["10.68.1.21/16"], groups: ["agent", "k3s", "lab"] });
+    });
+});
+
+describe("render's throwaway CA name", () => {
+    it("fits the room the schema leaves after caName, so a caName of the longest allowed length still encodes", () => {
+        expect(Buffer.byteLength(THROWAWAY_CA_SUFFIX, "utf8")).toBeLessThanOrEqual(CA_NAME_SUFFIX_ROOM);
+        expect(CA_NAME_MAX_BYTES + CA_NAME_SUFFIX_ROOM).toBe(NEBULA_MAX_NAME_BYTES);
+        const longest = "é".repeat(Math.floor(CA_NAME_MAX_BYTES / 2)) + "x".repeat(CA_NAME_MAX_BYTES % 2);
+        const ca = caFromSeed(Buffer.alloc(32, 7), { caName: `${longest}${THROWAWAY_CA_SUFFIX}`, caIssuedOn: "2026-01-01", caValidityDays: 365 });
+        expect(parseNebulaCert(ca.certPem).name).toBe(`${longest}${THROWAWAY_CA_SUFFIX}`);
     });
 });
 

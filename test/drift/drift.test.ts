@@ -3,11 +3,11 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { compareHost, serviceStart } from "../../components/drift/compare";
-import { unifiedDiff } from "../../components/drift/diff";
-import { driftExpectation, type ExpectedHost } from "../../components/drift/expect";
-import { collectorPayload, parseCollectorOutput } from "../../components/drift/observe";
-import { exitCode, formatText, type DriftReport } from "../../components/drift/report";
+import { compareHost, serviceStart } from "../../scripts/drift/compare";
+import { unifiedDiff } from "../../scripts/drift/diff";
+import { driftExpectation, type ExpectedHost } from "../../scripts/drift/expect";
+import { collectorPayload, parseCollectorOutput } from "../../scripts/drift/observe";
+import { exitCode, formatText, type DriftReport } from "../../scripts/drift/report";
 import { collectorScript, pool, unreachableReason } from "../../scripts/drift/run";
 import { validFleet } from "../support/fixtures";
 

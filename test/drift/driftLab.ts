@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import type { Delivery } from "../../components/hostPlan";
 import { throwawayPlan } from "../../components/planFiles";
-import { nebulaCertFingerprint } from "../../components/nebula/cert";
+import { nebulaCertFingerprint } from "../../stacks/nebulaCert";
 import { remoteScript } from "../../components/remote/scripts";
 import { parseFleet } from "../../stacks/validate";
 import { startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";

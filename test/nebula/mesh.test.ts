@@ -2,8 +2,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { hostFilePath, renderFleetFiles, type RenderedFiles } from "../../components/planFiles";
-import { NEBULA_FILES, lighthouses, nebulaMembers, renderNebulaConfigYaml, type NebulaMember } from "../../components/nebula/config";
+import { hostFilePath, renderFleetFiles, type RenderedFiles } from "../../scripts/render/files";
+import { NEBULA_FILES, lighthouses, renderNebulaConfigYaml } from "../../components/nebula/config";
+import { nebulaMembers, type NebulaMember } from "../../stacks/nebulaMembers";
 import { exited, sleep, stopChildren, type ToolResult } from "../support/processes";
 import { labFleetWithAdmins, namespaceJanitor, suiteTools } from "./netnsSuite";
 

@@ -22,7 +22,7 @@ import {
     signNebulaHostCert,
     verifyNebulaCert,
     x25519PublicFromPrivate,
-} from "../../components/nebula/cert";
+} from "../../stacks/nebulaCert";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

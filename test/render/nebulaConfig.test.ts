@@ -1,5 +1,6 @@
 import { parse as parseYaml } from "yaml";
-import { nebulaMembers, renderNebulaConfig, renderNebulaConfigYaml, type NebulaMember } from "../../components/nebula/config";
+import { renderNebulaConfig, renderNebulaConfigYaml } from "../../components/nebula/config";
+import { nebulaMembers, type NebulaMember } from "../../stacks/nebulaMembers";
 import { renderSshConfig } from "../../components/access/sshConfig";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";

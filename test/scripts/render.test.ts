@@ -6,7 +6,7 @@ import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
 import { runRender, targetInside, writeRenderedTree } from "../../scripts/render";
 import { clusterObjectFile, renderClusterEdge } from "../../components/edge/objects";
-import { nebulaMembers } from "../../components/nebula/config";
+import { nebulaMembers } from "../../stacks/nebulaMembers";
 import { k3sNodes } from "../../stacks/fleet";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 
