@@ -172,7 +172,7 @@ export class DropletMachine {
         this.wipe();
         this.setAuthorizedKeys(publicKeys);
         this.played = dropletId;
-        this.history.push({ dropletId, keys: [...publicKeys], wiped: true });
+        this.history.push({ dropletId, keys: publicKeys.map((key) => key.trim()), wiped: true });
     }
 
     /** A deleted droplet: when CONTROL played it, nothing is left of it there. */
@@ -187,7 +187,7 @@ export class DropletMachine {
     seeded(dropletId: number, publicKeys: readonly string[]): void {
         this.setAuthorizedKeys(publicKeys);
         this.played = dropletId;
-        this.history.push({ dropletId, keys: [...publicKeys], wiped: false });
+        this.history.push({ dropletId, keys: publicKeys.map((key) => key.trim()), wiped: false });
     }
 
     /** A new account: CONTROL plays none of its droplets yet (and keeps its files). */
