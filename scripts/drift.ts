@@ -13,9 +13,10 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { driftExpectation, type StackOutputs } from "./drift/expect";
 import { exitCode, formatJson, formatText } from "./drift/report";
-import { SSH_VIA_ENV, withSshViaOverride } from "../stacks/load";
-import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
-import { formatProblem, validateFleet } from "../stacks/validate";
+import { SSH_VIA_ENV, checkStack } from "../stacks/check";
+import type { SecretReader } from "../stacks/secrets";
+import { rawFleetFromStackFile, readStackFile, stackFileSecrets, stackFilePath } from "../stacks/stackFile";
+import { formatProblem } from "../stacks/validate";
 import { runDrift, type SshClientOptions } from "./drift/run";
 
 const USAGE =
@@ -144,23 +145,26 @@ export async function runDriftCommand(
         return 2;
     }
     let raw: unknown;
+    let secrets: SecretReader;
     let outputs: StackOutputs | undefined;
     try {
-        raw = withSshViaOverride(rawFleetFromStackFile(readStackFile(options.configFile)), env[SSH_VIA_ENV]);
+        const file = readStackFile(options.configFile);
+        raw = rawFleetFromStackFile(file);
+        secrets = stackFileSecrets(file);
         outputs = options.outputsFile !== undefined ? readStackOutputs(options.outputsFile) : undefined;
     } catch (error) {
         stderr.write(`drift: ${(error as Error).message}\n`);
         return 1;
     }
-    const validation = validateFleet(raw);
-    for (const problem of validation.problems) {
+    const check = checkStack(raw, secrets, { sshVia: env[SSH_VIA_ENV] });
+    for (const problem of check.problems) {
         stderr.write(`${formatProblem(problem)}\n`);
     }
-    if (!validation.fleet) {
+    if (!check.fleet) {
         stderr.write(`drift: ${options.configFile} is invalid; nothing read\n`);
         return 1;
     }
-    const expectation = driftExpectation(validation.fleet, { outputs, caFingerprint: options.caFingerprint, controlHost: options.controlHost });
+    const expectation = driftExpectation(check.fleet, { outputs, caFingerprint: options.caFingerprint, controlHost: options.controlHost });
     if (options.hosts.length > 0) {
         const unknown = options.hosts.filter((name) => !expectation.hosts.some((host) => host.name === name));
         if (unknown.length > 0) {

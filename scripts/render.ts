@@ -14,8 +14,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { renderFleetFiles, type RenderedFiles } from "./render/files";
-import { PROJECT_ROOT, rawFleetFromStackFile, readStackFile, stackFileSecretProblems, stackFilePath } from "../stacks/stackFile";
-import { formatProblem, validateFleet } from "../stacks/validate";
+import { SSH_VIA_ENV, checkStack } from "../stacks/check";
+import type { SecretReader } from "../stacks/secrets";
+import { PROJECT_ROOT, rawFleetFromStackFile, readStackFile, stackFileSecrets, stackFilePath } from "../stacks/stackFile";
+import { formatProblem } from "../stacks/validate";
 
 /** Marks a directory as render output and lists, one a line, the files render wrote there. */
 const MARKER = ".shortcircuit-render";
@@ -174,7 +176,7 @@ export function writeRenderedTree(out: string, files: RenderedFiles): void {
     }
 }
 
-export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): number {
+export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, env: NodeJS.ProcessEnv = process.env): number {
     let options: CommandOptions;
     try {
         options = parseOptions(argv);
@@ -183,24 +185,23 @@ export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr:
         return 2;
     }
     let raw: unknown;
-    let secretProblems: ReturnType<typeof stackFileSecretProblems>;
+    let secrets: SecretReader;
     try {
         assertOutsideSourceTree(options.out);
         const file = readStackFile(options.configFile);
         raw = rawFleetFromStackFile(file);
-        secretProblems = stackFileSecretProblems(file);
+        secrets = stackFileSecrets(file);
     } catch (error) {
         stderr.write(`render: ${(error as Error).message}\n`);
         return 1;
     }
-    const validation = validateFleet(raw);
-    const problems = [...validation.problems, ...secretProblems];
-    const fleet = secretProblems.length === 0 ? validation.fleet : undefined;
-    for (const problem of problems) {
+    const check = checkStack(raw, secrets, { sshVia: env[SSH_VIA_ENV] });
+    for (const problem of check.problems) {
         stderr.write(`${formatProblem(problem)}\n`);
     }
+    const fleet = check.fleet;
     if (!fleet) {
-        stderr.write(`render: ${options.configFile} is invalid (${problems.filter((p) => p.severity === "error").length} errors); nothing written\n`);
+        stderr.write(`render: ${options.configFile} is invalid (${check.problems.filter((p) => p.severity === "error").length} errors); nothing written\n`);
         return 1;
     }
     try {

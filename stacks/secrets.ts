@@ -7,22 +7,35 @@ import type { Problem } from "./guards";
 
 export const HEADSCALE_KEY_PATTERN = /^privkey:[0-9a-f]{64}$/;
 
-export interface RawSecrets {
-    k3sToken?: string;
-    headscaleNoiseKey?: string;
-    derpKey?: string;
-}
-
 /** Every config key the program reads as a secret (stacks/load.ts); none may be stored in plaintext. */
 export const SECRET_CONFIG_KEYS = ["k3sToken", "headscaleNoiseKey", "derpKey", "sshPrivateKey", "nebulaCaCert", "nebulaCaKey"] as const;
 export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 
 /**
+ * What one reader of the stack's config knows of a secret key. The program reads the engine's
+ * config, which holds every key that is set, decrypted; the offline commands (render, drift)
+ * read the stack file, which need not hold the secrets and holds them encrypted when it does.
+ * A check that needs what a reader cannot know is skipped for that reader, never guessed.
+ */
+export type SecretRead =
+    /** Known not to be set. */
+    | { state: "unset" }
+    /** This reader cannot tell whether the key is set. */
+    | { state: "unknown" }
+    /** Set; `secret` is false for a value stored in plaintext; `value` when the reader can see it. */
+    | { state: "set"; secret: boolean; value?: string };
+
+export type SecretReader = (key: SecretConfigKey) => SecretRead;
+
+/**
  * A secret key set as plaintext lives unencrypted in the stack file and in every copy of it;
  * Pulumi would still mask it, so nothing else would ever say so. Refuse it instead.
- * `isPlaintext(key)` is true when the key is set and not marked secret.
  */
-export function plaintextSecretProblems(isPlaintext: (key: SecretConfigKey) => boolean): Problem[] {
+export function plaintextSecretProblems(read: SecretReader): Problem[] {
+    const isPlaintext = (key: SecretConfigKey): boolean => {
+        const known = read(key);
+        return known.state === "set" && !known.secret;
+    };
     return SECRET_CONFIG_KEYS.filter(isPlaintext).map((key) => ({
         path: `shortcircuit:${key}`,
         message: `must be set with --secret (it is stored in plaintext): pulumi config set --secret shortcircuit:${key} <value>`,
@@ -32,25 +45,43 @@ export function plaintextSecretProblems(isPlaintext: (key: SecretConfigKey) => b
 
 const SET_HINT = (key: string): string => `set it with: pulumi config set --secret shortcircuit:${key} <value>`;
 
-export function secretProblems(secrets: RawSecrets): Problem[] {
+/**
+ * What a secret holds, as far as the reader knows: `undefined` when it is not set (an empty
+ * value counts as not set), `null` when the reader cannot tell.
+ */
+export function knownSecretValue(read: SecretReader, key: SecretConfigKey): string | undefined | null {
+    const known = read(key);
+    if (known.state === "unset") {
+        return undefined;
+    }
+    if (known.state === "set" && known.value !== undefined) {
+        return known.value === "" ? undefined : known.value;
+    }
+    return null;
+}
+
+/** The secrets every stack needs, by their shape (the values are never repeated). */
+export function secretProblems(read: SecretReader): Problem[] {
     const problems: Problem[] = [];
     const error = (key: string, message: string): void => {
         problems.push({ path: `shortcircuit:${key}`, message, severity: "error" });
     };
-    if (!secrets.k3sToken) {
+    const k3sToken = knownSecretValue(read, "k3sToken");
+    if (k3sToken === undefined) {
         error("k3sToken", `required secret is missing; ${SET_HINT("k3sToken")}`);
-    } else if (/\s/.test(secrets.k3sToken)) {
+    } else if (k3sToken !== null && /\s/.test(k3sToken)) {
         error("k3sToken", "must not contain whitespace (it is written as the node's token file)");
     }
+    const keys = { headscaleNoiseKey: knownSecretValue(read, "headscaleNoiseKey"), derpKey: knownSecretValue(read, "derpKey") };
     for (const key of ["headscaleNoiseKey", "derpKey"] as const) {
-        const value = secrets[key];
-        if (!value) {
+        const value = keys[key];
+        if (value === undefined) {
             error(key, `required secret is missing; generate one with: echo "privkey:$(openssl rand -hex 32)" and ${SET_HINT(key)}`);
-        } else if (!HEADSCALE_KEY_PATTERN.test(value)) {
+        } else if (value !== null && !HEADSCALE_KEY_PATTERN.test(value)) {
             error(key, "must be privkey: followed by 64 lowercase hex characters (a Curve25519 private key)");
         }
     }
-    if (secrets.headscaleNoiseKey && secrets.headscaleNoiseKey === secrets.derpKey) {
+    if (typeof keys.headscaleNoiseKey === "string" && keys.headscaleNoiseKey === keys.derpKey) {
         error("derpKey", "must differ from shortcircuit:headscaleNoiseKey: the noise and DERP keys are separate identities");
     }
     return problems;

@@ -1,8 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { isScalar, parseDocument, visit } from "yaml";
-import type { Problem } from "./guards";
-import { plaintextSecretProblems } from "./secrets";
+import type { SecretReader } from "./secrets";
 
 /*
  * Reads a Pulumi.<stack>.yaml without the Pulumi CLI, for the offline `render` command and
@@ -86,7 +85,21 @@ function isSecureValue(value: unknown): boolean {
     return isRecord(value) && Object.keys(value).length === 1 && typeof value.secure === "string";
 }
 
-/** Secret keys written in the stack file as plaintext rather than `secure:` ciphertext. */
-export function stackFileSecretProblems(file: StackFile): Problem[] {
-    return plaintextSecretProblems((key) => key in file.config && !isSecureValue(file.config[key]));
+/**
+ * The stack file as checkStack reads secrets: a `secure:` value is set and secret, its plaintext
+ * out of reach (decrypting it takes the Pulumi CLI); a plain value is set in plaintext; an absent
+ * key is unknown, since an operator's stack file need not hold the secrets.
+ */
+export function stackFileSecrets(file: StackFile): SecretReader {
+    return (key) => {
+        if (!(key in file.config)) {
+            return { state: "unknown" };
+        }
+        const value = file.config[key];
+        if (isSecureValue(value)) {
+            return { state: "set", secret: true };
+        }
+        // As the engine hands the program a non-string value: its JSON text.
+        return { state: "set", secret: false, value: typeof value === "string" ? value : JSON.stringify(value) };
+    };
 }

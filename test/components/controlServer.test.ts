@@ -6,7 +6,7 @@ import { runProgramUnderMocks, TEST_SECRETS, valueOf, type MockRecorder, stepPay
 
 const timeout = (what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} never resolved`)), 5000));
 import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
-import { secretProblems } from "../../stacks/secrets";
+import { secretProblems, type SecretReader } from "../../stacks/secrets";
 import { formatProblem, parseFleet } from "../../stacks/validate";
 
 let recorder: MockRecorder;
@@ -147,13 +147,21 @@ describe("DerpRelay under strict mocks", () => {
     });
 });
 
+/** A reader that knows every secret's value, as the program's does; a key given as undefined is unset. */
+function known(values: Readonly<Record<string, string | undefined>>): SecretReader {
+    return (key) => {
+        const value = values[key];
+        return value === undefined ? { state: "unset" } : { state: "set", secret: true, value };
+    };
+}
+
 describe("stack secrets", () => {
     it("accepts well-formed, distinct keys", () => {
-        expect(secretProblems(TEST_SECRETS)).toEqual([]);
+        expect(secretProblems(known(TEST_SECRETS))).toEqual([]);
     });
 
     it("reports every missing or malformed secret at once, never echoing a value", () => {
-        const problems = secretProblems({ k3sToken: "", headscaleNoiseKey: "privkey:XYZ-not-hex", derpKey: undefined }).map(formatProblem);
+        const problems = secretProblems(known({ k3sToken: "", headscaleNoiseKey: "privkey:XYZ-not-hex", derpKey: undefined })).map(formatProblem);
         expect(problems).toEqual([
             "shortcircuit:k3sToken: required secret is missing; set it with: pulumi config set --secret shortcircuit:k3sToken <value>",
             "shortcircuit:headscaleNoiseKey: must be privkey: followed by 64 lowercase hex characters (a Curve25519 private key)",
@@ -162,9 +170,14 @@ describe("stack secrets", () => {
         expect(problems.join("\n")).not.toContain("XYZ");
     });
 
+    it("checks only what a reader can know: an encrypted or absent secret of a stack file is not judged", () => {
+        const encrypted: SecretReader = (key) => (key === "k3sToken" ? { state: "unknown" } : { state: "set", secret: true });
+        expect(secretProblems(encrypted)).toEqual([]);
+    });
+
     it("rejects a DERP key equal to the noise key", () => {
         const same = `privkey:${"3c".repeat(32)}`;
-        expect(secretProblems({ ...TEST_SECRETS, headscaleNoiseKey: same, derpKey: same }).map(formatProblem)).toEqual([
+        expect(secretProblems(known({ ...TEST_SECRETS, headscaleNoiseKey: same, derpKey: same })).map(formatProblem)).toEqual([
             "shortcircuit:derpKey: must differ from shortcircuit:headscaleNoiseKey: the noise and DERP keys are separate identities",
         ]);
     });

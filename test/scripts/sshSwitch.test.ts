@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PassThrough } from "node:stream";
 import { runRender } from "../../scripts/render";
-import { withSshViaOverride } from "../../stacks/load";
+import { withSshViaOverride } from "../../stacks/check";
 import { formatProblem, validateFleet } from "../../stacks/validate";
 import { rawFleet } from "../support/fixtures";
 

@@ -3,7 +3,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import { formatProblem, validateFleet } from "../../stacks/validate";
-import { rawFleetFromStackFile, readStackFile, stackFileSecretProblems } from "../../stacks/stackFile";
+import { plaintextSecretProblems } from "../../stacks/secrets";
+import { rawFleetFromStackFile, readStackFile, stackFileSecrets } from "../../stacks/stackFile";
 import { rawFleet, type Raw } from "../support/fixtures";
 
 /*
@@ -240,7 +241,7 @@ describe("stack files read by render", () => {
                 },
             }),
         );
-        expect(stackFileSecretProblems(readStackFile(file)).map(formatProblem)).toEqual([
+        expect(plaintextSecretProblems(stackFileSecrets(readStackFile(file))).map(formatProblem)).toEqual([
             "shortcircuit:k3sToken: must be set with --secret (it is stored in plaintext): pulumi config set --secret shortcircuit:k3sToken <value>",
             "shortcircuit:sshPrivateKey: must be set with --secret (it is stored in plaintext): pulumi config set --secret shortcircuit:sshPrivateKey <value>",
         ]);
