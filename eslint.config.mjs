@@ -13,7 +13,14 @@ export default tseslint.config(
             "@pulumi/no-output-in-template-literal": "error",
             "@pulumi/no-output-instance-in-template-literal": "error",
             "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+            // A switch over a union names every member (a new one fails here); one over anything else has a default.
+            "@typescript-eslint/switch-exhaustiveness-check": ["error", { requireDefaultForNonUnion: true }],
         },
+    },
+    {
+        // Its router's switch over a URL segment has no default yet; its owner adds one (issue 23), then this goes.
+        files: ["test/e2e/digitalocean/apiDouble.ts"],
+        rules: { "@typescript-eslint/switch-exhaustiveness-check": "off" },
     },
     {
         // Guard tests deliberately break raw, untyped stack config to provoke each error.

@@ -273,7 +273,8 @@ function typeText(schema: JsonObject, sections: Section[]): string {
         return [...new Set(parts.map((part) => part.base))].join(" or ");
     }
     const title = typeof schema.title === "string" ? ` (${schema.title})` : "";
-    switch (schema.type) {
+    // `type` is a JSON value: its text (a string as is), so each spelling is a case or the default.
+    switch (schema.type === undefined ? undefined : scalar(schema.type)) {
         case "array":
             return `list of ${sections.length === 1 ? link(sections[0].heading) : typeText(isObject(schema.items) ? schema.items : {}, [])}`;
         case "object":

@@ -481,6 +481,9 @@ function decodeDetails(buf: Buffer): RawNebulaCertDetails {
                     handled = true;
                 }
                 break;
+            default:
+                // An unknown field: skipped below, as Go's runtime keeps it and nebula's re-encoding drops it.
+                break;
         }
         if (!handled) r.skip(wire);
     }
