@@ -29,11 +29,11 @@ export function genesisNode(fleet: Fleet): K3sNode {
     return genesis;
 }
 
-export function nodeIpPath(fleet: Fleet, node: FleetNode): NetworkPath {
+export function nodeIpPath(fleet: Pick<Fleet, "cluster">, node: FleetNode): NetworkPath {
     return node.nodeIpFrom ?? fleet.cluster.nodeIpFrom;
 }
 
-export function flannelPath(fleet: Fleet, node: FleetNode): NetworkPath {
+export function flannelPath(fleet: Pick<Fleet, "cluster">, node: FleetNode): NetworkPath {
     return node.flannelIfaceFrom ?? fleet.cluster.flannelIfaceFrom;
 }
 
@@ -79,7 +79,7 @@ export function serverUrl(fleet: Fleet): string {
     return fleet.cluster.serverUrl ?? `https://${nodeIp(fleet, genesisNode(fleet))}:${K3S_SUPERVISOR_PORT}`;
 }
 
-export function sshPath(fleet: Fleet, node: FleetNode): NetworkPath {
+export function sshPath(fleet: Pick<Fleet, "access">, node: FleetNode): NetworkPath {
     return node.ssh.via ?? fleet.access.sshVia;
 }
 

@@ -59,44 +59,55 @@ function nodePath(index: number, suffix?: string): string {
 export type FleetSection = keyof Fleet;
 
 export interface GuardOptions {
-    /**
-     * The sections that passed the schema. A guard runs only when every section it reads is
-     * among them, so a schema error in one section still lets the guards of the others report
-     * in the same run. Absent: the whole fleet passed.
-     */
-    validSections?: ReadonlySet<FleetSection>;
     /** The clock for date guards (the CA's issue date); defaults to now. */
     now?: Date;
 }
 
-type Guard = (fleet: Fleet, problems: ProblemList, now: Date) => void;
+/**
+ * The sections of a fleet that passed the schema, each with its parsed data. When one section
+ * fails, the guards that read only the others still report in the same run.
+ */
+export type FleetSections = Partial<Fleet>;
 
-/** Each guard with the sections it reads; listing a section it does not read only makes it run less often. */
-const GUARDS: readonly { reads: readonly FleetSection[]; check: Guard }[] = [
-    { reads: ["sites", "nodes"], check: checkNamesAndReferences },
-    { reads: ["overlays", "nodes", "derpRelays", "controlServer"], check: checkMtus },
-    { reads: ["overlays", "cluster", "sites"], check: checkNetworks },
-    { reads: ["overlays", "sites", "nodes", "controlServer"], check: checkAddresses },
-    { reads: ["nodes", "cluster", "access"], check: checkNodePaths },
-    { reads: ["nodes", "cluster"], check: checkEtcd },
-    { reads: ["controlServer", "derpRelays", "nodes"], check: checkControlAndRelays },
-    { reads: ["edge", "nodes", "cluster"], check: checkEdge },
-    { reads: ["overlays", "nodes", "controlServer"], check: checkNebula },
-    { reads: ["overlays"], check: checkNebulaDates },
-    { reads: ["controlServer", "nodes"], check: checkFieldAgreement },
-];
+/** A guard runs only when every section it reads is present. */
+type Guard = (fleet: FleetSections, problems: ProblemList, now: Date) => void;
+
+function hasSections<S extends FleetSection>(fleet: FleetSections, reads: readonly S[]): fleet is FleetSections & Pick<Fleet, S> {
+    return reads.every((section) => fleet[section] !== undefined);
+}
 
 /**
- * Runs every guard whose sections are valid. `fleet` must hold parsed data for those sections;
- * the others may be anything, since no guard that reads them runs.
+ * A guard that is handed exactly the sections it lists: `check` takes `Pick<Fleet, S>`, so
+ * reading a section it does not list does not compile (NoInfer: the list alone sets S).
  */
-export function runGuards(fleet: Fleet, options: GuardOptions = {}): Problem[] {
+function guard<const S extends FleetSection>(reads: readonly S[], check: (fleet: Pick<Fleet, NoInfer<S>>, problems: ProblemList, now: Date) => void): Guard {
+    return (fleet, problems, now) => {
+        if (hasSections(fleet, reads)) {
+            check(fleet, problems, now);
+        }
+    };
+}
+
+const GUARDS: readonly Guard[] = [
+    guard(["sites", "nodes"], checkNamesAndReferences),
+    guard(["overlays", "nodes", "derpRelays", "controlServer"], checkMtus),
+    guard(["overlays", "cluster", "sites"], checkNetworks),
+    guard(["overlays", "sites", "nodes", "controlServer"], checkAddresses),
+    guard(["nodes", "cluster", "access"], checkNodePaths),
+    guard(["nodes", "cluster"], checkEtcd),
+    guard(["controlServer", "derpRelays", "nodes"], checkControlAndRelays),
+    guard(["edge", "nodes", "cluster"], checkEdge),
+    guard(["overlays", "nodes", "controlServer"], checkNebula),
+    guard(["overlays"], checkNebulaDates),
+    guard(["controlServer", "nodes"], checkFieldAgreement),
+];
+
+/** Runs every guard whose sections are all present (a whole fleet runs them all). */
+export function runGuards(fleet: FleetSections, options: GuardOptions = {}): Problem[] {
     const problems = new ProblemList();
     const now = options.now ?? new Date();
-    for (const guard of GUARDS) {
-        if (!options.validSections || guard.reads.every((section) => options.validSections?.has(section))) {
-            guard.check(fleet, problems, now);
-        }
+    for (const check of GUARDS) {
+        check(fleet, problems, now);
     }
     return problems.items;
 }
@@ -115,7 +126,7 @@ function firstIndexByKey<T>(items: readonly T[], key: (item: T) => string, onDup
     return seen;
 }
 
-function checkNamesAndReferences(fleet: Fleet, problems: ProblemList): void {
+function checkNamesAndReferences(fleet: Pick<Fleet, "sites" | "nodes">, problems: ProblemList): void {
     const siteNames = firstIndexByKey(
         fleet.sites,
         (site) => site.name,
@@ -133,7 +144,7 @@ function checkNamesAndReferences(fleet: Fleet, problems: ProblemList): void {
     });
 }
 
-function checkMtus(fleet: Fleet, problems: ProblemList): void {
+function checkMtus(fleet: Pick<Fleet, "overlays" | "nodes" | "derpRelays" | "controlServer">, problems: ProblemList): void {
     const floor = (path: string, mtu: number | undefined): void => {
         if (mtu !== undefined && mtu < MTU_FLOOR) {
             problems.error(path, `MTU ${mtu} is below the ${MTU_FLOOR} floor: SSH and TLS packets stop fitting (the Nebula MTU 1200 lockout)`);
@@ -168,7 +179,7 @@ interface NamedNetwork {
     network: Ipv4Network;
 }
 
-function checkNetworks(fleet: Fleet, problems: ProblemList): void {
+function checkNetworks(fleet: Pick<Fleet, "overlays" | "cluster" | "sites">, problems: ProblemList): void {
     const tailnet = parseIpv4Network(fleet.overlays.tailnet.prefix);
     if (!networkWithin(tailnet, TAILNET_SUPERNET)) {
         problems.error(`${ROOT}.overlays.tailnet.prefix`, `${tailnet.cidr} is outside 100.64.0.0/10, the only range Headscale hands out`);
@@ -229,7 +240,7 @@ interface AddressClaim {
     address: string;
 }
 
-function checkAddresses(fleet: Fleet, problems: ProblemList): void {
+function checkAddresses(fleet: Pick<Fleet, "overlays" | "sites" | "nodes" | "controlServer">, problems: ProblemList): void {
     const tailnet = parseIpv4Network(fleet.overlays.tailnet.prefix);
     const nebula = parseIpv4Network(fleet.overlays.nebula.network);
     const siteLans = new Map(fleet.sites.map((site) => [site.name, parseIpv4Network(site.lan)]));
@@ -276,7 +287,7 @@ function checkAddresses(fleet: Fleet, problems: ProblemList): void {
     }
 }
 
-function checkNodePaths(fleet: Fleet, problems: ProblemList): void {
+function checkNodePaths(fleet: Pick<Fleet, "nodes" | "cluster" | "access">, problems: ProblemList): void {
     fleet.nodes.forEach((node, index) => {
         const needs = (path: NetworkPath, why: string, configPath: string): void => {
             if (addressOn(node, path) === undefined) {
@@ -310,7 +321,7 @@ function checkNodePaths(fleet: Fleet, problems: ProblemList): void {
     });
 }
 
-function checkEtcd(fleet: Fleet, problems: ProblemList): void {
+function checkEtcd(fleet: Pick<Fleet, "nodes" | "cluster">, problems: ProblemList): void {
     const serverCount = fleet.nodes.filter((node) => node.role === "server").length;
     const genesisCount = fleet.nodes.filter((node) => node.genesis).length;
     if (genesisCount === 0) {
@@ -334,7 +345,7 @@ function checkEtcd(fleet: Fleet, problems: ProblemList): void {
     }
 }
 
-function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
+function checkControlAndRelays(fleet: Pick<Fleet, "controlServer" | "derpRelays" | "nodes">, problems: ProblemList): void {
     const control = fleet.controlServer;
     const regions = [
         { path: `${ROOT}.controlServer.derp`, regionId: control.derp.regionId, regionCode: control.derp.regionCode },
@@ -391,7 +402,7 @@ function checkControlAndRelays(fleet: Fleet, problems: ProblemList): void {
     });
 }
 
-function checkEdge(fleet: Fleet, problems: ProblemList): void {
+function checkEdge(fleet: Pick<Fleet, "edge" | "nodes" | "cluster">, problems: ProblemList): void {
     const known = new Set(fleet.nodes.map((node) => node.name));
     const edge = fleet.edge;
     edge.serviceLbNodes.forEach((name, index) => {
@@ -462,7 +473,7 @@ function checkEdge(fleet: Fleet, problems: ProblemList): void {
     });
 }
 
-function checkNebula(fleet: Fleet, problems: ProblemList): void {
+function checkNebula(fleet: Pick<Fleet, "overlays" | "nodes" | "controlServer">, problems: ProblemList): void {
     const nebula = fleet.overlays.nebula;
     const pki = nebula.pki;
     const pkiPath = `${ROOT}.overlays.nebula.pki`;
@@ -524,7 +535,7 @@ const FUTURE_GRACE_DAYS = 1;
 /** Nebula, Go and ISO 8601 all handle four-digit years; past 9999 dates stop round-tripping. */
 const LAST_REPRESENTABLE = Date.UTC(9999, 11, 31, 23, 59, 59);
 
-function checkNebulaDates(fleet: Fleet, problems: ProblemList, now: Date): void {
+function checkNebulaDates(fleet: Pick<Fleet, "overlays">, problems: ProblemList, now: Date): void {
     const pki = fleet.overlays.nebula.pki;
     const path = `${ROOT}.overlays.nebula.pki`;
     if (pki.caIssuedOn === undefined) {
@@ -571,7 +582,7 @@ function ipv4HostOf(hostPort: string): string | undefined {
  * Fields that state one fact twice: where both are set they must agree, or one of them would be
  * used somewhere and the other elsewhere (an address in one file and another on the wire).
  */
-function checkFieldAgreement(fleet: Fleet, problems: ProblemList): void {
+function checkFieldAgreement(fleet: Pick<Fleet, "controlServer" | "nodes">, problems: ProblemList): void {
     const control = fleet.controlServer;
     const publicIpPath = `${ROOT}.controlServer.publicIp`;
     // publicIp is the lighthouse address every host's static_host_map dials; adopt.reservedIp is

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { hasControlCharacter } from "./grammar";
-import { runGuards, type FleetSection, type GuardOptions, type Problem } from "./guards";
+import { runGuards, type FleetSection, type FleetSections, type GuardOptions, type Problem } from "./guards";
 import { FleetSchema, type Fleet } from "./schema";
 
 export type { Problem } from "./guards";
@@ -74,33 +74,51 @@ const PARSE_OPTIONS = {
     error: (issue: z.core.$ZodRawIssue) => (issue.code === "invalid_type" && issue.input === undefined ? `required (${issue.expected})` : undefined),
 };
 
+/** Each section's own parse, typed: the mapped type makes this list every section of the fleet. */
+const SECTION_PARSERS: { readonly [K in FleetSection]: (raw: unknown) => Fleet[K] | undefined } = {
+    sites: (raw) => FleetSchema.shape.sites.safeParse(raw).data,
+    overlays: (raw) => FleetSchema.shape.overlays.safeParse(raw).data,
+    cluster: (raw) => FleetSchema.shape.cluster.safeParse(raw).data,
+    access: (raw) => FleetSchema.shape.access.safeParse(raw).data,
+    nodes: (raw) => FleetSchema.shape.nodes.safeParse(raw).data,
+    controlServer: (raw) => FleetSchema.shape.controlServer.safeParse(raw).data,
+    derpRelays: (raw) => FleetSchema.shape.derpRelays.safeParse(raw).data,
+    edge: (raw) => FleetSchema.shape.edge.safeParse(raw).data,
+};
+
+function isFleetSection(key: string): key is FleetSection {
+    return Object.hasOwn(SECTION_PARSERS, key);
+}
+
+function parseSection<K extends FleetSection>(into: FleetSections, key: K, input: Record<string, unknown>): void {
+    const data = SECTION_PARSERS[key](input[key]);
+    if (data !== undefined) {
+        into[key] = data;
+    }
+}
+
 /**
  * When the schema fails, the sections that still parse on their own, with their parsed data:
  * the guards that read only those run too, so one run reports schema and guard errors
  * together. Section granularity keeps every guard's view whole (a guard never sees half a
  * node list, whose indices would no longer match the config paths).
  */
-function validSections(raw: unknown): { sections: Set<FleetSection>; partial: Record<string, unknown> } {
-    const sections = new Set<FleetSection>();
-    const partial: Record<string, unknown> = {};
+function validSections(raw: unknown): FleetSections {
+    const sections: FleetSections = {};
     const input = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
-    for (const [key, schema] of Object.entries(FleetSchema.shape) as [FleetSection, z.ZodType][]) {
-        const parsed = schema.safeParse(input[key]);
-        if (parsed.success) {
-            sections.add(key);
-            partial[key] = parsed.data;
+    for (const key of Object.keys(FleetSchema.shape)) {
+        if (isFleetSection(key)) {
+            parseSection(sections, key, input);
         }
     }
-    return { sections, partial };
+    return sections;
 }
 
 /** Parses raw config (as read from Pulumi config or a stack file) and runs every guard. */
 export function validateFleet(raw: unknown, options: Pick<GuardOptions, "now"> = {}): ValidationResult {
     const parsed = FleetSchema.safeParse(raw, PARSE_OPTIONS);
     if (!parsed.success) {
-        const { sections, partial } = validSections(raw);
-        // The partial object is typed as a Fleet only for the guards that read valid sections.
-        const guardProblems = runGuards(partial as Fleet, { ...options, validSections: sections });
+        const guardProblems = runGuards(validSections(raw), options);
         return { problems: [...zodProblems("fleet", parsed.error), ...guardProblems] };
     }
     const problems = runGuards(parsed.data, options);
