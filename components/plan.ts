@@ -1,5 +1,5 @@
 import { nodeByName } from "../stacks/fleet";
-import type { DerpRelay, Fleet } from "../stacks/schema";
+import type { DerpRelayConfig, Fleet } from "../stacks/schema";
 import { planControlServer, type ControlPlan } from "./control/plan";
 import { derpCertName } from "./derp/derper";
 import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan";
@@ -21,7 +21,7 @@ import { controlDeliveryPart, planOrder, type FleetOrder, type OrderInputs } fro
 export interface IdentityRequirements {
     nebulaMembers: NebulaMember[];
     /** Relays whose certificate the program issues (certMode self-signed). */
-    selfSignedRelays: DerpRelay[];
+    selfSignedRelays: DerpRelayConfig[];
 }
 
 export function identityRequirements(fleet: Fleet): IdentityRequirements {

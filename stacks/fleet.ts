@@ -6,22 +6,22 @@ import type { Fleet, FleetNode, NetworkPath } from "./schema";
  */
 
 export type K3sRole = "server" | "agent";
-export type K3sNode = FleetNode & { role: K3sRole };
+export type K3sNodeConfig = FleetNode & { role: K3sRole };
 
-export function isK3sNode(node: FleetNode): node is K3sNode {
+export function isK3sNode(node: FleetNode): node is K3sNodeConfig {
     return node.role === "server" || node.role === "agent";
 }
 
-export function k3sNodes(fleet: Fleet): K3sNode[] {
+export function k3sNodes(fleet: Fleet): K3sNodeConfig[] {
     return fleet.nodes.filter(isK3sNode);
 }
 
-export function servers(fleet: Fleet): K3sNode[] {
+export function servers(fleet: Fleet): K3sNodeConfig[] {
     return k3sNodes(fleet).filter((node) => node.role === "server");
 }
 
 /** The genesis server; validation guarantees exactly one. */
-export function genesisNode(fleet: Fleet): K3sNode {
+export function genesisNode(fleet: Fleet): K3sNodeConfig {
     const genesis = k3sNodes(fleet).find((node) => node.genesis);
     if (!genesis) {
         throw new Error("fleet has no genesis server (validation should have rejected it)");

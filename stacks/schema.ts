@@ -150,7 +150,6 @@ const SshSchema = z.strictObject({
 });
 
 export const NodeRoleSchema = z.enum(["server", "agent", "standalone"]);
-export type NodeRole = z.infer<typeof NodeRoleSchema>;
 
 const NodeSchema = z.strictObject({
     name: NodeNameSchema.describe("The host's name, also its Nebula name: unique among nodes, Nebula admins and the control droplet."),
@@ -179,7 +178,6 @@ const NodeSchema = z.strictObject({
     taints: z.array(TaintSchema).default([]).describe("Written as `node-taint`; the effect is NoSchedule, PreferNoSchedule or NoExecute."),
     labels: z.record(K8sQualifiedName, K8sLabelValue).default({}).describe("Written as `node-label`."),
 });
-export type NodeConfig = z.infer<typeof NodeSchema>;
 
 /**
  * Bytes of Nebula's name limit that caName leaves free: `render` names its throwaway stand-in
@@ -574,7 +572,6 @@ export const FleetSchema = z
 /** The validated fleet: plain data, defaults filled in. */
 export type Fleet = z.infer<typeof FleetSchema>;
 export type FleetNode = Fleet["nodes"][number];
-export type DerpRelay = Fleet["derpRelays"][number];
-export type ControlServer = Fleet["controlServer"];
+export type DerpRelayConfig = Fleet["derpRelays"][number];
 export type Middleware = Fleet["edge"]["middlewares"][number];
 export type ExternalService = Fleet["edge"]["externalServices"][number];

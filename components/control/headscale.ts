@@ -1,5 +1,5 @@
 import { Document } from "yaml";
-import type { DerpRelay, Fleet } from "../../stacks/schema";
+import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
 
 /*
  * Headscale's config.yaml, its DERP map and policy, as plain objects serialised with the
@@ -118,7 +118,7 @@ export function renderDerpMap(
     return { regions };
 }
 
-function derpNode(relay: DerpRelay, certName: string | undefined, ipv4: string | undefined): Record<string, unknown> {
+function derpNode(relay: DerpRelayConfig, certName: string | undefined, ipv4: string | undefined): Record<string, unknown> {
     return {
         name: `${relay.regionId}a`,
         regionid: relay.regionId,

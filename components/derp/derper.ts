@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { build as buildPlist } from "plist";
 import { headscaleServerUrl } from "../control/headscale";
 import { renderServiceUnit } from "../remote/systemdUnit";
-import type { DerpRelay, Fleet } from "../../stacks/schema";
+import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
 
 /*
  * The standalone DERP relay: derper's flags, and the systemd unit or launchd job that runs
@@ -23,7 +23,7 @@ export function derperVerifyUrl(fleet: Fleet): string {
     return `${headscaleServerUrl(fleet)}/verify`;
 }
 
-export function derperArgs(fleet: Fleet, relay: DerpRelay): string[] {
+export function derperArgs(fleet: Fleet, relay: DerpRelayConfig): string[] {
     const selfSigned = relay.certMode === "self-signed";
     return [
         "-c",
@@ -48,14 +48,14 @@ export function derperArgs(fleet: Fleet, relay: DerpRelay): string[] {
     ];
 }
 
-export function renderDerperUnit(fleet: Fleet, relay: DerpRelay): string {
+export function renderDerperUnit(fleet: Fleet, relay: DerpRelayConfig): string {
     return renderServiceUnit({
         description: `Tailscale DERP relay ${relay.hostname} (region ${relay.regionId} ${relay.regionCode})`,
         execStart: [DERPER_BIN, ...derperArgs(fleet, relay)].join(" "),
     });
 }
 
-export function renderDerperPlist(fleet: Fleet, relay: DerpRelay): string {
+export function renderDerperPlist(fleet: Fleet, relay: DerpRelayConfig): string {
     return buildPlist({
         Label: DERPER_LAUNCHD_LABEL,
         ProgramArguments: [DERPER_BIN, ...derperArgs(fleet, relay)],

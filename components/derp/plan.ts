@@ -2,7 +2,7 @@ import { framedPayload } from "../remote/payload";
 import { delivery, plannedSsh, type HostPlan, type Values } from "../hostPlan";
 import { versions } from "../versions";
 import { nodeByName } from "../../stacks/fleet";
-import type { DerpRelay, Fleet } from "../../stacks/schema";
+import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
 import { DERPER_CERT_DIR, DERPER_LAUNCHD_LABEL, DERPER_PLIST_PATH, DERPER_UNIT, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
 
 /** A self-signed relay's certificate (public) and key (secret). */
@@ -18,7 +18,7 @@ export interface RelayPlan<V> extends HostPlan<V> {
 }
 
 /** derper on an existing fleet host: its unit (systemd) or job (launchd), and a self-signed pair. */
-export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelay, values: Values<V>, cert: RelayCertValues<V> | undefined): RelayPlan<V> {
+export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: Values<V>, cert: RelayCertValues<V> | undefined): RelayPlan<V> {
     const host = nodeByName(fleet, relay.host);
     if (!host) {
         throw new Error(`fleet.derpRelays: host ${relay.host} is not in the fleet (validation should have refused it)`);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Document } from "yaml";
-import { addressOn, flannelPath, interfaceOn, nodeIp, serverUrl, type K3sNode } from "../../stacks/fleet";
+import { addressOn, flannelPath, interfaceOn, nodeIp, serverUrl, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -21,7 +21,7 @@ export type K3sConfig = Record<string, string | boolean | string[]>;
  * server URL's host: etcd peer and server certificates are cut from this list, and a peer
  * address missing from it is what broke etcd when node-ip moved.
  */
-export function serverTlsSans(fleet: Fleet, node: K3sNode): string[] {
+export function serverTlsSans(fleet: Fleet, node: K3sNodeConfig): string[] {
     const sans = [
         addressOn(node, "tailnet"),
         addressOn(node, "nebula"),
@@ -33,7 +33,7 @@ export function serverTlsSans(fleet: Fleet, node: K3sNode): string[] {
     return [...new Set(sans)];
 }
 
-export function renderK3sConfig(fleet: Fleet, node: K3sNode): K3sConfig {
+export function renderK3sConfig(fleet: Fleet, node: K3sNodeConfig): K3sConfig {
     const cluster = fleet.cluster;
     const config: K3sConfig = {
         "node-name": node.name,
@@ -77,7 +77,7 @@ export function renderedConfigSha256(configYaml: string): string {
     return createHash("sha256").update(configYaml).digest("hex");
 }
 
-export function renderK3sConfigYaml(fleet: Fleet, node: K3sNode): string {
+export function renderK3sConfigYaml(fleet: Fleet, node: K3sNodeConfig): string {
     const document = new Document(renderK3sConfig(fleet, node));
     document.commentBefore = HEADER;
     return document.toString({ lineWidth: 0 });

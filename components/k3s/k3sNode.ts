@@ -24,8 +24,6 @@ export interface K3sNodeArgs {
 export class K3sNode extends pulumi.ComponentResource {
     /** The last step; the next node in the rollout waits for it. */
     public readonly done: command.remote.Command;
-    /** What the apply step reported ("no change", pass 1/2, restarted and healthy). */
-    public readonly applyLog: pulumi.Output<string>;
 
     constructor(name: string, args: K3sNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:k3s:K3sNode", name, {}, opts);
@@ -50,7 +48,6 @@ export class K3sNode extends pulumi.ComponentResource {
             stdin: plan.payloads.uncordon,
             after: [apply],
         });
-        this.applyLog = apply.stdout;
-        this.registerOutputs({ applyLog: this.applyLog });
+        this.registerOutputs({});
     }
 }

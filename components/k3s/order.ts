@@ -1,4 +1,4 @@
-import { k3sNodes, type K3sNode } from "../../stacks/fleet";
+import { k3sNodes, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 
 /*
@@ -8,17 +8,17 @@ import type { Fleet } from "../../stacks/schema";
  * the other way round: nothing can join before the genesis is up.
  */
 
-function rank(node: K3sNode, bootstrap: boolean): number {
+function rank(node: K3sNodeConfig, bootstrap: boolean): number {
     const changeOrder = node.role === "agent" ? 0 : node.genesis ? 2 : 1;
     return bootstrap ? 2 - changeOrder : changeOrder;
 }
 
 /** Code-unit comparison: the order must not depend on the operator's locale. */
-function byName(a: K3sNode, b: K3sNode): number {
+function byName(a: K3sNodeConfig, b: K3sNodeConfig): number {
     return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-export function rolloutOrder(fleet: Fleet): K3sNode[] {
+export function rolloutOrder(fleet: Fleet): K3sNodeConfig[] {
     const bootstrap = fleet.cluster.bootstrap;
     return [...k3sNodes(fleet)].sort((a, b) => rank(a, bootstrap) - rank(b, bootstrap) || byName(a, b));
 }

@@ -1,5 +1,5 @@
 import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
-import { genesisNode, type K3sNode } from "../../stacks/fleet";
+import { genesisNode, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "./config";
 import { rolloutOrder } from "./order";
@@ -21,7 +21,7 @@ export interface K3sNodePlan<V> {
 /** Every K3s node in rollout order. */
 export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sNodePlan<V>[] {
     const genesisSsh = plannedSsh(fleet, genesisNode(fleet));
-    return rolloutOrder(fleet).map((node: K3sNode) => {
+    return rolloutOrder(fleet).map((node: K3sNodeConfig) => {
         const payloads = nodeRolloutPayloads(fleet, node);
         return {
             name: node.name,

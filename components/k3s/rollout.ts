@@ -1,5 +1,5 @@
 import { Document } from "yaml";
-import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNode } from "../../stacks/fleet";
+import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { framedPayload } from "../remote/payload";
 import { K3S_CONFIG_PATH, K3S_TOKEN_FILE, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "./config";
@@ -20,12 +20,12 @@ export const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kube
 /** Set on a node once its config is applied and healthy: sha256 of that config.yaml. */
 export const CONFIG_ANNOTATION = "shortcircuit.kub0.io/config-sha256";
 
-export function unitFor(node: K3sNode): "k3s" | "k3s-agent" {
+export function unitFor(node: K3sNodeConfig): "k3s" | "k3s-agent" {
     return node.role === "server" ? "k3s" : "k3s-agent";
 }
 
 /** `KEY=value` record of what a rollout applied; read back by the next one. */
-export function renderRolloutRecord(fleet: Fleet, node: K3sNode): string {
+export function renderRolloutRecord(fleet: Fleet, node: K3sNodeConfig): string {
     const sans = node.role === "server" ? serverTlsSans(fleet, node).join(" ") : "";
     return [
         "# Managed by shortcircuit: what the last rollout applied.",
@@ -37,14 +37,14 @@ export function renderRolloutRecord(fleet: Fleet, node: K3sNode): string {
 }
 
 /** Pass 1 of a node-ip move: append the new SANs, leaving every other key as it is. */
-export function renderSanDropIn(fleet: Fleet, node: K3sNode): string {
+export function renderSanDropIn(fleet: Fleet, node: K3sNodeConfig): string {
     const document = new Document({ "tls-san+": node.role === "server" ? serverTlsSans(fleet, node) : [] });
     document.commentBefore = " Managed by shortcircuit: first pass of a node-ip move; removed by the second.";
     return document.toString({ lineWidth: 0 });
 }
 
 /** Addresses pre-flight expects on the node's interfaces, as `iface=address` pairs. */
-export function expectedAddresses(fleet: Fleet, node: K3sNode): string {
+export function expectedAddresses(fleet: Fleet, node: K3sNodeConfig): string {
     const pairs: string[] = [];
     for (const path of ["tailnet", "nebula", "lan"] as const) {
         const address = addressOn(node, path);
@@ -68,7 +68,7 @@ export interface NodeRolloutPayloads {
 }
 
 /** Everything one node's rollout sends, as plain text: the component feeds it to its steps. */
-export function nodeRolloutPayloads(fleet: Fleet, node: K3sNode): NodeRolloutPayloads {
+export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRolloutPayloads {
     const cluster = fleet.cluster;
     const configYaml = renderK3sConfigYaml(fleet, node);
     const configSha256 = renderedConfigSha256(configYaml);

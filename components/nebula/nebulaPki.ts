@@ -66,10 +66,6 @@ export function caKeyResourceName(name: string, generation: number): string {
 }
 
 export class NebulaPki extends pulumi.ComponentResource {
-    /** The program-made CA keys the run uses (protected), by generation. */
-    public readonly caKeys: Readonly<Record<number, tls.PrivateKey>>;
-    /** The signing CA's key when the program made it; undefined when the existing CA signs. */
-    public readonly caKey: tls.PrivateKey | undefined;
     /** The signing CA's certificate (never the bundle: validity, fingerprint and expiry are its). */
     public readonly caCertPem: pulumi.Output<string>;
     /** What every host's ca.crt holds: the signing CA, or both CAs during a rotation. */
@@ -88,7 +84,6 @@ export class NebulaPki extends pulumi.ComponentResource {
         const policy: ValidityPolicy = { certValidityDays: pki.certValidityDays, renewBeforeDays: pki.renewBeforeDays };
         const plan = nebulaCaPlan(pki);
 
-        const caKeys: Record<number, tls.PrivateKey> = {};
         const material = (ref: NebulaCaRef): pulumi.Output<NebulaCaMaterial> => {
             if (ref.kind === "existing") {
                 if (args.existingCa === undefined) {
@@ -97,7 +92,6 @@ export class NebulaPki extends pulumi.ComponentResource {
                 return pulumi.output(args.existingCa);
             }
             const key = new tls.PrivateKey(caKeyResourceName(name, ref.generation), { algorithm: "ED25519" }, { parent: this, protect: true });
-            caKeys[ref.generation] = key;
             return key.privateKeyPemPkcs8.apply((pem) => caFromSeed(ed25519SeedFromPkcs8(pem), generatedCaPolicy(pki, ref.generation)));
         };
         const trusted = plan.trusted.map((ref) => ({ ref, material: material(ref) }));
@@ -106,8 +100,6 @@ export class NebulaPki extends pulumi.ComponentResource {
             throw new Error("the signing Nebula CA is not among the trusted ones");
         }
         const ca = signer.material;
-        this.caKeys = caKeys;
-        this.caKey = plan.signer.kind === "generated" ? caKeys[plan.signer.generation] : undefined;
         // CA certificates are public; only their keys are secret.
         this.caCertPem = pulumi.unsecret(ca.apply((each) => each.certPem));
         const trustedCerts = pulumi.unsecret(pulumi.all(trusted.map((each) => each.material.apply((m) => m.certPem))));

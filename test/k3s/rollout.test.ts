@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { renderK3sConfigYaml } from "../../components/k3s/config";
 import { SAN_DROPIN_PATH } from "../../components/k3s/rollout";
-import type { K3sNode } from "../../stacks/fleet";
+import type { K3sNodeConfig } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
 import { EngineEmulator, orderedCommands, type UpResult } from "../lab/rolloutDriver";
@@ -41,7 +41,7 @@ const restarts = (host: string): number => fleet.k3sState(host)?.history.filter(
 const onDisk = (host: string, file = "/etc/rancher/k3s/config.yaml"): string => fs.readFileSync(fleet.hostPath(host, file), "utf8");
 const rendered = (name: string): string => {
     const parsed = parseFleet(config).fleet;
-    return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNode);
+    return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig);
 };
 const steps = (node: string): string[] => ["prepare", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
 

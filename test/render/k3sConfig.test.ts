@@ -1,11 +1,11 @@
 import { parse as parseYaml } from "yaml";
 import { renderK3sConfig, renderK3sConfigYaml, serverTlsSans } from "../../components/k3s/config";
-import { k3sNodes, nodeByName, type K3sNode } from "../../stacks/fleet";
+import { k3sNodes, nodeByName, type K3sNodeConfig } from "../../stacks/fleet";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
 
 const prod = validFleet("prod");
-const node = (name: string): K3sNode => nodeByName(prod, name) as K3sNode;
+const node = (name: string): K3sNodeConfig => nodeByName(prod, name) as K3sNodeConfig;
 
 describe("k3s config.yaml for the prod fleet", () => {
     it("gives the genesis cluster-init, the cluster settings, etcd tuning and a tls-san on every overlay", () => {
@@ -71,7 +71,7 @@ describe("k3s config.yaml for the prod fleet", () => {
 describe("per-cluster defaults with per-node overrides", () => {
     it("takes flannel-iface from the LAN for a node that overrides it, node-ip from the tailnet", () => {
         const lab = validFleet("lab");
-        const config = renderK3sConfig(lab, nodeByName(lab, "lab-agent-02") as K3sNode);
+        const config = renderK3sConfig(lab, nodeByName(lab, "lab-agent-02") as K3sNodeConfig);
         expect(config["flannel-iface"]).toBe("eth0");
         expect(config["node-ip"]).toEqual(["100.68.0.22"]);
     });
@@ -81,7 +81,7 @@ describe("per-cluster defaults with per-node overrides", () => {
         raw.cluster.nodeIpFrom = "nebula";
         raw.cluster.flannelIfaceFrom = "nebula";
         const fleet = parseFleet(raw).fleet;
-        const agent = renderK3sConfig(fleet, nodeByName(fleet, "lax-node-01") as K3sNode);
+        const agent = renderK3sConfig(fleet, nodeByName(fleet, "lax-node-01") as K3sNodeConfig);
         expect(agent).toMatchObject({ "node-ip": ["10.67.3.1"], "flannel-iface": "nebula0", server: "https://10.67.1.1:6443" });
     });
 
@@ -90,9 +90,9 @@ describe("per-cluster defaults with per-node overrides", () => {
         raw.nodes[0].externalIp = "203.0.113.10";
         raw.cluster.serverUrl = "https://api.kub0.io:6443";
         const fleet = parseFleet(raw).fleet;
-        const genesis = renderK3sConfig(fleet, nodeByName(fleet, "toa-fwd-gpu-01") as K3sNode);
+        const genesis = renderK3sConfig(fleet, nodeByName(fleet, "toa-fwd-gpu-01") as K3sNodeConfig);
         expect(genesis["node-external-ip"]).toEqual(["203.0.113.10"]);
         expect(genesis["tls-san"]).toEqual(expect.arrayContaining(["203.0.113.10", "api.kub0.io"]));
-        expect(renderK3sConfig(fleet, nodeByName(fleet, "lax-node-01") as K3sNode).server).toBe("https://api.kub0.io:6443");
+        expect(renderK3sConfig(fleet, nodeByName(fleet, "lax-node-01") as K3sNodeConfig).server).toBe("https://api.kub0.io:6443");
     });
 });
