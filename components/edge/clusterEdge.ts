@@ -86,24 +86,24 @@ export class ClusterEdge extends pulumi.ComponentResource {
                     new k8s.apiextensions.CustomResource(resource, object, after);
                     break;
                 case "Service":
-                    new k8s.core.v1.Service(resource, object as k8s.core.v1.ServiceArgs, after);
+                    new k8s.core.v1.Service(resource, object, after);
                     break;
                 case "EndpointSlice":
-                    new k8s.discovery.v1.EndpointSlice(resource, object as unknown as k8s.discovery.v1.EndpointSliceArgs, after);
+                    new k8s.discovery.v1.EndpointSlice(resource, object, after);
                     break;
                 case "Deployment":
-                    new k8s.apps.v1.Deployment(resource, object as unknown as k8s.apps.v1.DeploymentArgs, after);
+                    new k8s.apps.v1.Deployment(resource, object, after);
                     break;
                 case "DaemonSet":
-                    new k8s.apps.v1.DaemonSet(resource, object as unknown as k8s.apps.v1.DaemonSetArgs, after);
+                    new k8s.apps.v1.DaemonSet(resource, object, after);
                     break;
                 case "StatefulSet":
-                    new k8s.apps.v1.StatefulSet(resource, object as unknown as k8s.apps.v1.StatefulSetArgs, after);
+                    new k8s.apps.v1.StatefulSet(resource, object, after);
                     break;
                 case "HelmChartConfig":
                     throw new pulumi.ResourceError(`the edge renders one HelmChartConfig, first; ${object.metadata.name} came later`, this);
                 default:
-                    assertNever(object.kind);
+                    assertNever(object);
             }
         }
         // ServiceLB allow-list mode: only labelled nodes run klipper-lb pods.

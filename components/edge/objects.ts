@@ -10,15 +10,44 @@ import { assertNever } from "../hostPlan";
  * objects; `render` writes them; tests validate them against the CRDs' schemas.
  */
 
-/** Every kind the edge renders; ClusterEdge's switch over it is exhaustive. */
-export type EdgeObjectKind = "HelmChartConfig" | "Middleware" | "Service" | "EndpointSlice" | "Deployment" | "DaemonSet" | "StatefulSet";
-
-export interface K8sObject {
-    apiVersion: string;
-    kind: EdgeObjectKind;
-    metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-    [key: string]: unknown;
+export interface ObjectMeta {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
 }
+
+// Type aliases, not interfaces: a CustomResource's arguments carry an index signature, which
+// only an alias satisfies. Each kind's shape is what the program renders; the Kubernetes SDK's
+// own argument types accept it as it is (plain values are Inputs), so ClusterEdge needs no cast.
+type Manifest<ApiVersion extends string, Kind extends string> = { apiVersion: ApiVersion; kind: Kind; metadata: ObjectMeta };
+
+export type HelmChartConfigObject = Manifest<"helm.cattle.io/v1", "HelmChartConfig"> & { spec: { valuesContent: string } };
+export type MiddlewareObject = Manifest<"traefik.io/v1alpha1", "Middleware"> & { spec: Record<string, unknown> };
+export type ServicePort = { name: string; port: number; protocol: string; targetPort?: number };
+export type ServiceObject = Manifest<"v1", "Service"> & {
+    spec: { type?: string; externalName?: string; clusterIP?: string; ports?: ServicePort[] };
+};
+export type EndpointSliceObject = Manifest<"discovery.k8s.io/v1", "EndpointSlice"> & {
+    addressType: "IPv4";
+    ports: ServicePort[];
+    endpoints: { addresses: string[]; hostname: string; conditions: { ready: boolean } }[];
+};
+type PodTemplate = {
+    metadata: { labels: Record<string, string> };
+    spec: { hostNetwork: boolean; containers: { name: string; image: string }[] };
+};
+type WorkloadSpec = { selector: { matchLabels: Record<string, string> }; template: PodTemplate };
+export type DeploymentObject = Manifest<"apps/v1", "Deployment"> & { spec: WorkloadSpec };
+export type DaemonSetObject = Manifest<"apps/v1", "DaemonSet"> & { spec: WorkloadSpec };
+export type StatefulSetObject = Manifest<"apps/v1", "StatefulSet"> & { spec: WorkloadSpec & { serviceName: string } };
+export type WorkloadObject = DeploymentObject | DaemonSetObject | StatefulSetObject;
+
+/** Every object the edge renders, by kind. */
+export type K8sObject = HelmChartConfigObject | MiddlewareObject | ServiceObject | EndpointSliceObject | WorkloadObject;
+
+/** Every kind the edge renders; ClusterEdge's switch over it is exhaustive. */
+export type EdgeObjectKind = K8sObject["kind"];
 
 export const SERVICELB_TOLERATIONS_ANNOTATION = "svccontroller.k3s.cattle.io/tolerations";
 export const SERVICELB_ENABLE_LABEL = "svccontroller.k3s.cattle.io/enablelb";
@@ -72,7 +101,7 @@ export function traefikValues(fleet: Fleet): Record<string, unknown> {
     });
 }
 
-export function renderTraefikHelmChartConfig(fleet: Fleet): K8sObject {
+export function renderTraefikHelmChartConfig(fleet: Fleet): HelmChartConfigObject {
     return {
         apiVersion: "helm.cattle.io/v1",
         kind: "HelmChartConfig",
@@ -102,7 +131,7 @@ function middlewareSpec(middleware: Middleware): Record<string, unknown> {
     return (MIDDLEWARE_SPECS[kind] as (value: unknown) => Record<string, unknown>)(middleware[kind]);
 }
 
-export function renderMiddlewares(fleet: Fleet): K8sObject[] {
+export function renderMiddlewares(fleet: Fleet): MiddlewareObject[] {
     return fleet.edge.middlewares.map((middleware) => ({
         apiVersion: "traefik.io/v1alpha1",
         kind: "Middleware",
@@ -113,7 +142,7 @@ export function renderMiddlewares(fleet: Fleet): K8sObject[] {
 
 /** Any LoadBalancer Service the program declares gets the ServiceLB tolerations too. */
 export function withServiceLbTolerations(fleet: Fleet, service: K8sObject): K8sObject {
-    if ((service.spec as { type?: string } | undefined)?.type !== "LoadBalancer") {
+    if (service.kind !== "Service" || service.spec.type !== "LoadBalancer") {
         return service;
     }
     return {
@@ -179,20 +208,22 @@ export function renderExternalServices(fleet: Fleet): K8sObject[] {
     return objects.map((object) => withServiceLbTolerations(fleet, object));
 }
 
-export function renderWorkloads(fleet: Fleet): K8sObject[] {
-    return fleet.edge.workloads.map((workload) => {
+export function renderWorkloads(fleet: Fleet): WorkloadObject[] {
+    return fleet.edge.workloads.map((workload): WorkloadObject => {
         const labels = { ...MANAGED_BY, "app.kubernetes.io/name": workload.name };
         const template = { metadata: { labels }, spec: { hostNetwork: workload.hostNetwork, containers: [{ name: workload.name, image: workload.image }] } };
-        return {
-            apiVersion: "apps/v1",
-            kind: workload.kind,
-            metadata: { name: workload.name, namespace: workload.namespace, labels },
-            spec: {
-                selector: { matchLabels: { "app.kubernetes.io/name": workload.name } },
-                template,
-                ...(workload.kind === "StatefulSet" ? { serviceName: workload.name } : {}),
-            },
-        };
+        const metadata = { name: workload.name, namespace: workload.namespace, labels };
+        const spec = { selector: { matchLabels: { "app.kubernetes.io/name": workload.name } }, template };
+        switch (workload.kind) {
+            case "Deployment":
+                return { apiVersion: "apps/v1", kind: "Deployment", metadata, spec };
+            case "DaemonSet":
+                return { apiVersion: "apps/v1", kind: "DaemonSet", metadata, spec };
+            case "StatefulSet":
+                return { apiVersion: "apps/v1", kind: "StatefulSet", metadata, spec: { ...spec, serviceName: workload.name } };
+            default:
+                return assertNever(workload.kind);
+        }
     });
 }
 
@@ -212,8 +243,8 @@ export function edgeNamespaces(fleet: Fleet): string[] {
  */
 export function assertNoHostNetworkTailscale(objects: readonly K8sObject[]): void {
     for (const object of objects) {
-        const podSpec = (object.spec as { template?: { spec?: { hostNetwork?: boolean; containers?: { image?: string }[] } } } | undefined)?.template?.spec;
-        if (podSpec?.hostNetwork && podSpec.containers?.some((container) => /tailscale/i.test(container.image ?? ""))) {
+        const podSpec = object.kind === "Deployment" || object.kind === "DaemonSet" || object.kind === "StatefulSet" ? object.spec.template.spec : undefined;
+        if (podSpec?.hostNetwork && podSpec.containers.some((container) => /tailscale/i.test(container.image))) {
             throw new Error(`${object.kind} ${object.metadata.namespace ?? ""}/${object.metadata.name} runs Tailscale with hostNetwork: refused`);
         }
     }

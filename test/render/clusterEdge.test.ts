@@ -43,7 +43,7 @@ function chartValuesValidator(): ValidateFunction {
 describe("Traefik HelmChartConfig", () => {
     it("allows ExternalName services on both providers and carries ServiceLB tolerations for every taint", () => {
         expect(serviceLbTolerations(prod)).toEqual([{ key: "amd.com/gpu", operator: "Equal", value: "true", effect: "NoSchedule" }]);
-        const values = parseYaml((renderTraefikHelmChartConfig(prod).spec as { valuesContent: string }).valuesContent) as Record<string, unknown>;
+        const values = parseYaml(renderTraefikHelmChartConfig(prod).spec.valuesContent) as Record<string, unknown>;
         expect(values).toEqual({
             providers: { kubernetesIngress: { allowExternalNameServices: true }, kubernetesCRD: { allowExternalNameServices: true } },
             service: { annotations: { [SERVICELB_TOLERATIONS_ANNOTATION]: '[{"key":"amd.com/gpu","operator":"Equal","value":"true","effect":"NoSchedule"}]' } },
@@ -68,7 +68,7 @@ describe("Traefik HelmChartConfig", () => {
         const object = renderTraefikHelmChartConfig(prod);
         expect(crd(object)).toBe(true);
         const values = chartValuesValidator();
-        expect(values(parseYaml((object.spec as { valuesContent: string }).valuesContent))).toBe(true);
+        expect(values(parseYaml(object.spec.valuesContent))).toBe(true);
         expect(values.errors ?? null).toBeNull();
     });
 
@@ -143,7 +143,7 @@ describe("external services", () => {
             ports: [{ name: "http", port: 8080 }],
         });
         const external = renderExternalServices(parseFleet(raw).fleet).at(-1)!;
-        expect(external.spec).toEqual({
+        expect(external.kind === "Service" ? external.spec : undefined).toEqual({
             type: "ExternalName",
             externalName: "proxy.kub0.io",
             ports: [{ name: "http", port: 8080, protocol: "TCP", targetPort: 8080 }],
@@ -159,7 +159,13 @@ describe("workloads", () => {
             apiVersion: "apps/v1",
             kind: "DaemonSet",
             metadata: { name: "ts", namespace: "tailscale" },
-            spec: { template: { spec: { hostNetwork: true, containers: [{ image: "tailscale/tailscale:stable" }] } } },
+            spec: {
+                selector: { matchLabels: { app: "ts" } },
+                template: {
+                    metadata: { labels: { app: "ts" } },
+                    spec: { hostNetwork: true, containers: [{ name: "ts", image: "tailscale/tailscale:stable" }] },
+                },
+            },
         };
         expect(() => assertNoHostNetworkTailscale([daemonSet])).toThrow("DaemonSet tailscale/ts runs Tailscale with hostNetwork: refused");
         expect(() => renderClusterEdge(prod)).not.toThrow();
