@@ -56,7 +56,8 @@ interface StateResource {
     id?: string;
     /** A resource the engine still has to delete (pending replacement). */
     delete?: boolean;
-    outputs?: Record<string, unknown>;
+    /** The outputs read here: the tls key's public half, the DigitalOcean key's fingerprint. */
+    outputs?: { publicKeyOpenssh?: string; fingerprint?: string };
 }
 
 /** The program's own SSH key (tls PrivateKey control-ssh-key; its public half is a plain output) and its DigitalOcean fingerprint. */
@@ -64,7 +65,7 @@ function programKeyOf(stack: PulumiStack): { publicKey: string; fingerprint: str
     const resources = stateResources(stack).filter((resource) => !resource.delete && resource.urn.endsWith("::control-ssh-key"));
     const tlsKey = resources.find((resource) => resource.type === "tls:index/privateKey:PrivateKey");
     const doKey = resources.find((resource) => resource.type === "digitalocean:index/sshKey:SshKey");
-    return { publicKey: String(tlsKey?.outputs?.publicKeyOpenssh ?? "").trim(), fingerprint: String(doKey?.outputs?.fingerprint ?? "") };
+    return { publicKey: (tlsKey?.outputs?.publicKeyOpenssh ?? "").trim(), fingerprint: doKey?.outputs?.fingerprint ?? "" };
 }
 
 function stateResources(stack: PulumiStack): StateResource[] {
