@@ -13,9 +13,8 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { driftExpectation, type StackOutputs } from "./drift/expect";
 import { exitCode, formatJson, formatText } from "./drift/report";
-import { SSH_VIA_ENV, checkStack } from "../stacks/check";
-import type { SecretReader } from "../stacks/secrets";
-import { rawFleetFromStackFile, readStackFile, stackFileSecrets, stackFilePath } from "../stacks/stackFile";
+import { SSH_VIA_ENV, type StackCheck } from "../stacks/check";
+import { checkStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { formatProblem } from "../stacks/validate";
 import { runDrift, type SshClientOptions } from "./drift/run";
 
@@ -144,19 +143,15 @@ export async function runDriftCommand(
         stderr.write(`drift: ${(error as Error).message}\n${USAGE}`);
         return 2;
     }
-    let raw: unknown;
-    let secrets: SecretReader;
+    let check: StackCheck;
     let outputs: StackOutputs | undefined;
     try {
-        const file = readStackFile(options.configFile);
-        raw = rawFleetFromStackFile(file);
-        secrets = stackFileSecrets(file);
+        check = checkStackFile(readStackFile(options.configFile), { sshVia: env[SSH_VIA_ENV] });
         outputs = options.outputsFile !== undefined ? readStackOutputs(options.outputsFile) : undefined;
     } catch (error) {
         stderr.write(`drift: ${(error as Error).message}\n`);
         return 1;
     }
-    const check = checkStack(raw, secrets, { sshVia: env[SSH_VIA_ENV] });
     for (const problem of check.problems) {
         stderr.write(`${formatProblem(problem)}\n`);
     }

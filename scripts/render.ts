@@ -14,9 +14,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { renderFleetFiles, type RenderedFiles } from "./render/files";
-import { SSH_VIA_ENV, checkStack } from "../stacks/check";
-import type { SecretReader } from "../stacks/secrets";
-import { PROJECT_ROOT, rawFleetFromStackFile, readStackFile, stackFileSecrets, stackFilePath } from "../stacks/stackFile";
+import { SSH_VIA_ENV, type StackCheck } from "../stacks/check";
+import { PROJECT_ROOT, checkStackFile, readStackFile, stackFilePath } from "../stacks/stackFile";
 import { formatProblem } from "../stacks/validate";
 
 /** Marks a directory as render output and lists, one a line, the files render wrote there. */
@@ -184,18 +183,14 @@ export function runRender(argv: string[], stdout: NodeJS.WritableStream, stderr:
         stderr.write(`render: ${(error as Error).message}\nusage: npm run render -- --stack <name> --out <dir> [--config-file <path>] [--pki-seed <64 hex>]\n`);
         return 2;
     }
-    let raw: unknown;
-    let secrets: SecretReader;
+    let check: StackCheck;
     try {
         assertOutsideSourceTree(options.out);
-        const file = readStackFile(options.configFile);
-        raw = rawFleetFromStackFile(file);
-        secrets = stackFileSecrets(file);
+        check = checkStackFile(readStackFile(options.configFile), { sshVia: env[SSH_VIA_ENV] });
     } catch (error) {
         stderr.write(`render: ${(error as Error).message}\n`);
         return 1;
     }
-    const check = checkStack(raw, secrets, { sshVia: env[SSH_VIA_ENV] });
     for (const problem of check.problems) {
         stderr.write(`${formatProblem(problem)}\n`);
     }

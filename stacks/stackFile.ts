@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { isScalar, parseDocument, visit } from "yaml";
+import { checkStack, type StackCheck, type StackCheckOptions } from "./check";
 import type { SecretReader } from "./secrets";
 
 /*
@@ -102,4 +103,9 @@ export function stackFileSecrets(file: StackFile): SecretReader {
         // As the engine hands the program a non-string value: its JSON text.
         return { state: "set", secret: false, value: typeof value === "string" ? value : JSON.stringify(value) };
     };
+}
+
+/** checkStack on a stack file, as the offline commands read it. Throws when the file holds no fleet. */
+export function checkStackFile(file: StackFile, options: StackCheckOptions = {}): StackCheck {
+    return checkStack(rawFleetFromStackFile(file), stackFileSecrets(file), options);
 }
