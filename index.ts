@@ -16,12 +16,26 @@ import { connectionArgs } from "./components/remote/connection";
 import { StepWaits } from "./components/stepWaits";
 import { refuseAdoptionDifferences } from "./components/control/adoption";
 import { controlHost } from "./components/control/plan";
-import { loadStack } from "./stacks/load";
+import { endRefusedRun, loadStack } from "./stacks/load";
 
-async function main() {
-    const { fleet, secrets } = loadStack();
+// Invalid config fails here, while the module loads: the engine ends such a run at once.
+const { fleet, secrets } = loadStack();
+
+interface MainOptions {
+    /** End the process once a refusal is printed (as the engine runs the program); tests take the error instead. */
+    exitOnRefusal?: boolean;
+}
+
+async function main(options: MainOptions = {}) {
     // Reads the running objects `adopt` names and refuses any difference, before anything is declared.
-    await refuseAdoptionDifferences(controlHost(fleet));
+    try {
+        await refuseAdoptionDifferences(controlHost(fleet));
+    } catch (error) {
+        if (options.exitOnRefusal ?? true) {
+            await endRefusedRun(error);
+        }
+        throw error;
+    }
     const credentials = { privateKey: secrets.sshPrivateKey };
 
     // --- Identities: the Nebula PKI and self-signed relay certificates, kept in state -----------

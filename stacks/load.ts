@@ -57,6 +57,22 @@ const readConfigSecret: SecretReader = (key) => {
     return value === undefined ? { state: "unset" } : { state: "set", secret: isConfigSecret(`shortcircuit:${key}`), value };
 };
 
+/**
+ * Ends the run on a refusal found after the program started (an async check): prints the lines
+ * and exits with the code the SDK uses once it has printed an error itself (cmd/run's
+ * nodeJSProcessExitedAfterLoggingUserActionableMessage, 32). A rejected main() is also reported,
+ * but CLI v3.274.0 with SDK 3.270.0 then takes 45-90 s to end the run (measured on the real
+ * engine); this takes a few. Anything but a RunError is left to the SDK's own handler.
+ */
+export async function endRefusedRun(error: unknown): Promise<void> {
+    if (pulumi.RunError.isInstance(error)) {
+        await pulumi.log.error(error.message);
+        process.exit(EXIT_AFTER_REPORTED_ERROR);
+    }
+}
+
+const EXIT_AFTER_REPORTED_ERROR = 32;
+
 export function loadStack(): LoadedStack {
     const config = new pulumi.Config("shortcircuit");
     let rawFleet: unknown;

@@ -277,7 +277,7 @@ describe("the existing CA's secrets", () => {
                     .filter((key) => key !== "nebulaCaKey")
                     .map((key) => `shortcircuit:${key}`),
             );
-            return (await import("../../index")).default();
+            return (await import("../../index")).default({ exitOnRefusal: false });
         });
         expect((error as Error).message).toBe(
             "shortcircuit:nebulaCaKey: must be set with --secret (it is stored in plaintext): pulumi config set --secret shortcircuit:nebulaCaKey <value>",

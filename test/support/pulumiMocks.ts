@@ -340,7 +340,8 @@ export type ProgramOutputs = Awaited<ReturnType<typeof import("../../index")>>;
 /** Loads index.ts and runs its main() as the language host does (to be called inside runUnderMocks). */
 export async function runProgram(): Promise<ProgramOutputs> {
     const main = (await import("../../index")).default;
-    return main();
+    // A refusal is the test's to read, not a reason to end the test process.
+    return main({ exitOnRefusal: false });
 }
 
 /** Runs the program (index.ts) as `pulumi up`/`preview` would, under strict mocks. */
