@@ -910,6 +910,9 @@ export async function startApiDouble(options: ApiDoubleOptions): Promise<ApiDoub
                 }
                 break;
             }
+            default:
+                // An endpoint the double does not serve: answered as not found, below.
+                break;
         }
         throw notFound();
     };
