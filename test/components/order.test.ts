@@ -3,6 +3,7 @@ import { throwawayPlan } from "../../components/planFiles";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, type Raw } from "../support/fixtures";
 import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";
+import { stepOfResource } from "../support/steps";
 
 /*
  * The order is plan data (components/order.ts): which step waits for which, and why. These
@@ -17,30 +18,6 @@ function orderOf(raw: Raw): FleetOrder {
 }
 
 const pairs = (order: FleetOrder): string[] => order.edges.map((edge) => `${edge.step} <- ${edge.after}`).sort();
-
-/** The step a recorded resource belongs to; undefined for what is not a step (cloud objects, keys, certificates). */
-function stepOfResource(resource: { type: string; name: string; parent?: string }): StepId | undefined {
-    const isCommand = resource.type === "command:remote:Command";
-    const parent = resource.parent ?? "";
-    if (parent === "edge") {
-        return stepId.edge;
-    }
-    if (!isCommand) {
-        return undefined;
-    }
-    if (parent === "control") {
-        const part = /^control-(bootstrap|headscale|nebula|health)(?:-|$)/.exec(resource.name);
-        if (!part) {
-            throw new Error(`control step ${resource.name} belongs to no part`);
-        }
-        return stepId.control(part[1] as "bootstrap" | "headscale" | "nebula" | "health");
-    }
-    const host = /^(nebula|derp|k3s)-(.+)$/.exec(parent);
-    if (!host) {
-        throw new Error(`command ${resource.name} under ${parent} belongs to no step`);
-    }
-    return host[1] === "nebula" ? stepId.nebula(host[2]) : host[1] === "derp" ? stepId.relay(host[2]) : stepId.k3s(host[2]);
-}
 
 /** Every dependency the program declared from a resource of one step to a resource of another. */
 function programEdges(recorder: MockRecorder): string[] {

@@ -4,6 +4,9 @@ import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "./e2eLab";
 import { PulumiStack, type RunResult } from "./engine";
+import { throwawayPlan } from "../../components/planFiles";
+import { parseFleet } from "../../stacks/validate";
+import { stepOfResource } from "../support/steps";
 
 /*
  * A real `pulumi up` of the program (DESIGN.md, "Testing" item 6; README "A real pulumi up").
@@ -36,6 +39,36 @@ let HOSTS: string[] = [];
 let K3S_NODES: string[] = [];
 const none = (): Record<string, string[]> => Object.fromEntries(HOSTS.map((name) => [name, []]));
 const zero = (): Record<string, number> => Object.fromEntries(HOSTS.map((name) => [name, 0]));
+
+/** `<step> <- <step it waits for>` for every dependency the engine's state holds between two steps. */
+function engineStepEdges(): string[] {
+    const state = JSON.parse(fs.readFileSync(lab.stack.stateFile, "utf8")) as {
+        checkpoint: { latest?: { resources?: { urn: string; type: string; parent?: string; dependencies?: string[] }[] } };
+    };
+    const resources = state.checkpoint.latest?.resources ?? [];
+    const nameOf = (urn: string): string => urn.slice(urn.lastIndexOf("::") + 2);
+    const stepOf = new Map(
+        resources.map((resource) => [
+            resource.urn,
+            stepOfResource({ type: resource.type, name: nameOf(resource.urn), parent: resource.parent ? nameOf(resource.parent) : undefined }),
+        ]),
+    );
+    const edges = new Set<string>();
+    for (const resource of resources) {
+        const step = stepOf.get(resource.urn);
+        for (const dependency of resource.dependencies ?? []) {
+            const after = stepOf.get(dependency);
+            if (step && after && after !== step) edges.add(`${step} <- ${after}`);
+        }
+    }
+    return [...edges].sort();
+}
+
+/** The same for the plan of the stack's fleet. */
+function planStepEdges(): string[] {
+    const { plan } = throwawayPlan(parseFleet(lab.config).fleet, { now: new Date(), pkiSeedHex: "00".repeat(32) });
+    return plan.order.edges.map((edge) => `${edge.step} <- ${edge.after}`).sort();
+}
 
 function expectOk(result: RunResult): void {
     if (result.code !== 0) throw new Error(`pulumi exited ${result.code}${result.timedOut ? " (timed out)" : ""}:\n${result.output.slice(-6000)}`);
@@ -72,7 +105,7 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expectOk(await lab.stack.preview());
     });
 
-    it("1. first up: every host's files, K3s steps in rollout order, the edge objects on the API server", async () => {
+    it("1. first up: every host's files, K3s steps in rollout order, the edge objects on the API server; the engine's edges between steps are the plan's", async () => {
         firstUp = await lab.stack.up(UP_TIMEOUT_MS);
         expectOk(firstUp);
         const outputs = await lab.stack.outputs();
@@ -118,6 +151,9 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(outputs.edgeObjects).toEqual(expect.arrayContaining(["helmchartconfig-kube-system-traefik", "middleware-networking-networking-strip-adsb"]));
         // The program's warnings name the existing host, never "undefined".
         expect(firstUp.output).not.toMatch(/undefined/);
+        // The engine's dependency edges between steps, as its state records them, are exactly the
+        // plan's order (components/order.ts).
+        expect(engineStepEdges()).toEqual(planStepEdges());
     });
 
     it("6. on the existing control host nothing is started before its unit and config are delivered", () => {
