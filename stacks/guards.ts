@@ -566,7 +566,7 @@ function checkNebulaDates(fleet: Pick<Fleet, "overlays">, problems: ProblemList,
             const retiring = pki.rotation?.from === signer.generation;
             problems.error(
                 retiring && pki.rotation?.fromCaIssuedOn !== undefined ? `${path}.rotation.fromCaIssuedOn` : `${path}.caIssuedOn`,
-                `the signing Nebula CA (${nebulaCaLabel(signer)}) expired at ${notAfter.toISOString()}: no certificate it signs is valid. Make a new CA sign: caGeneration ${signer.generation + 1} (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh`,
+                `the signing Nebula CA (${nebulaCaLabel(signer)}) expired at ${notAfter.toISOString()}: no certificate it signs is valid. Make a new CA sign: caGeneration ${signer.generation + 1} (docs/runbooks/rotating-the-nebula-ca.md); moving these dates would re-sign this CA under a new fingerprint and split the mesh`,
             );
         }
     }

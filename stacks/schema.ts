@@ -225,7 +225,7 @@ const NebulaPkiSchema = z.strictObject({
         "Which CA the program makes when `ca` is `generated`: generation 1 keeps its key as `nebula-ca-key`, n ≥ 2 as `nebula-ca-key-g<n>`. Raise it (with a `rotation`) to replace the CA.",
     ),
     rotation: NebulaRotationSchema.optional().describe(
-        "A two-CA rotation in progress, towards the CA that `ca`/`caGeneration` name, without a gap; removing it trusts the new CA alone. See the runbook Rotating the Nebula CA.",
+        "A two-CA rotation in progress, towards the CA that `ca`/`caGeneration` name, without a gap; removing it trusts the new CA alone. See the runbook docs/runbooks/rotating-the-nebula-ca.md.",
     ),
     caName: z
         .string()
@@ -425,7 +425,7 @@ const DropletSchema = z
             })
             .optional()
             .describe(
-                "The running objects to adopt on the first `up` (Pulumi import) instead of creating new ones: the same public address, the same Headscale database. Inert once they are in state; delete it then. See the runbook Adopting a running fleet.",
+                "The running objects to adopt on the first `up` (Pulumi import) instead of creating new ones: the same public address, the same Headscale database. Inert once they are in state; delete it then. See the runbook docs/runbooks/adopting.md.",
             ),
     })
     .describe("A DigitalOcean droplet the program creates, or adopts.");

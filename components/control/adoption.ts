@@ -45,7 +45,7 @@ export function adoptionProblems(host: DropletHost, adopt: Adopt, found: Adopted
     const { droplet, reservedIp, volume, firewall } = found;
     if (!droplet) {
         problems.push(
-            `${PATH}.adopt.dropletId: no droplet ${adopt.dropletId} exists. If it was adopted before and has been lost, the stack already holds the reserved IP and the volume: delete adopt and run up to build a new droplet (README: Rebuilding a lost lighthouse)`,
+            `${PATH}.adopt.dropletId: no droplet ${adopt.dropletId} exists. If it was adopted before and has been lost, the stack already holds the reserved IP and the volume: delete adopt and run up to build a new droplet (docs/runbooks/rebuilding-a-lighthouse.md)`,
         );
     } else {
         differ(`${PATH}.name`, `droplet ${adopt.dropletId}`, "name", droplet.name, host.name, keep);
@@ -88,7 +88,7 @@ export function adoptionProblems(host: DropletHost, adopt: Adopt, found: Adopted
         differ(`${PATH}.volumeSizeGb`, `volume ${adopt.volumeId}`, "size (GB)", volume.size, host.volumeSizeGb, keep);
         if (!volume.dropletIds.includes(adopt.dropletId)) {
             problems.push(
-                `${PATH}.adopt.volumeId: volume ${adopt.volumeId} is attached to ${volume.dropletIds.length > 0 ? `droplet ${volume.dropletIds.join(", ")}` : "no droplet"}, not ${adopt.dropletId}: Headscale's database must be on it and mounted at /var/lib/headscale before adoption (README: Adopting a running fleet, step 2)`,
+                `${PATH}.adopt.volumeId: volume ${adopt.volumeId} is attached to ${volume.dropletIds.length > 0 ? `droplet ${volume.dropletIds.join(", ")}` : "no droplet"}, not ${adopt.dropletId}: Headscale's database must be on it and mounted at /var/lib/headscale before adoption (docs/runbooks/adopting.md, step 2)`,
             );
         }
     }

@@ -157,12 +157,12 @@ export function expiryMessages(
     switch (status.state) {
         case "expired":
             errors.push(
-                `Nebula CA expired at ${status.notAfter.toISOString()}: no certificate it signs is valid (${names}). Rotate to a new CA through fleet.overlays.nebula.pki.rotation (README: Rotating the Nebula CA); re-signing this one would change its fingerprint and split the mesh.`,
+                `Nebula CA expired at ${status.notAfter.toISOString()}: no certificate it signs is valid (${names}). Rotate to a new CA through fleet.overlays.nebula.pki.rotation (docs/runbooks/rotating-the-nebula-ca.md); re-signing this one would change its fingerprint and split the mesh.`,
             );
             break;
         case "expiring":
             warnings.push(
-                `Nebula CA expires at ${status.notAfter.toISOString()}, inside the ${policy.renewBeforeDays}-day renewal window; host certificates are clamped to it. Rotate to a new CA through fleet.overlays.nebula.pki.rotation (README: Rotating the Nebula CA); re-signing this one would change its fingerprint and split the mesh.`,
+                `Nebula CA expires at ${status.notAfter.toISOString()}, inside the ${policy.renewBeforeDays}-day renewal window; host certificates are clamped to it. Rotate to a new CA through fleet.overlays.nebula.pki.rotation (docs/runbooks/rotating-the-nebula-ca.md); re-signing this one would change its fingerprint and split the mesh.`,
             );
             break;
         case "renewing": {

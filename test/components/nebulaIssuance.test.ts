@@ -108,7 +108,7 @@ describe("expiry messages", () => {
     it("fails when the CA has expired", () => {
         const { errors } = expiryMessages(caPem, members, policy, at("2036-11-01T00:00:00Z"));
         expect(errors).toEqual([
-            "Nebula CA expired at 2036-10-29T00:00:00.000Z: no certificate it signs is valid (shortcircuit-lab-sfo3, lab-server-01, lab-agent-01, lab-agent-02, lab-relay-01). Rotate to a new CA through fleet.overlays.nebula.pki.rotation (README: Rotating the Nebula CA); re-signing this one would change its fingerprint and split the mesh.",
+            "Nebula CA expired at 2036-10-29T00:00:00.000Z: no certificate it signs is valid (shortcircuit-lab-sfo3, lab-server-01, lab-agent-01, lab-agent-02, lab-relay-01). Rotate to a new CA through fleet.overlays.nebula.pki.rotation (docs/runbooks/rotating-the-nebula-ca.md); re-signing this one would change its fingerprint and split the mesh.",
         ]);
     });
 });

@@ -33,7 +33,7 @@ const PER_TEST_MS = 6 * 60_000;
 jest.setTimeout(PER_TEST_MS);
 const UP_TIMEOUT_MS = 5 * 60_000;
 const DROPLET_TYPE = "digitalocean:index/droplet:Droplet";
-/** The five running objects adoption takes over (README "Adopting a running fleet"). */
+/** The five running objects adoption takes over (docs/runbooks/adopting.md). */
 const ADOPTED = ["control-ip", "control-data", "control-droplet", "control-ip-assignment", "control-firewall"];
 
 let dl: DropletLab;
@@ -264,7 +264,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
         expect(dl.machine.authorizedKeys()).toEqual([dl.operatorPublicKey, programKeyOf(adopt).publicKey]);
     });
 
-    it("3. no-op up after adoption: no DigitalOcean write; while `adopt` stays, the engine refuses to replace the imported droplet (why README says to delete it)", async () => {
+    it("3. no-op up after adoption: no DigitalOcean write; while `adopt` stays, the engine refuses to replace the imported droplet (why docs/runbooks/adopting.md says to delete it)", async () => {
         const before = mark();
         const result = await adopt.up(UP_TIMEOUT_MS);
         expectRun(result);
@@ -355,7 +355,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
         expectStepsRan(recreated, adopt);
     });
 
-    it("7. the stuck two-droplet state (an older program without deleteBeforeReplace) and the README's way out", async () => {
+    it("7. the stuck two-droplet state (an older program without deleteBeforeReplace) and the runbook's way out", async () => {
         const oldDroplet = idOf(adopt, "control-droplet");
         const volumeId = idOf(adopt, "control-data");
         const source = path.join(adopt.projectDir, "components", "control", "controlServer.ts");
@@ -395,7 +395,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
         expect(volume.droplet_ids.map(String)).toEqual([String(oldDroplet)]);
         expect(stateResources(adopt).some((resource) => resource.type === DROPLET_TYPE && resource.delete === true)).toBe(true);
 
-        // The way out (README "Rebuilding a lost lighthouse"): detach the volume from the old
+        // The way out (docs/runbooks/rebuilding-a-lighthouse.md): detach the volume from the old
         // droplet (doctl compute volume-action detach <volume-id> <old-droplet-id>), then up.
         const detach = await dl.doctl("POST", `/v2/volumes/${volumeId}/actions`, { type: "detach", droplet_id: Number(oldDroplet), region: "sfo3" });
         expect(detach.status).toBeLessThan(300);

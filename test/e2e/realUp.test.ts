@@ -9,7 +9,7 @@ import { parseFleet } from "../../stacks/validate";
 import { stepOfResource } from "../support/steps";
 
 /*
- * A real `pulumi up` of the program (DESIGN.md, "Testing" item 6; README "A real pulumi up").
+ * A real `pulumi up` of the program (DESIGN.md, "Testing" item 6; docs/development.md, "A real pulumi up").
  *
  * REAL: the Pulumi CLI and engine (v3.274.0), the Node.js language host (v3.68.0), the
  * @pulumi/* SDKs of package.json, the kubernetes provider (pulumi-kubernetes
@@ -345,7 +345,7 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         expect(lab.api.kubectl(["get", "middleware", "networking-strip-adsb", "-n", "networking", "-o", "name"]).code).toBe(0);
     });
 
-    it("9b. a deliberate teardown as the README gives it: unprotect, destroy; the edge objects go, namespaces and every host stay as they are", async () => {
+    it("9b. a deliberate teardown as docs/runbooks/destroying-a-stack.md gives it: unprotect, destroy; the edge objects go, namespaces and every host stay as they are", async () => {
         const stamps = lab.fileStamps();
         const before = lab.sessions();
         const stack = lab.stack.options.stack;
@@ -418,7 +418,7 @@ describe("an expired Nebula CA on the real engine (issue 26)", () => {
         const sessions = lab.sessions();
         const files = lab.fileStamps();
         const line =
-            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh";
+            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (docs/runbooks/rotating-the-nebula-ca.md); moving these dates would re-sign this CA under a new fingerprint and split the mesh";
         for (const result of [await stack.preview(), await stack.up(UP_TIMEOUT_MS)]) {
             expect(result.code).not.toBe(0);
             const diagnostics = result.output.slice(result.output.indexOf("Diagnostics:"));

@@ -381,7 +381,7 @@ describe("an expired signing CA fails validation (issue 26)", () => {
                 fleet.overlays.nebula.pki.caValidityDays = 3650;
             }),
         ).toEqual([
-            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (README: Rotating the Nebula CA); moving these dates would re-sign this CA under a new fingerprint and split the mesh",
+            "fleet.overlays.nebula.pki.caIssuedOn: the signing Nebula CA (generation 1) expired at 2019-12-30T00:00:00.000Z: no certificate it signs is valid. Make a new CA sign: caGeneration 2 (docs/runbooks/rotating-the-nebula-ca.md); moving these dates would re-sign this CA under a new fingerprint and split the mesh",
         ]);
     });
 
