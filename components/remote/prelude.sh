@@ -189,3 +189,42 @@ take_lock() {
 }
 # GNU sync fsyncs the files it is given; BSD sync takes none and flushes everything.
 if sync --help >/dev/null 2>&1; then flush() { sync "$@"; }; else flush() { sync; }; fi
+# Atomic writes, the one way every step replaces a file. write_beside SOURCE TARGET MODE [OWNER]
+# copies SOURCE to a new file beside TARGET (same directory, so the rename below is atomic),
+# with MODE and OWNER (user:group; empty or absent: left as created), fsynced, and leaves its
+# name in $written; TARGET is not touched yet. The new file is on cleanup_paths: it is removed
+# on exit unless it was renamed into place. Call it as a command of the step's own shell, never
+# inside $(...): there bash drops set -e, and a write cut short by a full disk went on as if it
+# had succeeded (deliver-files.sh's lesson).
+write_beside() {
+  written="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cleanup_paths+=("$written")
+  cat "$1" >"$written"
+  chmod "$3" "$written"
+  if [ -n "${4-}" ]; then chown "$4" "$written"; fi
+  flush "$written"
+}
+# rename_into_place NEW TARGET: renames NEW over TARGET and fsyncs the directory, so the rename
+# itself survives a power loss.
+rename_into_place() {
+  mv -f "$1" "$2"
+  flush "$(dirname "$2")"
+}
+# write_atomically SOURCE TARGET MODE [OWNER]: both of the above. A reader of TARGET sees the
+# old file or the whole new one, never a part.
+write_atomically() {
+  write_beside "$@"
+  rename_into_place "$written" "$2"
+}
+# read_words ARRAY NAME: splits parameter NAME (a space-separated word list) into ARRAY. read -a
+# splits on IFS and expands no pattern, and set -f is on while it runs, so a value such as
+# `*` or `/etc/*.conf` stays itself. Expand ARRAY as ${ARRAY[@]+"${ARRAY[@]}"} (bash 3.2 and
+# set -u: an empty array is otherwise unbound).
+read_words() {
+  local value glob_was_off=0
+  value="$(param "$2")"
+  case "$-" in *f*) glob_was_off=1 ;; esac
+  set -f
+  read -r -a "$1" <<<"$value" || true
+  if [ "$glob_was_off" = 0 ]; then set +f; fi
+}
