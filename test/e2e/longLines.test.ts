@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stepLauncher } from "../../components/remote/remoteCommand";
@@ -131,6 +132,9 @@ describe("a step that prints a 70 KiB line, on the real engine", () => {
         const hung = await logged.up(SMALL_UP_MS);
         // Killed at the bound: the provider stopped reading the session's output at the long line.
         expect({ timedOut: hung.timedOut, tail: hung.timedOut ? "" : hung.output.slice(-3000) }).toEqual({ timedOut: true, tail: "" });
+        // The hung plugin is not in the CLI's process group, so it outlives the CLI killed at the
+        // bound, blocked for good on its log pipe: end it, or it stays behind after the suite.
+        spawnSync("pkill", ["-KILL", "-f", path.join(lab.runDir, "logging-on", "pulumi-home", "plugins")], { stdio: "ignore" });
     });
 
     it("2. a shortcircuit step with logging on prints the same line folded and completes", async () => {
