@@ -11,15 +11,15 @@ if [ -f "$file" ] && grep -qxF -- "$key" "$file"; then
   echo "the program's key is authorized already"
   exit 0
 fi
-# Assembled in a temporary file, then written beside the real one and renamed in (the
-# prelude's write_atomically).
-new="$(mktemp "${TMPDIR:-/tmp}/shortcircuit-authorized_keys.XXXXXX")"
-cleanup_paths+=("$new")
+tmp="$(mktemp "$dir/.authorized_keys.XXXXXX")"
+cleanup_paths+=("$tmp")
 if [ -f "$file" ]; then
-  cat "$file" >"$new"
+  cat "$file" >"$tmp"
   # A last line without its newline would run into the key.
-  if [ -s "$file" ] && [ "$(tail -c 1 "$file" | od -An -c | tr -d ' ')" != '\n' ]; then echo >>"$new"; fi
+  if [ -s "$file" ] && [ "$(tail -c 1 "$file" | od -An -c | tr -d ' ')" != '\n' ]; then echo >>"$tmp"; fi
 fi
-printf '%s\n' "$key" >>"$new"
-write_atomically "$new" "$file" 600
+printf '%s\n' "$key" >>"$tmp"
+chmod 600 "$tmp"
+mv -f "$tmp" "$file"
+flush "$file"
 echo "authorized the program's key for $(id -un)"

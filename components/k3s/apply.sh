@@ -47,8 +47,15 @@ wait_healthy() {
   done
   return 1
 }
-# The prelude's atomic write: beside the target, fsynced, renamed in.
-install_file() { write_atomically "$1" "$2" 600; }
+install_file() {
+  local tmp
+  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cat "$1" >"$tmp"
+  chmod 600 "$tmp"
+  flush "$tmp"
+  mv -f "$tmp" "$2"
+  flush "$(dirname "$2")"
+}
 rollback() {
   log "$1; restoring the previous config"
   rm -f "$dropin"
@@ -90,17 +97,16 @@ fresh=0; [ -f "$cfg" ] || fresh=1
 # The genesis skips the drain of a node the cluster records as running this config; if the
 # file on disk still differs (edited by hand), a restart now would hit an undrained node.
 if [ "$fresh" = 0 ]; then
-  # --ignore-not-found: a node the API does not know prints nothing (exit 0); a known one prints
-  # its name and spec.unschedulable (empty when the field is unset: schedulable).
-  if out="$(kube get node "$node" --ignore-not-found -o jsonpath='{.metadata.name}{" "}{.spec.unschedulable}' 2>&1)"; then
-    read -r known unschedulable <<<"$out" || true
-    if [ -n "${known-}" ] && [ "${unschedulable-}" != true ]; then
+  if unschedulable="$(kube get node "$node" -o jsonpath='{.spec.unschedulable}' 2>&1)"; then
+    if [ "$unschedulable" != true ]; then
       echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again." >&2
       exit 1
     fi
   else
-    echo "rollout $node: cannot read its node from the API: $out" >&2
-    exit 1
+    case "$unschedulable" in
+      *NotFound*|*"not found"*) ;;
+      *) echo "rollout $node: cannot read its node from the API: $unschedulable" >&2; exit 1 ;;
+    esac
   fi
 fi
 ip_moved=0; [ "$(recorded NODE_IP)" = "$(wanted NODE_IP)" ] || ip_moved=1

@@ -1,26 +1,20 @@
 # On the genesis server: drain the node before its restart. A node the API does not know yet
-# is skipped; so is an API that does not answer on a genesis that has never been configured
-# (no config.yaml: the cluster is being bootstrapped). Any other failed read fails the node.
+# is skipped; so is an unreachable API on a genesis that has never been configured (the
+# cluster is being bootstrapped). Any other unreachable API fails the node.
 # Params: NODE_NAME, CONFIG_SHA256, DRAIN_TIMEOUT.
 node="$(param NODE_NAME)"
 # Every API call is bounded: a hanging API fails the step instead of stalling the rollout.
 kc() { k3s kubectl --request-timeout=10s "$@"; }
-# --ignore-not-found: a node the API does not know prints nothing (exit 0); a known one prints
-# its name and its config annotation (empty when it has none).
-if ! out="$(kc get node "$node" --ignore-not-found -o jsonpath='{.metadata.name}{" "}{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
-  if [ ! -f /etc/rancher/k3s/config.yaml ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi
+if ! out="$(kc get node "$node" -o jsonpath='{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
+  case "$out" in
+    *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
+    *refused*) if [ ! -f /etc/rancher/k3s/config.yaml ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
+  esac
   echo "drain $node: the API on the genesis did not answer: $out" >&2
   exit 1
 fi
-known=''
-applied=''
-read -r known applied <<<"$out" || true
-if [ -z "$known" ]; then
-  echo "drain $node: not registered yet"
-  exit 0
-fi
 # A re-run (a new SSH path, lost state) must not drain a node that already runs this config.
-if [ "$applied" = "$(param CONFIG_SHA256)" ]; then
+if [ "$out" = "$(param CONFIG_SHA256)" ]; then
   echo "drain $node: already runs this config; not drained"
   exit 0
 fi

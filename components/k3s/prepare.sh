@@ -7,12 +7,7 @@
 node="$(param NODE_NAME)"
 fail() { echo "preflight $node: $*" >&2; exit 1; }
 command -v k3s >/dev/null 2>&1 || fail "k3s is not installed"
-# Word lists, read without globbing.
-expect_addresses=()
-read_words expect_addresses EXPECT_ADDRESSES
-cluster_cidrs=()
-read_words cluster_cidrs CLUSTER_CIDRS
-for pair in ${expect_addresses[@]+"${expect_addresses[@]}"}; do
+for pair in $(param EXPECT_ADDRESSES); do
   iface="${pair%%=*}"; want="${pair#*=}"
   actual="$(ip -4 -o addr show dev "$iface" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | tr '\n' ' ')"
   actual="${actual% }"
@@ -36,20 +31,16 @@ while read -r first second _; do
     *) dest="$first" ;;
   esac
   case "$dest" in *[!0-9./]*) continue ;; esac
-  for cidr in ${cluster_cidrs[@]+"${cluster_cidrs[@]}"}; do
+  for cidr in $(param CLUSTER_CIDRS); do
     if overlaps "$dest" "$cidr"; then
       fail "Tailscale table 52 routes $dest, which covers cluster range $cidr: an accepted subnet route would steal pod or service traffic (run tailscale set --accept-routes=false and remove the route)"
     fi
   done
 done < <(ip -4 route show table 52 2>/dev/null || true)
-# `tailscale debug prefs` prints the node's preferences as JSON (Tailscale's ipn.Prefs, not
-# kubectl's); RouteAll is --accept-routes. Read with python3's json module; without python3 on
-# the host the check cannot be made and the pre-flight says so instead of passing it silently.
 if command -v tailscale >/dev/null 2>&1; then
-  command -v python3 >/dev/null 2>&1 || fail "tailscale is installed but python3 is not: cannot read its prefs to check --accept-routes"
-  route_all="$(tailscale debug prefs | python3 -B -c 'import json, sys; print(json.load(sys.stdin).get("RouteAll") is True)')" ||
-    fail "cannot read tailscale's prefs (tailscale debug prefs)"
-  [ "$route_all" != True ] || fail "tailscale accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false"
+  case "$(tailscale debug prefs 2>/dev/null || true)" in
+    *'"RouteAll": true'*) fail "tailscale accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false" ;;
+  esac
 fi
 echo "preflight $node: ok"
 umask 077
@@ -62,6 +53,10 @@ if [ -f "$token_path" ] && cmp -s "$token" "$token_path"; then
   chmod 600 "$token_path"
 else
   mkdir -p "$(dirname "$token_path")"
-  write_atomically "$token" "$token_path" 600
+  tmp="$(mktemp "$token_path.shortcircuit.XXXXXX")"
+  cat "$token" >"$tmp"
+  chmod 600 "$tmp"
+  flush "$tmp"
+  mv -f "$tmp" "$token_path"
   echo "preflight $node: wrote $token_path"
 fi

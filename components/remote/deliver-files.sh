@@ -36,14 +36,24 @@ stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
 
-# Each file is written beside its target by the prelude's write_beside (fsynced, on the
-# cleanup list until it is switched in). It runs as a command of this shell, never in $(...):
-# there bash drops set -e, and a write cut short by a full disk went on as if it had succeeded.
+# Writes $1 (a staged file) to a new file beside $2 with mode $3, durably, without touching $2
+# yet, and leaves its name in $written. Not in a command substitution: there bash drops set -e,
+# and a write cut short by a full disk went on as if it had succeeded. The file is removed on
+# exit unless it was switched in.
+write_beside() {
+  written="$(mktemp "$2.shortcircuit.XXXXXX")"
+  cleanup_paths+=("$written")
+  cat "$1" >"$written"
+  chmod "$3" "$written"
+  if [ -n "$owner" ]; then chown "$owner" "$written"; fi
+  flush "$written"
+}
 # Renames $1 over $2, keeping what was there as $2.previous: a hard link, so keeping it needs
 # no space and cannot leave a half-copied file on a full disk.
 switch_in() {
   if [ -f "$2" ]; then ln -f "$2" "$2.previous"; fi
-  rename_into_place "$1" "$2"
+  mv -f "$1" "$2"
+  flush "$(dirname "$2")"
   echo "$2" >>"$stage/.changed"
   log "wrote $2"
 }
@@ -65,7 +75,7 @@ if [ "$restart" != yes ]; then
       rm -f "$target.shortcircuit-staged"
       continue
     fi
-    write_beside "$stage/$n" "$target" "$mode" "$owner"
+    write_beside "$stage/$n" "$target" "$mode"
     if [ "$manager" = none ]; then
       switch_in "$written" "$target"
     else
@@ -79,10 +89,7 @@ if [ "$restart" != yes ]; then
   exit 0
 fi
 
-# The public step. The secret step's files, as a word list read without globbing.
-secret_paths=()
-read_words secret_paths SECRET_PATHS
-# Before anything is installed: a Nebula config must pass `nebula -test`
+# The public step. Before anything is installed: a Nebula config must pass `nebula -test`
 # with the certificates and keys it will run with.
 nebula_config="$(param PRECHECK_NEBULA_CONFIG)"
 if [ -n "$nebula_config" ]; then
@@ -95,7 +102,7 @@ if [ -n "$nebula_config" ]; then
       cp "$stage/$n" "$mirror$target"
       rewrite+=(-e "s#${target//./\\.}#$mirror$target#g")
     done <"$stage/.manifest"
-    for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
+    for secret in $(param SECRET_PATHS); do
       source_file="$secret.shortcircuit-staged"
       [ -f "$source_file" ] || source_file="$secret"
       [ -f "$source_file" ] || continue
@@ -119,11 +126,11 @@ while read -r n mode target; do
   case "$target" in /*) ;; *) continue ;; esac
   [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
   same_and_fixed "$stage/$n" "$target" "$mode" && continue
-  write_beside "$stage/$n" "$target" "$mode" "$owner"
+  write_beside "$stage/$n" "$target" "$mode"
   mark_pending
   switch_in "$written" "$target"
 done <"$stage/.manifest"
-for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
+for secret in $(param SECRET_PATHS); do
   if [ -f "$secret.shortcircuit-staged" ]; then
     mark_pending
     switch_in "$secret.shortcircuit-staged" "$secret"
@@ -182,29 +189,15 @@ healthy() {
   return 1
 }
 
-# The addresses a Nebula certificate carries, one a line. `nebula-cert print -json` prints the
-# certificate as JSON (nebula's own format, not kubectl's): read with python3's json module,
-# the addresses under details.ips (v1 certificates) or details.networks (v2). Empty when
-# python3 is missing or the output is not that shape: then no reload is trusted (below).
-cert_ips() {
-  nebula-cert print -json -path "$1" | python3 -B -c '
-import json, sys
-cert = json.load(sys.stdin)
-details = cert.get("details", {}) if isinstance(cert, dict) else {}
-ips = details.get("ips", details.get("networks"))
-if not isinstance(ips, list) or not ips:
-    sys.exit(1)
-for ip in ips:
-    print(ip)
-'
-}
+# The addresses a Nebula certificate carries, as nebula-cert prints them.
+cert_ips() { nebula-cert print -json -path "$1" | tr -d ' \n' | sed -n 's/.*"ips":\(\[[^]]*\]\).*/\1/p'; }
 # A reload (the unit's ExecReload: SIGHUP) is enough when every changed file is one the daemon
 # re-reads: Nebula takes a new CA bundle, certificate and key without dropping a tunnel (a
 # restart drops them all for a moment, mid CA rotation on every host in turn). Not when the
 # certificate's addresses moved: Nebula refuses such a certificate on reload and runs on with
 # the old one, looking healthy.
 reload_is_enough() {
-  local reloadable path cert old_ips new_ips
+  local reloadable path cert
   reloadable=" $(param RELOAD_PATHS) "
   cert="$(param NEBULA_CERT)"
   [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
@@ -213,14 +206,13 @@ reload_is_enough() {
   done <"$stage/.changed"
   systemctl is-active --quiet "$service" || return 1
   if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
-    command -v nebula-cert >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
-    old_ips="$(cert_ips "$cert.previous")" && new_ips="$(cert_ips "$cert")" || return 1
-    [ "$old_ips" = "$new_ips" ] || return 1
+    command -v nebula-cert >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
+    [ "$(cert_ips "$cert.previous")" = "$(cert_ips "$cert")" ] || return 1
   fi
 }
 healthy_on_new_files() {
   rm -f "$pending"
-  for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do rm -f "$secret.previous"; done
+  for secret in $(param SECRET_PATHS); do rm -f "$secret.previous"; done
   log "$1"
   exit 0
 }

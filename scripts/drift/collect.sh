@@ -70,15 +70,12 @@ for iface in $ifaces; do
 done
 
 ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
-# `tailscale debug prefs` prints ipn.Prefs as JSON; RouteAll is --accept-routes. Read with
-# python3's json module (nothing written); without python3, or unreadable: unknown.
 if command -v tailscale >/dev/null 2>&1; then
-  accept="$( (tailscale debug prefs 2>/dev/null | python3 -B -c '
-import json, sys
-v = json.load(sys.stdin).get("RouteAll")
-print("yes" if v is True else "no" if v is False else "unknown")
-' 2>/dev/null) || true)"
-  echo "tailscale accept-routes ${accept:-unknown}"
+  case "$(tailscale debug prefs 2>/dev/null || true)" in
+    *'"RouteAll": true'*) echo "tailscale accept-routes yes" ;;
+    *'"RouteAll": false'*) echo "tailscale accept-routes no" ;;
+    *) echo "tailscale accept-routes unknown" ;;
+  esac
 fi
 
 for entry in $services; do

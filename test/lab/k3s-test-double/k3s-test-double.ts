@@ -94,8 +94,7 @@
  *
  * kubectl (only on server hosts whose unit is active; otherwise "connection refused"):
  *   get node|nodes|no [NAME...] | get node/NAME   -o json|yaml|name|wide|jsonpath=TEMPLATE,
- *       --no-headers, --ignore-not-found (a named node that does not exist is left out; when
- *       none is left, nothing is printed and the exit is 0, whatever -o); jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
+ *       --no-headers; jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
  *       {range ...}{end}, {"literal"}
  *   wait --for=condition=Ready[=true|false] node/NAME [--timeout=30s]
  *   cordon|uncordon NAME; drain NAME --ignore-daemonsets [--delete-emptydir-data --force
@@ -1869,7 +1868,6 @@ const KUBECTL_BOOL_FLAGS = new Set([
     "--all-namespaces",
     "-A",
     "--insecure-skip-tls-verify",
-    "--ignore-not-found",
 ]);
 
 function parseKubectl(argv: string[]): KubectlArgs {
@@ -2045,13 +2043,9 @@ function kubectlGet(host: DoubleHostConfig, rest: string[], flags: Map<string, s
     if (!["node", "nodes", "no"].includes(first) && !first.startsWith("node/") && !first.startsWith("nodes/")) {
         unsupported(`kubectl get ${JSON.stringify(first)} (only nodes and --raw health paths are simulated)`);
     }
-    const ignoreNotFound = flags.get("--ignore-not-found") === "true";
-    const asked = nodeNames(rest, false);
-    const names = ignoreNotFound ? asked.filter((n) => fs.existsSync(nodeFile(host, n))) : asked;
-    // Real kubectl with --ignore-not-found prints nothing at all when every named object is missing.
-    if (ignoreNotFound && asked.length > 0 && names.length === 0) return 0;
-    const single = asked.length === 1;
-    const recs = asked.length > 0 ? names.map((n) => getNode(host, n)) : allNodes(host);
+    const names = nodeNames(rest, false);
+    const single = names.length === 1;
+    const recs = names.length > 0 ? names.map((n) => getNode(host, n)) : allNodes(host);
     const objects = recs.map(nodeObject);
     const output = flags.get("-o") ?? "";
     const listObj = { apiVersion: "v1", kind: "List", items: objects, metadata: { resourceVersion: "" } };
