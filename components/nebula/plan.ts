@@ -22,7 +22,7 @@ export function planNebulaDelivery<V>(
         // On Linux the tun link is how Nebula answers; macOS names its utun devices itself. A
         // new CA bundle, certificate or key alone is taken by a reload (SIGHUP, the unit's
         // ExecReload), which keeps every tunnel up: adoption and CA rotation never drop the mesh
-        // (test/nebula/caRollout.test.ts measures it on a real mesh).
+        // (test/components/nebula/caRollout.lab.test.ts measures it on a real mesh).
         ...(args.macos
             ? {}
             : { checkInterface: args.interfaceName, reloadPaths: [NEBULA_FILES.ca, NEBULA_FILES.cert, NEBULA_FILES.key], nebulaCert: NEBULA_FILES.cert }),

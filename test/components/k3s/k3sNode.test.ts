@@ -1,0 +1,89 @@
+import { rolloutOrder } from "../../../components/k3s/order";
+import { CONFIG_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
+import { remoteScript } from "../../../components/remote/scripts";
+import { runProgramUnderMocks, stepPayload, stepScript, type MockRecorder } from "../../support/pulumiMocks";
+import { rawFleet, validFleet } from "../../support/fixtures";
+
+const STEPS = ["prepare", "drain", "apply", "uncordon"] as const;
+
+let recorder: MockRecorder;
+beforeAll(async () => {
+    const run = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
+    expect(run.error).toBeUndefined();
+    recorder = run.recorder;
+});
+
+describe("K3sNode chain under strict mocks", () => {
+    const prod = validFleet("prod");
+    const order = rolloutOrder(prod).map((node) => node.name);
+
+    it("gives every K3s node the four steps, parented to its component", () => {
+        for (const name of order) {
+            expect(recorder.named(`k3s-${name}`).type).toBe("shortcircuit:k3s:K3sNode");
+            for (const step of STEPS) {
+                expect(recorder.named(`k3s-${name}-${step}`)).toMatchObject({ type: "command:remote:Command", parent: `k3s-${name}` });
+            }
+        }
+        expect(recorder.resources.filter((resource) => resource.name.startsWith("k3s-aero"))).toEqual([]);
+    });
+
+    it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
+        const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
+        // The first node waits for Headscale to answer: the tailnet must be up before nodes move.
+        // The first node waits for Headscale to answer and the tailnet's relay to serve; every node
+        // for its own Nebula delivery (components/order.ts).
+        expect(dependsOn(`k3s-${order[0]}-prepare`).sort()).toEqual(["control-health", "derp-aero-derper-files", `nebula-${order[0]}-files`].sort());
+        order.forEach((name, index) => {
+            if (index > 0) {
+                expect(dependsOn(`k3s-${name}-prepare`).sort()).toEqual([`k3s-${order[index - 1]}-uncordon`, `nebula-${name}-files`].sort());
+            }
+            for (let step = 1; step < STEPS.length; step++) {
+                expect(dependsOn(`k3s-${name}-${STEPS[step]}`)).toEqual([`k3s-${name}-${STEPS[step - 1]}`]);
+            }
+        });
+        expect(order.at(-1)).toBe("toa-fwd-gpu-01");
+    });
+
+    it("drains and uncordons through the genesis, writes through the node", () => {
+        const genesis = prod.nodes.find((node) => node.genesis)!;
+        const agent = "lax-node-01";
+        expect(recorder.named(`k3s-${agent}-drain`).inputs.connection).toMatchObject({ host: genesis.nebula!.address });
+        expect(recorder.named(`k3s-${agent}-uncordon`).inputs.connection).toMatchObject({ host: genesis.nebula!.address });
+        expect(recorder.named(`k3s-${agent}-apply`).inputs.connection).toMatchObject({ host: "10.67.3.1", perDialTimeout: 20, dialErrorLimit: 3 });
+    });
+
+    it("keeps the token secret and the config readable in the apply step's stdin", () => {
+        const token = recorder.named("k3s-lax-node-01-prepare");
+        expect(token.secretInputs).toContain("stdin");
+        expect(token.additionalSecretOutputs).toContain("stdin");
+        const apply = recorder.named("k3s-lax-node-01-apply");
+        expect(apply.secretInputs).not.toContain("stdin");
+        const stdin = stepPayload(apply.inputs);
+        expect(stdin.startsWith("NODE_NAME=lax-node-01\n")).toBe(true);
+        expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file 0600 ");
+        expect(stdin).toMatch(/@file 0600 \d+ \/etc\/rancher\/k3s\/config.yaml\n/);
+        expect(stdin).toContain("node-ip:\n  - 100.67.0.16\n");
+        expect(stdin).not.toContain("K10-test-token");
+        expect(apply.inputs.create).toBe(apply.inputs.update);
+        // A failure message repeats `create`: one line, the script itself rides at the head of stdin.
+        expect(String(apply.inputs.create)).not.toContain("\n");
+        expect(String(apply.inputs.create).length).toBeLessThan(160);
+        expect(stepScript(apply.inputs)).toBe(remoteScript("k3s/apply.sh"));
+    });
+
+    it("names the paths and annotation the program knows exactly as the scripts do", () => {
+        // The scripts are fixed text: k3s's own paths and the config annotation are spelled there.
+        expect(remoteScript("k3s/apply.sh")).toContain(`dropin=${SAN_DROPIN_PATH}\n`);
+        expect(remoteScript("k3s/apply.sh")).toContain(`rec=${ROLLOUT_RECORD_PATH};`);
+        const jsonpathAnnotation = CONFIG_ANNOTATION.replace(/\./g, "\\.");
+        expect(remoteScript("k3s/drain.sh")).toContain(`{.metadata.annotations.${jsonpathAnnotation}}`);
+        expect(remoteScript("k3s/uncordon.sh")).toContain(`"${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)"`);
+    });
+
+    it("sends the same script text to every node: only the payload differs", () => {
+        const launchers = new Set(order.map((name) => recorder.named(`k3s-${name}-apply`).inputs.create));
+        expect(launchers.size).toBe(1);
+        const scripts = new Set(order.map((name) => stepScript(recorder.named(`k3s-${name}-apply`).inputs)));
+        expect(scripts.size).toBe(1);
+    });
+});

@@ -1,0 +1,342 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { delivery, plainValues, type PlannedFile, type ServiceManager } from "../../../components/hostPlan";
+import { PayloadError, framedPayload } from "../../../components/remote/payload";
+import { remoteScript } from "../../../components/remote/scripts";
+
+/*
+ * Runs the exact delivery script (remote/prelude.sh + remote/deliver-files.sh) with bash, as
+ * root, inside a private mount namespace where /etc/nebula, /etc/systemd/system and
+ * /var/lib/shortcircuit are fresh tmpfs mounts, and `systemctl`/`launchctl` are recording
+ * shims. Nothing outside the namespace is touched.
+ */
+
+let work: string;
+let shims: string;
+let state: string;
+
+beforeAll(() => {
+    if (process.getuid?.() !== 0) {
+        throw new Error("the file delivery tests need root for a private mount namespace (CI runs as root)");
+    }
+});
+
+beforeEach(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "sc-filesync-"));
+    shims = path.join(work, "bin");
+    state = path.join(work, "state");
+    fs.mkdirSync(shims);
+    fs.mkdirSync(state);
+    for (const tool of ["systemctl", "launchctl"]) {
+        // Queries (is-active, print) are not recorded. Cues: fail-restart (a restart fails),
+        // dead (never active), dead-on (not active while config.yml holds that text),
+        // die-on-restart (the restart kills the delivery, as a dropped session would).
+        fs.writeFileSync(
+            path.join(shims, tool),
+            [
+                "#!/bin/bash",
+                `dead() { [ -e "${work}/dead" ] || { [ -e "${work}/dead-on" ] && grep -qF "$(cat "${work}/dead-on")" /etc/nebula/config.yml 2>/dev/null; }; }`,
+                'case "$1" in',
+                "  is-active) ! dead; exit $? ;;",
+                '  print) dead || echo "state = running"; exit 0 ;;',
+                "esac",
+                `echo "${tool} $*" >> "${work}/calls.log"`,
+                `if [ -e "${work}/die-on-restart" ] && [[ "$*" == *restart* || "$*" == *kickstart* ]]; then rm -f "${work}/die-on-restart"; kill -9 "$PPID"; fi`,
+                `[ ! -e "${work}/fail-restart" ]`,
+                "",
+            ].join("\n"),
+            { mode: 0o755 },
+        );
+    }
+});
+
+afterEach(() => {
+    fs.rmSync(work, { recursive: true, force: true });
+});
+
+interface Delivery {
+    status: number | null;
+    stdout: string;
+    stderr: string;
+    calls: string[];
+}
+
+/**
+ * Delivers `files` with the script; the tmpfs contents are persisted to `state` between
+ * deliveries so a second run sees what the first wrote.
+ */
+/** Extra delivery settings (reload paths) for the cases that need them. */
+type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: string; etcNebulaSize?: string };
+
+function deliver(
+    service: ServiceManager | "none",
+    files: readonly PlannedFile<string>[],
+    restart = true,
+    secretFiles: readonly PlannedFile<string>[] = [],
+    extras: DeliveryExtras = {},
+): Delivery {
+    fs.rmSync(path.join(work, "calls.log"), { force: true });
+    const { etcNebulaSize, ...deliveryExtras } = extras;
+    // A size limit on /etc/nebula makes the disk fill up mid-install.
+    const tmpfs = etcNebulaSize === undefined ? "tmpfs" : `tmpfs -o size=${etcNebulaSize}`;
+    const inner = [
+        "set -euo pipefail",
+        `mount -t ${tmpfs} tmpfs /etc/nebula 2>/dev/null || { mkdir -p /etc/nebula && mount -t ${tmpfs} tmpfs /etc/nebula; }`,
+        "mount -t tmpfs tmpfs /etc/systemd/system",
+        "mkdir -p /var/lib/shortcircuit && mount -t tmpfs tmpfs /var/lib/shortcircuit",
+        `cp -a "${state}/." / 2>/dev/null || true`,
+        "status=0",
+        `PATH="${shims}:$PATH" bash -c "$SCRIPT" < "${work}/payload" || status=$?`,
+        `rm -rf "${state}" && mkdir -p "${state}/etc" && cp -a /etc/nebula "${state}/etc/" && mkdir -p "${state}/etc/systemd" && cp -a /etc/systemd/system "${state}/etc/systemd/" && mkdir -p "${state}/var/lib" && cp -a /var/lib/shortcircuit "${state}/var/lib/"`,
+        "exit $status",
+    ].join("\n");
+    fs.writeFileSync(path.join(work, "payload"), payloadFor(service, files, restart, secretFiles, deliveryExtras));
+    const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
+        env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
+        encoding: "utf8",
+        timeout: 30000,
+    });
+    const log = path.join(work, "calls.log");
+    return {
+        status: result.status,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        calls: fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n") : [],
+    };
+}
+
+/** The payload the plan builds for these files: the public step's, or the secret step's. */
+function payloadFor(
+    service: ServiceManager | "none",
+    files: readonly PlannedFile<string>[],
+    restart: boolean,
+    secretFiles: readonly PlannedFile<string>[] = [],
+    extras: DeliveryExtras = {},
+): string {
+    if (service === "none") {
+        return framedPayload(
+            { STEP: "test", SERVICE_MANAGER: "none", SERVICE: "none", PLIST: "", RESTART: "no", CHECK_TIMEOUT: "5", OWNER: "" },
+            files.map((file) => ({ target: file.path, mode: file.mode, content: file.content })),
+        );
+    }
+    const planned = delivery(plainValues, {
+        role: "nebula",
+        service,
+        secretFiles: restart ? [...secretFiles] : [...files],
+        publicFiles: restart ? [...files] : [],
+        checkTimeoutSeconds: 5,
+        ...extras,
+    });
+    return restart ? planned.payloads.public : planned.payloads.secret;
+}
+
+const delivered = (file: string): string => path.join(state, file);
+
+const config: PlannedFile<string> = { path: "/etc/nebula/config.yml", content: "tun:\n  mtu: 1300\n", mode: 0o644 };
+const key: PlannedFile<string> = {
+    path: "/etc/nebula/host.key",
+    content: "-----BEGIN NEBULA X25519 PRIVATE KEY-----\nAAAA\n-----END NEBULA X25519 PRIVATE KEY-----\n",
+    mode: 0o600,
+};
+const unit: PlannedFile<string> = { path: "/etc/systemd/system/nebula.service", content: "[Service]\nExecStart=/usr/bin/env nebula\n", mode: 0o644 };
+const systemd: ServiceManager = { kind: "systemd", unit: "nebula.service" };
+
+describe("the file delivery script", () => {
+    it("writes every file with its mode and restarts once on first delivery", () => {
+        const result = deliver(systemd, [config, key, unit]);
+        expect(result.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(fs.statSync(delivered("etc/nebula/config.yml")).mode & 0o777).toBe(0o644);
+        expect(result.calls).toEqual(["systemctl daemon-reload", "systemctl enable --quiet nebula.service", "systemctl restart nebula.service"]);
+        expect(result.stdout).toContain("nebula: wrote /etc/nebula/config.yml");
+        expect(result.stdout).toContain("nebula: restarted nebula.service; it is active");
+        // Command output lands in Pulumi state and logs: it names files, never their content.
+        expect(`${result.stdout}${result.stderr}`).not.toContain("PRIVATE KEY");
+        expect(`${result.stdout}${result.stderr}`).not.toContain("AAAA");
+    });
+
+    it("touches nothing and restarts nothing when every file is unchanged", () => {
+        deliver(systemd, [config, key, unit]);
+        const before = fs.statSync(delivered("etc/nebula/config.yml")).mtimeMs;
+        const result = deliver(systemd, [config, key, unit]);
+        expect(result.status).toBe(0);
+        expect(result.stdout.trim()).toBe("nebula: no change");
+        expect(result.calls).toEqual([]);
+        expect(fs.statSync(delivered("etc/nebula/config.yml")).mtimeMs).toBe(before);
+        expect(fs.existsSync(delivered("etc/nebula/config.yml.previous"))).toBe(false);
+    });
+
+    it("rewrites only the changed file, keeps its previous version, and restarts once", () => {
+        deliver(systemd, [config, key, unit]);
+        const changed = { ...config, content: "tun:\n  mtu: 1280\n" };
+        const result = deliver(systemd, [changed, key, unit]);
+        expect(result.status).toBe(0);
+        expect(result.stdout).toContain("wrote /etc/nebula/config.yml");
+        expect(result.stdout).not.toContain("wrote /etc/nebula/host.key");
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(changed.content);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml.previous"), "utf8")).toBe(config.content);
+        expect(result.calls.filter((call) => call.startsWith("systemctl restart"))).toHaveLength(1);
+        expect(fs.readdirSync(delivered("etc/nebula")).filter((name) => name.includes(".shortcircuit."))).toEqual([]);
+    });
+
+    it("carries content verbatim: quotes, $(…), backslashes and no trailing newline never reach a shell", () => {
+        const tricky = { path: "/etc/nebula/notes.txt", content: "a 'quote' \"dq\" $(touch /tmp/pwned) `id` \\n\nlast line", mode: 0o644 };
+        const result = deliver("none", [tricky]);
+        expect(result.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/notes.txt"), "utf8")).toBe(tricky.content);
+        expect(fs.existsSync("/tmp/pwned")).toBe(false);
+    });
+
+    it("retries a restart a run cut short never finished, though no file changes", () => {
+        fs.writeFileSync(path.join(work, "die-on-restart"), "");
+        const cut = deliver(systemd, [config, unit]);
+        expect(cut.status).not.toBe(0);
+        // Killed between its write and its restart: the file is new, the restart pending, and
+        // the lock it held names a dead process.
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.existsSync(delivered("var/lib/shortcircuit/restart-pending.nebula.service"))).toBe(true);
+        const rerun = deliver(systemd, [config, unit]);
+        expect(rerun.status).toBe(0);
+        expect(rerun.stdout).toContain("a restart of nebula.service is pending (a key changed, or the last restart did not complete)");
+        expect(rerun.calls).toContain("systemctl restart nebula.service");
+        expect(deliver(systemd, [config, unit]).calls).toEqual([]);
+    });
+
+    it("puts the previous files back when the service is not healthy on the new ones, and fails", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        const broken = { ...config, content: "tun:\n  mtu: 9999 # broken\n" };
+        fs.writeFileSync(path.join(work, "dead-on"), "broken");
+        const result = deliver(systemd, [broken, unit]);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toContain(
+            "nebula.service is not healthy 5s after its restart on the new files; put the previous files back and nebula.service is healthy on them",
+        );
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(result.calls.filter((call) => call === "systemctl restart nebula.service")).toHaveLength(2);
+        // The wanted files are not in place: every later run tries them again, and fails again.
+        expect(deliver(systemd, [broken, unit]).status).not.toBe(0);
+    });
+
+    it("a disk that fills up mid-install: the step fails, nothing half-written is left or installed, nothing restarts; with space again the rerun installs", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        const before = fs.readdirSync(delivered("etc/nebula")).sort();
+        // 64 KiB of config on a 16 KiB /etc/nebula: the write runs out of space.
+        const large = { ...config, content: `tun:\n  mtu: 1300\n# ${"x".repeat(64 * 1024)}\n` };
+        const full = deliver(systemd, [large, unit], true, [], { etcNebulaSize: "16k" });
+        expect(full.status).not.toBe(0);
+        expect(full.stderr).toMatch(/No space left on device/);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+        expect(fs.readdirSync(delivered("etc/nebula")).sort()).toEqual(before);
+        expect(full.calls.filter((call) => call.startsWith("systemctl restart"))).toEqual([]);
+
+        const rerun = deliver(systemd, [large, unit]);
+        expect(rerun.status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(large.content);
+        expect(rerun.calls).toContain("systemctl restart nebula.service");
+        expect(deliver(systemd, [large, unit]).calls).toEqual([]);
+    });
+
+    it("fails when the service never comes up, and leaves the restart pending", () => {
+        fs.writeFileSync(path.join(work, "dead"), "");
+        const result = deliver(systemd, [config]);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toContain(
+            "nebula.service is not healthy 5s after its restart on the new files; put the previous files back, but nebula.service is not healthy on them either",
+        );
+        expect(fs.existsSync(delivered("var/lib/shortcircuit/restart-pending.nebula.service"))).toBe(true);
+    });
+
+    it("stages a changed key and switches it in with the public files, dropping the old key once healthy", () => {
+        deliver(systemd, [key], false);
+        expect(deliver(systemd, [config, unit], true, [key]).status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(key.content);
+        const rotated = { ...key, content: key.content.replace("AAAA", "BBBB") };
+        const secrets = deliver(systemd, [rotated], false);
+        expect(secrets.status).toBe(0);
+        expect(secrets.calls).toEqual([]);
+        expect(secrets.stdout).toContain("staged /etc/nebula/host.key");
+        // Not live yet: the key goes in with the certificate and config, never alone.
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(key.content);
+        const files = deliver(systemd, [config, unit], true, [rotated]);
+        expect(files.calls).toContain("systemctl restart nebula.service");
+        expect(fs.readFileSync(delivered("etc/nebula/host.key"), "utf8")).toBe(rotated.content);
+        expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(fs.existsSync(delivered("etc/nebula/host.key.previous"))).toBe(false);
+        expect(fs.existsSync(delivered("etc/nebula/host.key.shortcircuit-staged"))).toBe(false);
+    });
+
+    it("reloads instead of restarting when only the CA, certificate or key changed, unless the certificate's addresses moved", () => {
+        // Real certificates from nebula-cert: the reload decision reads their addresses.
+        const pki = fs.mkdtempSync(path.join(work, "pki-"));
+        const nebulaCert = (args: string[]): void => {
+            const result = spawnSync("nebula-cert", args, { cwd: pki, encoding: "utf8", timeout: 30_000 });
+            expect(result.status).toBe(0);
+        };
+        nebulaCert(["ca", "-name", "reload-test", "-out-crt", "ca.crt", "-out-key", "ca.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-out-crt", "a.crt", "-out-key", "a.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-groups", "new", "-out-crt", "a2.crt", "-out-key", "a2.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.9/16", "-out-crt", "moved.crt", "-out-key", "moved.key"]);
+        const file = (target: string, name: string): PlannedFile<string> => ({
+            path: target,
+            content: fs.readFileSync(path.join(pki, name), "utf8"),
+            mode: 0o644,
+        });
+        const ca = file("/etc/nebula/ca.crt", "ca.crt");
+        const extras: DeliveryExtras = {
+            reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"],
+            nebulaCert: "/etc/nebula/host.crt",
+        };
+        expect(deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a.crt")], true, [], extras).status).toBe(0);
+
+        const reloaded = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a2.crt")], true, [], extras);
+        expect(reloaded.status).toBe(0);
+        expect(reloaded.calls).toEqual(["systemctl reload nebula.service"]);
+        expect(reloaded.stdout).toContain("reloaded nebula.service (only files it re-reads changed); it is active and answering");
+
+        // Nebula refuses a certificate whose address moved on reload: that takes a restart.
+        const moved = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], extras);
+        expect(moved.calls).toContain("systemctl restart nebula.service");
+        expect(moved.calls).not.toContain("systemctl reload nebula.service");
+
+        // Any other file (the config) takes a restart too.
+        const reconfigured = deliver(
+            systemd,
+            [{ ...config, content: "tun:\n  mtu: 1280\n" }, unit, ca, file("/etc/nebula/host.crt", "moved.crt")],
+            true,
+            [],
+            extras,
+        );
+        expect(reconfigured.calls).toContain("systemctl restart nebula.service");
+    });
+
+    it("restarts through launchd on macOS hosts", () => {
+        const result = deliver({ kind: "launchd", label: "net.defined.nebula" }, [config]);
+        expect(result.calls).toEqual(["launchctl kickstart -k system/net.defined.nebula"]);
+    });
+
+    it("refuses a cut-short payload before writing anything", () => {
+        const payload = payloadFor(systemd, [config], true);
+        fs.writeFileSync(path.join(work, "payload"), payload.slice(0, payload.length - 5));
+        const inner = `mount -t tmpfs tmpfs /etc/nebula && mkdir -p /var/lib/shortcircuit && mount -t tmpfs tmpfs /var/lib/shortcircuit && PATH="${shims}:$PATH" bash -c "$SCRIPT" < "${work}/payload"; echo "status=$?"; ls /etc/nebula`;
+        const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "-c", inner], {
+            env: { ...process.env, SCRIPT: remoteScript("remote/deliver-files.sh") },
+            encoding: "utf8",
+            timeout: 30000,
+        });
+        expect(result.stdout).toContain("status=2");
+        expect(result.stdout).not.toContain("config.yml");
+        expect(result.stderr).toContain("payload cut short");
+    });
+
+    it("refuses targets that are relative or climb out, and unit names a shell would split", () => {
+        expect(() => framedPayload({}, [{ target: "etc/x", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => framedPayload({}, [{ target: "/etc/a b", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => framedPayload({}, [{ target: "/etc/../x", content: "", mode: 0o644 }])).toThrow(PayloadError);
+        expect(() => delivery(plainValues, { role: "x", service: { kind: "systemd", unit: "nebula; reboot" }, secretFiles: [], publicFiles: [] })).toThrow(
+            "not a plain name",
+        );
+    });
+});
