@@ -54,7 +54,8 @@ export interface OrderInputs {
 
 /**
  * The fleet's order. Nebula restarts one member at a time across the whole mesh, the control
- * server included (lighthouses first, as nebulaMembers lists them); derper and the K3s rollout
+ * server included, in nebulaMembers' order: the control server (the main lighthouse) first, so a
+ * restarted member finds it up, then the fleet's nodes in file order; derper and the K3s rollout
  * start once Headscale answers; a K3s node waits for its own Nebula delivery; the edge waits
  * for the last node.
  */

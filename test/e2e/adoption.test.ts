@@ -302,21 +302,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
         const oldDroplet = idOf(adopt, "control-droplet");
         const volumeId = idOf(adopt, "control-data");
         const before = mark();
-        const result = await adopt.run(
-            [
-                "up",
-                "--stack",
-                "adopt",
-                "--yes",
-                "--skip-preview",
-                "--color",
-                "never",
-                "--suppress-progress",
-                "--replace",
-                urnOf(adopt, DROPLET_TYPE, "control-droplet"),
-            ],
-            { timeoutMs: UP_TIMEOUT_MS },
-        );
+        const result = await adopt.up(UP_TIMEOUT_MS, ["--replace", urnOf(adopt, DROPLET_TYPE, "control-droplet")]);
         expectRun(result);
         const calls = since(before);
         const writes = describeAll(writesOf(calls));
@@ -366,21 +352,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
         const before = mark();
         let stuck: RunResult;
         try {
-            stuck = await adopt.run(
-                [
-                    "up",
-                    "--stack",
-                    "adopt",
-                    "--yes",
-                    "--skip-preview",
-                    "--color",
-                    "never",
-                    "--suppress-progress",
-                    "--replace",
-                    urnOf(adopt, DROPLET_TYPE, "control-droplet"),
-                ],
-                { timeoutMs: UP_TIMEOUT_MS },
-            );
+            stuck = await adopt.up(UP_TIMEOUT_MS, ["--replace", urnOf(adopt, DROPLET_TYPE, "control-droplet")]);
         } finally {
             fs.writeFileSync(source, current);
         }

@@ -104,6 +104,26 @@ export interface StackOptions {
     config?: Record<string, string>;
 }
 
+/**
+ * Writes a Pulumi TypeScript project of one index.ts into `dir` (for `StackOptions.programDir`):
+ * the small programs that pin one behaviour of a provider double or the engine.
+ */
+export function writeTinyProgram(dir: string, project: string, indexTs: string): string {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n    packagemanager: npm\n`);
+    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: project, main: "index.ts" }));
+    fs.writeFileSync(
+        path.join(dir, "tsconfig.json"),
+        JSON.stringify({
+            compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true, esModuleInterop: true, skipLibCheck: true },
+            files: ["index.ts"],
+            "ts-node": { transpileOnly: true },
+        }),
+    );
+    fs.writeFileSync(path.join(dir, "index.ts"), indexTs);
+    return dir;
+}
+
 /** One Pulumi project copy + stack, driven through the real CLI. */
 export class PulumiStack {
     readonly projectDir: string;
@@ -241,8 +261,9 @@ export class PulumiStack {
         return result;
     }
 
-    up(timeoutMs?: number): Promise<RunResult> {
-        return this.run(["up", "--stack", this.options.stack, "--yes", "--skip-preview", "--color", "never", "--suppress-progress"], { timeoutMs });
+    /** `extra`: more flags, e.g. `["--replace", urn]`. */
+    up(timeoutMs?: number, extra: string[] = []): Promise<RunResult> {
+        return this.run(["up", "--stack", this.options.stack, "--yes", "--skip-preview", "--color", "never", "--suppress-progress", ...extra], { timeoutMs });
     }
     preview(extra: string[] = [], timeoutMs?: number, env?: Record<string, string>): Promise<RunResult> {
         return this.run(["preview", "--stack", this.options.stack, "--color", "never", "--suppress-progress", ...extra], { timeoutMs, env });

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { stepLauncher } from "../../components/remote/remoteCommand";
 import { scriptFile } from "../../components/remote/scripts";
 import { CONTROL, GENESIS, startE2eLab, type E2eLab } from "./e2eLab";
-import { PulumiStack, type RunResult } from "./engine";
+import { PulumiStack, writeTinyProgram, type RunResult } from "./engine";
 
 /*
  * Issue 26 item 4 on the real engine (CLI v3.274.0, Node.js language host) with the command
@@ -76,21 +76,10 @@ async function stepOutputs(stack: PulumiStack, name: string): Promise<{ stdout: 
 
 /** A stack of a tiny program with one command:remote:Command on the genesis host. */
 async function commandStack(name: string, args: { create: string; stdin?: string; logging: string }): Promise<PulumiStack> {
-    const dir = path.join(lab.runDir, `${name}-src`);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${PROJECT}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n    packagemanager: npm\n`);
-    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: PROJECT, main: "index.ts" }));
-    fs.writeFileSync(
-        path.join(dir, "tsconfig.json"),
-        JSON.stringify({
-            compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true, esModuleInterop: true, skipLibCheck: true },
-            files: ["index.ts"],
-            "ts-node": { transpileOnly: true },
-        }),
-    );
     const host = lab.fleet.host(GENESIS);
-    fs.writeFileSync(
-        path.join(dir, "index.ts"),
+    const dir = writeTinyProgram(
+        path.join(lab.runDir, `${name}-src`),
+        PROJECT,
         `import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 const connection = { host: ${JSON.stringify(host.sshHost)}, port: ${host.sshPort}, user: "root", privateKey: new pulumi.Config().requireSecret("key") };

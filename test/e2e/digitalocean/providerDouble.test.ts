@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { opensshPublicKey, startApiDouble, type ApiCall, type ApiDouble } from "./apiDouble";
-import { loadEngine, PulumiStack, type Engine, type RunResult } from "../engine";
+import { loadEngine, PulumiStack, writeTinyProgram, type Engine, type RunResult } from "../engine";
 
 /*
  * The DigitalOcean provider TEST DOUBLE (test/e2e/provider-doubles/digitalocean) on the real
@@ -46,24 +46,6 @@ function expectOk(result: RunResult): void {
     if (result.code !== 0) throw new Error(`pulumi exited ${result.code}${result.timedOut ? " (timed out)" : ""}:\n${result.output.slice(-6000)}`);
 }
 
-/** A Pulumi TypeScript project holding index.ts. */
-function program(name: string, indexTs: string): string {
-    const dir = path.join(runRoot, `${name}-src`);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${PROJECT}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n    packagemanager: npm\n`);
-    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: PROJECT, main: "index.ts" }));
-    fs.writeFileSync(
-        path.join(dir, "tsconfig.json"),
-        JSON.stringify({
-            compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true, esModuleInterop: true, skipLibCheck: true },
-            files: ["index.ts"],
-            "ts-node": { transpileOnly: true },
-        }),
-    );
-    fs.writeFileSync(path.join(dir, "index.ts"), indexTs);
-    return dir;
-}
-
 async function stackFor(name: string, indexTs: string): Promise<PulumiStack> {
     const runDir = path.join(runRoot, name);
     const stack = new PulumiStack({
@@ -71,7 +53,7 @@ async function stackFor(name: string, indexTs: string): Promise<PulumiStack> {
         engine,
         stack: name,
         fleet: undefined,
-        programDir: program(name, indexTs),
+        programDir: writeTinyProgram(path.join(runRoot, `${name}-src`), PROJECT, indexTs),
         config: { "digitalocean:apiEndpoint": api.url },
         secrets: { "digitalocean:token": api.token },
     });
