@@ -1,9 +1,11 @@
 /*
- * Three projects, chosen by where a suite sits and what it needs:
- * - unit: test/**\/*.test.ts beside the module it tests (test/<module path>), mocks and local
- *   processes only; `npm run test:unit` runs it in parallel as the inner loop.
- * - lab: *.lab.test.ts, real tools in network namespaces (root; nebula, headscale, tailscaled,
- *   sshd, the k3s double); their bridges are fixed, so they run one suite at a time.
+ * Three projects, chosen by where a suite sits and what it runs:
+ * - unit: test/**\/*.test.ts beside the module it tests (test/<module path>), in-process (the
+ *   renderers, the plan, the program under mocks) plus quick local CLIs; `npm run test:unit`
+ *   runs it in parallel as the inner loop.
+ * - lab: *.lab.test.ts, the scripts and real tools run as processes and waited on (mostly root:
+ *   mount and network namespaces, nebula, headscale, tailscaled, sshd, the k3s double); their
+ *   bridges are fixed, so they run one suite at a time.
  * - e2e: test/e2e, the real Pulumi engine on the lab fleet.
  * Every project compiles with swc (no type-check: scripts/test.sh runs a strict tsc first),
  * which starts a suite in a fraction of ts-jest's time. Pulumi mocks keep global runtime state:
