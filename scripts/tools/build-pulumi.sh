@@ -67,6 +67,8 @@ package_json="${repo_root}/package.json"
 
 log() { printf 'build-pulumi: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/tools/go-build-env.sh
+source "${repo_root}/scripts/tools/go-build-env.sh"
 
 # `	github.com/pulumi/pulumi/pkg/v3 v3.259.0` (or `require <mod> <v>`) in a wrapper go.mod.
 wrapper_requires() {
@@ -239,19 +241,8 @@ fi
 command -v go >/dev/null || die "go is not on PATH"
 mkdir -p "${bin_dir}" "${stamp_dir}" "${log_dir}" "${pulumi_home}"
 
-# One builder per output directory at a time (parallel test workers may call this together).
-exec 9>"${out_dir}/.lock"
-flock -w "$((build_timeout * ${#components[@]}))" 9 || die "timed out waiting for another build of ${out_dir}"
-
-default_goproxy="$(go env GOPROXY | tr ',|' '[\n*]' | { grep -v -x -E 'direct|off' || true; } | paste -sd, -)"
-export GOMODCACHE="${cache_root}/go/mod"
-export GOCACHE="${cache_root}/go/build"
-export GOTOOLCHAIN="${SHORTCIRCUIT_GOTOOLCHAIN:-$(go env GOTOOLCHAIN)}"
-export GOPROXY="${SHORTCIRCUIT_GOPROXY:-${default_goproxy:-https://proxy.golang.org}}"
-export CGO_ENABLED="${cgo_enabled}"
-export GO111MODULE=on GOWORK=off GOFLAGS=
-mkdir -p "${GOMODCACHE}" "${GOCACHE}"
-log "$(go version) (GOTOOLCHAIN=${GOTOOLCHAIN}); GOPROXY=${GOPROXY}; GOMODCACHE=${GOMODCACHE} GOCACHE=${GOCACHE}"
+take_build_lock "${out_dir}" "$((build_timeout * ${#components[@]}))"
+use_go_caches "${cache_root}" "${cgo_enabled}"
 
 staging="$(mktemp -d "${out_dir}/.staging.XXXXXX")"
 trap 'rm -rf "${staging}"' EXIT

@@ -38,6 +38,8 @@ versions_file="${repo_root}/components/versions.ts"
 
 log() { printf 'build-tailnet-tools: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/tools/go-build-env.sh
+source "${repo_root}/scripts/tools/go-build-env.sh"
 
 pin_from_versions_ts() {
   # `    headscale: "v0.29.1",` -> v0.29.1
@@ -112,17 +114,8 @@ fi
 command -v go >/dev/null || die "go is not on PATH (Go >= the version in the modules' go.mod is needed)"
 mkdir -p "${bin_dir}" "${stamp_dir}"
 
-# One builder per tool set at a time (parallel test workers may call this together).
-exec 9>"${tools_dir}/.lock"
-flock -w "$(( build_timeout * ${#names[@]} ))" 9 || die "timed out waiting for another build of ${tools_dir}"
-
-export GOMODCACHE="${cache_root}/go/mod"
-export GOCACHE="${cache_root}/go/build"
-export GOTOOLCHAIN="${SHORTCIRCUIT_GOTOOLCHAIN:-$(go env GOTOOLCHAIN)}"
-export CGO_ENABLED="${cgo_enabled}"
-export GO111MODULE=on GOWORK=off GOFLAGS=
-mkdir -p "${GOMODCACHE}" "${GOCACHE}"
-log "$(go version) (GOTOOLCHAIN=${GOTOOLCHAIN}); GOMODCACHE=${GOMODCACHE} GOCACHE=${GOCACHE}"
+take_build_lock "${tools_dir}" "$((build_timeout * ${#names[@]}))"
+use_go_caches "${cache_root}" "${cgo_enabled}"
 
 staging="$(mktemp -d "${tools_dir}/.staging.XXXXXX")"
 trap 'rm -rf "${staging}"' EXIT
