@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { createPrivateKey, sign } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -23,54 +22,11 @@ import {
     verifyNebulaCert,
     x25519PublicFromPrivate,
 } from "../../stacks/nebulaCert";
+import { mustNebulaCert, NEBULA_CERT_SETUP_HINT as SETUP_HINT, nebulaCert, printNebulaCert as printJson } from "../support/nebulaCertCli";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-const SETUP_HINT = "nebula-cert is not on PATH: run scripts/setup.sh (CI installs it)";
-
-interface ToolResult {
-    status: number;
-    stdout: string;
-    stderr: string;
-}
-
-/** Runs nebula-cert; a missing binary is a test failure with a hint, never a skip. */
-function nebulaCert(args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): ToolResult {
-    const r = spawnSync("nebula-cert", args, { cwd, env, encoding: "utf8" });
-    if (r.error !== undefined) {
-        if ((r.error as NodeJS.ErrnoException).code === "ENOENT") throw new Error(SETUP_HINT);
-        throw r.error;
-    }
-    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function mustNebulaCert(args: string[], cwd: string): string {
-    const r = nebulaCert(args, cwd);
-    if (r.status !== 0) throw new Error(`nebula-cert ${args.join(" ")} exited ${r.status}: ${r.stderr}${r.stdout}`);
-    return r.stdout;
-}
-
-interface PrintedCert {
-    details: {
-        name: string;
-        ips: string[];
-        subnets: string[];
-        groups: string[] | null;
-        notBefore: string;
-        notAfter: string;
-        publicKey: string;
-        isCa: boolean;
-        issuer: string;
-    };
-    fingerprint: string;
-    signature: string;
-}
-
-function printJson(file: string, cwd: string): PrintedCert {
-    return JSON.parse(mustNebulaCert(["print", "-json", "-path", file], cwd)) as PrintedCert;
-}
 
 const nowS = Math.floor(Date.now() / 1000);
 const DAY = 86400;

@@ -9,6 +9,7 @@ import { nebulaMembers, type NebulaMember } from "../../../stacks/nebulaMembers"
 import type { Fleet } from "../../../stacks/schema";
 import { parseFleet } from "../../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../../support/fixtures";
+import { printNebulaCert as printCert } from "../../support/nebulaCertCli";
 import { isAlive, runTool, type ToolResult } from "../../support/processes";
 
 /*
@@ -49,24 +50,6 @@ function expectSuccess(result: ToolResult, what: string): string {
 /** nebula logs some config problems at error level and still exits 0 in -test mode. */
 function errorLogLines(output: string): string[] {
     return output.split("\n").filter((line) => /level=(error|fatal|panic)/.test(line));
-}
-
-interface PrintedCert {
-    details: {
-        name: string;
-        ips: string[];
-        subnets: string[];
-        groups: string[] | null;
-        notBefore: string;
-        notAfter: string;
-        isCa: boolean;
-        issuer: string;
-    };
-    fingerprint: string;
-}
-
-function printCert(file: string): PrintedCert {
-    return JSON.parse(expectSuccess(tool("nebula-cert", ["print", "-json", "-path", file]), `nebula-cert print ${file}`)) as PrintedCert;
 }
 
 /** Temp dirs of earlier runs that crashed before their afterAll (their pid is gone). */
