@@ -9,7 +9,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet } from "./labFleet";
+import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet } from "../../../../scripts/lab";
 
 jest.setTimeout(120_000);
 

@@ -1,13 +1,13 @@
 import * as fs from "node:fs";
-import { renderK3sConfigYaml } from "../../components/k3s/config";
-import { SAN_DROPIN_PATH } from "../../components/k3s/rollout";
-import type { K3sNodeConfig } from "../../stacks/fleet";
-import { parseFleet } from "../../stacks/validate";
-import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
-import { EngineEmulator, orderedCommands, type UpResult } from "../lab/rolloutDriver";
-import { runProgramUnderMocks } from "../support/pulumiMocks";
-import { labStackOnBridge } from "../lab/labStack";
-import type { Raw } from "../support/fixtures";
+import { renderK3sConfigYaml } from "../../../components/k3s/config";
+import { SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
+import type { K3sNodeConfig } from "../../../stacks/fleet";
+import { parseFleet } from "../../../stacks/validate";
+import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
+import { EngineEmulator, orderedCommands, type UpResult } from "../../support/rolloutDriver";
+import { runProgramUnderMocks } from "../../support/pulumiMocks";
+import { labStackOnBridge } from "../../support/labStack";
+import type { Raw } from "../../support/fixtures";
 
 /*
  * The K3s rollout on a lab fleet of test hosts: network namespaces running sshd, each with

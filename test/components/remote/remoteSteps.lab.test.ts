@@ -2,15 +2,15 @@ import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { FleetPlan } from "../../components/plan";
-import { throwawayPlan } from "../../components/planFiles";
-import { framedPayload, parsePayload, type PayloadFile } from "../../components/remote/payload";
-import { remoteScript } from "../../components/remote/scripts";
-import { versions } from "../../components/versions";
-import type { Fleet } from "../../stacks/schema";
-import { validateFleet } from "../../stacks/validate";
-import { labWithExistingControlHost, type Raw } from "../support/fixtures";
-import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "./labFleet";
+import type { FleetPlan } from "../../../components/plan";
+import { throwawayPlan } from "../../../components/planFiles";
+import { framedPayload, parsePayload, type PayloadFile } from "../../../components/remote/payload";
+import { remoteScript } from "../../../components/remote/scripts";
+import { versions } from "../../../components/versions";
+import type { Fleet } from "../../../stacks/schema";
+import { validateFleet } from "../../../stacks/validate";
+import { labWithExistingControlHost, type Raw } from "../../support/fixtures";
+import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "../../../scripts/lab";
 
 /*
  * The program's non-k3s remote steps on the lab fleet: each step's exact script

@@ -72,9 +72,10 @@ import type {
     ServiceManagerState,
     ServiceUnitState,
     UnitStatus,
-} from "./k3s-test-double/k3s-test-double";
-import { STAND_IN_TOOLS } from "./service-doubles";
-import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles";
+} from "./k3s-double/k3s-double";
+import { versions } from "../../components/versions";
+import { STAND_IN_TOOLS } from "./service-doubles/service-doubles";
+import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/service-doubles";
 
 export type { DoubleState, InvocationRecord, K3sBehaviourCue, LabRole, NodeRecord };
 export type { ServiceEvent, ServiceManagerState, ServiceUnitState, UnitStatus };
@@ -157,7 +158,7 @@ export interface LabFleetOptions {
     overlayPeerRoutes?: boolean;
     /** ssh ConnectTimeout in seconds used by `ssh()` (default 3). */
     connectTimeoutSec?: number;
-    /** Version string the double reports (default v1.31.4+k3s1). */
+    /** Version string the double reports (default versions.k3s of components/versions.ts). */
     k3sVersion?: string;
     /** Remove leftovers of dead runs first (default true). */
     cleanupStale?: boolean;
@@ -295,12 +296,12 @@ const DEFAULT_BASE_DIR = "/run/sc-lab";
 const RUN_PREFIX = "sc-lab-";
 const BRIDGE_PREFIX = "sc-br-";
 const VETH_PREFIX = "sc-v";
-const DEFAULT_K3S_VERSION = "v1.31.4+k3s1";
-const DOUBLE_DIR = path.join(__dirname, "k3s-test-double");
-const DOUBLE_SCRIPT = path.join(DOUBLE_DIR, "k3s-test-double.ts");
+/** The pinned k3s release: what the double reports unless a test asks for another. */
+const DEFAULT_K3S_VERSION: string = versions.k3s;
+const DOUBLE_SCRIPT = path.join(__dirname, "k3s-double", "k3s-double.ts");
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SHIM_NAMES: string[] = ["k3s", "kubectl", "systemctl", "journalctl", "sudo", ...STAND_IN_TOOLS];
-const SERVICE_DOUBLES_SCRIPT = path.join(__dirname, "service-doubles.ts");
+const SERVICE_DOUBLES_SCRIPT = path.join(__dirname, "service-doubles", "service-doubles.ts");
 
 const TOOLS: Record<string, string> = {
     ip: "iproute2",
