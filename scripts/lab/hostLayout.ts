@@ -9,7 +9,7 @@ import { LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, SHIM_NAMES } from "./constants"
 import { writeCue, writeJsonFile, writeServiceCue } from "./cues";
 import type { PlannedHost } from "./hostPlan";
 import { applyMissingTools, shimWrapper, SUDO_SHIM } from "./hostTools";
-import type { DoubleHostConfig, LabRole } from "./k3s-double/k3s-double";
+import type { DoubleHostConfig, LabRole } from "./k3s-double/types";
 import { runOk } from "./processes";
 import { sshdConfig } from "./sshd";
 

@@ -78,6 +78,6 @@ export type {
     ServiceManagerState,
     ServiceUnitState,
     UnitStatus,
-} from "./k3s-double/k3s-double";
+} from "./k3s-double/types";
 export { STAND_IN_TOOLS } from "./service-doubles/service-doubles";
 export type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/service-doubles";

@@ -1,5 +1,5 @@
 /** The lab fleet's public types: what a test asks for (specs, options) and what it gets (hosts, the fleet). */
-import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/k3s-double";
+import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/types";
 import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/service-doubles";
 
 /** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */

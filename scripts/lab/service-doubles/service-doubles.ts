@@ -38,7 +38,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import type { DoubleHostConfig } from "../k3s-double/k3s-double";
+import type { DoubleHostConfig } from "../k3s-double/types";
 
 export type StandInTool = "headscale" | "nebula" | "go" | "curl" | "apt-get" | "dpkg" | "cloud-init" | "chown";
 export const STAND_IN_TOOLS: readonly StandInTool[] = ["headscale", "nebula", "go", "curl", "apt-get", "dpkg", "cloud-init", "chown"];
