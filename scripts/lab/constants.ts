@@ -5,7 +5,7 @@
  */
 import * as path from "node:path";
 import { versions } from "../../components/versions";
-import { STAND_IN_TOOLS } from "./service-doubles/service-doubles";
+import { STAND_IN_TOOLS } from "./service-doubles/types";
 
 /**
  * Directories every test host gets privately (bind mounts of <rootDir>/<path>, empty at

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DoubleState, InvocationRecord, K3sBehaviourCue, NodeRecord, ServiceBehaviourCue, ServiceManagerState } from "./k3s-double/types";
-import type { ToolInvocation, ToolState } from "./service-doubles/service-doubles";
+import type { ToolInvocation, ToolState } from "./service-doubles/types";
 import type { K3sBehaviour, ServiceBehaviour } from "./types";
 
 export function readJsonFile<T>(file: string, fallback: T): T {

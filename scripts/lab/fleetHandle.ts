@@ -22,7 +22,7 @@ import {
 import { applyMissingTools } from "./hostTools";
 import { parseCidr } from "./ipv4";
 import { run, runOk } from "./processes";
-import type { ToolBehaviour } from "./service-doubles/service-doubles";
+import type { ToolBehaviour } from "./service-doubles/types";
 import { sshArgv } from "./sshd";
 import type { HostRef, LabFleet, LabHost } from "./types";
 

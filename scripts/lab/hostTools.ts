@@ -4,8 +4,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { STAND_IN_TOOLS } from "./service-doubles/service-doubles";
-import type { StandInTool } from "./service-doubles/service-doubles";
+import { STAND_IN_TOOLS } from "./service-doubles/types";
+import type { StandInTool } from "./service-doubles/types";
 import { shQuote } from "./processes";
 
 /** Wrapper of one service-doubles tool (headscale, nebula, go, curl, ...). */
@@ -13,7 +13,7 @@ export function standInWrapper(tool: string, hostConfig: string, script: string)
     return [
         "#!/bin/sh",
         `# service-doubles: lab fleet TEST DOUBLE standing in for \`${tool}\` (not the real one).`,
-        "# See test/lab/service-doubles.ts and test/lab/labFleet.ts.",
+        "# See scripts/lab/service-doubles and scripts/lab (the lab harness).",
         `K3S_TEST_DOUBLE_HOST_CONFIG=${shQuote(hostConfig)}`,
         "export K3S_TEST_DOUBLE_HOST_CONFIG",
         `exec ${shQuote(process.execPath)} --disable-warning=ExperimentalWarning ${shQuote(script)} ${tool} "$@"`,
@@ -26,7 +26,7 @@ export function shimWrapper(tool: string, hostConfig: string, doubleScript: stri
     return [
         "#!/bin/sh",
         `# k3s-test-double: lab fleet TEST DOUBLE standing in for \`${tool}\` (not the real one).`,
-        "# See test/lab/k3s-test-double/k3s-test-double.ts and test/lab/labFleet.ts.",
+        "# See scripts/lab/k3s-double and scripts/lab (the lab harness).",
         `K3S_TEST_DOUBLE_HOST_CONFIG=${shQuote(hostConfig)}`,
         "export K3S_TEST_DOUBLE_HOST_CONFIG",
         `exec ${shQuote(process.execPath)} --disable-warning=ExperimentalWarning ${shQuote(doubleScript)} ${tool} "$@"`,

@@ -79,5 +79,5 @@ export type {
     ServiceUnitState,
     UnitStatus,
 } from "./k3s-double/types";
-export { STAND_IN_TOOLS } from "./service-doubles/service-doubles";
-export type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/service-doubles";
+export { STAND_IN_TOOLS } from "./service-doubles/types";
+export type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/types";

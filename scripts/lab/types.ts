@@ -1,6 +1,6 @@
 /** The lab fleet's public types: what a test asks for (specs, options) and what it gets (hosts, the fleet). */
 import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/types";
-import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/service-doubles";
+import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/types";
 
 /** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
 export interface ServiceBehaviour {

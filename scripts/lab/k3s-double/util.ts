@@ -29,7 +29,7 @@ export function fail(code: number, message: string): never {
     throw new ToolExit(code, message);
 }
 export function unsupported(what: string): never {
-    fail(64, `k3s-test-double: unsupported ${what} (extend test/lab/k3s-test-double/k3s-test-double.ts)`);
+    fail(64, `k3s-test-double: unsupported ${what} (extend scripts/lab/k3s-double)`);
 }
 
 export function sleepSync(ms: number): void {

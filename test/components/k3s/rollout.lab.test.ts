@@ -11,7 +11,7 @@ import type { Raw } from "../../support/fixtures";
 
 /*
  * The K3s rollout on a lab fleet of test hosts: network namespaces running sshd, each with
- * its own /etc/rancher and the k3s TEST DOUBLE (test/lab/k3s-test-double). The program runs
+ * its own /etc/rancher and the k3s TEST DOUBLE (scripts/lab/k3s-double). The program runs
  * under mocks to produce its commands; their exact scripts and stdin then run over real SSH,
  * in the engine's order and with its skip-if-unchanged and stop-at-first-failure semantics.
  */

@@ -1,5 +1,5 @@
 /**
- * Self-test of the lab fleet harness (test/lab/labFleet.ts) and its k3s test double.
+ * Self-test of the lab fleet harness (scripts/lab) and its k3s test double.
  * Needs root, network namespaces and Debian's openssh-server/openssh-client/iproute2/
  * iputils-ping: without them it FAILS and says what is missing (scripts/setup.sh installs it).
  */
