@@ -10,8 +10,6 @@ import type { Kind } from "./constants";
 import type { LabRole, LoadedConfigFile } from "./types";
 import { isRecord, sha256 } from "./util";
 
-// Config loading and validation
-
 export interface LoadedConfig {
     files: LoadedConfigFile[];
     merged: Record<string, unknown>;

@@ -4,8 +4,6 @@
  */
 import type { K3sBehaviourCue } from "./types";
 
-// Constants
-
 export const STATE_DIR = "/var/lib/rancher/k3s-test-double";
 export const CONFIG_FILE = "/etc/rancher/k3s/config.yaml";
 export const CONFIG_DROPIN_DIR = "/etc/rancher/k3s/config.yaml.d";

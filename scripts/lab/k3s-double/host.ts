@@ -10,8 +10,6 @@ import { DEFAULT_CUE, STATE_DIR } from "./constants";
 import type { DoubleHostConfig, DoubleState, K3sBehaviourCue } from "./types";
 import { fail, isRecord, readJson } from "./util";
 
-// Host context
-
 export const hostConfigPath = process.env.K3S_TEST_DOUBLE_HOST_CONFIG ?? "";
 
 export function loadHost(): DoubleHostConfig {

@@ -4,8 +4,6 @@
  */
 import { fail, isRecord, unsupported } from "./util";
 
-// jsonpath (the subset rollout scripts use)
-
 export type Seg =
     | { t: "field"; name: string }
     | { t: "index"; i: number }

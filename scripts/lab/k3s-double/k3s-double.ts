@@ -128,7 +128,7 @@ import { journalctl, systemctl } from "./systemctl";
 import type { DoubleHostConfig, InvocationRecord } from "./types";
 import { ToolExit, complain, err, fail, out, say, unsupported } from "./util";
 
-// k3s top-level
+// The `k3s` tool itself, and the dispatch of every tool.
 
 export function k3s(host: DoubleHostConfig, argv: string[]): number {
     const [cmd, ...rest] = argv;

@@ -7,8 +7,6 @@ import { allNodes, liveness } from "./nodes";
 import type { DoubleHostConfig, NodeRecord } from "./types";
 import { fail, sleepSync, unsupported } from "./util";
 
-// kubectl
-
 export interface KubectlArgs {
     positional: string[];
     flags: Map<string, string>;

@@ -8,8 +8,6 @@ import { loadCue, statePath } from "./host";
 import type { DoubleHostConfig, DoubleState, NodeRecord, UnitStatus } from "./types";
 import { fail, readJson, writeJsonAtomic } from "./util";
 
-// Cluster registry (shared dir)
-
 export function nodesDir(host: DoubleHostConfig): string {
     return path.join(host.clusterDir, "nodes");
 }

@@ -3,8 +3,6 @@
  * the files both sides read and write in a host's state directory.
  */
 
-// Types shared with the harness (imported there with `import type`)
-
 export type LabRole = "server" | "agent";
 export type UnitStatus = "active" | "inactive" | "failed";
 

@@ -9,8 +9,6 @@ import { doStart } from "./start";
 import type { DoubleHostConfig } from "./types";
 import { ToolExit, withLock, writeJsonAtomic } from "./util";
 
-// Unit control
-
 export function startUnit(host: DoubleHostConfig, action: "start" | "restart"): { ok: boolean; message: string } {
     return withLock(STATE_DIR, () => {
         const state = loadState(host);

@@ -7,8 +7,6 @@ import * as path from "node:path";
 import * as crypto from "node:crypto";
 import { WAIT_MAX_MS } from "./constants";
 
-// Small utilities
-
 export class ToolExit extends Error {
     code: number;
     constructor(code: number, message: string) {
