@@ -10,9 +10,9 @@ import { renderFleetFiles } from "../../scripts/render/files";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
 import { validateFleet } from "../../stacks/validate";
 import { syntheticRawFleet } from "../../scripts/syntheticFleet";
-import { checkLabPrerequisites, startLabFleet } from "../lab/labFleet";
-import { labStackOnBridge } from "../lab/labStack";
-import { EngineEmulator, orderedCommands } from "../lab/rolloutDriver";
+import { checkLabPrerequisites, startLabFleet } from "../../scripts/lab";
+import { labStackOnBridge } from "../support/labStack";
+import { EngineEmulator, orderedCommands } from "../support/rolloutDriver";
 import { installStrictMocks, setStackConfig, settleRegistrations, type MockRecorder } from "../support/pulumiMocks";
 
 interface Case {
@@ -174,8 +174,8 @@ main().catch((error: unknown) => {
  * hosts whose sessions all go to one loopback sshd, as total and per-host time.
  */
 async function driftFigures(): Promise<void> {
-    const { startDriftLab } = await import("../drift/driftLab");
-    const { startLoopbackSshd } = await import("../drift/loopbackSshd");
+    const { startDriftLab } = await import("../support/driftLab");
+    const { startLoopbackSshd } = await import("../support/loopbackSshd");
     const { runDriftCommand } = await import("../../scripts/drift");
     const { runDrift } = await import("../../scripts/drift/run");
     const { driftExpectation } = await import("../../scripts/drift/expect");

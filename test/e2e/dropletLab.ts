@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
-import type { LabFleet, LabHost } from "../lab/labFleet";
+import type { LabFleet, LabHost } from "../../scripts/lab";
 import { CONTROL, freeBridgePrefix, startE2eLab, type E2eLab } from "./e2eLab";
 import { PulumiStack, type RunResult } from "./engine";
 import { startApiDouble } from "./digitalocean/apiDouble";

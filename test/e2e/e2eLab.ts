@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { HEADSCALE_METRICS_PORT } from "../../components/control/headscale";
 import { versions } from "../../components/versions";
 import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
-import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";
+import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../../scripts/lab";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
 

@@ -18,8 +18,8 @@ import { stepOfResource } from "../support/steps";
  * Debian's etcd, sshd on every test host, the program's scripts over real SSH.
  * TEST DOUBLES: the command and tls providers (test/e2e/provider-doubles; the real ones are
  * not served here; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs real plugins instead), k3s
- * (test/lab/k3s-test-double) and the service manager / headscale / nebula / curl / go stand-ins
- * of the lab fleet (test/lab/service-doubles.ts).
+ * (scripts/lab/k3s-double) and the service manager / headscale / nebula / curl / go stand-ins
+ * of the lab fleet (scripts/lab/service-doubles).
  *
  * The control server runs on an existing lab host; the cluster edge goes to the real API
  * server, whose admin kubeconfig the genesis's k3s double hands out as its k3s.yaml.
@@ -87,7 +87,7 @@ beforeAll(async () => {
             `  kubernetes provider: real pulumi-kubernetes provider/v4 v4.0.0-20260115033456-f47bc2d6f199 (about v4.25), plugin version 4.34.2 (${stack.plugins.kubernetes})`,
             `  command provider: ${stack.plugins.command === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/command)" : `real, from ${stack.plugins.command}`}`,
             `  tls provider: ${stack.plugins.tls === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/tls)" : `real, from ${stack.plugins.tls}`}`,
-            `  API server: real kube-apiserver ${api.version} + Debian etcd at ${api.url}; k3s: TEST DOUBLE (test/lab/k3s-test-double)`,
+            `  API server: real kube-apiserver ${api.version} + Debian etcd at ${api.url}; k3s: TEST DOUBLE (scripts/lab/k3s-double)`,
         ].join("\n"),
     );
 }, PER_TEST_MS);

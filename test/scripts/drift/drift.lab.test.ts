@@ -1,9 +1,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Writable } from "node:stream";
-import { runDriftCommand } from "../../scripts/drift";
-import { checkLabPrerequisites, type LabFleet } from "../lab/labFleet";
-import { DROPLET, RELAY, startDriftLab, type DriftLab } from "./driftLab";
+import { runDriftCommand } from "../../../scripts/drift";
+import { checkLabPrerequisites, type LabFleet } from "../../../scripts/lab";
+import { DROPLET, RELAY, startDriftLab, type DriftLab } from "../../support/driftLab";
 
 /*
  * `drift` on the lab fleet over real SSH: the whole lab stack delivered with the program's own

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import type { MockRecorder, RecordedResource } from "../support/pulumiMocks";
-import type { ExecResult, LabFleet, LabHost } from "./labFleet";
+import type { MockRecorder, RecordedResource } from "./pulumiMocks";
+import type { ExecResult, LabFleet, LabHost } from "../../scripts/lab";
 
 /*
  * Plays the Pulumi engine's part for the program's remote commands against lab test hosts:

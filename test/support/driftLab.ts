@@ -7,9 +7,9 @@ import { throwawayPlan } from "../../components/planFiles";
 import { nebulaCertFingerprint } from "../../stacks/nebulaCert";
 import { remoteScript } from "../../components/remote/scripts";
 import { parseFleet } from "../../stacks/validate";
-import { startLabFleet, type LabFleet, type LabHostSpec } from "../lab/labFleet";
-import { labStackOnBridge } from "../lab/labStack";
-import type { Raw } from "../support/fixtures";
+import { startLabFleet, type LabFleet, type LabHostSpec } from "../../scripts/lab";
+import { labStackOnBridge } from "./labStack";
+import type { Raw } from "./fixtures";
 
 /*
  * The whole lab stack on a lab-fleet bridge for drift: the three K3s nodes of labStack.ts, the

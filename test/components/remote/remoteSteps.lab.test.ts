@@ -2,23 +2,23 @@ import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { FleetPlan } from "../../components/plan";
-import { throwawayPlan } from "../../components/planFiles";
-import { framedPayload, parsePayload, type PayloadFile } from "../../components/remote/payload";
-import { remoteScript } from "../../components/remote/scripts";
-import { versions } from "../../components/versions";
-import type { Fleet } from "../../stacks/schema";
-import { validateFleet } from "../../stacks/validate";
-import { labWithExistingControlHost, type Raw } from "../support/fixtures";
-import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "./labFleet";
+import type { FleetPlan } from "../../../components/plan";
+import { throwawayPlan } from "../../../components/planFiles";
+import { framedPayload, parsePayload, type PayloadFile } from "../../../components/remote/payload";
+import { remoteScript } from "../../../components/remote/scripts";
+import { versions } from "../../../components/versions";
+import type { Fleet } from "../../../stacks/schema";
+import { validateFleet } from "../../../stacks/validate";
+import { labWithExistingControlHost, type Raw } from "../../support/fixtures";
+import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "../../../scripts/lab";
 
 /*
  * The program's non-k3s remote steps on the lab fleet: each step's exact script
  * (remote/prelude.sh + the step's .sh, as remoteScript() builds it) runs over real SSH with the
  * plan's exact payload on stdin, against test hosts whose /etc/nebula, /etc/headscale,
- * /etc/systemd/system, /var/lib/... are private (test/lab/labFleet.ts) and whose systemctl,
+ * /etc/systemd/system, /var/lib/... are private (scripts/lab) and whose systemctl,
  * headscale, nebula, go, curl, apt-get, dpkg, cloud-init and chown are recording stand-ins
- * (test/lab/service-doubles.ts). The plan is throwawayPlan() of the lab stack moved onto this
+ * (scripts/lab/service-doubles). The plan is throwawayPlan() of the lab stack moved onto this
  * suite's bridge, with the control server on an existing host of the fleet.
  *
  * The suite's tests build on each other in order (one host's state carries from one test to the

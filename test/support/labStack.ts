@@ -1,5 +1,5 @@
-import type { LabHostSpec } from "./labFleet";
-import { rawFleet, type Raw } from "../support/fixtures";
+import type { LabHostSpec } from "../../scripts/lab";
+import { rawFleet, type Raw } from "./fixtures";
 
 /*
  * The committed lab stack, moved onto a lab-fleet bridge: the same nodes, overlays and

@@ -3,13 +3,13 @@
  * openssh-server): files written over real SSH land in the host's private directories, never
  * on the machine's own; the service-manager stand-in (systemctl for units other than k3s) and
  * the tool stand-ins (headscale, nebula, go, curl, apt-get, dpkg, cloud-init, chown) answer
- * and record as labFleet.ts / service-doubles.ts describe. No wall-clock race assertions: every
+ * and record as scripts/lab and scripts/lab/service-doubles describe. No wall-clock race assertions: every
  * wait is bounded in time and count, and "later" is checked on the double's monotonic clock.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet } from "./labFleet";
+import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet } from "../../../../scripts/lab";
 
 jest.setTimeout(120_000);
 
@@ -265,7 +265,7 @@ describe("lab fleet private directories and service stand-ins (root, network nam
             ].join("\n"),
         );
         expect(r.stdout).toBe(
-            `${HEADSCALE_VERSION}\nVersion: 1.9.7\namd64\nstatus: done\napt=0\nconfigtest-missing=1\nconfigtest=0\nheadscale (lab fleet TEST DOUBLE, see test/lab/service-doubles.ts): not the real headscale.\n`,
+            `${HEADSCALE_VERSION}\nVersion: 1.9.7\namd64\nstatus: done\napt=0\nconfigtest-missing=1\nconfigtest=0\nheadscale (lab fleet TEST DOUBLE, see scripts/lab/service-doubles): not the real headscale.\n`,
         );
         await f.setToolBehaviour(H1, { headscaleConfigtestFails: "Error: bad config (cued)" });
         const bad = await f.ssh(H1, "headscale configtest -c /etc/headscale/config.yaml");

@@ -1,5 +1,5 @@
 /**
- * Self-test of the lab fleet harness (test/lab/labFleet.ts) and its k3s test double.
+ * Self-test of the lab fleet harness (scripts/lab) and its k3s test double.
  * Needs root, network namespaces and Debian's openssh-server/openssh-client/iproute2/
  * iputils-ping: without them it FAILS and says what is missing (scripts/setup.sh installs it).
  */
@@ -7,8 +7,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { checkLabPrerequisites, cleanupStaleLab, startLabFleet } from "./labFleet";
-import type { LabFleet } from "./labFleet";
+import { checkLabPrerequisites, cleanupStaleLab, startLabFleet } from "../../../scripts/lab";
+import type { LabFleet } from "../../../scripts/lab";
 
 jest.setTimeout(60_000);
 
@@ -201,7 +201,7 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
             const r = await f.ssh(name, writeAndRestart("k3s-agent"), agentConfig(ip));
             expect([r.code, r.stderr]).toEqual([0, ""]);
         }
-        const kc = (cmd: string): Promise<import("./labFleet").ExecResult> => f.ssh(GENESIS, `set -euo pipefail\nk3s kubectl ${cmd}`);
+        const kc = (cmd: string): Promise<import("../../../scripts/lab").ExecResult> => f.ssh(GENESIS, `set -euo pipefail\nk3s kubectl ${cmd}`);
         expect((await kc("get nodes -o name")).stdout).toBe(`node/${GENESIS}\nnode/${WORKER_1}\nnode/${WORKER_2}\n`);
         expect((await kc(`wait --for=condition=Ready node/${WORKER_1} node/${WORKER_2} --timeout=10s`)).code).toBe(0);
         const taints = await kc(`get node ${WORKER_1} -o jsonpath='{.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}'`);

@@ -1,17 +1,17 @@
 import * as fs from "node:fs";
-import { renderK3sConfigYaml } from "../../components/k3s/config";
-import { SAN_DROPIN_PATH } from "../../components/k3s/rollout";
-import type { K3sNodeConfig } from "../../stacks/fleet";
-import { parseFleet } from "../../stacks/validate";
-import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../lab/labFleet";
-import { EngineEmulator, orderedCommands, type UpResult } from "../lab/rolloutDriver";
-import { runProgramUnderMocks } from "../support/pulumiMocks";
-import { labStackOnBridge } from "../lab/labStack";
-import type { Raw } from "../support/fixtures";
+import { renderK3sConfigYaml } from "../../../components/k3s/config";
+import { SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
+import type { K3sNodeConfig } from "../../../stacks/fleet";
+import { parseFleet } from "../../../stacks/validate";
+import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
+import { EngineEmulator, orderedCommands, type UpResult } from "../../support/rolloutDriver";
+import { runProgramUnderMocks } from "../../support/pulumiMocks";
+import { labStackOnBridge } from "../../support/labStack";
+import type { Raw } from "../../support/fixtures";
 
 /*
  * The K3s rollout on a lab fleet of test hosts: network namespaces running sshd, each with
- * its own /etc/rancher and the k3s TEST DOUBLE (test/lab/k3s-test-double). The program runs
+ * its own /etc/rancher and the k3s TEST DOUBLE (scripts/lab/k3s-double). The program runs
  * under mocks to produce its commands; their exact scripts and stdin then run over real SSH,
  * in the engine's order and with its skip-if-unchanged and stop-at-first-failure semantics.
  */

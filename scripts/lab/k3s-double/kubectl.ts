@@ -1,0 +1,62 @@
+/**
+ * kubectl: only on an active server (else "connection refused"), one verb per call.
+ */
+import * as fs from "node:fs";
+import { AGENT_KUBELET_KUBECONFIG } from "./constants";
+import { loadState } from "./host";
+import { hangOnUnansweringApi, nodeNames, parseKubectl } from "./kubectlArgs";
+import { kubectlCordon, kubectlDrain, kubectlGet, kubectlMeta, kubectlWait } from "./kubectlVerbs";
+import { allNodes, getNode, liveness, nodeFile } from "./nodes";
+import type { DoubleHostConfig } from "./types";
+import { fail, say, unsupported, withLock } from "./util";
+
+export function kubectl(host: DoubleHostConfig, argv: string[]): number {
+    const { positional, flags } = parseKubectl(argv);
+    const [verb, ...rest] = positional;
+    hangOnUnansweringApi(host, flags);
+    if (host.role !== "server") {
+        // An agent has no admin kubeconfig; its kubelet's credentials reach the API through the
+        // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read nodes.
+        if (flags.get("--kubeconfig") !== AGENT_KUBELET_KUBECONFIG)
+            fail(1, "The connection to the server localhost:8080 was refused - did you specify the right host or port?");
+        if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
+        if (!allNodes(host).some((n) => n.role === "server" && liveness(n).status === "active")) {
+            fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
+        }
+        if (verb !== "get")
+            fail(
+                1,
+                `Error from server (Forbidden): nodes is forbidden: User "system:node:${loadState(host).nodeName ?? host.hostName}" cannot ${verb ?? "use"} resource "nodes"`,
+            );
+        return kubectlGet(host, rest, flags);
+    }
+    // The API server lives on servers only, and only while k3s runs.
+    if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
+    switch (verb) {
+        case "get":
+            return kubectlGet(host, rest, flags);
+        case "wait":
+            return kubectlWait(host, rest, flags);
+        case "cordon":
+        case "uncordon":
+            return kubectlCordon(host, verb, nodeNames(rest), true);
+        case "drain":
+            return kubectlDrain(host, nodeNames(rest), flags);
+        case "annotate":
+        case "label":
+            return kubectlMeta(host, verb, rest, flags);
+        case "delete": {
+            const names = nodeNames(rest);
+            withLock(host.clusterDir, () => {
+                for (const n of names) {
+                    getNode(host, n);
+                    fs.rmSync(nodeFile(host, n), { force: true });
+                    say(`node "${n}" deleted`);
+                }
+            });
+            return 0;
+        }
+        default:
+            return unsupported(`kubectl invocation ${JSON.stringify(argv.join(" "))}`);
+    }
+}

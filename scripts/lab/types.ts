@@ -1,0 +1,187 @@
+/** The lab fleet's public types: what a test asks for (specs, options) and what it gets (hosts, the fleet). */
+import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/types";
+import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/types";
+
+/** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
+export interface ServiceBehaviour {
+    /** The next n start attempts (restart, start, enable --now) exit 1 and leave the unit failed. */
+    failRestarts?: number;
+    /** Start attempts exit 0 but the unit reads `failed` exitAfterMs (default 0) later. */
+    exitAtStart?: boolean;
+    exitAfterMs?: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Public types
+
+export interface LabHostSpec {
+    /** Host name: hostname inside the host, default k3s node name. [a-z0-9-], max 63. */
+    name: string;
+    role: LabRole;
+    /** IPv4 inside bridgeCidr; allocated (.11, .12, ...) when omitted. */
+    lanAddress?: string;
+    /** Address on tailscale0, "100.67.0.1" or "100.67.0.1/32" (default prefix /32). */
+    tailnetAddress?: string;
+    /** Address on the Nebula interface, "10.67.0.1" or "10.67.0.1/16" (default prefix /16). */
+    nebulaAddress?: string;
+    /** Nebula interface name (default "nebula1", Nebula's default tun.dev). */
+    nebulaIface?: string;
+    lanMtu?: number;
+    tailnetMtu?: number;
+    nebulaMtu?: number;
+    /** Behaviour of the k3s test double from the start. */
+    k3sBehaviour?: K3sBehaviour;
+    /** When set, written to /etc/rancher/k3s/config.yaml and k3s started before the fleet is returned. */
+    initialConfig?: string;
+    /** Service-manager stand-in cues from the start, by unit ("nebula" = "nebula.service"). */
+    services?: Record<string, ServiceBehaviour>;
+    /** Tool stand-in cues from the start (versions, failures, curl answers, missing tools). */
+    tools?: ToolBehaviour;
+    /**
+     * Play a whole machine more closely (the droplet stand-in of test/e2e/dropletLab.ts): the
+     * host's /etc and /root are overlays of this machine's (whatever a script writes there, such
+     * as /etc/fstab or root's authorized_keys, stays in the host; the upper layers live under
+     * <hostDir>/machine), /dev/disk/by-id is private (MACHINE_PRIVATE_DIRS), and sshd takes
+     * root's keys from the host's own /root/.ssh/authorized_keys, absent at start, instead of
+     * the fleet's key: who may log in is up to the test (write that file with `exec`).
+     */
+    machine?: boolean;
+}
+
+export interface LabFleetOptions {
+    hosts: LabHostSpec[];
+    /** IPv4 CIDR of the bridge (LAN), inside 198.18.0.0/15, prefix 16..29. Default: a free /24. */
+    bridgeCidr?: string;
+    /** Where run directories go (default /run/sc-lab). */
+    baseDir?: string;
+    /** Host routes between hosts' overlay addresses via the LAN (default true). */
+    overlayPeerRoutes?: boolean;
+    /** ssh ConnectTimeout in seconds used by `ssh()` (default 3). */
+    connectTimeoutSec?: number;
+    /** Version string the double reports (default versions.k3s of components/versions.ts). */
+    k3sVersion?: string;
+    /** Remove leftovers of dead runs first (default true). */
+    cleanupStale?: boolean;
+}
+
+export interface K3sBehaviour {
+    readyDelayMs?: number;
+    neverReady?: boolean;
+    failOnStart?: string | null;
+    etcdUnhealthy?: boolean;
+    keepStaleFlannelLink?: boolean;
+    /** A server writes this as /etc/rancher/k3s/k3s.yaml instead of its fake one (null: the fake). */
+    kubeconfig?: string | null;
+    /** A server's API accepts connections and never answers (kubectl waits for its --request-timeout). */
+    apiHangs?: boolean;
+}
+
+export interface LabHost {
+    name: string;
+    role: LabRole;
+    /** "k3s" (server) or "k3s-agent" (agent). */
+    unit: string;
+    /** Address reachable from the root namespace (= lanAddress). */
+    sshHost: string;
+    sshPort: number;
+    user: string;
+    /** Client private key (PEM, ECDSA P-256) accepted by every host of the fleet. */
+    privateKeyPem: string;
+    /** The host's sshd public host key line ("ssh-ed25519 AAAA... <name>"). */
+    hostPublicKey: string;
+    /**
+     * Harness-side root: <rootDir>/etc/rancher, <rootDir>/var/lib/rancher and
+     * <rootDir><dir> for every LAB_PRIVATE_DIRS entry.
+     */
+    rootDir: string;
+    /** In-host path -> harness-side path of every private bind mount (rancher dirs and LAB_PRIVATE_DIRS). */
+    privateDirs: Record<string, string>;
+    /** Harness-side directory mounted over the host's /usr/local/bin (wrappers, stand-ins). */
+    binDir: string;
+    etcRancherDir: string;
+    varLibRancherDir: string;
+    /** Harness-side path of the double's state dir (/var/lib/rancher/k3s-test-double). */
+    doubleStateDir: string;
+    netns: string;
+    lanAddress: string;
+    tailnetAddress: string | null;
+    nebulaAddress: string | null;
+    nebulaIface: string;
+    /** pid of the host's sshd (its mount/UTS/network namespaces). */
+    pid: number;
+    /** Started with `machine: true` (see LabHostSpec.machine). */
+    machine: boolean;
+}
+
+export interface ExecResult {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+    timedOut: boolean;
+    durationMs: number;
+}
+
+export interface ExecOptions {
+    stdin?: string | Buffer;
+    /** Kill after this long (default 60 s). */
+    timeoutMs?: number;
+    /** Throw unless the exit code is 0. */
+    check?: boolean;
+    /** Extra environment (ssh: sent with SetEnv; sshd accepts all). */
+    env?: Record<string, string>;
+}
+
+export type HostRef = string | LabHost;
+
+export interface LabFleet {
+    runId: string;
+    runDir: string;
+    bridge: string;
+    bridgeCidr: string;
+    gatewayAddress: string;
+    clusterDir: string;
+    /** File holding privateKeyPem (mode 0600). */
+    privateKeyPath: string;
+    hosts: LabHost[];
+    host(name: string): LabHost;
+    /** Runs `bash -c cmd` inside the host (network, mount and UTS namespaces), as root. */
+    exec(host: HostRef, cmd: string, opts?: ExecOptions): Promise<ExecResult>;
+    /** Runs `script` over real ssh (the remote login shell, bash, runs it), stdin piped. */
+    ssh(host: HostRef, script: string, stdin?: string | Buffer, opts?: Omit<ExecOptions, "stdin">): Promise<ExecResult>;
+    /** The ssh argv (without the remote command) `ssh()` uses. */
+    sshArgv(host: HostRef, connectTimeoutSec?: number): string[];
+    setK3sBehaviour(host: HostRef, behaviour: K3sBehaviour): Promise<void>;
+    /** Adds `cidr dev tailscale0 table 52` and tailscale's rule `5270: lookup 52`. */
+    addTable52Route(host: HostRef, cidr: string): Promise<void>;
+    clearTable52(host: HostRef): Promise<void>;
+    /** Sets the host's eth0 up or down (down: unreachable from everywhere). */
+    setLanLink(host: HostRef, state: "up" | "down"): Promise<void>;
+    /**
+     * Harness-side path of a path inside the host under /etc/rancher, /var/lib/rancher, a
+     * LAB_PRIVATE_DIRS entry (/run/headscale = /var/run/headscale) or /usr/local/bin; throws for
+     * any other path (it would be the real machine's).
+     */
+    hostPath(host: HostRef, pathInHost: string): string;
+    /**
+     * Cues for one unit of the service-manager stand-in, merged into the current ones. Setting
+     * failRestarts starts its count afresh.
+     */
+    setServiceBehaviour(host: HostRef, unit: string, behaviour: ServiceBehaviour): Promise<void>;
+    /** Cues of the tool stand-ins, merged into the current ones; `missing` adds/removes wrappers. */
+    setToolBehaviour(host: HostRef, behaviour: ToolBehaviour): Promise<void>;
+    /** Service-manager stand-in state, exitAtStart deaths applied as of now (null before any call). */
+    serviceState(host: HostRef): ServiceManagerState | null;
+    /** Service-manager calls, oldest first, optionally of one unit ("nebula" = "nebula.service"). */
+    serviceEvents(host: HostRef, unit?: string): ServiceEvent[];
+    /** Current state of one unit of the stand-in ("inactive" when never touched). */
+    unitStatus(host: HostRef, unit: string): UnitStatus;
+    /** Calls of the tool stand-ins, oldest first, optionally of one tool. */
+    toolInvocations(host: HostRef, tool?: StandInTool): ToolInvocation[];
+    /** What the chown stand-in recorded instead of applying. */
+    toolState(host: HostRef): ToolState;
+    k3sState(host: HostRef): DoubleState | null;
+    k3sInvocations(host: HostRef): InvocationRecord[];
+    clusterNodes(): NodeRecord[];
+    stop(): Promise<void>;
+}
