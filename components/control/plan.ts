@@ -14,6 +14,9 @@ export interface FirewallRule {
     addresses: string[];
 }
 
+/** A control server on a DigitalOcean droplet: what ControlDroplet declares. */
+export type DropletHostPlan = Extract<ControlHostPlan, { kind: "droplet" }>;
+
 export type ControlHostPlan =
     | {
           kind: "droplet";
@@ -55,6 +58,17 @@ export interface ControlIdentityValues<V> {
     nebulaCaCertPem: V;
     /** Relay host → `sha256-raw:<hex>` pin of its self-signed certificate. */
     relayCertNames: Readonly<Record<string, V>>;
+}
+
+/** The droplet and the user data it boots with, when the control server is a droplet the program declares. */
+export function plannedDroplet<V>(plan: ControlPlan<V>): { host: DropletHostPlan; cloudInit: V } | undefined {
+    if (plan.host.kind !== "droplet") {
+        return undefined;
+    }
+    if (plan.cloudInit === undefined) {
+        throw new Error(`the control server ${plan.name} is a droplet but its plan has no cloud-init (planControlServer always renders one)`);
+    }
+    return { host: plan.host, cloudInit: plan.cloudInit };
 }
 
 const ADMIN_SSH_PORT = "22";
