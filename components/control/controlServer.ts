@@ -7,7 +7,7 @@ import { remoteStep } from "../remote/remoteCommand";
 import { controlDeliveryPart, stepId } from "../order";
 import type { StepGate } from "../stepWaits";
 import { ControlDroplet } from "./controlDroplet";
-import { plannedDroplet, type ControlPlan } from "./plan";
+import { isDropletPlan, type ControlPlan } from "./plan";
 
 /*
  * Headscale with its embedded DERP relay (region 900) and the SFO3 Nebula lighthouse: the steps
@@ -16,11 +16,11 @@ import { plannedDroplet, type ControlPlan } from "./plan";
  * Identity that must outlive any droplet is kept apart and protected: the reserved IP, the
  * volume holding Headscale's database (both in ControlDroplet), and (as stack secrets) the noise
  * and DERP keys and the lighthouse's Nebula key. The droplet, its SSH key, firewall and
- * attachments are replaceable:
- * a rebuilt droplet boots from the same cloud-init, mounts the same volume, answers on the
- * same IP with the same keys, so no node re-enrolls. The same files are delivered over SSH, so
- * a config change updates the running server instead of replacing it, and a rebuilt droplet's
- * files are checked again by those steps (they re-run on a new droplet id).
+ * attachments are replaceable: a rebuilt droplet boots from the same cloud-init (the plan's),
+ * mounts the same volume, answers on the same IP with the same keys, so no node re-enrolls. The
+ * same files are delivered over SSH, so a config change updates the running server instead of
+ * replacing it, and a rebuilt droplet's files are checked again by those steps (they re-run on a
+ * new droplet id).
  */
 
 export interface ControlServerArgs {
@@ -48,38 +48,30 @@ export class ControlServer extends pulumi.ComponentResource {
 
         let connection: command.types.input.remote.ConnectionArgs;
         let machineReady: pulumi.Resource[] = [];
-        const host = plan.host;
-        switch (host.kind) {
-            case "droplet": {
-                const planned = plannedDroplet(plan);
-                if (!planned) {
-                    throw new pulumi.ResourceError("the plan's droplet control server has no droplet plan", this);
-                }
-                // Its DigitalOcean objects, under the same name: they keep their names and URNs.
-                const droplet = new ControlDroplet(name, { host: planned.host, cloudInit: planned.cloudInit, formerParent: this }, { parent: this });
-                this.publicIp = droplet.publicIp;
-                this.dropletId = droplet.dropletId;
-                // Every step reaches the droplet with the program's key, adopted or built, so dropping
-                // `adopt` after adoption changes no step. A droplet the program built knows that key;
-                // an adopted one learns it first, over the operator's own key.
-                connection = connectionArgs({ ...host.ssh, host: droplet.publicIp }, { privateKey: droplet.sshPrivateKey });
-                machineReady = [...droplet.ready];
-                if (host.adopt) {
-                    machineReady.push(
-                        remoteStep(`${name}-authorize`, this, {
-                            connection: connectionArgs({ ...host.ssh, host: droplet.publicIp }, args.credentials),
-                            script: "control/authorize.sh",
-                            stdin: droplet.sshPublicKey.apply((key) => framedPayload({ PUBLIC_KEY: key.trim() })),
-                            after: droplet.ready,
-                        }),
-                    );
-                }
-                break;
+        if (isDropletPlan(plan)) {
+            const host = plan.host;
+            // Its DigitalOcean objects, under the same name: they keep their names and URNs.
+            const droplet = new ControlDroplet(name, { host, cloudInit: plan.cloudInit, formerParent: this }, { parent: this });
+            this.publicIp = droplet.publicIp;
+            this.dropletId = droplet.dropletId;
+            // Every step reaches the droplet with the program's key, adopted or built, so dropping
+            // `adopt` after adoption changes no step. A droplet the program built knows that key;
+            // an adopted one learns it first, over the operator's own key.
+            connection = connectionArgs({ ...host.ssh, host: droplet.publicIp }, { privateKey: droplet.sshPrivateKey });
+            machineReady = [...droplet.ready];
+            if (host.adopt) {
+                machineReady.push(
+                    remoteStep(`${name}-authorize`, this, {
+                        connection: connectionArgs({ ...host.ssh, host: droplet.publicIp }, args.credentials),
+                        script: "control/authorize.sh",
+                        stdin: droplet.sshPublicKey.apply((key) => framedPayload({ PUBLIC_KEY: key.trim() })),
+                        after: droplet.ready,
+                    }),
+                );
             }
-            case "existing":
-                connection = connectionArgs(host.ssh, args.credentials);
-                this.publicIp = pulumi.output(host.ssh.host);
-                break;
+        } else {
+            connection = connectionArgs(plan.host.ssh, args.credentials);
+            this.publicIp = pulumi.output(plan.host.ssh.host);
         }
 
         // On a new droplet every step re-runs: cloud-init already laid the files down, so they
