@@ -574,4 +574,3 @@ export type Fleet = z.infer<typeof FleetSchema>;
 export type FleetNode = Fleet["nodes"][number];
 export type DerpRelayConfig = Fleet["derpRelays"][number];
 export type Middleware = Fleet["edge"]["middlewares"][number];
-export type ExternalService = Fleet["edge"]["externalServices"][number];

@@ -14,6 +14,9 @@ export interface FirewallRule {
     addresses: string[];
 }
 
+/** A control server on a DigitalOcean droplet: what ControlDroplet declares. */
+export type DropletHostPlan = Extract<ControlHostPlan, { kind: "droplet" }>;
+
 export type ControlHostPlan =
     | {
           kind: "droplet";
@@ -33,18 +36,28 @@ export type ControlHostPlan =
     | { kind: "existing"; ssh: PlannedSsh };
 
 /** Headscale with its embedded DERP relay and the SFO3 Nebula lighthouse, on one host. */
-export interface ControlPlan<V> {
+export type ControlPlan<V> = ControlPlanCommon<V> &
+    (
+        | {
+              host: DropletHostPlan;
+              /** The droplet's user data (secret: it carries the keys): what a built droplet boots with. */
+              cloudInit: V;
+          }
+        | { host: Extract<ControlHostPlan, { kind: "existing" }>; cloudInit?: undefined }
+    );
+
+/** A control plan whose host is a droplet: it always carries the droplet's cloud-init. */
+export type DropletControlPlan<V> = Extract<ControlPlan<V>, { host: DropletHostPlan }>;
+
+interface ControlPlanCommon<V> {
     /** The host's name on the mesh and in render's tree. */
     name: string;
     hostname: string;
     headscaleUrl: string;
-    host: ControlHostPlan;
     derpMapYaml: V;
     /** Headscale's files, then Nebula's: each restarts its own service. */
     deliveries: Delivery<V>[];
     bootstrapPayload: string;
-    /** The droplet's user data (secret: it carries the keys); undefined on an existing host. */
-    cloudInit?: V;
     healthPayload: string;
 }
 
@@ -55,6 +68,11 @@ export interface ControlIdentityValues<V> {
     nebulaCaCertPem: V;
     /** Relay host → `sha256-raw:<hex>` pin of its self-signed certificate. */
     relayCertNames: Readonly<Record<string, V>>;
+}
+
+/** Whether the control server is a droplet the program declares (then the plan carries its cloud-init). */
+export function isDropletPlan<V>(plan: ControlPlan<V>): plan is DropletControlPlan<V> {
+    return plan.host.kind === "droplet";
 }
 
 const ADMIN_SSH_PORT = "22";
@@ -152,25 +170,30 @@ export function planControlServer<V>(
             START: start ? "yes" : "no",
         });
     const files = deliveries.flatMap((each) => [...each.publicFiles, ...each.secretFiles]);
-    return {
+    const common: ControlPlanCommon<V> = {
         name,
         hostname: fleet.controlServer.hostname,
         headscaleUrl: headscaleServerUrl(fleet),
-        host,
         derpMapYaml,
         deliveries,
         bootstrapPayload: bootstrapParams(false),
-        cloudInit:
-            host.kind === "droplet"
-                ? values.derive(
-                      files.map((file) => file.content),
-                      (contents) =>
-                          renderCloudInit(
-                              files.map((file, index) => ({ ...file, content: contents[index] })),
-                              bootstrapParams(true),
-                          ),
-                  )
-                : undefined,
         healthPayload: framedPayload({ HOSTNAME: fleet.controlServer.hostname, ATTEMPTS: String(HEALTH_ATTEMPTS) }),
     };
+    switch (host.kind) {
+        case "droplet":
+            return {
+                ...common,
+                host,
+                cloudInit: values.derive(
+                    files.map((file) => file.content),
+                    (contents) =>
+                        renderCloudInit(
+                            files.map((file, index) => ({ ...file, content: contents[index] })),
+                            bootstrapParams(true),
+                        ),
+                ),
+            };
+        case "existing":
+            return { ...common, host };
+    }
 }

@@ -72,10 +72,9 @@ export class ClusterEdge extends pulumi.ComponentResource {
             (namespace) => new k8s.core.v1.Namespace(`${name}-ns-${namespace}`, { metadata: { name: namespace } }, withProvider({ retainOnDelete: true })),
         );
 
-        const [helmChartConfig, ...rest] = plan.objects;
-        const traefik = new k8s.apiextensions.CustomResource(`${name}-${resourceName(helmChartConfig)}`, helmChartConfig, withProvider());
-        this.objectNames = [resourceName(helmChartConfig)];
-        for (const object of rest) {
+        const traefik = new k8s.apiextensions.CustomResource(`${name}-${resourceName(plan.traefik)}`, plan.traefik, withProvider());
+        this.objectNames = [resourceName(plan.traefik)];
+        for (const object of plan.objects) {
             const resource = `${name}-${resourceName(object)}`;
             this.objectNames.push(resourceName(object));
             // Middlewares (and the rest) follow the Traefik config, so a chart change that wipes
@@ -100,8 +99,6 @@ export class ClusterEdge extends pulumi.ComponentResource {
                 case "StatefulSet":
                     new k8s.apps.v1.StatefulSet(resource, object, after);
                     break;
-                case "HelmChartConfig":
-                    throw new pulumi.ResourceError(`the edge renders one HelmChartConfig, first; ${object.metadata.name} came later`, this);
                 default:
                     assertNever(object);
             }

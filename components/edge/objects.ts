@@ -46,8 +46,18 @@ export type WorkloadObject = DeploymentObject | DaemonSetObject | StatefulSetObj
 /** Every object the edge renders, by kind. */
 export type K8sObject = HelmChartConfigObject | MiddlewareObject | ServiceObject | EndpointSliceObject | WorkloadObject;
 
-/** Every kind the edge renders; ClusterEdge's switch over it is exhaustive. */
-export type EdgeObjectKind = K8sObject["kind"];
+/**
+ * Every object the edge applies after Traefik's HelmChartConfig. The edge renders exactly one
+ * HelmChartConfig, carried on its own (`RenderedEdge.traefik`), so these never include one and
+ * ClusterEdge's switch over their kinds is exhaustive without a "came later" case.
+ */
+export type EdgeObject = Exclude<K8sObject, HelmChartConfigObject>;
+
+/** The cluster edge as rendered: Traefik's HelmChartConfig, then every other object in apply order. */
+export interface RenderedEdge {
+    traefik: HelmChartConfigObject;
+    objects: EdgeObject[];
+}
 
 export const SERVICELB_TOLERATIONS_ANNOTATION = "svccontroller.k3s.cattle.io/tolerations";
 export const SERVICELB_ENABLE_LABEL = "svccontroller.k3s.cattle.io/enablelb";
@@ -141,7 +151,7 @@ export function renderMiddlewares(fleet: Fleet): MiddlewareObject[] {
 }
 
 /** Any LoadBalancer Service the program declares gets the ServiceLB tolerations too. */
-export function withServiceLbTolerations(fleet: Fleet, service: K8sObject): K8sObject {
+export function withServiceLbTolerations<T extends K8sObject>(fleet: Fleet, service: T): T {
     if (service.kind !== "Service" || service.spec.type !== "LoadBalancer") {
         return service;
     }
@@ -159,8 +169,8 @@ export function withServiceLbTolerations(fleet: Fleet, service: K8sObject): K8sO
  * addresses on the overlay the cluster uses (its node-ip path): moving the cluster to
  * another overlay moves every endpoint with it. Ports are named identically on both.
  */
-export function renderExternalServices(fleet: Fleet): K8sObject[] {
-    const objects: K8sObject[] = [];
+export function renderExternalServices(fleet: Fleet): (ServiceObject | EndpointSliceObject)[] {
+    const objects: (ServiceObject | EndpointSliceObject)[] = [];
     const overlay = fleet.cluster.nodeIpFrom;
     for (const service of fleet.edge.externalServices) {
         const ports = service.ports.map((port) => ({ name: port.name ?? "", port: port.port, protocol: port.protocol }));
@@ -250,11 +260,16 @@ export function assertNoHostNetworkTailscale(objects: readonly K8sObject[]): voi
     }
 }
 
-/** Every object the edge applies, in apply order. */
-export function renderClusterEdge(fleet: Fleet): K8sObject[] {
-    const objects = [renderTraefikHelmChartConfig(fleet), ...renderMiddlewares(fleet), ...renderExternalServices(fleet), ...renderWorkloads(fleet)];
+/** Every object the edge applies: Traefik's HelmChartConfig, then the rest in apply order. */
+export function renderClusterEdge(fleet: Fleet): RenderedEdge {
+    const objects: EdgeObject[] = [...renderMiddlewares(fleet), ...renderExternalServices(fleet), ...renderWorkloads(fleet)];
     assertNoHostNetworkTailscale(objects);
-    return objects;
+    return { traefik: renderTraefikHelmChartConfig(fleet), objects };
+}
+
+/** The rendered edge as one list in apply order (HelmChartConfig first), for `render` and tests. */
+export function edgeObjects(edge: RenderedEdge): K8sObject[] {
+    return [edge.traefik, ...edge.objects];
 }
 
 /** `cluster/<kind>-<namespace>-<name>.yaml`, lower-case. */

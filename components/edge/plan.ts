@@ -2,7 +2,7 @@ import { framedPayload } from "../remote/payload";
 import { plannedSsh, type PlannedSsh } from "../hostPlan";
 import { genesisNode, serverUrl } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
-import { edgeNamespaces, renderClusterEdge, type K8sObject } from "./objects";
+import { edgeNamespaces, renderClusterEdge, type EdgeObject, type HelmChartConfigObject } from "./objects";
 
 /** The cluster-side objects and how the program reaches the API server. */
 export interface EdgePlan {
@@ -12,8 +12,10 @@ export interface EdgePlan {
     serverUrl: string;
     readKubeconfigPayload: string;
     namespaces: string[];
-    /** In apply order, the Traefik HelmChartConfig first. */
-    objects: K8sObject[];
+    /** Traefik's HelmChartConfig: applied first, every other object depends on it. */
+    traefik: HelmChartConfigObject;
+    /** Every other object, in apply order (never a HelmChartConfig: the type excludes it). */
+    objects: EdgeObject[];
     /** Nodes labelled for ServiceLB's allow-list mode. */
     serviceLbNodes: string[];
 }
@@ -27,7 +29,7 @@ export function planEdge(fleet: Fleet): EdgePlan | undefined {
         serverUrl: serverUrl(fleet),
         readKubeconfigPayload: framedPayload({}),
         namespaces: edgeNamespaces(fleet),
-        objects: renderClusterEdge(fleet),
+        ...renderClusterEdge(fleet),
         serviceLbNodes: fleet.edge.serviceLbNodes,
     };
 }

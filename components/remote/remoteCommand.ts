@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { remoteScript } from "./scripts";
+import { remoteScript, type RemoteScriptPath } from "./scripts";
 
 /*
  * The one way the program builds a `command:remote:Command`: the script is fixed text from a
@@ -24,7 +24,9 @@ export type StepLogging = "stdoutAndStderr" | "stdout" | "stderr" | "none";
  * lines of exactly those, because the provider hangs on a logged line of 64 KiB.
  */
 export function stepLauncher(relativePath: string, script: string, logging: StepLogging = "stdoutAndStderr"): string {
-    // The name lands unquoted in a shell line; it is one of REMOTE_SCRIPTS, never a value.
+    // The name lands unquoted in a shell line. The program's steps pass a RemoteScriptPath (one of
+    // REMOTE_SCRIPTS, checked by the compiler in RemoteStepArgs); tests launch scripts of their
+    // own, so here it is a string that must look like a path, never a value.
     if (!/^[a-z0-9][a-z0-9/._-]*\.sh$/.test(relativePath)) throw new Error(`not a step script path: ${relativePath}`);
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
     const bytes = Buffer.byteLength(script, "utf8");
@@ -46,8 +48,8 @@ export function splitStepStdin(create: string, stdin: string): { path: string; s
 
 export interface RemoteStepArgs {
     connection: command.types.input.remote.ConnectionArgs;
-    /** `components/<path>.sh`, run after remote/prelude.sh. */
-    script: string;
+    /** `components/<path>.sh`, run after remote/prelude.sh: one of REMOTE_SCRIPTS. */
+    script: RemoteScriptPath;
     /** The step's payload (remote/payload.ts). */
     stdin: pulumi.Input<string>;
     /** The payload holds secrets: stdin is stored as a secret (the scripts never print content). */

@@ -19,16 +19,6 @@ function read(relativePath: string): string {
     return text;
 }
 
-/** A step's script as it runs: the prelude, then `components/<relativePath>`. */
-export function remoteScript(relativePath: string): string {
-    return `${read("remote/prelude.sh")}${read(relativePath)}`;
-}
-
-/** A script file as it is, for scripts that run without the payload reader (cloud-init). */
-export function scriptFile(relativePath: string): string {
-    return read(relativePath);
-}
-
 /** Every remote step's script, for shellcheck and tests. */
 export const REMOTE_SCRIPTS = [
     "remote/deliver-files.sh",
@@ -42,3 +32,16 @@ export const REMOTE_SCRIPTS = [
     "derp/install.sh",
     "edge/read-kubeconfig.sh",
 ] as const;
+
+/** A step script's path under components/: one of REMOTE_SCRIPTS, so a misspelled step is a compile error. */
+export type RemoteScriptPath = (typeof REMOTE_SCRIPTS)[number];
+
+/** A step's script as it runs: the prelude, then `components/<relativePath>`. */
+export function remoteScript(relativePath: string): string {
+    return `${read("remote/prelude.sh")}${read(relativePath)}`;
+}
+
+/** A script file as it is, for scripts that run without the payload reader (cloud-init). */
+export function scriptFile(relativePath: string): string {
+    return read(relativePath);
+}

@@ -1,6 +1,6 @@
 import { stringify as stringifyYaml } from "yaml";
 import { SSH_PATHS, renderSshConfig } from "../../components/access/sshConfig";
-import { clusterObjectFile } from "../../components/edge/objects";
+import { clusterObjectFile, edgeObjects } from "../../components/edge/objects";
 import type { FleetPlan } from "../../components/plan";
 import { throwawayPlan, type ThrowawayPlanOptions } from "../../components/planFiles";
 import type { Fleet } from "../../stacks/schema";
@@ -62,7 +62,7 @@ export function renderFleetFiles(fleet: Fleet, options: ThrowawayPlanOptions): R
     for (const path of SSH_PATHS) {
         files.set(`ssh/${path}.conf`, { content: renderSshConfig(fleet, path), mode: 0o644 });
     }
-    for (const object of plan.edge?.objects ?? []) {
+    for (const object of plan.edge ? edgeObjects(plan.edge) : []) {
         files.set(clusterObjectFile(object), { content: stringifyYaml(object), mode: 0o644 });
     }
     return {

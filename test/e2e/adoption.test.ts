@@ -26,6 +26,11 @@ import type { PulumiStack, RunResult } from "./engine";
  *                                                              deleted, as the runbook says; 3 shows the engine's refusal while it stays)
  *   item 5 (adopted stack can't recover a lost droplet)      -> 6 (out-of-band delete, refresh, up on the adopted stack)
  *
+ * Issue 23 (the ControlDroplet split: the DigitalOcean objects moved from ControlServer into a
+ * ControlDroplet child, aliased to their old parent) -> 9 (a stack adopted by the pre-split
+ * program, test/e2e/fixtures/controlServer.pre-split.ts.txt, then up with the current one: no
+ * create/replace/delete of any DigitalOcean object, no DigitalOcean write, same ids, protect kept).
+ *
  * Tests build on each other in order, like successive runs of the operator's stacks.
  */
 
@@ -56,6 +61,8 @@ interface StateResource {
     id?: string;
     /** A resource the engine still has to delete (pending replacement). */
     delete?: boolean;
+    protect?: boolean;
+    parent?: string;
     /** The outputs read here: the tls key's public half, the DigitalOcean key's fingerprint. */
     outputs?: { publicKeyOpenssh?: string; fingerprint?: string };
 }
@@ -344,7 +351,7 @@ describe("issue 21: a droplet control server on the real engine", () => {
     it("7. the stuck two-droplet state (an older program without deleteBeforeReplace) and the runbook's way out", async () => {
         const oldDroplet = idOf(adopt, "control-droplet");
         const volumeId = idOf(adopt, "control-data");
-        const source = path.join(adopt.projectDir, "components", "control", "controlServer.ts");
+        const source = path.join(adopt.projectDir, "components", "control", "controlDroplet.ts");
         const current = fs.readFileSync(source, "utf8");
         const older = current.replace(/deleteBeforeReplace: true/g, "deleteBeforeReplace: false");
         expect(older).not.toBe(current);
@@ -406,6 +413,116 @@ describe("issue 21: a droplet control server on the real engine", () => {
         expect(since(before).length).toBeGreaterThan(0);
         expect(describeAll(writesOf(since(before)))).toEqual([]);
         expect(stateResources(differ).filter((resource) => resource.type.startsWith("digitalocean:"))).toEqual([]);
+    });
+});
+
+describe("issue 23: the ControlDroplet split migrates an existing stack in place", () => {
+    it("9. a stack adopted with the pre-split ControlServer, then up with ControlDroplet: only aliases, no DigitalOcean write, same ids, protect kept", async () => {
+        // A running server as in 2 (the operator's droplet, volume and IP), in a fresh account; the
+        // program makes its own SSH key and firewall beside them, so both kinds (imported and
+        // program-made) are migrated.
+        await dl.newAccount();
+        const api = dl.account.api;
+        const key = api.seedSshKey({ name: "operator", publicKey: dl.operatorPublicKey });
+        const droplet = api.seedDroplet({
+            name: "shortcircuit-lab-sfo3",
+            region: "sfo3",
+            size: "s-1vcpu-512mb-10gb",
+            image: "debian-12-x64",
+            monitoring: false,
+            ipv6: false,
+            sshKeys: [key.id],
+        });
+        const dropletId = Number(droplet.id);
+        dl.machine.seeded(dropletId, [dl.operatorPublicKey]);
+        const volume = api.seedVolume({ name: "shortcircuit-lab-sfo3-headscale", region: "sfo3", sizeGb: 1, dropletId });
+        expect(api.seedReservedIp({ region: "sfo3", dropletId }).ip).toBe(reservedIp);
+        const fleet = structuredClone<Raw>(dl.lab.config);
+        fleet.controlServer.host.adopt = { dropletId: String(dropletId), reservedIp, volumeId: String(volume.id) };
+        const split = await dl.newStack("split", fleet);
+
+        // The stack as the pre-split program made it: its own copy of the program, with the old
+        // component file in place of the current one (nothing else it imports changed shape).
+        const source = path.join(split.projectDir, "components", "control", "controlServer.ts");
+        const current = fs.readFileSync(source, "utf8");
+        const preSplit = fs.readFileSync(path.join(__dirname, "fixtures", "controlServer.pre-split.ts.txt"), "utf8");
+        expect(preSplit).not.toContain("ControlDroplet(");
+        fs.writeFileSync(source, preSplit);
+        let old: RunResult;
+        try {
+            old = await split.up(UP_TIMEOUT_MS);
+        } finally {
+            fs.writeFileSync(source, current);
+        }
+        expectRun(old);
+        const doObjects = (): StateResource[] =>
+            stateResources(split).filter(
+                (resource) => resource.type.startsWith("digitalocean:") || resource.urn.endsWith("$tls:index/privateKey:PrivateKey::control-ssh-key"),
+            );
+        const before = doObjects();
+        const oldParent = (resource: StateResource): boolean => /::shortcircuit:control:ControlServer::control$/.test(resource.parent ?? "");
+        expect(before.map((resource) => `${resource.type} ${resource.urn.slice(resource.urn.lastIndexOf("::") + 2)} ${oldParent(resource)}`).sort()).toEqual(
+            [
+                "digitalocean:index/droplet:Droplet control-droplet true",
+                "digitalocean:index/firewall:Firewall control-firewall true",
+                "digitalocean:index/reservedIp:ReservedIp control-ip true",
+                "digitalocean:index/reservedIpAssignment:ReservedIpAssignment control-ip-assignment true",
+                "digitalocean:index/sshKey:SshKey control-ssh-key true",
+                "digitalocean:index/volume:Volume control-data true",
+                "digitalocean:index/volumeAttachment:VolumeAttachment control-data-attachment true",
+                "tls:index/privateKey:PrivateKey control-ssh-key true",
+            ].sort(),
+        );
+        expect(stateResources(split).some((resource) => resource.type === "shortcircuit:control:ControlDroplet")).toBe(false);
+
+        // The current program on that state.
+        const beforePreview = mark();
+        const preview = await split.preview([], UP_TIMEOUT_MS);
+        expectRun(preview);
+        const lines = planLines(preview.output);
+        console.log(
+            `e2e adoption 9: the current program's preview on the pre-split stack:\n  ${lines.map((line) => `${line.op} ${line.type} ${line.name} ${line.rest}`).join("\n  ")}`,
+        );
+        // The new component is the only step: every moved object is found under its alias.
+        expect(lines.map((line) => `${line.op} ${line.type} ${line.name} ${line.rest}`)).toEqual(["+ shortcircuit:control:ControlDroplet control create"]);
+        expect(preview.output).not.toMatch(/to (create|replace|delete)\b.*digitalocean/);
+        expect(writesOf(since(beforePreview))).toEqual([]);
+
+        const beforeUp = mark();
+        const result = await split.up(UP_TIMEOUT_MS);
+        expectRun(result);
+        console.log(`e2e adoption 9: DigitalOcean calls of the migrating up:\n  ${describeAll(since(beforeUp)).join("\n  ")}`);
+        expect(describeAll(writesOf(since(beforeUp)))).toEqual([]);
+        expect(result.output).toMatch(/\b1 created\b/);
+        expect(result.output).not.toMatch(/\b\d+ (updated|replaced|deleted)\b/);
+        const after = doObjects();
+        // Same objects, same ids, same protection; now under the ControlDroplet; nothing pending delete.
+        const byName = (resources: StateResource[]): Record<string, { id?: string; protect: boolean }> =>
+            Object.fromEntries(
+                resources.map((resource) => [
+                    `${resource.type} ${resource.urn.slice(resource.urn.lastIndexOf("::") + 2)}`,
+                    { id: resource.id, protect: resource.protect === true },
+                ]),
+            );
+        expect(byName(after)).toEqual(byName(before));
+        expect(byName(after)["digitalocean:index/reservedIp:ReservedIp control-ip"].protect).toBe(true);
+        expect(byName(after)["digitalocean:index/volume:Volume control-data"].protect).toBe(true);
+        for (const resource of after) {
+            expect({ urn: resource.urn, parent: resource.parent }).toEqual({
+                urn: expect.stringContaining("::shortcircuit:control:ControlServer$shortcircuit:control:ControlDroplet$"),
+                parent: expect.stringMatching(/::shortcircuit:control:ControlServer\$shortcircuit:control:ControlDroplet::control$/),
+            });
+        }
+        expect(stateResources(split).some((resource) => resource.delete === true)).toBe(false);
+        expect(idOf(split, "control-droplet")).toBe(String(dropletId));
+        expect(String((await dl.doctl<Raw>("GET", `/v2/reserved_ips/${reservedIp}`)).body.reserved_ip.droplet.id)).toBe(String(dropletId));
+
+        // And it stays put: the next up changes nothing.
+        const beforeNoop = mark();
+        const noop = await split.up(UP_TIMEOUT_MS);
+        expectRun(noop);
+        expect(noop.output).not.toMatch(/\b\d+ (created|updated|replaced|deleted)\b/);
+        expect(describeAll(writesOf(since(beforeNoop)))).toEqual([]);
     });
 });
 

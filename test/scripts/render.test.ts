@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { PassThrough } from "node:stream";
 import { stringify as stringifyYaml } from "yaml";
 import { runRender, targetInside, writeRenderedTree } from "../../scripts/render";
-import { clusterObjectFile, renderClusterEdge } from "../../components/edge/objects";
+import { clusterObjectFile, edgeObjects, renderClusterEdge } from "../../components/edge/objects";
 import { nebulaMembers } from "../../stacks/nebulaMembers";
 import { k3sNodes } from "../../stacks/fleet";
 import { rawFleet, validFleet, type Raw } from "../support/fixtures";
@@ -74,7 +74,7 @@ describe("npm run render", () => {
                 ),
                 "hosts/shortcircuit-lighthouse-sfo3/etc/systemd/system/nebula.service",
                 "hosts/aero/Library/LaunchDaemons/com.tailscale.derper.plist",
-                ...renderClusterEdge(validFleet("prod")).map(clusterObjectFile),
+                ...edgeObjects(renderClusterEdge(validFleet("prod"))).map(clusterObjectFile),
             ].sort(),
         );
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml")).mode & 0o777).toBe(0o600);

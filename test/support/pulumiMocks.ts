@@ -21,6 +21,10 @@ export interface RecordedResource {
     dependsOn: string[];
     /** Name of the parent resource, if any. */
     parent?: string;
+    /** The parent's full URN, if any (names alone are ambiguous: a component may share its parent's name). */
+    parentUrn?: string;
+    /** The parent URN of each alias spec (`aliases: [{ parent }]`): where an older program put this resource. */
+    aliasParentUrns: string[];
     protect: boolean;
     /** The replacement deletes this resource before creating the new one. */
     deleteBeforeReplace: boolean;
@@ -184,6 +188,8 @@ function nameOfUrn(urn: string): string {
 interface RegistrationOptions {
     dependsOn: string[];
     parent?: string;
+    parentUrn?: string;
+    aliasParentUrns: string[];
     protect: boolean;
     deleteBeforeReplace: boolean;
     importId: string;
@@ -196,6 +202,7 @@ interface RegisterResourceRequest {
     getType(): string;
     getName(): string;
     getParent(): string;
+    getAliasesList(): { getSpec(): { getParenturn(): string } | undefined }[];
     getDependenciesList(): string[];
     getProtect(): boolean;
     getDeletebeforereplace(): boolean;
@@ -218,6 +225,7 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
                 const id = args.id || (args.type.startsWith("digitalocean:") ? String(100000 + recorder.resources.length) : `${args.name}-id`);
                 const registration = pending.get(`${args.type}::${args.name}`) ?? {
                     dependsOn: [],
+                    aliasParentUrns: [],
                     protect: false,
                     deleteBeforeReplace: false,
                     importId: "",
@@ -247,6 +255,11 @@ export async function installStrictMocks(options: StrictMocksOptions = {}): Prom
         pending.set(`${req.getType()}::${req.getName()}`, {
             dependsOn: req.getDependenciesList().map(nameOfUrn),
             parent: req.getParent() ? nameOfUrn(req.getParent()) : undefined,
+            parentUrn: req.getParent() || undefined,
+            aliasParentUrns: req
+                .getAliasesList()
+                .map((alias) => alias.getSpec()?.getParenturn() ?? "")
+                .filter(Boolean),
             protect: req.getProtect(),
             deleteBeforeReplace: req.getDeletebeforereplace(),
             importId: req.getImportid(),

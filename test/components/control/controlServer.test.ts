@@ -40,6 +40,35 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
         expect(recorder.named("nebula-ca-key").protect).toBe(true);
     });
 
+    it("declares the DigitalOcean objects in a ControlDroplet under the ControlServer, each aliased to its old place under the ControlServer", () => {
+        const server = "urn:pulumi:prod::shortcircuit::shortcircuit:control:ControlServer::control";
+        const droplet = "urn:pulumi:prod::shortcircuit::shortcircuit:control:ControlServer$shortcircuit:control:ControlDroplet::control";
+        expect(recorder.resources.filter((resource) => resource.type === "shortcircuit:control:ControlDroplet")).toMatchObject([
+            { name: "control", parentUrn: server, aliasParentUrns: [] },
+        ]);
+        const moved = recorder.resources.filter((resource) => resource.parentUrn === droplet);
+        expect(moved.map((resource) => `${resource.type} ${resource.name}`).sort()).toEqual(
+            [
+                "digitalocean:index/firewall:Firewall control-firewall",
+                "digitalocean:index/reservedIp:ReservedIp control-ip",
+                "digitalocean:index/reservedIpAssignment:ReservedIpAssignment control-ip-assignment",
+                "digitalocean:index/sshKey:SshKey control-ssh-key",
+                "digitalocean:index/droplet:Droplet control-droplet",
+                "digitalocean:index/volume:Volume control-data",
+                "digitalocean:index/volumeAttachment:VolumeAttachment control-data-attachment",
+                "tls:index/privateKey:PrivateKey control-ssh-key",
+            ].sort(),
+        );
+        for (const resource of moved) {
+            expect({ name: resource.name, aliases: resource.aliasParentUrns }).toEqual({ name: resource.name, aliases: [server] });
+        }
+        // What reaches the host over SSH stays in the ControlServer, where it always was.
+        for (const step of ["control-bootstrap", "control-headscale-files", "control-health"]) {
+            expect(recorder.named(step).parentUrn).toBe(server);
+        }
+        expect(recorder.resources.filter((resource) => resource.type.startsWith("digitalocean:") && resource.parentUrn !== droplet)).toEqual([]);
+    });
+
     it("makes the droplet, its SSH key and attachments replaceable, and nothing identity depends on them", () => {
         const droplet = recorder.named("control-droplet");
         expect(droplet).toMatchObject({

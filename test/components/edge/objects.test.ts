@@ -7,6 +7,7 @@ import { rewriteKubeconfigServer } from "../../../components/edge/clusterEdge";
 import {
     SERVICELB_TOLERATIONS_ANNOTATION,
     assertNoHostNetworkTailscale,
+    edgeObjects,
     renderClusterEdge,
     renderExternalServices,
     renderMiddlewares,
@@ -169,6 +170,13 @@ describe("workloads", () => {
         };
         expect(() => assertNoHostNetworkTailscale([daemonSet])).toThrow("DaemonSet tailscale/ts runs Tailscale with hostNetwork: refused");
         expect(() => renderClusterEdge(prod)).not.toThrow();
+    });
+
+    it("carries Traefik's HelmChartConfig on its own: the other objects never include one", () => {
+        const edge = renderClusterEdge(prod);
+        expect(edge.traefik).toEqual(renderTraefikHelmChartConfig(prod));
+        expect(edge.objects.map((object) => object.kind as string)).not.toContain("HelmChartConfig");
+        expect(edgeObjects(edge)[0]).toBe(edge.traefik);
     });
 });
 

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { splitStepStdin, stepLauncher } from "../../../components/remote/remoteCommand";
+import { splitStepStdin, stepLauncher, type RemoteStepArgs } from "../../../components/remote/remoteCommand";
 import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts";
 
 /*
@@ -41,6 +41,14 @@ describe("the remote step launcher", () => {
             expect(launcher.length).toBeLessThan(160);
         }
         expect(stepLauncher("a.sh", "echo one\n")).not.toBe(stepLauncher("a.sh", "echo two\n"));
+    });
+
+    it("takes only a known step script: a misspelled one is a compile error (tsc checks this file)", () => {
+        // @ts-expect-error "k3s/aply.sh" is not one of REMOTE_SCRIPTS
+        const misspelled: RemoteStepArgs["script"] = "k3s/aply.sh";
+        const known: RemoteStepArgs["script"] = "k3s/apply.sh";
+        expect(REMOTE_SCRIPTS).not.toContain(misspelled);
+        expect(REMOTE_SCRIPTS).toContain(known);
     });
 
     it("splits a recorded stdin back into script and payload", () => {
