@@ -103,7 +103,7 @@
  *
  * kubectl (only on server hosts whose unit is active; otherwise "connection refused"):
  *   get node|nodes|no [NAME...] | get node/NAME   -o json|yaml|name|wide|jsonpath=TEMPLATE,
- *       --no-headers; jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
+ *       --no-headers, --ignore-not-found (a missing named node prints nothing, exit 0); jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
  *       {range ...}{end}, {"literal"}
  *   wait --for=condition=Ready[=true|false] node/NAME [--timeout=30s]
  *   cordon|uncordon NAME; drain NAME --ignore-daemonsets [--delete-emptydir-data --force

@@ -40,6 +40,7 @@ export const KUBECTL_BOOL_FLAGS = new Set([
     "--all-namespaces",
     "-A",
     "--insecure-skip-tls-verify",
+    "--ignore-not-found",
 ]);
 
 export function parseKubectl(argv: string[]): KubectlArgs {

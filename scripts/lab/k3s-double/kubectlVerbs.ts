@@ -6,9 +6,9 @@ import * as YAML from "yaml";
 import { loadState } from "./host";
 import { jsonpath } from "./jsonpath";
 import { nodeNames, nodeObject } from "./kubectlArgs";
-import { allNodes, getNode, liveness, saveNode } from "./nodes";
-import type { DoubleHostConfig } from "./types";
-import { age, complain, fail, out, parseDuration, say, sleepSync, unsupported, withLock } from "./util";
+import { allNodes, getNode, liveness, nodeFile, saveNode } from "./nodes";
+import type { DoubleHostConfig, NodeRecord } from "./types";
+import { age, complain, fail, out, parseDuration, readJson, say, sleepSync, unsupported, withLock } from "./util";
 
 export function kubectlGet(host: DoubleHostConfig, rest: string[], flags: Map<string, string>): number {
     const raw = flags.get("--raw");
@@ -19,7 +19,14 @@ export function kubectlGet(host: DoubleHostConfig, rest: string[], flags: Map<st
     }
     const names = nodeNames(rest, false);
     const single = names.length === 1;
-    const recs = names.length > 0 ? names.map((n) => getNode(host, n)) : allNodes(host);
+    // kubectl v1.33 --ignore-not-found: a named node that does not exist is left out instead of
+    // failing; when nothing is left, nothing is printed (whatever -o says) and the exit is 0.
+    const ignoreNotFound = flags.get("--ignore-not-found") === "true";
+    const recs =
+        names.length > 0
+            ? names.flatMap((n) => (ignoreNotFound ? (readJson<NodeRecord | null>(nodeFile(host, n), null) ?? []) : [getNode(host, n)]))
+            : allNodes(host);
+    if (ignoreNotFound && recs.length === 0) return 0;
     const objects = recs.map(nodeObject);
     const output = flags.get("-o") ?? "";
     const listObj = { apiVersion: "v1", kind: "List", items: objects, metadata: { resourceVersion: "" } };
