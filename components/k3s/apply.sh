@@ -47,15 +47,8 @@ wait_healthy() {
   done
   return 1
 }
-install_file() {
-  local tmp
-  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cat "$1" >"$tmp"
-  chmod 600 "$tmp"
-  flush "$tmp"
-  mv -f "$tmp" "$2"
-  flush "$(dirname "$2")"
-}
+# Every file this step writes is root's, mode 600 (prelude's write_atomically).
+install_file() { write_atomically "$1" "$2" 600; }
 rollback() {
   log "$1; restoring the previous config"
   rm -f "$dropin"
@@ -88,7 +81,7 @@ if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
     exit 0
   fi
   if [ ! -f "$rec" ] || ! cmp -s "$new_rec" "$rec"; then
-    install -m 600 "$new_rec" "$rec"
+    install_file "$new_rec" "$rec"
   fi
   log "config.yaml unchanged; nothing written, nothing restarted"
   exit 0

@@ -53,10 +53,6 @@ if [ -f "$token_path" ] && cmp -s "$token" "$token_path"; then
   chmod 600 "$token_path"
 else
   mkdir -p "$(dirname "$token_path")"
-  tmp="$(mktemp "$token_path.shortcircuit.XXXXXX")"
-  cat "$token" >"$tmp"
-  chmod 600 "$tmp"
-  flush "$tmp"
-  mv -f "$tmp" "$token_path"
+  write_atomically "$token" "$token_path" 600
   echo "preflight $node: wrote $token_path"
 fi

@@ -14,7 +14,8 @@
 # Keys never go live alone: the secret step stages them beside their target
 # (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
 # together, so a host never pairs a new key with an old certificate. Each file is written and
-# fsynced beside its target, then renamed into place; the previous version is kept as
+# fsynced beside its target, then renamed into place (prelude's write_atomically, which runs
+# with set -e's checks even where bash drops them); the previous version is kept as
 # <path>.previous until the service is healthy on the new files (a previous key is then
 # deleted). A restart is pending from the first write until the service is back up, active and
 # answering, so a run cut short or a failed restart is retried by the next run even though no
@@ -36,26 +37,15 @@ stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
 
-# Writes $1 (a staged file) to a new file beside $2 with mode $3, durably, without touching $2
-# yet, and leaves its name in $written. Not in a command substitution: there bash drops set -e,
-# and a write cut short by a full disk went on as if it had succeeded. The file is removed on
-# exit unless it was switched in.
-write_beside() {
-  written="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cleanup_paths+=("$written")
-  cat "$1" >"$written"
-  chmod "$3" "$written"
-  if [ -n "$owner" ]; then chown "$owner" "$written"; fi
-  flush "$written"
+# Notes $1 as changed by this run.
+wrote() {
+  echo "$1" >>"$stage/.changed"
+  log "wrote $1"
 }
-# Renames $1 over $2, keeping what was there as $2.previous: a hard link, so keeping it needs
-# no space and cannot leave a half-copied file on a full disk.
+# Renames a staged key $1 over $2, keeping what was there as $2.previous.
 switch_in() {
-  if [ -f "$2" ]; then ln -f "$2" "$2.previous"; fi
-  mv -f "$1" "$2"
-  flush "$(dirname "$2")"
-  echo "$2" >>"$stage/.changed"
-  log "wrote $2"
+  rename_into_place "$1" "$2" keep-previous
+  wrote "$2"
 }
 same_and_fixed() {
   if [ ! -f "$2" ] || ! cmp -s "$1" "$2"; then return 1; fi
@@ -75,12 +65,12 @@ if [ "$restart" != yes ]; then
       rm -f "$target.shortcircuit-staged"
       continue
     fi
-    write_beside "$stage/$n" "$target" "$mode"
     if [ "$manager" = none ]; then
-      switch_in "$written" "$target"
+      write_atomically "$stage/$n" "$target" "$mode" "$owner" keep-previous
+      wrote "$target"
     else
-      mv -f "$written" "$target.shortcircuit-staged"
       mark_pending
+      write_atomically "$stage/$n" "$target.shortcircuit-staged" "$mode" "$owner"
       log "staged $target"
     fi
     staged_any=1
@@ -126,9 +116,9 @@ while read -r n mode target; do
   case "$target" in /*) ;; *) continue ;; esac
   [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
   same_and_fixed "$stage/$n" "$target" "$mode" && continue
-  write_beside "$stage/$n" "$target" "$mode"
   mark_pending
-  switch_in "$written" "$target"
+  write_atomically "$stage/$n" "$target" "$mode" "$owner" keep-previous
+  wrote "$target"
 done <"$stage/.manifest"
 for secret in $(param SECRET_PATHS); do
   if [ -f "$secret.shortcircuit-staged" ]; then

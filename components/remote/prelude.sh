@@ -189,3 +189,29 @@ take_lock() {
 }
 # GNU sync fsyncs the files it is given; BSD sync takes none and flushes everything.
 if sync --help >/dev/null 2>&1; then flush() { sync "$@"; }; else flush() { sync; }; fi
+# The one atomic write: puts the bytes of file $1 at $2 with mode $3 and, if $4 is given,
+# owner $4 (user:group), so that $2 is at every moment either its old or its new content. The
+# new file is written beside $2 (same file system: the rename is atomic) and fsynced, then
+# renamed over $2 by rename_into_place (which $5 is passed on to). The temporary file goes with
+# the step's exit if anything fails. Every command is checked here, not left to set -e: bash
+# ignores set -e inside a function called from `if`, `&&` or `||` (or a command substitution),
+# and a write cut short by a full disk would then be renamed into place. The mktemp template
+# is a path ending in X's, which GNU and BSD (macOS) mktemp both fill in.
+write_atomically() {
+  local source="$1" target="$2" mode="$3" owner="${4-}" tmp
+  tmp="$(mktemp "$target.shortcircuit.XXXXXX")" || return 1
+  cleanup_paths+=("$tmp")
+  cat "$source" >"$tmp" || return 1
+  chmod "$mode" "$tmp" || return 1
+  if [ -n "$owner" ]; then chown "$owner" "$tmp" || return 1; fi
+  flush "$tmp" || return 1
+  rename_into_place "$tmp" "$2" "${5-}"
+}
+# Renames file $1 (already complete, mode and owner set, fsynced, beside $2) over $2 and fsyncs
+# the directory. With $3 = keep-previous, what was at $2 stays as $2.previous: a hard link, so
+# keeping it needs no space and cannot leave a half-copied file on a full disk.
+rename_into_place() {
+  if [ "${3-}" = keep-previous ] && [ -f "$2" ]; then ln -f "$2" "$2.previous" || return 1; fi
+  mv -f "$1" "$2" || return 1
+  flush "$(dirname "$2")"
+}

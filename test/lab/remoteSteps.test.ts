@@ -708,7 +708,7 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
             expect(fs.readFileSync(staged(CONTROL, key), "utf8")).toBe(fileIn(delivery("headscale").secret, key).content);
             expect(fs.statSync(staged(CONTROL, key)).mode & 0o7777).toBe(0o600);
             // chown ran on the staged file (its temporary name) before it was renamed beside the key.
-            const owned = Object.entries(fleet.toolState(CONTROL).owners).filter(([file]) => file.startsWith(`${key}.shortcircuit.`));
+            const owned = Object.entries(fleet.toolState(CONTROL).owners).filter(([file]) => file.startsWith(`${key}.shortcircuit-staged.shortcircuit.`));
             expect(owned.map(([, owner]) => owner)).toEqual([{ owner: "headscale:headscale", recursive: false }]);
         }
         expect(fleet.serviceEvents(CONTROL)).toEqual([]);
