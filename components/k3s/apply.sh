@@ -7,15 +7,19 @@
 # back): a run cut short (a dropped session, a killed step) leaves the marker, and the next run
 # restarts onto the file and gates on health again instead of taking "unchanged" for success.
 # Every wait is bounded: kubectl by --request-timeout, the restart by READY_TIMEOUT.
-# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT. Files: config.yaml and the
-# rollout record at their paths, and the attachment tls-san.yaml (the first pass's drop-in).
+# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT, and every path it touches (the
+# plan's K3sNodePaths, k3s/rollout.ts): CONFIG_PATH, RECORD_PATH (the rollout record),
+# SAN_DROPIN_PATH, PENDING_PATH, LOCK_PATH, KUBECONFIG (for its own kubectl calls; empty: k3s's
+# admin kubeconfig). Files: config.yaml and the rollout record at their paths, and the
+# attachment tls-san.yaml (the first pass's drop-in).
 node="$(param NODE_NAME)"; role="$(param ROLE)"; unit="$(param UNIT)"; timeout="$(param READY_TIMEOUT)"
-dir=/etc/rancher/k3s; cfg=/etc/rancher/k3s/config.yaml; rec=/etc/rancher/k3s/shortcircuit-rollout.env; dropin=/etc/rancher/k3s/config.yaml.d/50-shortcircuit-tls-san.yaml
-pending=/etc/rancher/k3s/shortcircuit-apply-pending
+cfg="$(param CONFIG_PATH)"; rec="$(param RECORD_PATH)"; dropin="$(param SAN_DROPIN_PATH)"
+pending="$(param PENDING_PATH)"; kubeconfig="$(param KUBECONFIG)"
+dir="$(dirname "$cfg")"
 log() { echo "rollout $node: $*"; }
-mkdir -p "$dir" "$(dirname "$dropin")"
+mkdir -p "$dir" "$(dirname "$rec")" "$(dirname "$dropin")" "$(dirname "$pending")"
 # One apply at a time on a node: a second run waits instead of interleaving .previous files.
-take_lock /var/lib/shortcircuit/lock.k3s
+take_lock "$(param LOCK_PATH)"
 stage="$(mktemp -d "$dir/.shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
@@ -26,10 +30,10 @@ new_san="$(staged "$stage" tls-san.yaml)" || lacks tls-san.yaml
 recorded() { if [ -f "$rec" ]; then sed -n "s/^$1=//p" "$rec" | head -n 1; fi; }
 wanted() { sed -n "s/^$1=//p" "$new_rec" | head -n 1; }
 kube() {
-  if [ "$role" = server ]; then
+  if [ -z "$kubeconfig" ]; then
     k3s kubectl --request-timeout=10s "$@"
   else
-    k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig "$@"
+    k3s kubectl --request-timeout=10s --kubeconfig "$kubeconfig" "$@"
   fi
 }
 healthy() {

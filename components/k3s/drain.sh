@@ -1,14 +1,15 @@
 # On the genesis server: drain the node before its restart. A node the API does not know yet
 # is skipped; so is an unreachable API on a genesis that has never been configured (the
 # cluster is being bootstrapped). Any other unreachable API fails the node.
-# Params: NODE_NAME, CONFIG_SHA256, DRAIN_TIMEOUT.
+# Params: NODE_NAME, CONFIG_SHA256, DRAIN_TIMEOUT, GENESIS_CONFIG_PATH (the genesis's own
+# config.yaml, from the plan).
 node="$(param NODE_NAME)"
 # Every API call is bounded: a hanging API fails the step instead of stalling the rollout.
 kc() { k3s kubectl --request-timeout=10s "$@"; }
 if ! out="$(kc get node "$node" -o jsonpath='{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}' 2>&1)"; then
   case "$out" in
     *NotFound*|*"not found"*) echo "drain $node: not registered yet"; exit 0 ;;
-    *refused*) if [ ! -f /etc/rancher/k3s/config.yaml ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
+    *refused*) if [ ! -f "$(param GENESIS_CONFIG_PATH)" ]; then echo "drain $node: the genesis has no config yet (bootstrap); nothing to drain"; exit 0; fi ;;
   esac
   echo "drain $node: the API on the genesis did not answer: $out" >&2
   exit 1
