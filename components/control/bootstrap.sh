@@ -18,7 +18,7 @@ if [ "$start" != yes ] && command -v cloud-init >/dev/null 2>&1; then
 fi
 arch="$(dpkg --print-architecture)"
 if [ "$device" != none ]; then
-  for _ in $(seq 1 120); do
+  for ((waited = 0; waited < 120; waited++)); do
     [ -e "$device" ] && break
     sleep 5
   done

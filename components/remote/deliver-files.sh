@@ -81,6 +81,7 @@ fi
 
 # The public step. Before anything is installed: a Nebula config must pass `nebula -test`
 # with the certificates and keys it will run with.
+secret_paths=(); param_words SECRET_PATHS secret_paths
 nebula_config="$(param PRECHECK_NEBULA_CONFIG)"
 if [ -n "$nebula_config" ]; then
   if command -v nebula >/dev/null 2>&1; then
@@ -92,7 +93,7 @@ if [ -n "$nebula_config" ]; then
       cp "$stage/$n" "$mirror$target"
       rewrite+=(-e "s#${target//./\\.}#$mirror$target#g")
     done <"$stage/.manifest"
-    for secret in $(param SECRET_PATHS); do
+    for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
       source_file="$secret.shortcircuit-staged"
       [ -f "$source_file" ] || source_file="$secret"
       [ -f "$source_file" ] || continue
@@ -120,7 +121,7 @@ while read -r n mode target; do
   write_atomically "$stage/$n" "$target" "$mode" "$owner" keep-previous
   wrote "$target"
 done <"$stage/.manifest"
-for secret in $(param SECRET_PATHS); do
+for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
   if [ -f "$secret.shortcircuit-staged" ]; then
     mark_pending
     switch_in "$secret.shortcircuit-staged" "$secret"
@@ -202,7 +203,7 @@ reload_is_enough() {
 }
 healthy_on_new_files() {
   rm -f "$pending"
-  for secret in $(param SECRET_PATHS); do rm -f "$secret.previous"; done
+  for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do rm -f "$secret.previous"; done
   log "$1"
   exit 0
 }

@@ -19,7 +19,7 @@ cleanup_paths=()
 # those); the step's EXIT trap closes its ends and waits for them, so no tail is lost, and
 # the step's exit status is kept.
 output_fold_mark=' [shortcircuit: line folded here, it goes on in the next line]'
-output_copies=''
+output_copies=()
 # Copies stdin to stdout, a line longer than 16000 bytes cut into pieces of at most 16000
 # bytes, each piece but the last followed by $output_fold_mark: dropping each mark and the
 # newline after it gives the input back. Bytes, not characters (LC_ALL=C), except that a cut
@@ -72,12 +72,12 @@ case "${1-}" in
     if [ "$1" != stderr ]; then
       mkfifo "$output_fifos/stdout"
       (trap - EXIT; exec <"$output_fifos/stdout"; fold_long_lines) &
-      output_copies="$output_copies $!"
+      output_copies+=("$!")
     fi
     if [ "$1" != stdout ]; then
       mkfifo "$output_fifos/stderr"
       (trap - EXIT; exec <"$output_fifos/stderr" >&2; fold_long_lines) &
-      output_copies="$output_copies $!"
+      output_copies+=("$!")
     fi
     if [ "$1" != stderr ]; then exec >"$output_fifos/stdout"; fi
     if [ "$1" != stdout ]; then exec 2>"$output_fifos/stderr"; fi
@@ -91,18 +91,18 @@ esac
 finish_step() {
   local status=$? pid polls=0 running
   rm -rf ${cleanup_paths[@]+"${cleanup_paths[@]}"} || status=1
-  if [ -n "$output_copies" ]; then
+  if [ "${#output_copies[@]}" -gt 0 ]; then
     exec >/dev/null 2>&1
     while [ "$polls" -lt 400 ]; do
       running=0
-      for pid in $output_copies; do
+      for pid in "${output_copies[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then running=1; fi
       done
       [ "$running" = 1 ] || break
       sleep 0.05
       polls=$((polls + 1))
     done
-    for pid in $output_copies; do
+    for pid in "${output_copies[@]}"; do
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
     done
@@ -121,6 +121,17 @@ param() {
   local name="P_$1"
   [ -n "${!name+set}" ] || { echo "shortcircuit: missing parameter $1" >&2; exit 2; }
   printf '%s' "${!name}"
+}
+# Reads parameter $1, a list of words separated by spaces (paths, names, CIDRs), into the
+# array named $2, which the caller declares (`a=(); param_words LIST a`). read -a splits on
+# the spaces and nothing else: no word is expanded as a pattern against the host's files, as
+# an unquoted $(param …) list is without set -f. Iterate it as ${a[@]+"${a[@]}"} (bash 3.2
+# calls an empty array unbound under set -u). A process substitution, not a here-string: bash
+# 3.2 writes a here-string to a temporary file, and the drift collector writes none.
+param_words() {
+  local value
+  value="$(param "$1")"
+  IFS=' ' read -r -a "$2" < <(printf '%s\n' "$value")
 }
 # Reads every framed file into directory $1 as $1/<n> and lists `<n> <mode> <target>` in
 # $1/.manifest. A short read (a cut connection) fails the step before anything is installed.
@@ -161,9 +172,9 @@ staged() {
 # holder that died without cleaning up (kill -9, power loss) is taken over. The lock goes with
 # the step's exit.
 take_lock() {
-  local lock="$1" holder
+  local lock="$1" holder waited
   mkdir -p "$(dirname "$lock")"
-  for _ in $(seq 1 120); do
+  for ((waited = 0; waited < 120; waited++)); do
     if mkdir "$lock" 2>/dev/null; then
       echo "$$" >"$lock/pid"
       cleanup_paths+=("$lock")
