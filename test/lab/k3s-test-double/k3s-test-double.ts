@@ -94,7 +94,7 @@
  *
  * kubectl (only on server hosts whose unit is active; otherwise "connection refused"):
  *   get node|nodes|no [NAME...] | get node/NAME   -o json|yaml|name|wide|jsonpath=TEMPLATE,
- *       --no-headers; jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
+ *       --no-headers, --ignore-not-found (a missing named node prints nothing, exit 0); jsonpath subset: .field, \. escapes, ['k'], [n], [*], [?(@.a=="v")],
  *       {range ...}{end}, {"literal"}
  *   wait --for=condition=Ready[=true|false] node/NAME [--timeout=30s]
  *   cordon|uncordon NAME; drain NAME --ignore-daemonsets [--delete-emptydir-data --force
@@ -1868,6 +1868,7 @@ const KUBECTL_BOOL_FLAGS = new Set([
     "--all-namespaces",
     "-A",
     "--insecure-skip-tls-verify",
+    "--ignore-not-found",
 ]);
 
 function parseKubectl(argv: string[]): KubectlArgs {
@@ -2045,7 +2046,14 @@ function kubectlGet(host: DoubleHostConfig, rest: string[], flags: Map<string, s
     }
     const names = nodeNames(rest, false);
     const single = names.length === 1;
-    const recs = names.length > 0 ? names.map((n) => getNode(host, n)) : allNodes(host);
+    // kubectl v1.33 --ignore-not-found: a named node that does not exist is left out instead of
+    // failing; when nothing is left, nothing is printed (whatever -o says) and the exit is 0.
+    const ignoreNotFound = flags.get("--ignore-not-found") === "true";
+    const recs =
+        names.length > 0
+            ? names.flatMap((n) => (ignoreNotFound ? (readJson<NodeRecord | null>(nodeFile(host, n), null) ?? []) : [getNode(host, n)]))
+            : allNodes(host);
+    if (ignoreNotFound && recs.length === 0) return 0;
     const objects = recs.map(nodeObject);
     const output = flags.get("-o") ?? "";
     const listObj = { apiVersion: "v1", kind: "List", items: objects, metadata: { resourceVersion: "" } };
