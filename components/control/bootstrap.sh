@@ -24,7 +24,8 @@ if [ "$device" != none ]; then
   done
   [ -e "$device" ] || { echo "bootstrap: volume $device was never attached" >&2; exit 1; }
   mkdir -p "$state"
-  if ! grep -qs " $state " /etc/fstab; then
+  # fstab's second field is the mount point (fields split on any blanks, tabs too).
+  if ! awk -v state="$state" '$1 !~ /^#/ && $2 == state { found = 1 } END { exit !found }' /etc/fstab 2>/dev/null; then
     cp /etc/fstab /etc/fstab.shortcircuit.tmp
     echo "$device $state ext4 defaults,nofail,discard 0 2" >>/etc/fstab.shortcircuit.tmp
     mv -f /etc/fstab.shortcircuit.tmp /etc/fstab

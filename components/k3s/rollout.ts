@@ -126,6 +126,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
             NODE_NAME: node.name,
             DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds),
             CONFIG_SHA256: configSha256,
+            GENESIS_UNIT: unitFor(genesis),
             GENESIS_CONFIG_PATH: k3sNodePaths(genesis).config,
         }),
         apply: framedPayload(

@@ -9,7 +9,8 @@
 # local TCP port the service must answer on, or empty), CHECK_INTERFACE (a link the service
 # must bring up, or empty), RELOAD_PATHS (files the service re-reads on reload: when only these
 # changed it is reloaded, not restarted), NEBULA_CERT (a certificate among them whose addresses
-# must not have moved for a reload).
+# must not have moved for a reload) and NEBULA_CERT_NETWORKS (the networks the plan issued it
+# for).
 #
 # Keys never go live alone: the secret step stages them beside their target
 # (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
@@ -112,6 +113,21 @@ if [ -n "$nebula_config" ]; then
   fi
 fi
 
+# What networks the running Nebula certificate carries is not read from the certificate:
+# nebula-cert's print format (text or -json) is not stable across releases (1.6 prints "ips",
+# later ones "networks"), and a JSON reader (python3, jq) is not on every host. The plan knows
+# them exactly (it issued the certificate for NEBULA_CERT_NETWORKS): once the service is healthy
+# on a certificate, that list is recorded beside it as <cert>.shortcircuit-networks. A new
+# certificate drops the record before it goes in, so the record never outlives the certificate
+# it describes; no record means no reload, a restart.
+cert="$(param NEBULA_CERT)"
+cert_networks="$(param NEBULA_CERT_NETWORKS)"
+running_networks=''
+if [ -n "$cert" ]; then
+  if [ -f "$cert.shortcircuit-networks" ]; then running_networks="$(cat "$cert.shortcircuit-networks")"; fi
+  new_cert="$(staged "$stage" "$cert")" || new_cert=''
+  if [ -n "$new_cert" ] && ! cmp -s "$new_cert" "$cert"; then rm -f "$cert.shortcircuit-networks"; fi
+fi
 : >"$stage/.changed"
 while read -r n mode target; do
   case "$target" in /*) ;; *) continue ;; esac
@@ -180,28 +196,31 @@ healthy() {
   return 1
 }
 
-# The addresses a Nebula certificate carries, as nebula-cert prints them.
-cert_ips() { nebula-cert print -json -path "$1" | tr -d ' \n' | sed -n 's/.*"ips":\(\[[^]]*\]\).*/\1/p'; }
 # A reload (the unit's ExecReload: SIGHUP) is enough when every changed file is one the daemon
 # re-reads: Nebula takes a new CA bundle, certificate and key without dropping a tunnel (a
 # restart drops them all for a moment, mid CA rotation on every host in turn). Not when the
 # certificate's addresses moved: Nebula refuses such a certificate on reload and runs on with
 # the old one, looking healthy.
 reload_is_enough() {
-  local reloadable path cert
+  local reloadable path
   reloadable=" $(param RELOAD_PATHS) "
-  cert="$(param NEBULA_CERT)"
   [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
   while read -r path; do
     case "$reloadable" in *" $path "*) ;; *) return 1 ;; esac
   done <"$stage/.changed"
   systemctl is-active --quiet "$service" || return 1
   if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
-    command -v nebula-cert >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
-    [ "$(cert_ips "$cert.previous")" = "$(cert_ips "$cert")" ] || return 1
+    [ -n "$cert_networks" ] && [ "$running_networks" = "$cert_networks" ] || return 1
   fi
 }
 healthy_on_new_files() {
+  if [ -n "$cert" ] && [ -n "$cert_networks" ] && [ -f "$cert" ]; then
+    printf '%s\n' "$cert_networks" >"$stage/cert-networks"
+    if ! cmp -s "$stage/cert-networks" "$cert.shortcircuit-networks"; then
+      # A record that cannot be written is removed: the next certificate change then restarts.
+      write_atomically "$stage/cert-networks" "$cert.shortcircuit-networks" 0644 || rm -f "$cert.shortcircuit-networks"
+    fi
+  fi
   rm -f "$pending"
   for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do rm -f "$secret.previous"; done
   log "$1"

@@ -29,7 +29,7 @@ describe.each(["prod", "lab"] as const)("the %s fleet's K3s node plans", (stack)
             expect(parsePayload(plan.payloads.prepare).params).toMatchObject({ TOKEN_PATH: plan.paths.token });
             const genesis = plans.find((each) => JSON.stringify(each.ssh) === JSON.stringify(plan.genesisSsh));
             expect(genesis?.unit).toBe("k3s");
-            expect(parsePayload(plan.payloads.drain).params).toMatchObject({ GENESIS_CONFIG_PATH: genesis?.paths.config });
+            expect(parsePayload(plan.payloads.drain).params).toMatchObject({ GENESIS_UNIT: genesis?.unit, GENESIS_CONFIG_PATH: genesis?.paths.config });
             expect(plan.files.map((file) => file.path)).toEqual([plan.paths.token, plan.paths.config, plan.paths.rolloutRecord]);
         }
     });
