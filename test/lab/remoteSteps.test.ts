@@ -356,7 +356,8 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
             expect(read(NEBULA_HOST, file)).toBe(content(planA, file));
             expect(mode(NEBULA_HOST, file)).toBe(file === KEY ? 0o600 : 0o644);
         }
-        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(["ca.crt", "config.yml", "host.crt", "host.key"]);
+        // Beside the certificate: the networks the plan issued it for, recorded once Nebula is healthy on it.
+        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(["ca.crt", "config.yml", "host.crt", "host.crt.shortcircuit-networks", "host.key"]);
 
         // Debian's nebula -test accepted the new files (from a scratch copy) before the restart.
         const tests = nebulaTests(NEBULA_HOST);
@@ -537,6 +538,7 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
             "config.yml.previous",
             "host.crt",
             "host.crt.previous",
+            "host.crt.shortcircuit-networks",
             "host.key",
         ]);
     });
