@@ -68,8 +68,11 @@ export interface Delivery<V> {
     checkInterface?: string;
     /** Files the service re-reads on reload (systemd ExecReload): a change to only these reloads it. */
     reloadPaths?: string[];
-    /** A Nebula certificate among reloadPaths: a reload is enough only if its addresses did not move. */
-    nebulaCert?: string;
+    /**
+     * A Nebula certificate among reloadPaths and the networks the plan issued it for: a reload is
+     * enough only if they did not move (remote/deliver-files.sh). No networks: never a reload.
+     */
+    nebulaCert?: { path: string; networks: readonly string[] };
     /** What the two steps read on stdin (remote/deliver-files.sh). */
     payloads: { secret: V; public: V; secretSha256: V };
 }
@@ -117,7 +120,8 @@ function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeout
         CHECK_PORT: spec.checkPort === undefined ? "" : String(spec.checkPort),
         CHECK_INTERFACE: spec.checkInterface ?? "",
         RELOAD_PATHS: (spec.reloadPaths ?? []).join(" "),
-        NEBULA_CERT: spec.nebulaCert ?? "",
+        NEBULA_CERT: spec.nebulaCert?.path ?? "",
+        NEBULA_CERT_NETWORKS: (spec.nebulaCert?.networks ?? []).join(" "),
     };
 }
 

@@ -65,12 +65,13 @@ export interface FleetPlan<V> {
     order: FleetOrder;
 }
 
-function identityOf<V>(identities: FleetIdentities<V>, member: string): NebulaIdentityValues<V> {
-    const identity = identities.nebula[member];
+/** A member's issued identity, with the networks its certificate was issued for (issuance.ts). */
+function identityOf<V>(identities: FleetIdentities<V>, member: NebulaMember): NebulaIdentityValues<V> {
+    const identity = identities.nebula[member.name];
     if (!identity) {
-        throw new Error(`no Nebula identity was issued for ${member}`);
+        throw new Error(`no Nebula identity was issued for ${member.name}`);
     }
-    return identity;
+    return { ...identity, networks: [member.addressWithPrefix] };
 }
 
 export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, values: Values<V>): FleetPlan<V> {
@@ -78,7 +79,7 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
     const nebulaHosts: NebulaHostPlan<V>[] = [];
     const nebulaWorkstations: FleetPlan<V>["nebulaWorkstations"] = [];
     for (const member of members) {
-        const identity = identityOf(identities, member.name);
+        const identity = identityOf(identities, member);
         const configYaml = renderNebulaConfigYaml(fleet, members, member);
         const precheckConfigYaml = renderNebulaPrecheckConfigYaml(fleet, members, member);
         switch (member.kind) {
@@ -134,7 +135,7 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
         {
             noiseKey: identities.headscaleNoiseKey,
             derpKey: identities.derpKey,
-            nebula: identityOf(identities, controlMember.name),
+            nebula: identityOf(identities, controlMember),
             nebulaCaCertPem: identities.nebulaCaCertPem,
             relayCertNames,
         },

@@ -18,13 +18,14 @@ if [ "$start" != yes ] && command -v cloud-init >/dev/null 2>&1; then
 fi
 arch="$(dpkg --print-architecture)"
 if [ "$device" != none ]; then
-  for _ in $(seq 1 120); do
+  for ((waited = 0; waited < 120; waited++)); do
     [ -e "$device" ] && break
     sleep 5
   done
   [ -e "$device" ] || { echo "bootstrap: volume $device was never attached" >&2; exit 1; }
   mkdir -p "$state"
-  if ! grep -qs " $state " /etc/fstab; then
+  # fstab's second field is the mount point (fields split on any blanks, tabs too).
+  if ! awk -v state="$state" '$1 !~ /^#/ && $2 == state { found = 1 } END { exit !found }' /etc/fstab 2>/dev/null; then
     cp /etc/fstab /etc/fstab.shortcircuit.tmp
     echo "$device $state ext4 defaults,nofail,discard 0 2" >>/etc/fstab.shortcircuit.tmp
     mv -f /etc/fstab.shortcircuit.tmp /etc/fstab

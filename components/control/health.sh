@@ -2,7 +2,7 @@
 # certificate (hence -k and --resolve to the loopback). Params: HOSTNAME, ATTEMPTS (5 s apart).
 hostname="$(param HOSTNAME)"
 attempts="$(param ATTEMPTS)"
-for _ in $(seq 1 "$attempts"); do
+for ((attempt = 0; attempt < attempts; attempt++)); do
   if curl -fsS -k --max-time 5 --resolve "${hostname}:443:127.0.0.1" "https://${hostname}/health"; then
     echo
     exit 0

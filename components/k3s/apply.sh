@@ -7,15 +7,19 @@
 # back): a run cut short (a dropped session, a killed step) leaves the marker, and the next run
 # restarts onto the file and gates on health again instead of taking "unchanged" for success.
 # Every wait is bounded: kubectl by --request-timeout, the restart by READY_TIMEOUT.
-# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT. Files: config.yaml and the
-# rollout record at their paths, and the attachment tls-san.yaml (the first pass's drop-in).
+# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT, and every path it touches (the
+# plan's K3sNodePaths, k3s/rollout.ts): CONFIG_PATH, RECORD_PATH (the rollout record),
+# SAN_DROPIN_PATH, PENDING_PATH, LOCK_PATH, KUBECONFIG (for its own kubectl calls; empty: k3s's
+# admin kubeconfig). Files: config.yaml and the rollout record at their paths, and the
+# attachment tls-san.yaml (the first pass's drop-in).
 node="$(param NODE_NAME)"; role="$(param ROLE)"; unit="$(param UNIT)"; timeout="$(param READY_TIMEOUT)"
-dir=/etc/rancher/k3s; cfg=/etc/rancher/k3s/config.yaml; rec=/etc/rancher/k3s/shortcircuit-rollout.env; dropin=/etc/rancher/k3s/config.yaml.d/50-shortcircuit-tls-san.yaml
-pending=/etc/rancher/k3s/shortcircuit-apply-pending
+cfg="$(param CONFIG_PATH)"; rec="$(param RECORD_PATH)"; dropin="$(param SAN_DROPIN_PATH)"
+pending="$(param PENDING_PATH)"; kubeconfig="$(param KUBECONFIG)"
+dir="$(dirname "$cfg")"
 log() { echo "rollout $node: $*"; }
-mkdir -p "$dir" "$(dirname "$dropin")"
+mkdir -p "$dir" "$(dirname "$rec")" "$(dirname "$dropin")" "$(dirname "$pending")"
 # One apply at a time on a node: a second run waits instead of interleaving .previous files.
-take_lock /var/lib/shortcircuit/lock.k3s
+take_lock "$(param LOCK_PATH)"
 stage="$(mktemp -d "$dir/.shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
@@ -26,10 +30,10 @@ new_san="$(staged "$stage" tls-san.yaml)" || lacks tls-san.yaml
 recorded() { if [ -f "$rec" ]; then sed -n "s/^$1=//p" "$rec" | head -n 1; fi; }
 wanted() { sed -n "s/^$1=//p" "$new_rec" | head -n 1; }
 kube() {
-  if [ "$role" = server ]; then
+  if [ -z "$kubeconfig" ]; then
     k3s kubectl --request-timeout=10s "$@"
   else
-    k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig "$@"
+    k3s kubectl --request-timeout=10s --kubeconfig "$kubeconfig" "$@"
   fi
 }
 healthy() {
@@ -47,15 +51,8 @@ wait_healthy() {
   done
   return 1
 }
-install_file() {
-  local tmp
-  tmp="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cat "$1" >"$tmp"
-  chmod 600 "$tmp"
-  flush "$tmp"
-  mv -f "$tmp" "$2"
-  flush "$(dirname "$2")"
-}
+# Every file this step writes is root's, mode 600 (prelude's write_atomically).
+install_file() { write_atomically "$1" "$2" 600; }
 rollback() {
   log "$1; restoring the previous config"
   rm -f "$dropin"
@@ -88,7 +85,7 @@ if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
     exit 0
   fi
   if [ ! -f "$rec" ] || ! cmp -s "$new_rec" "$rec"; then
-    install -m 600 "$new_rec" "$rec"
+    install_file "$new_rec" "$rec"
   fi
   log "config.yaml unchanged; nothing written, nothing restarted"
   exit 0
@@ -96,17 +93,16 @@ fi
 fresh=0; [ -f "$cfg" ] || fresh=1
 # The genesis skips the drain of a node the cluster records as running this config; if the
 # file on disk still differs (edited by hand), a restart now would hit an undrained node.
+# A node the API does not know yet prints nothing (--ignore-not-found): nothing to check. Any
+# failure is an API that did not answer; kubectl's error text is never matched.
 if [ "$fresh" = 0 ]; then
-  if unschedulable="$(kube get node "$node" -o jsonpath='{.spec.unschedulable}' 2>&1)"; then
-    if [ "$unschedulable" != true ]; then
-      echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again." >&2
-      exit 1
-    fi
-  else
-    case "$unschedulable" in
-      *NotFound*|*"not found"*) ;;
-      *) echo "rollout $node: cannot read its node from the API: $unschedulable" >&2; exit 1 ;;
-    esac
+  if ! current="$(kube get node "$node" --ignore-not-found -o jsonpath='{.metadata.name}{" "}{.spec.unschedulable}' 2>&1)"; then
+    echo "rollout $node: cannot read its node from the API: $current" >&2
+    exit 1
+  fi
+  if [ -n "$current" ] && [ "${current#* }" != true ]; then
+    echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again." >&2
+    exit 1
   fi
 fi
 ip_moved=0; [ "$(recorded NODE_IP)" = "$(wanted NODE_IP)" ] || ip_moved=1

@@ -1,9 +1,8 @@
 import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
 import { genesisNode, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
-import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "./config";
 import { rolloutOrder } from "./order";
-import { ROLLOUT_RECORD_PATH, nodeRolloutPayloads } from "./rollout";
+import { nodeRolloutPayloads, type K3sNodePaths } from "./rollout";
 
 /** One node's rollout: where its steps run and what each reads on stdin. */
 export interface K3sNodePlan<V> {
@@ -11,6 +10,10 @@ export interface K3sNodePlan<V> {
     ssh: PlannedSsh;
     /** The genesis server, which drains and uncordons. */
     genesisSsh: PlannedSsh;
+    /** The systemd unit that runs k3s on the node. */
+    unit: "k3s" | "k3s-agent";
+    /** Every path its steps touch on the node; the scripts receive them as parameters. */
+    paths: K3sNodePaths;
     configYaml: string;
     configSha256: string;
     /** Files the rollout leaves on the node (for render and the program/render comparison). */
@@ -27,12 +30,14 @@ export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sN
             name: node.name,
             ssh: plannedSsh(fleet, node),
             genesisSsh,
+            unit: payloads.unit,
+            paths: payloads.paths,
             configYaml: payloads.configYaml,
             configSha256: payloads.configSha256,
             files: [
-                { path: K3S_TOKEN_FILE, mode: 0o600, content: values.derive([token], ([text]) => `${text}\n`) },
-                { path: K3S_CONFIG_PATH, mode: 0o600, content: values.text(payloads.configYaml) },
-                { path: ROLLOUT_RECORD_PATH, mode: 0o600, content: values.text(payloads.rolloutRecord) },
+                { path: payloads.paths.token, mode: 0o600, content: values.derive([token], ([text]) => `${text}\n`) },
+                { path: payloads.paths.config, mode: 0o600, content: values.text(payloads.configYaml) },
+                { path: payloads.paths.rolloutRecord, mode: 0o600, content: values.text(payloads.rolloutRecord) },
             ],
             payloads: {
                 prepare: values.derive([token], ([text]) => payloads.prepare(text)),

@@ -7,7 +7,9 @@
 node="$(param NODE_NAME)"
 fail() { echo "preflight $node: $*" >&2; exit 1; }
 command -v k3s >/dev/null 2>&1 || fail "k3s is not installed"
-for pair in $(param EXPECT_ADDRESSES); do
+expect_addresses=(); param_words EXPECT_ADDRESSES expect_addresses
+cluster_cidrs=(); param_words CLUSTER_CIDRS cluster_cidrs
+for pair in ${expect_addresses[@]+"${expect_addresses[@]}"}; do
   iface="${pair%%=*}"; want="${pair#*=}"
   actual="$(ip -4 -o addr show dev "$iface" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | tr '\n' ' ')"
   actual="${actual% }"
@@ -31,7 +33,7 @@ while read -r first second _; do
     *) dest="$first" ;;
   esac
   case "$dest" in *[!0-9./]*) continue ;; esac
-  for cidr in $(param CLUSTER_CIDRS); do
+  for cidr in ${cluster_cidrs[@]+"${cluster_cidrs[@]}"}; do
     if overlaps "$dest" "$cidr"; then
       fail "Tailscale table 52 routes $dest, which covers cluster range $cidr: an accepted subnet route would steal pod or service traffic (run tailscale set --accept-routes=false and remove the route)"
     fi
@@ -53,10 +55,6 @@ if [ -f "$token_path" ] && cmp -s "$token" "$token_path"; then
   chmod 600 "$token_path"
 else
   mkdir -p "$(dirname "$token_path")"
-  tmp="$(mktemp "$token_path.shortcircuit.XXXXXX")"
-  cat "$token" >"$tmp"
-  chmod 600 "$tmp"
-  flush "$tmp"
-  mv -f "$tmp" "$token_path"
+  write_atomically "$token" "$token_path" 600
   echo "preflight $node: wrote $token_path"
 fi

@@ -1,14 +1,16 @@
 import { Document } from "yaml";
-import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNodeConfig } from "../../stacks/fleet";
+import { addressOn, flannelPath, genesisNode, interfaceOn, nodeIp, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { framedPayload } from "../remote/payload";
 import { K3S_CONFIG_PATH, K3S_TOKEN_FILE, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "./config";
 
 /*
  * What a K3s node's rollout steps read on stdin (the scripts are prepare.sh, drain.sh, apply.sh
- * and uncordon.sh beside this file; their paths below are k3s's own and appear there too).
- * Every step carries the config's hash or the config itself, so each re-runs exactly when the
- * node's config changed; apply's payload shows the new config.yaml as text in a preview diff.
+ * and uncordon.sh beside this file). Every path the scripts touch and the unit they restart are
+ * plan facts (K3sNodePaths, unitFor) that reach them as parameters; no script spells one
+ * (test/components/k3s/plan.test.ts). Every step carries the config's hash or the config
+ * itself, so each re-runs exactly when the node's config changed; apply's payload shows the new
+ * config.yaml as text in a preview diff.
  */
 
 export const K3S_DIR = "/etc/rancher/k3s";
@@ -16,12 +18,40 @@ export const K3S_DIR = "/etc/rancher/k3s";
 export const ROLLOUT_RECORD_PATH = `${K3S_DIR}/shortcircuit-rollout.env`;
 /** The first pass of a node-ip move adds the new SANs here, with the old node-ip still in place. */
 export const SAN_DROPIN_PATH = `${K3S_DIR}/config.yaml.d/50-shortcircuit-tls-san.yaml`;
+/** Present from an apply's first write until the node is healthy on it (or rolled back). */
+export const APPLY_PENDING_PATH = `${K3S_DIR}/shortcircuit-apply-pending`;
+/** One apply at a time on a node. */
+export const APPLY_LOCK_PATH = "/var/lib/shortcircuit/lock.k3s";
 export const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig";
 /** Set on a node once its config is applied and healthy: sha256 of that config.yaml. */
 export const CONFIG_ANNOTATION = "shortcircuit.kub0.io/config-sha256";
 
-export function unitFor(node: K3sNodeConfig): "k3s" | "k3s-agent" {
+export function unitFor(node: Pick<K3sNodeConfig, "role">): "k3s" | "k3s-agent" {
     return node.role === "server" ? "k3s" : "k3s-agent";
+}
+
+/** Every path a node's rollout steps read or write on it. */
+export interface K3sNodePaths {
+    config: string;
+    token: string;
+    rolloutRecord: string;
+    sanDropIn: string;
+    applyPending: string;
+    applyLock: string;
+    /** The kubeconfig its own `k3s kubectl` calls use: empty on a server (k3s's admin one). */
+    kubeconfig: string;
+}
+
+export function k3sNodePaths(node: Pick<K3sNodeConfig, "role">): K3sNodePaths {
+    return {
+        config: K3S_CONFIG_PATH,
+        token: K3S_TOKEN_FILE,
+        rolloutRecord: ROLLOUT_RECORD_PATH,
+        sanDropIn: SAN_DROPIN_PATH,
+        applyPending: APPLY_PENDING_PATH,
+        applyLock: APPLY_LOCK_PATH,
+        kubeconfig: node.role === "server" ? "" : AGENT_KUBELET_KUBECONFIG,
+    };
 }
 
 /** `KEY=value` record of what a rollout applied; read back by the next one. */
@@ -56,6 +86,8 @@ export function expectedAddresses(fleet: Fleet, node: K3sNodeConfig): string {
 }
 
 export interface NodeRolloutPayloads {
+    unit: "k3s" | "k3s-agent";
+    paths: K3sNodePaths;
     /** The node's config.yaml, its sha256 and the rollout record, as the payloads carry them. */
     configYaml: string;
     configSha256: string;
@@ -73,24 +105,49 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
     const configYaml = renderK3sConfigYaml(fleet, node);
     const configSha256 = renderedConfigSha256(configYaml);
     const rolloutRecord = renderRolloutRecord(fleet, node);
+    const unit = unitFor(node);
+    const paths = k3sNodePaths(node);
+    const genesis = genesisNode(fleet);
     const prepareParams = {
         NODE_NAME: node.name,
         EXPECT_ADDRESSES: expectedAddresses(fleet, node),
         CLUSTER_CIDRS: `${cluster.clusterCidr} ${cluster.serviceCidr}`,
-        TOKEN_PATH: K3S_TOKEN_FILE,
+        TOKEN_PATH: paths.token,
         CONFIG_SHA256: configSha256,
     };
     return {
+        unit,
+        paths,
         configYaml,
         configSha256,
         rolloutRecord,
-        prepare: (token) => framedPayload(prepareParams, [{ target: K3S_TOKEN_FILE, mode: 0o600, content: `${token}\n` }]),
-        drain: framedPayload({ NODE_NAME: node.name, DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds), CONFIG_SHA256: configSha256 }),
-        apply: framedPayload({ NODE_NAME: node.name, ROLE: node.role, UNIT: unitFor(node), READY_TIMEOUT: String(cluster.readyTimeoutSeconds) }, [
-            { target: K3S_CONFIG_PATH, mode: 0o600, content: configYaml },
-            { target: ROLLOUT_RECORD_PATH, mode: 0o600, content: rolloutRecord },
-            { target: "tls-san.yaml", mode: 0o600, content: renderSanDropIn(fleet, node) },
-        ]),
+        prepare: (token) => framedPayload(prepareParams, [{ target: paths.token, mode: 0o600, content: `${token}\n` }]),
+        drain: framedPayload({
+            NODE_NAME: node.name,
+            DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds),
+            CONFIG_SHA256: configSha256,
+            GENESIS_UNIT: unitFor(genesis),
+            GENESIS_CONFIG_PATH: k3sNodePaths(genesis).config,
+        }),
+        apply: framedPayload(
+            {
+                NODE_NAME: node.name,
+                ROLE: node.role,
+                UNIT: unit,
+                READY_TIMEOUT: String(cluster.readyTimeoutSeconds),
+                CONFIG_PATH: paths.config,
+                RECORD_PATH: paths.rolloutRecord,
+                SAN_DROPIN_PATH: paths.sanDropIn,
+                PENDING_PATH: paths.applyPending,
+                LOCK_PATH: paths.applyLock,
+                KUBECONFIG: paths.kubeconfig,
+            },
+            [
+                { target: paths.config, mode: 0o600, content: configYaml },
+                { target: paths.rolloutRecord, mode: 0o600, content: rolloutRecord },
+                { target: "tls-san.yaml", mode: 0o600, content: renderSanDropIn(fleet, node) },
+            ],
+        ),
         uncordon: framedPayload({
             NODE_NAME: node.name,
             FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node),

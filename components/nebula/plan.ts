@@ -6,6 +6,8 @@ import { NEBULA_LAUNCHD_LABEL, NEBULA_UNIT, NEBULA_UNIT_PATH, renderNebulaUnit }
 export interface NebulaIdentityValues<V> {
     certPem: V;
     keyPem: V;
+    /** The networks (address/prefix) the certificate was issued for, where the plan knows them. */
+    networks?: readonly string[];
 }
 
 /**
@@ -25,7 +27,11 @@ export function planNebulaDelivery<V>(
         // (test/components/nebula/caRollout.lab.test.ts measures it on a real mesh).
         ...(args.macos
             ? {}
-            : { checkInterface: args.interfaceName, reloadPaths: [NEBULA_FILES.ca, NEBULA_FILES.cert, NEBULA_FILES.key], nebulaCert: NEBULA_FILES.cert }),
+            : {
+                  checkInterface: args.interfaceName,
+                  reloadPaths: [NEBULA_FILES.ca, NEBULA_FILES.cert, NEBULA_FILES.key],
+                  nebulaCert: { path: NEBULA_FILES.cert, networks: args.identity.networks ?? [] },
+              }),
         service: args.macos ? { kind: "launchd", label: NEBULA_LAUNCHD_LABEL } : { kind: "systemd", unit: NEBULA_UNIT },
         secretFiles: [{ path: NEBULA_FILES.key, mode: 0o600, content: args.identity.keyPem }],
         publicFiles: [

@@ -9,12 +9,14 @@
 # local TCP port the service must answer on, or empty), CHECK_INTERFACE (a link the service
 # must bring up, or empty), RELOAD_PATHS (files the service re-reads on reload: when only these
 # changed it is reloaded, not restarted), NEBULA_CERT (a certificate among them whose addresses
-# must not have moved for a reload).
+# must not have moved for a reload) and NEBULA_CERT_NETWORKS (the networks the plan issued it
+# for).
 #
 # Keys never go live alone: the secret step stages them beside their target
 # (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
 # together, so a host never pairs a new key with an old certificate. Each file is written and
-# fsynced beside its target, then renamed into place; the previous version is kept as
+# fsynced beside its target, then renamed into place (prelude's write_atomically, which runs
+# with set -e's checks even where bash drops them); the previous version is kept as
 # <path>.previous until the service is healthy on the new files (a previous key is then
 # deleted). A restart is pending from the first write until the service is back up, active and
 # answering, so a run cut short or a failed restart is retried by the next run even though no
@@ -36,26 +38,15 @@ stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
 
-# Writes $1 (a staged file) to a new file beside $2 with mode $3, durably, without touching $2
-# yet, and leaves its name in $written. Not in a command substitution: there bash drops set -e,
-# and a write cut short by a full disk went on as if it had succeeded. The file is removed on
-# exit unless it was switched in.
-write_beside() {
-  written="$(mktemp "$2.shortcircuit.XXXXXX")"
-  cleanup_paths+=("$written")
-  cat "$1" >"$written"
-  chmod "$3" "$written"
-  if [ -n "$owner" ]; then chown "$owner" "$written"; fi
-  flush "$written"
+# Notes $1 as changed by this run.
+wrote() {
+  echo "$1" >>"$stage/.changed"
+  log "wrote $1"
 }
-# Renames $1 over $2, keeping what was there as $2.previous: a hard link, so keeping it needs
-# no space and cannot leave a half-copied file on a full disk.
+# Renames a staged key $1 over $2, keeping what was there as $2.previous.
 switch_in() {
-  if [ -f "$2" ]; then ln -f "$2" "$2.previous"; fi
-  mv -f "$1" "$2"
-  flush "$(dirname "$2")"
-  echo "$2" >>"$stage/.changed"
-  log "wrote $2"
+  rename_into_place "$1" "$2" keep-previous
+  wrote "$2"
 }
 same_and_fixed() {
   if [ ! -f "$2" ] || ! cmp -s "$1" "$2"; then return 1; fi
@@ -75,12 +66,12 @@ if [ "$restart" != yes ]; then
       rm -f "$target.shortcircuit-staged"
       continue
     fi
-    write_beside "$stage/$n" "$target" "$mode"
     if [ "$manager" = none ]; then
-      switch_in "$written" "$target"
+      write_atomically "$stage/$n" "$target" "$mode" "$owner" keep-previous
+      wrote "$target"
     else
-      mv -f "$written" "$target.shortcircuit-staged"
       mark_pending
+      write_atomically "$stage/$n" "$target.shortcircuit-staged" "$mode" "$owner"
       log "staged $target"
     fi
     staged_any=1
@@ -91,6 +82,7 @@ fi
 
 # The public step. Before anything is installed: a Nebula config must pass `nebula -test`
 # with the certificates and keys it will run with.
+secret_paths=(); param_words SECRET_PATHS secret_paths
 nebula_config="$(param PRECHECK_NEBULA_CONFIG)"
 if [ -n "$nebula_config" ]; then
   if command -v nebula >/dev/null 2>&1; then
@@ -102,7 +94,7 @@ if [ -n "$nebula_config" ]; then
       cp "$stage/$n" "$mirror$target"
       rewrite+=(-e "s#${target//./\\.}#$mirror$target#g")
     done <"$stage/.manifest"
-    for secret in $(param SECRET_PATHS); do
+    for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
       source_file="$secret.shortcircuit-staged"
       [ -f "$source_file" ] || source_file="$secret"
       [ -f "$source_file" ] || continue
@@ -121,16 +113,31 @@ if [ -n "$nebula_config" ]; then
   fi
 fi
 
+# What networks the running Nebula certificate carries is not read from the certificate:
+# nebula-cert's print format (text or -json) is not stable across releases (1.6 prints "ips",
+# later ones "networks"), and a JSON reader (python3, jq) is not on every host. The plan knows
+# them exactly (it issued the certificate for NEBULA_CERT_NETWORKS): once the service is healthy
+# on a certificate, that list is recorded beside it as <cert>.shortcircuit-networks. A new
+# certificate drops the record before it goes in, so the record never outlives the certificate
+# it describes; no record means no reload, a restart.
+cert="$(param NEBULA_CERT)"
+cert_networks="$(param NEBULA_CERT_NETWORKS)"
+running_networks=''
+if [ -n "$cert" ]; then
+  if [ -f "$cert.shortcircuit-networks" ]; then running_networks="$(cat "$cert.shortcircuit-networks")"; fi
+  new_cert="$(staged "$stage" "$cert")" || new_cert=''
+  if [ -n "$new_cert" ] && ! cmp -s "$new_cert" "$cert"; then rm -f "$cert.shortcircuit-networks"; fi
+fi
 : >"$stage/.changed"
 while read -r n mode target; do
   case "$target" in /*) ;; *) continue ;; esac
   [ -d "$(dirname "$target")" ] || install -d -m 0755 "$(dirname "$target")"
   same_and_fixed "$stage/$n" "$target" "$mode" && continue
-  write_beside "$stage/$n" "$target" "$mode"
   mark_pending
-  switch_in "$written" "$target"
+  write_atomically "$stage/$n" "$target" "$mode" "$owner" keep-previous
+  wrote "$target"
 done <"$stage/.manifest"
-for secret in $(param SECRET_PATHS); do
+for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do
   if [ -f "$secret.shortcircuit-staged" ]; then
     mark_pending
     switch_in "$secret.shortcircuit-staged" "$secret"
@@ -189,30 +196,33 @@ healthy() {
   return 1
 }
 
-# The addresses a Nebula certificate carries, as nebula-cert prints them.
-cert_ips() { nebula-cert print -json -path "$1" | tr -d ' \n' | sed -n 's/.*"ips":\(\[[^]]*\]\).*/\1/p'; }
 # A reload (the unit's ExecReload: SIGHUP) is enough when every changed file is one the daemon
 # re-reads: Nebula takes a new CA bundle, certificate and key without dropping a tunnel (a
 # restart drops them all for a moment, mid CA rotation on every host in turn). Not when the
 # certificate's addresses moved: Nebula refuses such a certificate on reload and runs on with
 # the old one, looking healthy.
 reload_is_enough() {
-  local reloadable path cert
+  local reloadable path
   reloadable=" $(param RELOAD_PATHS) "
-  cert="$(param NEBULA_CERT)"
   [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
   while read -r path; do
     case "$reloadable" in *" $path "*) ;; *) return 1 ;; esac
   done <"$stage/.changed"
   systemctl is-active --quiet "$service" || return 1
   if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
-    command -v nebula-cert >/dev/null 2>&1 && [ -f "$cert.previous" ] || return 1
-    [ "$(cert_ips "$cert.previous")" = "$(cert_ips "$cert")" ] || return 1
+    [ -n "$cert_networks" ] && [ "$running_networks" = "$cert_networks" ] || return 1
   fi
 }
 healthy_on_new_files() {
+  if [ -n "$cert" ] && [ -n "$cert_networks" ] && [ -f "$cert" ]; then
+    printf '%s\n' "$cert_networks" >"$stage/cert-networks"
+    if ! cmp -s "$stage/cert-networks" "$cert.shortcircuit-networks"; then
+      # A record that cannot be written is removed: the next certificate change then restarts.
+      write_atomically "$stage/cert-networks" "$cert.shortcircuit-networks" 0644 || rm -f "$cert.shortcircuit-networks"
+    fi
+  fi
   rm -f "$pending"
-  for secret in $(param SECRET_PATHS); do rm -f "$secret.previous"; done
+  for secret in ${secret_paths[@]+"${secret_paths[@]}"}; do rm -f "$secret.previous"; done
   log "$1"
   exit 0
 }

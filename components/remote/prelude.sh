@@ -19,7 +19,7 @@ cleanup_paths=()
 # those); the step's EXIT trap closes its ends and waits for them, so no tail is lost, and
 # the step's exit status is kept.
 output_fold_mark=' [shortcircuit: line folded here, it goes on in the next line]'
-output_copies=''
+output_copies=()
 # Copies stdin to stdout, a line longer than 16000 bytes cut into pieces of at most 16000
 # bytes, each piece but the last followed by $output_fold_mark: dropping each mark and the
 # newline after it gives the input back. Bytes, not characters (LC_ALL=C), except that a cut
@@ -72,12 +72,12 @@ case "${1-}" in
     if [ "$1" != stderr ]; then
       mkfifo "$output_fifos/stdout"
       (trap - EXIT; exec <"$output_fifos/stdout"; fold_long_lines) &
-      output_copies="$output_copies $!"
+      output_copies+=("$!")
     fi
     if [ "$1" != stdout ]; then
       mkfifo "$output_fifos/stderr"
       (trap - EXIT; exec <"$output_fifos/stderr" >&2; fold_long_lines) &
-      output_copies="$output_copies $!"
+      output_copies+=("$!")
     fi
     if [ "$1" != stderr ]; then exec >"$output_fifos/stdout"; fi
     if [ "$1" != stdout ]; then exec 2>"$output_fifos/stderr"; fi
@@ -91,18 +91,18 @@ esac
 finish_step() {
   local status=$? pid polls=0 running
   rm -rf ${cleanup_paths[@]+"${cleanup_paths[@]}"} || status=1
-  if [ -n "$output_copies" ]; then
+  if [ "${#output_copies[@]}" -gt 0 ]; then
     exec >/dev/null 2>&1
     while [ "$polls" -lt 400 ]; do
       running=0
-      for pid in $output_copies; do
+      for pid in "${output_copies[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then running=1; fi
       done
       [ "$running" = 1 ] || break
       sleep 0.05
       polls=$((polls + 1))
     done
-    for pid in $output_copies; do
+    for pid in "${output_copies[@]}"; do
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
     done
@@ -121,6 +121,17 @@ param() {
   local name="P_$1"
   [ -n "${!name+set}" ] || { echo "shortcircuit: missing parameter $1" >&2; exit 2; }
   printf '%s' "${!name}"
+}
+# Reads parameter $1, a list of words separated by spaces (paths, names, CIDRs), into the
+# array named $2, which the caller declares (`a=(); param_words LIST a`). read -a splits on
+# the spaces and nothing else: no word is expanded as a pattern against the host's files, as
+# an unquoted $(param …) list is without set -f. Iterate it as ${a[@]+"${a[@]}"} (bash 3.2
+# calls an empty array unbound under set -u). A process substitution, not a here-string: bash
+# 3.2 writes a here-string to a temporary file, and the drift collector writes none.
+param_words() {
+  local value
+  value="$(param "$1")"
+  IFS=' ' read -r -a "$2" < <(printf '%s\n' "$value")
 }
 # Reads every framed file into directory $1 as $1/<n> and lists `<n> <mode> <target>` in
 # $1/.manifest. A short read (a cut connection) fails the step before anything is installed.
@@ -161,9 +172,9 @@ staged() {
 # holder that died without cleaning up (kill -9, power loss) is taken over. The lock goes with
 # the step's exit.
 take_lock() {
-  local lock="$1" holder
+  local lock="$1" holder waited
   mkdir -p "$(dirname "$lock")"
-  for _ in $(seq 1 120); do
+  for ((waited = 0; waited < 120; waited++)); do
     if mkdir "$lock" 2>/dev/null; then
       echo "$$" >"$lock/pid"
       cleanup_paths+=("$lock")
@@ -189,3 +200,29 @@ take_lock() {
 }
 # GNU sync fsyncs the files it is given; BSD sync takes none and flushes everything.
 if sync --help >/dev/null 2>&1; then flush() { sync "$@"; }; else flush() { sync; }; fi
+# The one atomic write: puts the bytes of file $1 at $2 with mode $3 and, if $4 is given,
+# owner $4 (user:group), so that $2 is at every moment either its old or its new content. The
+# new file is written beside $2 (same file system: the rename is atomic) and fsynced, then
+# renamed over $2 by rename_into_place (which $5 is passed on to). The temporary file goes with
+# the step's exit if anything fails. Every command is checked here, not left to set -e: bash
+# ignores set -e inside a function called from `if`, `&&` or `||` (or a command substitution),
+# and a write cut short by a full disk would then be renamed into place. The mktemp template
+# is a path ending in X's, which GNU and BSD (macOS) mktemp both fill in.
+write_atomically() {
+  local source="$1" target="$2" mode="$3" owner="${4-}" tmp
+  tmp="$(mktemp "$target.shortcircuit.XXXXXX")" || return 1
+  cleanup_paths+=("$tmp")
+  cat "$source" >"$tmp" || return 1
+  chmod "$mode" "$tmp" || return 1
+  if [ -n "$owner" ]; then chown "$owner" "$tmp" || return 1; fi
+  flush "$tmp" || return 1
+  rename_into_place "$tmp" "$2" "${5-}"
+}
+# Renames file $1 (already complete, mode and owner set, fsynced, beside $2) over $2 and fsyncs
+# the directory. With $3 = keep-previous, what was at $2 stays as $2.previous: a hard link, so
+# keeping it needs no space and cannot leave a half-copied file on a full disk.
+rename_into_place() {
+  if [ "${3-}" = keep-previous ] && [ -f "$2" ]; then ln -f "$2" "$2.previous" || return 1; fi
+  mv -f "$1" "$2" || return 1
+  flush "$(dirname "$2")"
+}

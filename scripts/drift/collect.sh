@@ -20,12 +20,13 @@
 # Params: PATHS (paths to stat and hash), TEXT_PATHS (public paths whose content to print,
 # at most TEXT_LIMIT bytes each), IFACES, SERVICES (systemd:<unit> | launchd:<label> ...),
 # KUBECTL (yes: list every node's config annotation and cordon, on the genesis).
-set -f # parameters are word lists, never patterns
-paths="$(param PATHS)"
-text_paths="$(param TEXT_PATHS)"
+# The list parameters are read word by word into arrays (prelude's param_words), never
+# expanded unquoted, so no word is taken as a pattern.
+paths=(); param_words PATHS paths
+text_paths=(); param_words TEXT_PATHS text_paths
 limit="$(param TEXT_LIMIT)"
-ifaces="$(param IFACES)"
-services="$(param SERVICES)"
+ifaces=(); param_words IFACES ifaces
+services=(); param_words SERVICES services
 kubectl="$(param KUBECTL)"
 echo "drift-collector 1"
 realtime="$(date +%s.%N)"
@@ -38,7 +39,7 @@ else
   echo "clock $realtime ${up:--} uptime"
 fi
 
-for path in $paths; do
+for path in ${paths[@]+"${paths[@]}"}; do
   if [ -e "$path" ] || [ -L "$path" ]; then
     read -r mode owner mtime kind < <(stat -c '%a %U:%G %.9Y %F' -- "$path")
     sum=-
@@ -51,7 +52,7 @@ for path in $paths; do
   fi
 done
 
-for path in $text_paths; do
+for path in ${text_paths[@]+"${text_paths[@]}"}; do
   if [ -f "$path" ] && [ -r "$path" ]; then
     size="$(head -c "$limit" -- "$path" | wc -c)"
     echo "text $path $size"
@@ -60,7 +61,7 @@ for path in $text_paths; do
   fi
 done
 
-for iface in $ifaces; do
+for iface in ${ifaces[@]+"${ifaces[@]}"}; do
   if ip link show dev "$iface" >/dev/null 2>&1; then
     echo "iface $iface present"
     ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
@@ -78,7 +79,7 @@ if command -v tailscale >/dev/null 2>&1; then
   esac
 fi
 
-for entry in $services; do
+for entry in ${services[@]+"${services[@]}"}; do
   manager="${entry%%:*}"
   name="${entry#*:}"
   case "$manager" in

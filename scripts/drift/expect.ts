@@ -2,8 +2,6 @@ import { createHash } from "node:crypto";
 import { addressOn, interfaceOn, nodeByName } from "../../stacks/fleet";
 import type { Fleet, FleetNode } from "../../stacks/schema";
 import type { Delivery, PlannedSsh, ServiceManager, Values } from "../../components/hostPlan";
-import { K3S_CONFIG_PATH, K3S_TOKEN_FILE } from "../../components/k3s/config";
-import { unitFor } from "../../components/k3s/rollout";
 import { NEBULA_FILES } from "../../components/nebula/config";
 import { nebulaMembers, type NebulaMember } from "../../stacks/nebulaMembers";
 import { identityRequirements, planFleet, type FleetIdentities } from "../../components/plan";
@@ -220,9 +218,8 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
             addFile(host, file, "root:root");
         }
         const node = nodeByName(fleet, k3s.name);
-        const unit = node && (node.role === "server" || node.role === "agent") ? unitFor({ ...node, role: node.role }) : "k3s";
-        host.services.push({ manager: "systemd", name: unit, files: [K3S_CONFIG_PATH, K3S_TOKEN_FILE] });
-        host.k3s = { unit, configSha256: k3s.configSha256, configPath: K3S_CONFIG_PATH };
+        host.services.push({ manager: "systemd", name: k3s.unit, files: [k3s.paths.config, k3s.paths.token] });
+        host.k3s = { unit: k3s.unit, configSha256: k3s.configSha256, configPath: k3s.paths.config };
         host.clusterCidrs = clusterCidrs;
         host.kubectl ||= node?.genesis === true;
     }

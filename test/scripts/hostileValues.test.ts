@@ -145,7 +145,10 @@ const FIELDS: readonly Field[] = [
         readBack: (files, fleet, value) => {
             const node = k3sNodes(fleet).find((each) => each.name === "lab-agent-02")!;
             expect(
-                bashReads(nodeRolloutPayloads(fleet, node).prepare("token"), `for pair in $(param EXPECT_ADDRESSES); do printf '%s\\0' "\${pair%%=*}"; done`),
+                bashReads(
+                    nodeRolloutPayloads(fleet, node).prepare("token"),
+                    `pairs=(); param_words EXPECT_ADDRESSES pairs; for pair in "\${pairs[@]}"; do printf '%s\\0' "\${pair%%=*}"; done`,
+                ),
             ).toContain(value);
             expect(yamlOf(files, "hosts/lab-agent-02/etc/rancher/k3s/config.yaml")["flannel-iface"]).toBe(value);
         },

@@ -60,7 +60,22 @@ describe("K3sNode chain under strict mocks", () => {
         expect(apply.secretInputs).not.toContain("stdin");
         const stdin = stepPayload(apply.inputs);
         expect(stdin.startsWith("NODE_NAME=lax-node-01\n")).toBe(true);
-        expect(stdin).toContain("NODE_NAME=lax-node-01\nROLE=agent\nUNIT=k3s-agent\nREADY_TIMEOUT=300\n\n@file 0600 ");
+        expect(stdin).toContain(
+            [
+                "NODE_NAME=lax-node-01",
+                "ROLE=agent",
+                "UNIT=k3s-agent",
+                "READY_TIMEOUT=300",
+                "CONFIG_PATH=/etc/rancher/k3s/config.yaml",
+                `RECORD_PATH=${ROLLOUT_RECORD_PATH}`,
+                `SAN_DROPIN_PATH=${SAN_DROPIN_PATH}`,
+                "PENDING_PATH=/etc/rancher/k3s/shortcircuit-apply-pending",
+                "LOCK_PATH=/var/lib/shortcircuit/lock.k3s",
+                "KUBECONFIG=/var/lib/rancher/k3s/agent/kubelet.kubeconfig",
+                "",
+                "@file 0600 ",
+            ].join("\n"),
+        );
         expect(stdin).toMatch(/@file 0600 \d+ \/etc\/rancher\/k3s\/config.yaml\n/);
         expect(stdin).toContain("node-ip:\n  - 100.67.0.16\n");
         expect(stdin).not.toContain("K10-test-token");
@@ -71,10 +86,10 @@ describe("K3sNode chain under strict mocks", () => {
         expect(stepScript(apply.inputs)).toBe(remoteScript("k3s/apply.sh"));
     });
 
-    it("names the paths and annotation the program knows exactly as the scripts do", () => {
-        // The scripts are fixed text: k3s's own paths and the config annotation are spelled there.
-        expect(remoteScript("k3s/apply.sh")).toContain(`dropin=${SAN_DROPIN_PATH}\n`);
-        expect(remoteScript("k3s/apply.sh")).toContain(`rec=${ROLLOUT_RECORD_PATH};`);
+    it("gives the scripts their paths as parameters, and names the annotation exactly as they do", () => {
+        // The paths are plan facts (test/components/k3s/plan.test.ts); the annotation is spelled in the scripts.
+        expect(remoteScript("k3s/apply.sh")).toContain(`dropin="$(param SAN_DROPIN_PATH)"`);
+        expect(remoteScript("k3s/apply.sh")).toContain(`rec="$(param RECORD_PATH)"`);
         const jsonpathAnnotation = CONFIG_ANNOTATION.replace(/\./g, "\\.");
         expect(remoteScript("k3s/drain.sh")).toContain(`{.metadata.annotations.${jsonpathAnnotation}}`);
         expect(remoteScript("k3s/uncordon.sh")).toContain(`"${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)"`);

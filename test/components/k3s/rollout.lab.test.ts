@@ -263,7 +263,8 @@ describe("K3s rollout on the lab fleet", () => {
             let cut = false;
             for (let poll = 0; poll < 600 && !cut; poll++) {
                 if (restarts(AGENT_1) > restartsBefore && fs.existsSync(pending)) {
-                    const hangup = await fleet.ssh(AGENT_1, "pkill -HUP -f 'shortcircuit-apply-pendin[g]' || true");
+                    // The apply step's bash runs as `bash -c <script> k3s/apply.sh …`.
+                    const hangup = await fleet.ssh(AGENT_1, "pkill -HUP -f 'k3s/appl[y]\\.sh' || true");
                     cut = hangup.code === 0;
                 } else {
                     await new Promise((resolve) => setTimeout(resolve, 100));

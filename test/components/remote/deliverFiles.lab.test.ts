@@ -68,7 +68,7 @@ interface Delivery {
  * deliveries so a second run sees what the first wrote.
  */
 /** Extra delivery settings (reload paths) for the cases that need them. */
-type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: string; etcNebulaSize?: string };
+type DeliveryExtras = { reloadPaths?: string[]; nebulaCert?: { path: string; networks: string[] }; etcNebulaSize?: string };
 
 function deliver(
     service: ServiceManager | "none",
@@ -269,7 +269,8 @@ describe("the file delivery script", () => {
     });
 
     it("reloads instead of restarting when only the CA, certificate or key changed, unless the certificate's addresses moved", () => {
-        // Real certificates from nebula-cert: the reload decision reads their addresses.
+        // Real certificates from nebula-cert; the plan passes the networks each was issued for, and
+        // the script compares them with the record of what the running certificate carries.
         const pki = fs.mkdtempSync(path.join(work, "pki-"));
         const nebulaCert = (args: string[]): void => {
             const result = spawnSync("nebula-cert", args, { cwd: pki, encoding: "utf8", timeout: 30_000 });
@@ -279,17 +280,18 @@ describe("the file delivery script", () => {
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-out-crt", "a.crt", "-out-key", "a.key"]);
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.2/16", "-groups", "new", "-out-crt", "a2.crt", "-out-key", "a2.key"]);
         nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.9/16", "-out-crt", "moved.crt", "-out-key", "moved.key"]);
+        nebulaCert(["sign", "-name", "a", "-ip", "10.9.0.9/16", "-groups", "new", "-out-crt", "moved2.crt", "-out-key", "moved2.key"]);
         const file = (target: string, name: string): PlannedFile<string> => ({
             path: target,
             content: fs.readFileSync(path.join(pki, name), "utf8"),
             mode: 0o644,
         });
         const ca = file("/etc/nebula/ca.crt", "ca.crt");
-        const extras: DeliveryExtras = {
-            reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"],
-            nebulaCert: "/etc/nebula/host.crt",
-        };
+        const reloadPaths = ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"];
+        const extras: DeliveryExtras = { reloadPaths, nebulaCert: { path: "/etc/nebula/host.crt", networks: ["10.9.0.2/16"] } };
+        const movedExtras: DeliveryExtras = { reloadPaths, nebulaCert: { path: "/etc/nebula/host.crt", networks: ["10.9.0.9/16"] } };
         expect(deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a.crt")], true, [], extras).status).toBe(0);
+        expect(fs.readFileSync(delivered("etc/nebula/host.crt.shortcircuit-networks"), "utf8")).toBe("10.9.0.2/16\n");
 
         const reloaded = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "a2.crt")], true, [], extras);
         expect(reloaded.status).toBe(0);
@@ -297,19 +299,22 @@ describe("the file delivery script", () => {
         expect(reloaded.stdout).toContain("reloaded nebula.service (only files it re-reads changed); it is active and answering");
 
         // Nebula refuses a certificate whose address moved on reload: that takes a restart.
-        const moved = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], extras);
+        const moved = deliver(systemd, [config, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], movedExtras);
         expect(moved.calls).toContain("systemctl restart nebula.service");
         expect(moved.calls).not.toContain("systemctl reload nebula.service");
+        expect(fs.readFileSync(delivered("etc/nebula/host.crt.shortcircuit-networks"), "utf8")).toBe("10.9.0.9/16\n");
 
         // Any other file (the config) takes a restart too.
-        const reconfigured = deliver(
-            systemd,
-            [{ ...config, content: "tun:\n  mtu: 1280\n" }, unit, ca, file("/etc/nebula/host.crt", "moved.crt")],
-            true,
-            [],
-            extras,
-        );
+        const reconfiguredConfig = { ...config, content: "tun:\n  mtu: 1280\n" };
+        const reconfigured = deliver(systemd, [reconfiguredConfig, unit, ca, file("/etc/nebula/host.crt", "moved.crt")], true, [], movedExtras);
         expect(reconfigured.calls).toContain("systemctl restart nebula.service");
+
+        // No record of what the running certificate carries (a host from before it was kept): a restart.
+        fs.rmSync(delivered("etc/nebula/host.crt.shortcircuit-networks"));
+        const unrecorded = deliver(systemd, [reconfiguredConfig, unit, ca, file("/etc/nebula/host.crt", "moved2.crt")], true, [], movedExtras);
+        expect(unrecorded.calls).toContain("systemctl restart nebula.service");
+        expect(unrecorded.calls).not.toContain("systemctl reload nebula.service");
+        expect(fs.readFileSync(delivered("etc/nebula/host.crt.shortcircuit-networks"), "utf8")).toBe("10.9.0.9/16\n");
     });
 
     it("restarts through launchd on macOS hosts", () => {

@@ -191,3 +191,47 @@ describe("the launcher", () => {
         }
     });
 });
+
+describe("write_atomically", () => {
+    it("puts the bytes with their mode, keeps the previous copy on request, and leaves no temporary file", () => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), "atomic-write-"));
+        try {
+            const body = [
+                `d=${dir}`,
+                'printf one >"$d/src"',
+                'write_atomically "$d/src" "$d/target" 640',
+                'printf two >"$d/src"',
+                'write_atomically "$d/src" "$d/target" 600 "" keep-previous',
+                'printf "%s %s %s" "$(cat "$d/target")" "$(cat "$d/target.previous")" "$(stat -c %a "$d/target")"',
+                "",
+            ].join("\n");
+            const run = runStep(body);
+            expect(run.stderr.toString()).toBe("");
+            expect(run.code).toBe(0);
+            expect(run.stdout.toString()).toBe("two one 600");
+            expect(readdirSync(dir).sort()).toEqual(["src", "target", "target.previous"]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("fails, even where bash ignores set -e, without touching the target when the write fails", () => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), "atomic-write-"));
+        try {
+            // The source cannot be read: `cat` fails inside the helper, called from `if`.
+            const body = [
+                `d=${dir}`,
+                'printf old >"$d/target"',
+                'if write_atomically "$d/missing" "$d/target" 600; then echo wrote; else echo failed; fi',
+                'cat "$d/target"',
+                "",
+            ].join("\n");
+            const run = runStep(body);
+            expect(run.code).toBe(0);
+            expect(run.stdout.toString()).toBe("failed\nold");
+            expect(readdirSync(dir)).toEqual(["target"]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});

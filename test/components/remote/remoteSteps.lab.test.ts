@@ -356,7 +356,8 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
             expect(read(NEBULA_HOST, file)).toBe(content(planA, file));
             expect(mode(NEBULA_HOST, file)).toBe(file === KEY ? 0o600 : 0o644);
         }
-        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(["ca.crt", "config.yml", "host.crt", "host.key"]);
+        // Beside the certificate: the networks the plan issued it for, recorded once Nebula is healthy on it.
+        expect(listing(NEBULA_HOST, "/etc/nebula")).toEqual(["ca.crt", "config.yml", "host.crt", "host.crt.shortcircuit-networks", "host.key"]);
 
         // Debian's nebula -test accepted the new files (from a scratch copy) before the restart.
         const tests = nebulaTests(NEBULA_HOST);
@@ -537,6 +538,7 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
             "config.yml.previous",
             "host.crt",
             "host.crt.previous",
+            "host.crt.shortcircuit-networks",
             "host.key",
         ]);
     });
@@ -708,7 +710,7 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
             expect(fs.readFileSync(staged(CONTROL, key), "utf8")).toBe(fileIn(delivery("headscale").secret, key).content);
             expect(fs.statSync(staged(CONTROL, key)).mode & 0o7777).toBe(0o600);
             // chown ran on the staged file (its temporary name) before it was renamed beside the key.
-            const owned = Object.entries(fleet.toolState(CONTROL).owners).filter(([file]) => file.startsWith(`${key}.shortcircuit.`));
+            const owned = Object.entries(fleet.toolState(CONTROL).owners).filter(([file]) => file.startsWith(`${key}.shortcircuit-staged.shortcircuit.`));
             expect(owned.map(([, owner]) => owner)).toEqual([{ owner: "headscale:headscale", recursive: false }]);
         }
         expect(fleet.serviceEvents(CONTROL)).toEqual([]);
