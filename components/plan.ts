@@ -14,7 +14,7 @@ import { controlDeliveryPart, planOrder, type FleetOrder, type OrderInputs } fro
 /*
  * planFleet: the whole fleet as plain data, from the validated config and the identities
  * (keys, certificates, secrets). The program turns it into resources (index.ts) and `render`
- * into files (planFiles.ts): both deliver this one plan, so they cannot disagree.
+ * into files (scripts/render/throwawayPlan.ts, files.ts): both deliver this one plan, so they cannot disagree.
  */
 
 /** What must exist before the plan can be made: the identities to create or read. */

@@ -2,7 +2,7 @@ import { stringify as stringifyYaml } from "yaml";
 import { SSH_PATHS, renderSshConfig } from "../../components/access/sshConfig";
 import { clusterObjectFile, edgeObjects } from "../../components/edge/objects";
 import type { FleetPlan } from "../../components/plan";
-import { throwawayPlan, type ThrowawayPlanOptions } from "../../components/planFiles";
+import { throwawayPlan, type ThrowawayPlanOptions } from "./throwawayPlan";
 import type { Fleet } from "../../stacks/schema";
 
 /*

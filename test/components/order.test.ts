@@ -1,5 +1,5 @@
 import { planOrder, stepId, type FleetOrder, type StepId } from "../../components/order";
-import { throwawayPlan } from "../../components/planFiles";
+import { throwawayPlan } from "../../scripts/render/throwawayPlan";
 import { parseFleet } from "../../stacks/validate";
 import { rawFleet, type Raw } from "../support/fixtures";
 import { runProgramUnderMocks, type MockRecorder } from "../support/pulumiMocks";

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "./e2eLab";
 import { PulumiStack, type RunResult } from "./engine";
-import { throwawayPlan } from "../../components/planFiles";
+import { throwawayPlan } from "../../scripts/render/throwawayPlan";
 import { parseFleet } from "../../stacks/validate";
 import { stepOfResource } from "../support/steps";
 

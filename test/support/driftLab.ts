@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import type { Delivery } from "../../components/hostPlan";
-import { throwawayPlan } from "../../components/planFiles";
+import { throwawayPlan } from "../../scripts/render/throwawayPlan";
 import { nebulaCertFingerprint } from "../../stacks/nebulaCert";
 import { remoteScript } from "../../components/remote/scripts";
 import { parseFleet } from "../../stacks/validate";

@@ -5,7 +5,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { throwawayPlan } from "../../../components/planFiles";
+import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import { framedPayload, parsePayload } from "../../../components/remote/payload";
 import { remoteScript, scriptFile } from "../../../components/remote/scripts";
 import { versions } from "../../../components/versions";

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parsePlist } from "plist";
 import { parse as parseYaml } from "yaml";
-import { throwawayPlan } from "../../../components/planFiles";
+import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import { isHostPath, parsePayload } from "../../../components/remote/payload";
 import { remoteScript } from "../../../components/remote/scripts";
 import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../../components/derp/derper";

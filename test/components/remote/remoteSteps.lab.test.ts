@@ -3,7 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FleetPlan } from "../../../components/plan";
-import { throwawayPlan } from "../../../components/planFiles";
+import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import { framedPayload, parsePayload, type PayloadFile } from "../../../components/remote/payload";
 import { remoteScript } from "../../../components/remote/scripts";
 import { versions } from "../../../components/versions";

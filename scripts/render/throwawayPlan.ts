@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
-import type { Fleet } from "../stacks/schema";
-import { plainValues } from "./hostPlan";
-import { throwawayPki } from "./nebula/issuance";
-import { identityRequirements, planFleet, type FleetPlan } from "./plan";
+import type { Fleet } from "../../stacks/schema";
+import { plainValues } from "../../components/hostPlan";
+import { throwawayPki } from "../../components/nebula/issuance";
+import { identityRequirements, planFleet, type FleetPlan } from "../../components/plan";
 
 /*
- * The plan (plan.ts) with throwaway identities derived from one seed: what `render` writes
- * (scripts/render/files.ts) and what the offline tests deliver. The real identities live in
+ * The plan (components/plan.ts) with throwaway identities derived from one seed: what `render` writes
+ * (files.ts) and what the offline tests deliver. The real identities live in
  * Pulumi state and stack secrets.
  */
 
