@@ -40,8 +40,8 @@ while read -r first second _; do
   done
 done < <(ip -4 route show table 52 2>/dev/null || true)
 if command -v tailscale >/dev/null 2>&1; then
-  case "$(tailscale debug prefs 2>/dev/null || true)" in
-    *'"RouteAll": true'*) fail "tailscale accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false" ;;
+  case "$(tailscale_accept_routes)" in
+    yes) fail "tailscale accepts subnet routes (--accept-routes); the fleet runs with --accept-routes=false" ;;
   esac
 fi
 echo "preflight $node: ok"

@@ -226,3 +226,23 @@ rename_into_place() {
   mv -f "$1" "$2" || return 1
   flush "$(dirname "$2")"
 }
+# Prints tailscale's accept-routes preference: yes, no or unknown. `tailscale get accept-routes`
+# prints the value alone (true/false; the pinned v1.102.5 has `get`). An older client has only
+# `tailscale debug prefs`, the prefs as indented JSON (one tab per level, one key per line), where
+# the preference is the top-level key RouteAll: its line is matched whole, so a nested key of the
+# same name or a value elsewhere cannot answer for it. Anything else is unknown, never a guess.
+tailscale_accept_routes() {
+  local value line
+  value="$(tailscale get accept-routes 2>/dev/null)" || value=""
+  case "$value" in
+    true) echo yes; return 0 ;;
+    false) echo no; return 0 ;;
+  esac
+  while IFS= read -r line; do
+    case "${line%,}" in
+      $'\t"RouteAll": true') echo yes; return 0 ;;
+      $'\t"RouteAll": false') echo no; return 0 ;;
+    esac
+  done < <(tailscale debug prefs 2>/dev/null || true)
+  echo unknown
+}

@@ -72,11 +72,7 @@ done
 
 ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
 if command -v tailscale >/dev/null 2>&1; then
-  case "$(tailscale debug prefs 2>/dev/null || true)" in
-    *'"RouteAll": true'*) echo "tailscale accept-routes yes" ;;
-    *'"RouteAll": false'*) echo "tailscale accept-routes no" ;;
-    *) echo "tailscale accept-routes unknown" ;;
-  esac
+  echo "tailscale accept-routes $(tailscale_accept_routes)"
 fi
 
 for entry in ${services[@]+"${services[@]}"}; do

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { splitStepStdin, stepLauncher, type StepLogging } from "../../../components/remote/remoteCommand";
@@ -233,5 +233,67 @@ describe("write_atomically", () => {
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
+    });
+});
+
+describe("tailscale_accept_routes", () => {
+    /** Go's json.MarshalIndent(prefs, "", "\t"), as `tailscale debug prefs` prints it (trimmed). */
+    const prefs = (routeAll: boolean, nested = ""): string =>
+        [
+            "{",
+            '\t"ControlURL": "https://hs.example",',
+            `\t"RouteAll": ${String(routeAll)},`,
+            ...(nested ? [nested] : []),
+            '\t"WantRunning": true',
+            "}",
+            "",
+        ].join("\n");
+
+    /** Runs the prelude function against a stand-in `tailscale` that answers `get` and `debug prefs` as given. */
+    function acceptRoutes(answers: { get?: string; prefs?: string }): string {
+        const dir = mkdtempSync(path.join(os.tmpdir(), "tailscale-prefs-"));
+        try {
+            if (answers.get !== undefined) writeFileSync(path.join(dir, "get"), answers.get);
+            if (answers.prefs !== undefined) writeFileSync(path.join(dir, "prefs"), answers.prefs);
+            // An old client has no `get` subcommand: it says so on stderr and exits 1.
+            const standIn = [
+                "#!/bin/sh",
+                `d=${dir}`,
+                'case "$1 $2" in',
+                '  "get accept-routes") if [ -f "$d/get" ]; then cat "$d/get"; exit 0; fi; echo "tailscale: unknown subcommand: get" >&2; exit 1 ;;',
+                '  "debug prefs") if [ -f "$d/prefs" ]; then cat "$d/prefs"; exit 0; fi; echo "failed to connect to local tailscaled" >&2; exit 1 ;;',
+                "esac",
+                "exit 2",
+                "",
+            ].join("\n");
+            writeFileSync(path.join(dir, "tailscale"), standIn);
+            chmodSync(path.join(dir, "tailscale"), 0o755);
+            const run = runStep('echo "accept-routes=$(tailscale_accept_routes)"\n', { shell: "/bin/bash", env: { PATH: `${dir}:${process.env.PATH ?? ""}` } });
+            expect(run.code).toBe(0);
+            return run.stdout.toString().trim();
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    }
+
+    it("reads `tailscale get accept-routes` where the client has it", () => {
+        expect(acceptRoutes({ get: "true\n", prefs: prefs(false) })).toBe("accept-routes=yes");
+        expect(acceptRoutes({ get: "false\n", prefs: prefs(true) })).toBe("accept-routes=no");
+    });
+
+    it("falls back to the top-level RouteAll line of `debug prefs` on an older client", () => {
+        expect(acceptRoutes({ prefs: prefs(true) })).toBe("accept-routes=yes");
+        expect(acceptRoutes({ prefs: prefs(false) })).toBe("accept-routes=no");
+    });
+
+    it("does not take a nested key of the same name for the preference", () => {
+        const nested = ['\t"AutoUpdate": {', '\t\t"RouteAll": true', "\t},"].join("\n");
+        expect(acceptRoutes({ prefs: prefs(false, nested) })).toBe("accept-routes=no");
+        expect(acceptRoutes({ prefs: ["{", '\t"AutoUpdate": {', '\t\t"RouteAll": true', "\t}", "}", ""].join("\n") })).toBe("accept-routes=unknown");
+    });
+
+    it("says unknown when neither answers", () => {
+        expect(acceptRoutes({})).toBe("accept-routes=unknown");
+        expect(acceptRoutes({ get: "maybe\n" })).toBe("accept-routes=unknown");
     });
 });
