@@ -9,7 +9,7 @@ export LC_ALL=C
 cleanup_paths=()
 # Bounded output lines. The command provider (1.2.1) reads the streams it logs through one
 # default bufio.Scanner: at a line of 64 KiB it stops reading, nothing drains the output any
-# more, and the step hangs (test/e2e/provider-doubles/README.md). The launcher
+# more, and the step hangs (scripts/lab/provider-doubles/README.md). The launcher
 # (remote/remoteCommand.ts) passes the step's `logging` as $1, and every stream the provider
 # logs is copied through fold_long_lines: no line of it is longer than 16 KiB, so the
 # provider's log pipe, where the two streams meet, never holds more than 32 KiB between two

@@ -11,7 +11,7 @@
 #                           published v0.<minor>.<patch>), version stamped into the binaries
 #   provider-doubles-<sha>/ pulumi-resource-command, pulumi-resource-tls,
 #                           pulumi-resource-digitalocean: the project's TEST DOUBLES of those
-#                           three providers (test/e2e/provider-doubles, our own code; <sha> is a
+#                           three providers (scripts/lab/provider-doubles, our own code; <sha> is a
 #                           hash of its files), plugin versions = package.json pins
 #   etcd comes from Debian's etcd-server package (scripts/setup.sh installs it).
 #
@@ -35,7 +35,7 @@ now() { date +%s; }
 
 cache_root="${SHORTCIRCUIT_CACHE:-${HOME}/.cache/shortcircuit}"
 kube_wrapper="${repo_root}/scripts/tools/kubernetes"
-doubles_src="${repo_root}/test/e2e/provider-doubles"
+doubles_src="${repo_root}/scripts/lab/provider-doubles"
 package_json="${repo_root}/package.json"
 build_timeout="${SHORTCIRCUIT_GO_BUILD_TIMEOUT:-2400}"
 
@@ -62,7 +62,7 @@ kube_recipe="k8s.io/kubernetes@${kube_release} wrapper=$(wrapper_hash "${kube_wr
 doubles_hash="$(cd "${doubles_src}" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
 doubles_dir="${cache_root}/provider-doubles-${doubles_hash}"
 command_pin="$(npm_pin command)" tls_pin="$(npm_pin tls)" digitalocean_pin="$(npm_pin digitalocean)"
-doubles_recipe="test/e2e/provider-doubles sha=${doubles_hash} command=${command_pin} tls=${tls_pin} digitalocean=${digitalocean_pin} CGO_ENABLED=0 flags=-trimpath"
+doubles_recipe="scripts/lab/provider-doubles sha=${doubles_hash} command=${command_pin} tls=${tls_pin} digitalocean=${digitalocean_pin} CGO_ENABLED=0 flags=-trimpath"
 
 current() { [ -f "$1/stamp" ] && [ "$(cat "$1/stamp")" = "$2" ]; }
 

@@ -27,7 +27,7 @@
 #   pulumi-resource-<name>  the resource plugins the module proxy serves, installed as plugins at
 #                           the versions pinned in package.json: today only kubernetes (required).
 #                           command and tls are not served: the end-to-end suite uses project-written
-#                           TEST DOUBLES of them (test/e2e/provider-doubles, built by build-engine.sh);
+#                           TEST DOUBLES of them (scripts/lab/provider-doubles, built by build-engine.sh);
 #                           digitalocean is not built (the droplet path is not run end to end).
 #                           With a wrapper scripts/tools/pulumi-resource-<name>/go.mod that requires
 #                           the provider module, the plugin's main package is copied from the

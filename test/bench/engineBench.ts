@@ -8,8 +8,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { startE2eLab } from "../e2e/e2eLab";
-import { PulumiStack, runProcess, type RunResult } from "../e2e/engine";
+import { startE2eLab } from "../../scripts/lab/stack/labStack";
+import { PulumiStack, runProcess, type RunResult } from "../../scripts/lab/stack/engine";
 
 function median(values: number[]): number {
     const sorted = [...values].sort((a, b) => a - b);

@@ -3,14 +3,14 @@ import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import { describeCall, expectRun, startDropletLab, writesOf, type DoApiCall, type DropletLab } from "./dropletLab";
 import type { DoFirewall } from "./digitalocean/apiDouble";
-import type { PulumiStack, RunResult } from "./engine";
+import type { PulumiStack, RunResult } from "../../scripts/lab/stack/engine";
 
 /*
  * Issue 21 on the real engine: adopting a running control server and rebuilding it.
  *
  * REAL: the Pulumi CLI/engine v3.274.0, the Node.js language host, the program, sshd on the
  * lab hosts and the program's scripts over real SSH. TEST DOUBLES: the DigitalOcean provider
- * (test/e2e/provider-doubles/digitalocean; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs a real
+ * (scripts/lab/provider-doubles/digitalocean; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs a real
  * pulumi-resource-digitalocean instead), the loopback DigitalOcean API
  * (test/e2e/digitalocean/apiDouble.ts; it logs every call), the command/tls providers, k3s and
  * the service stand-ins. The lab host lab-control-01 PLAYS THE DROPLET: the API double's only
@@ -125,7 +125,7 @@ beforeAll(async () => {
         [
             "e2e adoption engine:",
             `  pulumi CLI ${dl.lab.engine.cliVersion} (real), language host pulumi-language-nodejs (real)`,
-            `  digitalocean provider: ${doPlugin === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/digitalocean)" : `real, from ${doPlugin}`}`,
+            `  digitalocean provider: ${doPlugin === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/digitalocean)" : `real, from ${doPlugin}`}`,
             `  DigitalOcean API: TEST DOUBLE (test/e2e/digitalocean/apiDouble.ts) at ${dl.account.api.url}, reserved-IP pool [${reservedIp}]`,
             `  the droplet: PLAYED by lab host ${dl.control.name} (${reservedIp}); DigitalOcean's droplet life cycle EMULATED by test/e2e/dropletLab.ts`,
             `  command/tls providers: ${stack.plugins.command === "double" ? "TEST DOUBLES" : "real"}`,

@@ -3,8 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import type { LabFleet, LabHost } from "../../scripts/lab";
-import { CONTROL, freeBridgePrefix, startE2eLab, type E2eLab } from "./e2eLab";
-import { PulumiStack, type RunResult } from "./engine";
+import { CONTROL, freeBridgePrefix, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { startApiDouble } from "./digitalocean/apiDouble";
 
 export type DoApiDouble = Awaited<ReturnType<typeof startApiDouble>>;
@@ -15,7 +15,7 @@ export type DoApiCall = DoApiDouble["calls"][number];
  * rebuild scenarios (test/e2e/adoption.test.ts, issue 21), on the real engine:
  *
  *   - the real Pulumi CLI/engine and language host, the DigitalOcean provider TEST DOUBLE
- *     (test/e2e/provider-doubles/digitalocean; SHORTCIRCUIT_PULUMI_PLUGINS swaps in a real
+ *     (scripts/lab/provider-doubles/digitalocean; SHORTCIRCUIT_PULUMI_PLUGINS swaps in a real
  *     pulumi-resource-digitalocean) talking to the loopback DigitalOcean API TEST DOUBLE
  *     (test/e2e/digitalocean/apiDouble.ts), one API double per "account";
  *   - a minimal lab fleet (the genesis and CONTROL, no relay, no edge, no API server), where

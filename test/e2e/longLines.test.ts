@@ -3,8 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { stepLauncher } from "../../components/remote/remoteCommand";
 import { scriptFile } from "../../components/remote/scripts";
-import { CONTROL, GENESIS, startE2eLab, type E2eLab } from "./e2eLab";
-import { PulumiStack, writeTinyProgram, type RunResult } from "./engine";
+import { CONTROL, GENESIS, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { PulumiStack, writeTinyProgram, type RunResult } from "../../scripts/lab/stack/engine";
 
 /*
  * Issue 26 item 4 on the real engine (CLI v3.274.0, Node.js language host) with the command
@@ -34,7 +34,7 @@ let lab: E2eLab;
 beforeAll(async () => {
     lab = await startE2eLab({ stack: "longlines", readyTimeoutSeconds: 10, minimal: true });
     console.log(
-        `command provider: ${lab.stack.plugins.command === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/command)" : `real, from ${lab.stack.plugins.command}`}`,
+        `command provider: ${lab.stack.plugins.command === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/command)" : `real, from ${lab.stack.plugins.command}`}`,
     );
 }, PER_TEST_MS);
 

@@ -2,8 +2,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
-import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "./e2eLab";
-import { PulumiStack, type RunResult } from "./engine";
+import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { throwawayPlan } from "../../scripts/render/throwawayPlan";
 import { parseFleet } from "../../stacks/validate";
 import { stepOfResource } from "../support/steps";
@@ -16,7 +16,7 @@ import { stepOfResource } from "../support/steps";
  * provider/v4 at pseudo-version v4.0.0-20260115033456-f47bc2d6f199, about v4.25, installed
  * as plugin version 4.34.2 for @pulumi/kubernetes 4.34.2), kube-apiserver v1.33.4 with
  * Debian's etcd, sshd on every test host, the program's scripts over real SSH.
- * TEST DOUBLES: the command and tls providers (test/e2e/provider-doubles; the real ones are
+ * TEST DOUBLES: the command and tls providers (scripts/lab/provider-doubles; the real ones are
  * not served here; SHORTCIRCUIT_PULUMI_PLUGINS=<dir> installs real plugins instead), k3s
  * (scripts/lab/k3s-double) and the service manager / headscale / nebula / curl / go stand-ins
  * of the lab fleet (scripts/lab/service-doubles).
@@ -85,8 +85,8 @@ beforeAll(async () => {
             "e2e engine:",
             `  pulumi CLI ${engine.cliVersion} (real, built from the module proxy), language host pulumi-language-nodejs v3.68.0 (real)`,
             `  kubernetes provider: real pulumi-kubernetes provider/v4 v4.0.0-20260115033456-f47bc2d6f199 (about v4.25), plugin version 4.34.2 (${stack.plugins.kubernetes})`,
-            `  command provider: ${stack.plugins.command === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/command)" : `real, from ${stack.plugins.command}`}`,
-            `  tls provider: ${stack.plugins.tls === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/tls)" : `real, from ${stack.plugins.tls}`}`,
+            `  command provider: ${stack.plugins.command === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/command)" : `real, from ${stack.plugins.command}`}`,
+            `  tls provider: ${stack.plugins.tls === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/tls)" : `real, from ${stack.plugins.tls}`}`,
             `  API server: real kube-apiserver ${api.version} + Debian etcd at ${api.url}; k3s: TEST DOUBLE (scripts/lab/k3s-double)`,
         ].join("\n"),
     );

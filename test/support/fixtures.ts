@@ -14,18 +14,4 @@ export function validFleet(stack: "prod" | "lab"): Fleet {
 /** Loosely typed access for mutating raw config in guard tests. */
 export type Raw = any;
 
-/** The lab stack with its control server on a fleet host (`lab-control-01`) instead of a droplet. */
-export function labWithExistingControlHost(): Raw {
-    const raw: Raw = rawFleet("lab");
-    raw.nodes.push({
-        name: "lab-control-01",
-        site: "lab",
-        role: "standalone",
-        arch: "amd64",
-        os: "debian",
-        lan: { interface: "eth0", address: "192.168.50.3" },
-        tailnet: { address: "100.68.0.3" },
-    });
-    raw.controlServer.host = { kind: "existing", host: "lab-control-01" };
-    return raw;
-}
+export { labWithExistingControlHost } from "../../scripts/lab/stack/labShape";

@@ -7,7 +7,7 @@ import { scriptFile } from "../../../components/remote/scripts";
 
 /*
  * The command provider (1.2.1) stops reading a logged stream at a line of 64 KiB and the step
- * then hangs (test/e2e/provider-doubles/README.md, "Logging"). remote/prelude.sh, which every
+ * then hangs (scripts/lab/provider-doubles/README.md, "Logging"). remote/prelude.sh, which every
  * step sends first, folds every line of the streams the launcher says are logged to at most
  * 16 KiB. Here the exact launcher and prelude a step sends run from every POSIX shell of this
  * machine (the SSH server runs `create` with the login shell), with a test body in place of a

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 
 /*
  * A loopback TEST DOUBLE of the DigitalOcean API v2 (https://docs.digitalocean.com/reference/api/),
- * serving exactly the endpoints the provider double (test/e2e/provider-doubles/digitalocean)
+ * serving exactly the endpoints the provider double (scripts/lab/provider-doubles/digitalocean)
  * calls: droplets and droplet actions, reserved IPs and their actions, volumes and volume
  * actions, firewalls, account SSH keys, and GET /v2/actions/<id>. It is not DigitalOcean.
  *

@@ -2,10 +2,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { opensshPublicKey, startApiDouble, type ApiCall, type ApiDouble } from "./apiDouble";
-import { loadEngine, PulumiStack, writeTinyProgram, type Engine, type RunResult } from "../engine";
+import { loadEngine, PulumiStack, writeTinyProgram, type Engine, type RunResult } from "../../../scripts/lab/stack/engine";
 
 /*
- * The DigitalOcean provider TEST DOUBLE (test/e2e/provider-doubles/digitalocean) on the real
+ * The DigitalOcean provider TEST DOUBLE (scripts/lab/provider-doubles/digitalocean) on the real
  * Pulumi engine (CLI v3.274.0, Node.js language host, @pulumi/digitalocean 4.80.1 SDK) against
  * the loopback API double (apiDouble.ts), with a tiny program written here (not the
  * shortcircuit program):
@@ -109,7 +109,7 @@ export const volumeId = volume.id;
 `,
         );
         console.log(
-            `digitalocean provider: ${stack.plugins.digitalocean === "double" ? "TEST DOUBLE (test/e2e/provider-doubles/digitalocean)" : stack.plugins.digitalocean}`,
+            `digitalocean provider: ${stack.plugins.digitalocean === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/digitalocean)" : stack.plugins.digitalocean}`,
         );
         const before = api.calls.length;
         expectOk(await stack.up());

@@ -2,10 +2,10 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { HEADSCALE_METRICS_PORT } from "../../components/control/headscale";
-import { versions } from "../../components/versions";
-import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
-import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "../../scripts/lab";
+import { HEADSCALE_METRICS_PORT } from "../../../components/control/headscale";
+import { versions } from "../../../components/versions";
+import { committedFleet, labWithExistingControlHost, type RawFleet as Raw } from "./labShape";
+import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "..";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
 
@@ -82,7 +82,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
     if (raw.controlServer.host.host !== CONTROL) throw new Error(`the fixture's control host is not ${CONTROL}`);
     const droplet = options.controlHost === "droplet";
     if (droplet) {
-        raw.controlServer.host = (rawFleet("lab") as Raw).controlServer.host;
+        raw.controlServer.host = (committedFleet("lab") as Raw).controlServer.host;
         raw.nodes = raw.nodes.filter((node: Raw) => node.name !== CONTROL);
     }
     const lastOctet: Record<string, number> = options.minimal

@@ -7,7 +7,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 /*
  * The real Pulumi engine for the end-to-end suite (DESIGN.md, "Testing" item 6): the CLI,
  * its Node.js language host and the kubernetes plugin built from the Go module proxy, and the
- * project's TEST DOUBLES of the command, tls and digitalocean providers (test/e2e/provider-doubles), all
+ * project's TEST DOUBLES of the command, tls and digitalocean providers (scripts/lab/provider-doubles), all
  * from scripts/tools/build-engine.sh's cache. SHORTCIRCUIT_PULUMI_PLUGINS=<dir> swaps the
  * doubles for real plugins: every pulumi-resource-<name> in <dir> is installed instead.
  *
@@ -17,7 +17,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
  * into the clone or the operator's ~/.pulumi.
  */
 
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
+const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
 const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json"];
 const PROGRAM_DIRS = ["components", "stacks"];
 

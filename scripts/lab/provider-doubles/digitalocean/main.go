@@ -24,7 +24,7 @@ import (
 var Version = "4.80.1"
 
 func main() {
-	fmt.Fprintf(os.Stderr, "pulumi-resource-digitalocean %s: shortcircuit TEST DOUBLE (test/e2e/provider-doubles/digitalocean), not the real provider\n", Version)
+	fmt.Fprintf(os.Stderr, "pulumi-resource-digitalocean %s: shortcircuit TEST DOUBLE (scripts/lab/provider-doubles/digitalocean), not the real provider\n", Version)
 	d := &double{}
 	provider := p.Provider{
 		CheckConfig: func(_ context.Context, req p.CheckRequest) (p.CheckResponse, error) {
