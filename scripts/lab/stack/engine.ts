@@ -102,6 +102,15 @@ export interface StackOptions {
     programDir?: string;
     /** More plain config beside the fleet, by full key ("digitalocean:apiEndpoint"). A `secrets` key with a ":" is a full key too. */
     config?: Record<string, string>;
+    /**
+     * Link the working tree's program (index.ts, components/, stacks/, package.json,
+     * tsconfig.json) instead of copying it, so an edit shows up in the next preview. Pulumi.yaml
+     * is copied either way: the engine looks for Pulumi.<stack>.yaml beside it, and that must be
+     * the project's own derived file, never a committed one.
+     */
+    linkProgram?: boolean;
+    /** Real plugin binaries to install, by provider (before SHORTCIRCUIT_PULUMI_PLUGINS and the doubles). */
+    pluginFiles?: Partial<Record<"command" | "tls" | "digitalocean", string>>;
 }
 
 /**
@@ -175,8 +184,14 @@ export class PulumiStack {
         if (this.options.programDir) {
             fs.cpSync(this.options.programDir, this.projectDir, { recursive: true });
         } else {
-            for (const file of PROGRAM_FILES) fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
-            for (const dir of PROGRAM_DIRS) fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+            for (const file of PROGRAM_FILES) {
+                if (this.options.linkProgram && file !== "Pulumi.yaml") fs.symlinkSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
+                else fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
+            }
+            for (const dir of PROGRAM_DIRS) {
+                if (this.options.linkProgram) fs.symlinkSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir));
+                else fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+            }
         }
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(this.projectDir, "node_modules"));
         if (!fs.existsSync(path.join(this.home, "plugins"))) await this.installPlugins();
@@ -208,7 +223,7 @@ export class PulumiStack {
             await this.check(["plugin", "install", "resource", name, pins[name], "--file", file, "--reinstall"]);
         };
         for (const name of ["command", "tls", "digitalocean"] as const) {
-            const candidate = real ? path.join(real, `pulumi-resource-${name}`) : "";
+            const candidate = this.options.pluginFiles?.[name] ?? (real ? path.join(real, `pulumi-resource-${name}`) : "");
             if (candidate && fs.existsSync(candidate)) {
                 await install(name, candidate);
                 this.plugins[name] = candidate;
