@@ -46,11 +46,35 @@ export function takeDown(dir: string, stack: LabShapeName): DownReport {
         killAll(apiPids);
         removed.push(`API server pids ${apiPids.join(", ")}`);
     }
+    // Whatever still runs on the session's files (an etcd or kube-apiserver a killed keeper had
+    // just spawned, before it could say their pids).
+    const strays = processesUsing(dir);
+    if (strays.length > 0) {
+        killAll(strays);
+        removed.push(`processes ${strays.join(", ")} using ${dir}`);
+    }
     if (fs.existsSync(dir)) {
         fs.rmSync(dir, { recursive: true, force: true });
         removed.push(dir);
     }
     return { stack, removed };
+}
+
+function processesUsing(dir: string): number[] {
+    return fs
+        .readdirSync("/proc")
+        .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
+        .map(Number)
+        .filter((pid) => {
+            try {
+                return fs
+                    .readFileSync(`/proc/${pid}/cmdline`, "utf8")
+                    .split("\0")
+                    .some((arg) => arg.includes(`${dir}/`));
+            } catch {
+                return false;
+            }
+        });
 }
 
 function runsApiServer(pid: number): boolean {

@@ -9,6 +9,7 @@ import { fork, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadEngine } from "../stack/engine";
+import { afterFirstUp, committedFleet } from "../stack/labShape";
 import { checkLabPrerequisites } from "../prerequisites";
 import { takeDown } from "./down";
 import type { KeeperMessage, KeeperRequest } from "./keeper";
@@ -126,6 +127,8 @@ export async function up(options: UpOptions): Promise<SessionRecord> {
         out(`[3/3] pulumi up --stack ${stack}`);
         const upCode = await runPulumi(record, ["up", "--stack", stack, "--yes", "--skip-preview", "--non-interactive"]);
         if (upCode !== 0) throw new LabUpError(step, `pulumi up exited ${upCode}`);
+        const stackFile = path.join(record.projectDir, `Pulumi.${stack}.yaml`);
+        fs.writeFileSync(stackFile, afterFirstUp(fs.readFileSync(stackFile, "utf8"), committedFleet(stack)));
         out(`lab up: stack ${stack} is up on ${record.hosts.length} hosts in ${((Date.now() - started) / 1000).toFixed(1)} s`);
         return record;
     } catch (error) {

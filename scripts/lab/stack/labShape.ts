@@ -12,11 +12,13 @@
  *     (DigitalOcean is not part of a lab fleet; test/e2e/adoption.test.ts covers the droplet).
  *   - A macOS host becomes a Debian one reached as root, its relay run by systemd: the lab has
  *     no macOS-shaped host yet (issue 22).
- *   - The cluster bootstraps (`cluster.bootstrap`), and its API is the lab's API server
- *     (`cluster.serverUrl`, set once that server runs).
+ *   - The cluster bootstraps (`cluster.bootstrap`) on the first up; `afterFirstUp` puts the
+ *     committed value back, so a rehearsed change rolls the nodes in the committed order. Its
+ *     API is the lab's API server (`cluster.serverUrl`, set once that server runs).
  * What stays: names, roles, overlay addresses, certificates' validity, the cluster, the edge:
  * the plan's order, restarts and files are the committed stack's.
  */
+import { parseDocument } from "yaml";
 import type { z } from "zod";
 import type { LabRole } from "../k3s-double/types";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../../stacks/stackFile";
@@ -192,7 +194,9 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
 
     fleet.cluster.bootstrap = true;
     if (options.readyTimeoutSeconds !== undefined) fleet.cluster.readyTimeoutSeconds = options.readyTimeoutSeconds;
-    changes.push("cluster.bootstrap: true (a fresh lab fleet has no cluster yet)");
+    changes.push(
+        `cluster.bootstrap: true for the first up only (a fresh lab fleet has no cluster yet), then ${String(source.cluster.bootstrap ?? false)} as committed, so a change rolls in the committed order`,
+    );
 
     const nodes = fleet.nodes;
     const genesis = nodes.find((node) => node.genesis === true)?.name;
@@ -216,4 +220,16 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
         k3sNodes: nodes.filter((node) => node.role === "server" || node.role === "agent").map((node) => node.name),
         changes,
     };
+}
+
+/**
+ * The derived stack file's text once the first up has bootstrapped the cluster: `cluster.bootstrap`
+ * as the committed stack has it (only the nodes' order depends on it, so the next preview is a no-op).
+ */
+export function afterFirstUp(stackFileText: string, committed: FleetInput): string {
+    const document = parseDocument(stackFileText);
+    const key = ["config", "shortcircuit:fleet", "cluster", "bootstrap"];
+    if (committed.cluster.bootstrap === undefined) document.deleteIn(key);
+    else document.setIn(key, committed.cluster.bootstrap);
+    return document.toString({ lineWidth: 0 });
 }

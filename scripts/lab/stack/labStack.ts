@@ -183,6 +183,12 @@ export async function startLabStack(options: LabStackOptions): Promise<LabStack>
             derpKey: `privkey:${sha256(`derp-${seed}`)}`,
             sshPrivateKey: fleet.host(shape.genesis).privateKeyPem,
         };
+        const header = [
+            `# Derived for a lab fleet from the committed Pulumi.${options.shape ?? "lab"}.yaml (scripts/lab/stack/labShape.ts), which is never written.`,
+            "# What differs from it:",
+            ...shape.changes.map((change) => `#   ${change}`),
+            "",
+        ].join("\n");
         const stack = new PulumiStack({
             runDir,
             engine,
@@ -190,7 +196,7 @@ export async function startLabStack(options: LabStackOptions): Promise<LabStack>
             fleet: raw,
             secrets: { ...secrets, ...(options.stackSecrets ?? {}) },
             // Unquoted, as an operator writes it: the engine passes a YAML date as "2026-11-01 00:00:00 +0000 UTC".
-            editStackFile: (text) => text.replace(/caIssuedOn: "?(\d{4}-\d{2}-\d{2})"?/, "caIssuedOn: $1"),
+            editStackFile: (text) => `${header}${text.replace(/caIssuedOn: "?(\d{4}-\d{2}-\d{2})"?/, "caIssuedOn: $1")}`,
             ...(options.stackConfig ? { config: options.stackConfig } : {}),
             ...(options.linkProgram ? { linkProgram: true } : {}),
             ...(options.pluginFiles ? { pluginFiles: options.pluginFiles } : {}),
