@@ -1,10 +1,10 @@
-import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
+import { committedFleet } from "../../scripts/lab/stack/labShape";
 import { parseFleet } from "../../stacks/validate";
 import type { Fleet } from "../../stacks/schema";
 
 /** A stack file's raw fleet object, freshly parsed so tests may mutate it. */
 export function rawFleet(stack: "prod" | "lab"): Record<string, unknown> {
-    return rawFleetFromStackFile(readStackFile(stackFilePath(stack))) as Record<string, unknown>;
+    return committedFleet(stack) as Record<string, unknown>;
 }
 
 export function validFleet(stack: "prod" | "lab"): Fleet {

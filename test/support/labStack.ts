@@ -1,10 +1,12 @@
 import type { LabHostSpec } from "../../scripts/lab";
-import { rawFleet, type Raw } from "./fixtures";
+import { committedFleet, deriveLabShape } from "../../scripts/lab/stack/labShape";
+import type { Raw } from "./fixtures";
 
 /*
- * The committed lab stack, moved onto a lab-fleet bridge: the same nodes, overlays and
- * cluster, with LAN addresses on the test bridge and SSH over the LAN. Shared by the rollout
- * tests and the rollout benchmark.
+ * The committed lab stack, moved onto a lab-fleet bridge by the lab command's derivation
+ * (scripts/lab/stack/labShape.ts), its droplet kept: the same nodes, overlays and cluster, with
+ * LAN addresses on the test bridge and SSH over the LAN. Shared by the rollout tests and the
+ * rollout benchmark, which start only its K3s nodes.
  */
 
 export interface LabStackOnBridge {
@@ -14,24 +16,18 @@ export interface LabStackOnBridge {
 
 /** `bridgePrefix` is the first three octets of a /24 in 198.18.0.0/15, e.g. "198.18.91". */
 export function labStackOnBridge(bridgePrefix: string, readyTimeoutSeconds: number, bootstrap = false): LabStackOnBridge {
-    const lastOctet: Record<string, number> = { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, "lab-relay-01": 2 };
-    const config: Raw = rawFleet("lab");
-    config.sites[0].lan = `${bridgePrefix}.0/24`;
-    for (const node of config.nodes) {
-        node.lan.address = `${bridgePrefix}.${lastOctet[node.name]}`;
-    }
-    config.access.sshVia = "lan";
-    config.cluster.readyTimeoutSeconds = readyTimeoutSeconds;
+    const shape = deriveLabShape(committedFleet("lab"), { bridgePrefix, readyTimeoutSeconds, controlServer: "droplet" });
+    const config: Raw = shape.fleet;
     config.cluster.bootstrap = bootstrap;
-    const hosts: LabHostSpec[] = config.nodes
-        .filter((node: Raw) => node.role === "server" || node.role === "agent")
-        .map((node: Raw) => ({
-            name: node.name,
-            role: node.role,
-            lanAddress: node.lan.address,
-            tailnetAddress: node.tailnet.address,
-            nebulaAddress: node.nebula.address,
-            nebulaIface: config.overlays.nebula.interface,
+    const hosts: LabHostSpec[] = shape.hosts
+        .filter((host) => shape.k3sNodes.includes(host.name))
+        .map((host) => ({
+            name: host.name,
+            role: host.role,
+            lanAddress: host.lanAddress,
+            tailnetAddress: host.tailnetAddress,
+            nebulaAddress: host.nebulaAddress,
+            nebulaIface: shape.fleet.overlays.nebula.interface,
         }));
     return { config, hosts };
 }
