@@ -4,7 +4,7 @@ import type { Fleet } from "../../stacks/schema";
 
 /** A stack file's raw fleet object, freshly parsed so tests may mutate it. */
 export function rawFleet(stack: "prod" | "lab"): Record<string, unknown> {
-    return committedFleet(stack) as Record<string, unknown>;
+    return committedFleet(stack);
 }
 
 export function validFleet(stack: "prod" | "lab"): Fleet {
