@@ -1,5 +1,5 @@
 import type { LabHostSpec } from "../../scripts/lab";
-import { committedFleet, deriveLabShape } from "../../scripts/lab/stack/labShape";
+import { committedFleet, deriveLabShape, labHostSpec } from "../../scripts/lab/stack/labShape";
 import type { Raw } from "./fixtures";
 
 /*
@@ -19,15 +19,6 @@ export function labStackOnBridge(bridgePrefix: string, readyTimeoutSeconds: numb
     const shape = deriveLabShape(committedFleet("lab"), { bridgePrefix, readyTimeoutSeconds, controlServer: "droplet" });
     const config: Raw = shape.fleet;
     config.cluster.bootstrap = bootstrap;
-    const hosts: LabHostSpec[] = shape.hosts
-        .filter((host) => shape.k3sNodes.includes(host.name))
-        .map((host) => ({
-            name: host.name,
-            role: host.role,
-            lanAddress: host.lanAddress,
-            tailnetAddress: host.tailnetAddress,
-            nebulaAddress: host.nebulaAddress,
-            nebulaIface: shape.fleet.overlays.nebula.interface,
-        }));
+    const hosts: LabHostSpec[] = shape.hosts.filter((host) => shape.k3sNodes.includes(host.name)).map((host) => labHostSpec(shape, host));
     return { config, hosts };
 }

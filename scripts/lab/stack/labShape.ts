@@ -21,6 +21,7 @@
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import type { LabRole } from "../k3s-double/types";
+import type { LabHostSpec } from "../types";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../../stacks/stackFile";
 import type { FleetSchema } from "../../../stacks/schema";
 import { parseFleet } from "../../../stacks/validate";
@@ -232,4 +233,16 @@ export function afterFirstUp(stackFileText: string, committed: FleetInput): stri
     if (committed.cluster.bootstrap === undefined) document.deleteIn(key);
     else document.setIn(key, committed.cluster.bootstrap);
     return document.toString({ lineWidth: 0 });
+}
+
+/** What startLabFleet starts for a host of the shape: its addresses and the stack's Nebula interface. */
+export function labHostSpec(shape: LabShape, host: LabShapeHost): LabHostSpec {
+    return {
+        name: host.name,
+        role: host.role,
+        lanAddress: host.lanAddress,
+        tailnetAddress: host.tailnetAddress,
+        nebulaAddress: host.nebulaAddress,
+        nebulaIface: shape.fleet.overlays.nebula.interface,
+    };
 }

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { HEADSCALE_METRICS_PORT } from "../../../components/control/headscale";
 import { versions } from "../../../components/versions";
 import { parseFleet } from "../../../stacks/validate";
-import { committedFleet, deriveLabShape, type FleetInput, type LabShape } from "./labShape";
+import { committedFleet, deriveLabShape, labHostSpec, type FleetInput, type LabShape } from "./labShape";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "..";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
@@ -129,12 +129,7 @@ export async function startLabStack(options: LabStackOptions): Promise<LabStack>
     // Each host carries the stack's overlay addresses and Nebula interface (a delivery checks that
     // nebula's link is up; the stand-in service manager runs nothing, so the tun device stands in).
     const specs: LabHostSpec[] = shape.hosts.map((host) => ({
-        name: host.name,
-        role: host.role,
-        lanAddress: host.lanAddress,
-        tailnetAddress: host.tailnetAddress,
-        nebulaAddress: host.nebulaAddress,
-        nebulaIface: shape.fleet.overlays.nebula.interface,
+        ...labHostSpec(shape, host),
         ...(host.control ? { tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula } } : {}),
         ...(host.control && droplet ? { machine: true } : {}),
     }));
