@@ -288,8 +288,17 @@ export class PulumiStack {
     }
     /** The stack's checkpoint from the backend, whichever it is (`pulumi stack export`, which takes no lock; secrets stay encrypted). */
     async exportState(): Promise<{ version: number; deployment: { resources?: { urn: string; type: string }[] } & Record<string, unknown> }> {
-        const result = await this.check(["stack", "export", "--stack", this.options.stack]);
-        return JSON.parse(result.stdout) as { version: number; deployment: { resources?: { urn: string; type: string }[] } & Record<string, unknown> };
+        // Through a file: stdout arrives in chunks, which would cut a UTF-8 character at a chunk's end.
+        const file = path.join(this.options.runDir, `export-${this.options.stack}-${Date.now()}.json`);
+        await this.check(["stack", "export", "--stack", this.options.stack, "--file", file]);
+        try {
+            return JSON.parse(fs.readFileSync(file, "utf8")) as {
+                version: number;
+                deployment: { resources?: { urn: string; type: string }[] } & Record<string, unknown>;
+            };
+        } finally {
+            fs.rmSync(file, { force: true });
+        }
     }
     async outputs(): Promise<Record<string, unknown>> {
         const result = await this.check(["stack", "output", "--json", "--stack", this.options.stack]);
