@@ -44,7 +44,9 @@ stamp="${tools_dir}/stamp"
 build_timeout="${SHORTCIRCUIT_GO_BUILD_TIMEOUT:-1800}"
 build_flags=(-trimpath)
 cgo_enabled=0
-recipe="${package} CGO_ENABLED=${cgo_enabled} flags=${build_flags[*]}"
+# The version stamp its Makefile sets (a module-proxy build otherwise reports "Version : git").
+ldflags="-X main.Version=${versitygw_version} -X main.Build=module-proxy"
+recipe="${package} CGO_ENABLED=${cgo_enabled} flags=${build_flags[*]} ldflags=${ldflags}"
 
 is_current() { [ -x "${bin}" ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${recipe}" ]; }
 print_export() { printf 'export SHORTCIRCUIT_VERSITYGW="%s"\n' "${bin}"; }
@@ -71,12 +73,12 @@ use_go_caches "${cache_root}" "${cgo_enabled}"
 
 staging="$(mktemp -d "${tools_dir}/.staging.XXXXXX")"
 trap 'rm -rf "${staging}"' EXIT
-log "(cd <staging> && CGO_ENABLED=${cgo_enabled} go install ${build_flags[*]} ${package}) (timeout ${build_timeout}s)"
+log "(cd <staging> && CGO_ENABLED=${cgo_enabled} go install ${build_flags[*]} -ldflags='${ldflags}' ${package}) (timeout ${build_timeout}s)"
 start="$(date +%s)"
 status=0
 # `go install pkg@version` ignores any go.mod around it: run it from the empty staging dir.
 (cd "${staging}" && GOBIN="${staging}" timeout --kill-after=30 "${build_timeout}" \
-  go install "${build_flags[@]}" "${package}") >&2 || status=$?
+  go install "${build_flags[@]}" -ldflags="${ldflags}" "${package}") >&2 || status=$?
 if [ "${status}" -ne 0 ]; then
   [ "${status}" -eq 124 ] || [ "${status}" -eq 137 ] && die "timed out after $(($(date +%s) - start))s (SHORTCIRCUIT_GO_BUILD_TIMEOUT=${build_timeout})"
   die "go install ${package} exited ${status}"

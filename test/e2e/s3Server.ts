@@ -92,7 +92,7 @@ function exited(child: ChildProcess, ms: number): Promise<boolean> {
 /** Starts versitygw on 127.0.0.1 (a free port) over `dir`; resolves once it answers /health. */
 export async function startS3Server(dir: string): Promise<S3Server> {
     const binary = versitygwBinary();
-    const version = execFileSync(binary, ["--version"], { encoding: "utf8", timeout: 30_000 }).trim().split("\n")[0];
+    const version = `versitygw ${/Version\s*:\s*(\S+)/.exec(execFileSync(binary, ["--version"], { encoding: "utf8", timeout: 30_000 }))?.[1] ?? "?"}`;
     const access = "shortcircuit-e2e";
     const secret = `e2e-secret-${process.pid}-${Date.now()}`;
     const dataDir = path.join(dir, "data");
