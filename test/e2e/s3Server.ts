@@ -33,6 +33,8 @@ export interface S3Server {
     createBucket(bucket: string): Promise<void>;
     list(bucket: string, prefix?: string): Promise<S3Object[]>;
     get(bucket: string, key: string): Promise<Buffer>;
+    /** Every object of the bucket, read back through the S3 API into `dir` (`aws s3 cp --recursive`): key -> content. */
+    getAll(bucket: string, dir: string): Promise<Record<string, Buffer>>;
     /** Uploads every file under `dir` to `<prefix>/<relative path>`. */
     uploadTree(dir: string, bucket: string, prefix: string): Promise<void>;
     stop(): Promise<void>;
@@ -171,6 +173,17 @@ export async function startS3Server(dir: string): Promise<S3Server> {
             } finally {
                 fs.rmSync(file, { force: true });
             }
+        },
+        getAll: async (bucket, dir) => {
+            fs.mkdirSync(dir, { recursive: true });
+            await aws(["s3", "cp", "--recursive", "--only-show-errors", `s3://${bucket}/`, dir]);
+            const out: Record<string, Buffer> = {};
+            for (const entry of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+                if (!entry.isFile()) continue;
+                const full = path.join(entry.parentPath, entry.name);
+                out[path.relative(dir, full).split(path.sep).join("/")] = fs.readFileSync(full);
+            }
+            return out;
         },
         uploadTree: async (dir, bucket, prefix) => {
             await aws(["s3", "cp", "--recursive", "--only-show-errors", dir, `s3://${bucket}/${prefix}`]);

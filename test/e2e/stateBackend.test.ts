@@ -189,6 +189,13 @@ describe("the lab stack's state on a real S3 server (versitygw) with Pulumi's lo
         expect(second.output).not.toMatch(/Updating|Previewing/);
         expect(await locks()).toEqual([first.lockKey]);
         console.log(`the second up, refused (exit ${second.code}, ${second.durationMs} ms):\n${second.output.trim()}`);
+        // What the lock does not cover: a preview and an export run beside the held up.
+        const preview = await stack.preview();
+        expectOk(preview);
+        expect(preview.output).not.toContain("currently locked");
+        expect((await stack.exportState()).deployment.resources?.length).toBe(resourcesBefore.length);
+        expect(first.finished()).toBe(false);
+        console.log(`beside the held up: pulumi preview exited ${preview.code}, pulumi stack export succeeded (neither takes the lock)`);
 
         await lab.fleet.setK3sBehaviour(GENESIS, { neverReady: false });
         const firstResult = await first.done;
@@ -249,9 +256,19 @@ describe("the lab stack's state on a real S3 server (versitygw) with Pulumi's lo
             ).checkpoint.latest?.pending_operations ?? [];
         console.log(`pending operations in the checkpoint the killed up left: ${JSON.stringify(pending.map((op) => `${op.type} ${op.resource.urn}`))}`);
 
+        expect(pending.map((op) => op.type)).toEqual(["updating"]);
+
         const rerun = await stack.up(UP_TIMEOUT_MS);
         expectOk(rerun);
-        console.log(`the up after pulumi cancel:\n${rerun.output.trim().split("\n").slice(-25).join("\n")}`);
+        const warning = rerun.output.split("\n").filter((line) => /pending operation|interrupted while/.test(line));
+        console.log(
+            `the up after pulumi cancel: ${rerun.output.match(CHANGES)?.[0] ?? "no changes"}; its lines about the interrupted run:\n${warning.join("\n") || "(none)"}`,
+        );
+        // The refresh before it (Pulumi.yaml: refresh: always) dropped the pending operation.
+        const after = JSON.parse((await s3.get(BUCKET, `.pulumi/stacks/shortcircuit/${STACK}.json`)).toString("utf8")) as {
+            checkpoint: { latest?: { pending_operations?: unknown[] } };
+        };
+        expect(after.checkpoint.latest?.pending_operations ?? []).toEqual([]);
         expect(lab.read(GENESIS, "/etc/rancher/k3s/config.yaml")).toContain("shortcircuit.e2e/state-backend=three");
         const converged = await stack.up(UP_TIMEOUT_MS);
         expectOk(converged);
@@ -305,20 +322,17 @@ describe("the lab stack's state on a real S3 server (versitygw) with Pulumi's lo
         }
         let read = 0;
         for (const bucket of [BUCKET, MIGRATED_BUCKET]) {
-            for (const object of await s3.list(bucket)) {
-                const text = (await s3.get(bucket, object.key)).toString("utf8");
+            const objects = await s3.getAll(bucket, path.join(tmpDir, "read-back", bucket));
+            // Every object the listing names was read back, and nothing else.
+            expect(Object.keys(objects).sort()).toEqual((await s3.list(bucket)).map((object) => object.key).sort());
+            for (const [key, content] of Object.entries(objects)) {
+                const object = `${bucket}/${key}`;
+                const text = content.toString("utf8");
                 read += 1;
                 for (const [name, needle] of Object.entries(needles)) {
-                    expect({ object: `${bucket}/${object.key}`, name, leaks: text.includes(needle) }).toEqual({
-                        object: `${bucket}/${object.key}`,
-                        name,
-                        leaks: false,
-                    });
+                    expect({ object, name, leaks: text.includes(needle) }).toEqual({ object, name, leaks: false });
                 }
-                expect({ object: `${bucket}/${object.key}`, pem: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text) }).toEqual({
-                    object: `${bucket}/${object.key}`,
-                    pem: false,
-                });
+                expect({ object, pem: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text) }).toEqual({ object, pem: false });
             }
         }
         expect(read).toBeGreaterThan(5);
