@@ -40,7 +40,7 @@ let s3: S3Server;
 let stack: PulumiStack;
 let fleet: Raw;
 let tmpDir = "";
-/** Process groups of the held runs, killed in afterAll should a failed test leave one running. */
+/** The CLI pids of the held runs, killed (with all below them) in afterAll should a failed test leave one running. */
 const heldGroups = new Set<number>();
 
 function expectOk(result: RunResult): void {
@@ -76,6 +76,46 @@ async function bucketResources(): Promise<Record<string, unknown>> {
         checkpoint: { latest?: { resources?: { urn: string; outputs?: unknown }[]; pending_operations?: unknown[] } };
     };
     return Object.fromEntries((checkpoint.checkpoint.latest?.resources ?? []).map((resource) => [resource.urn, resource.outputs ?? null]));
+}
+
+/** Running (not gone, not a zombie). */
+function alive(pid: number): boolean {
+    try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    } catch {
+        return false;
+    }
+}
+
+/** Kills `pid` and every process below it, each by its pid (SIGKILL). */
+function killTree(tree: { pid: number }[]): void {
+    for (const each of tree) {
+        try {
+            process.kill(each.pid, "SIGKILL");
+        } catch {
+            // already gone
+        }
+    }
+}
+
+/** `pid` and every process below it, with its process group (from /proc). */
+function processTree(pid: number): { pid: number; pgid: number; command: string }[] {
+    const all: { pid: number; ppid: number; pgid: number; command: string }[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+            const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+            // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+            const [, , ppid, pgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+            all.push({ pid: Number(entry), ppid: Number(ppid), pgid: Number(pgid), command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+        } catch {
+            // gone meanwhile
+        }
+    }
+    const tree = all.filter((each) => each.pid === pid);
+    for (let index = 0; index < tree.length; index += 1) tree.push(...all.filter((each) => each.ppid === tree[index].pid));
+    return tree.map(({ pid: id, pgid, command }) => ({ pid: id, pgid, command }));
 }
 
 /** A label on the genesis: a config change whose rollout restarts its k3s (held there while neverReady is cued). */
@@ -154,13 +194,7 @@ beforeAll(async () => {
 }, PER_TEST_MS);
 
 afterAll(async () => {
-    for (const group of heldGroups) {
-        try {
-            process.kill(-group, "SIGKILL");
-        } catch {
-            // already gone
-        }
-    }
+    for (const pid of heldGroups) killTree(processTree(pid));
     try {
         // A held run that a failed test left behind: release the genesis so its SSH session ends.
         if (lab) await lab.fleet.setK3sBehaviour(GENESIS, { neverReady: false });
@@ -234,9 +268,16 @@ describe("the lab stack's state on a real S3 server (versitygw) with Pulumi's lo
 
     it("3. an up killed mid-run: its lock stays and the next up is refused; `pulumi cancel` removes it; then up converges", async () => {
         const killed = await startHeldUp("three");
-        process.kill(-killed.pid, "SIGKILL");
+        // As a crash would: the CLI and everything it started at once. The language host and each
+        // provider plugin run in their own process group (a SIGKILL of the CLI's group alone left
+        // them running, orphaned, for good), so every process of the tree is killed by pid.
+        const tree = processTree(killed.pid);
+        const ownGroups = tree.filter((each) => each.pgid !== killed.pid).map((each) => each.command);
+        console.log(`killing the held up's ${tree.length} processes; in their own process group: ${ownGroups.join(", ") || "none"}`);
+        killTree(tree);
         const killedResult = await killed.done;
         expect(killedResult.code).toBeNull();
+        await waitFor("every process of the killed up to be gone", () => tree.every((each) => !alive(each.pid)), 30_000);
         // The held remote step may go on without its client: let it end.
         await lab.fleet.setK3sBehaviour(GENESIS, { neverReady: false });
         expect(await locks()).toEqual([killed.lockKey]);
