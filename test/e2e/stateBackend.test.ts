@@ -41,7 +41,7 @@ let stack: PulumiStack;
 let fleet: Raw;
 let tmpDir = "";
 /** The CLI pids of the held runs, killed (with all below them) in afterAll should a failed test leave one running. */
-const heldGroups = new Set<number>();
+const heldRuns = new Set<number>();
 
 function expectOk(result: RunResult): void {
     if (result.code !== 0) throw new Error(`pulumi exited ${result.code}${result.timedOut ? " (timed out)" : ""}:\n${result.output.slice(-6000)}`);
@@ -135,11 +135,11 @@ async function startHeldUp(label: string): Promise<{ done: Promise<RunResult>; p
     const done = stack
         .up(UP_TIMEOUT_MS, [], (spawned) => {
             pid = spawned;
-            heldGroups.add(spawned);
+            heldRuns.add(spawned);
         })
         .then((result) => {
             finished = true;
-            heldGroups.delete(pid);
+            heldRuns.delete(pid);
             return result;
         });
     const early = async (): Promise<void> => {
@@ -194,7 +194,7 @@ beforeAll(async () => {
 }, PER_TEST_MS);
 
 afterAll(async () => {
-    for (const pid of heldGroups) killTree(processTree(pid));
+    for (const pid of heldRuns) killTree(processTree(pid));
     try {
         // A held run that a failed test left behind: release the genesis so its SSH session ends.
         if (lab) await lab.fleet.setK3sBehaviour(GENESIS, { neverReady: false });
