@@ -107,14 +107,20 @@ function processTree(pid: number): { pid: number; pgid: number; command: string 
         try {
             const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
             // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-            const [, , ppid, pgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+            const [, ppid, pgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
             all.push({ pid: Number(entry), ppid: Number(ppid), pgid: Number(pgid), command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
         } catch {
             // gone meanwhile
         }
     }
     const tree = all.filter((each) => each.pid === pid);
-    for (let index = 0; index < tree.length; index += 1) tree.push(...all.filter((each) => each.ppid === tree[index].pid));
+    const seen = new Set(tree.map((each) => each.pid));
+    for (let index = 0; index < tree.length; index += 1) {
+        for (const child of all.filter((each) => each.ppid === tree[index].pid && !seen.has(each.pid))) {
+            seen.add(child.pid);
+            tree.push(child);
+        }
+    }
     return tree.map(({ pid: id, pgid, command }) => ({ pid: id, pgid, command }));
 }
 
