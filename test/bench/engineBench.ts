@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { startE2eLab } from "../../scripts/lab/stack/labStack";
+import { startLabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, runProcess, type RunResult } from "../../scripts/lab/stack/engine";
 
 function median(values: number[]): number {
@@ -24,12 +24,14 @@ function ok(what: string, result: RunResult): number {
 const seconds = (ms: number): string => (ms / 1000).toFixed(1).padStart(8);
 
 async function figuresFor(label: string, extraAgents: number): Promise<void> {
-    const lab = await startE2eLab({ stack: "bench", readyTimeoutSeconds: 30, extraAgents });
+    const lab = await startLabStack({ stack: "bench", readyTimeoutSeconds: 30, extraAgents });
     try {
         const first = ok("first up", await lab.stack.up(30 * 60_000));
         const noop = ok("no-op up", await lab.stack.up());
         const node = lab.k3sNodes.find((name) => name !== "lab-server-01") ?? lab.k3sNodes[0];
-        lab.config.nodes.find((each: { name: string }) => each.name === node).labels = { "shortcircuit.bench/changed": "yes" };
+        const changed = lab.config.nodes.find((each) => each.name === node);
+        if (!changed) throw new Error(`bench: no node ${node}`);
+        changed.labels = { "shortcircuit.bench/changed": "yes" };
         lab.stack.setFleet(lab.config);
         const oneNode = ok("one-node up", await lab.stack.up());
         const previews: number[] = [];

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import type { LabFleet, LabHost } from "../../scripts/lab";
-import { CONTROL, freeBridgePrefix, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { CONTROL, freeBridgePrefix, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { startApiDouble } from "./digitalocean/apiDouble";
 
@@ -47,7 +47,7 @@ export interface DoAccount {
 }
 
 export interface DropletLab {
-    lab: E2eLab;
+    lab: LabStack;
     fleet: LabFleet;
     control: LabHost;
     machine: DropletMachine;
@@ -89,9 +89,9 @@ export async function startDropletLab(options: { readyTimeoutSeconds: number }):
         return { api, config: { "digitalocean:apiEndpoint": api.url }, secrets: { "digitalocean:token": api.token } };
     };
     let account = await startAccount();
-    let lab: E2eLab;
+    let lab: LabStack;
     try {
-        lab = await startE2eLab({
+        lab = await startLabStack({
             stack: "fresh",
             readyTimeoutSeconds: options.readyTimeoutSeconds,
             bridgePrefix: prefix,

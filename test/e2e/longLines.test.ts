@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { stepLauncher } from "../../components/remote/remoteCommand";
 import { scriptFile } from "../../components/remote/scripts";
-import { CONTROL, GENESIS, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { CONTROL, GENESIS, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, writeTinyProgram, type RunResult } from "../../scripts/lab/stack/engine";
 
 /*
@@ -29,10 +29,10 @@ const BOUND = 16 * 1024;
 const MARK = " [shortcircuit: line folded here, it goes on in the next line]\n";
 const PROJECT = "long-lines";
 
-let lab: E2eLab;
+let lab: LabStack;
 
 beforeAll(async () => {
-    lab = await startE2eLab({ stack: "longlines", readyTimeoutSeconds: 10, minimal: true });
+    lab = await startLabStack({ stack: "longlines", readyTimeoutSeconds: 10, minimal: true });
     console.log(
         `command provider: ${lab.stack.plugins.command === "double" ? "TEST DOUBLE (scripts/lab/provider-doubles/command)" : `real, from ${lab.stack.plugins.command}`}`,
     );

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
-import { CONTROL, GENESIS, RELAY, sha256, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { CONTROL, GENESIS, RELAY, sha256, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { throwawayPlan } from "../../scripts/render/throwawayPlan";
 import { parseFleet } from "../../stacks/validate";
@@ -33,7 +33,7 @@ const READY_TIMEOUT_SECONDS = 10;
 const UP_TIMEOUT_MS = 12 * 60_000;
 const DOUBLE_STATE = "/var/lib/rancher/k3s-test-double/";
 
-let lab: E2eLab;
+let lab: LabStack;
 let rollout: string[] = [];
 let HOSTS: string[] = [];
 let K3S_NODES: string[] = [];
@@ -75,7 +75,7 @@ function expectOk(result: RunResult): void {
 }
 
 beforeAll(async () => {
-    lab = await startE2eLab({ stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS });
+    lab = await startLabStack({ stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS });
     HOSTS = lab.hosts;
     K3S_NODES = lab.k3sNodes;
     const { engine, stack, api } = lab;
@@ -194,7 +194,7 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
 
     it("3. one node's label: preview --diff shows the changed config text; up touches only that node", async () => {
         const node = "lab-agent-01";
-        lab.config.nodes.find((each: Raw) => each.name === node).labels["shortcircuit.e2e/changed"] = "yes";
+        (lab.config as Raw).nodes.find((each: Raw) => each.name === node).labels["shortcircuit.e2e/changed"] = "yes";
         lab.stack.setFleet(lab.config);
         const preview = await lab.stack.preview(["--diff"]);
         expectOk(preview);
@@ -218,7 +218,7 @@ describe("a real pulumi up of the lab stack on the lab fleet", () => {
         const [first, second] = rollout;
         const previous = { first: lab.read(first, "/etc/rancher/k3s/config.yaml"), second: lab.read(second, "/etc/rancher/k3s/config.yaml") };
         for (const name of [first, second]) {
-            const node = lab.config.nodes.find((each: Raw) => each.name === name);
+            const node = (lab.config as Raw).nodes.find((each: Raw) => each.name === name);
             node.labels = { ...(node.labels ?? {}), "shortcircuit.e2e/rollout": "two" };
         }
         lab.stack.setFleet(lab.config);

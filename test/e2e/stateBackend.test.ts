@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
-import { CONTROL, GENESIS, startE2eLab, type E2eLab } from "../../scripts/lab/stack/labStack";
+import { CONTROL, GENESIS, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { startS3Server, type S3Server } from "./s3Server";
 
@@ -35,7 +35,7 @@ const LOCK_KEY = new RegExp(`^\\.pulumi/locks/[^/]+/shortcircuit/${STACK}/[0-9a-
 const LOCKED = "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.";
 const CHANGES = /\b\d+ (created|updated|replaced|deleted)\b/;
 
-let lab: E2eLab;
+let lab: LabStack;
 let s3: S3Server;
 let stack: PulumiStack;
 let fleet: Raw;
@@ -179,7 +179,7 @@ beforeAll(async () => {
     s3 = await startS3Server(tmpDir);
     await s3.createBucket(BUCKET);
     await s3.createBucket(MIGRATED_BUCKET);
-    lab = await startE2eLab({ stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS, minimal: true });
+    lab = await startLabStack({ stack: "e2e", readyTimeoutSeconds: READY_TIMEOUT_SECONDS, minimal: true });
     fleet = structuredClone(lab.config);
     stack = new PulumiStack({
         ...lab.stack.options,

@@ -20,10 +20,12 @@ export interface ApiServer {
     version: string;
     /** Runs the built kubectl against it. */
     kubectl(args: string[], opts?: { stdin?: string; check?: boolean }): { code: number; stdout: string; stderr: string };
+    /** kube-apiserver's and etcd's pids: they run in the machine's own namespace, so a lab run's teardown does not reach them. */
+    pids: number[];
     stop(): Promise<void>;
 }
 
-const SCHEMAS = path.resolve(__dirname, "..", "..", "..", "shared", "schemas");
+const SCHEMAS = path.resolve(__dirname, "..", "..", "..", "..", "shared", "schemas");
 export const CRD_FILES = ["helm.cattle.io_helmchartconfigs.yaml", "traefik.io_middlewares.yaml"];
 
 function freePort(host: string): Promise<number> {
@@ -220,7 +222,8 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
     kubectl(["wait", "--for=condition=Established", "crd/helmchartconfigs.helm.cattle.io", "crd/middlewares.traefik.io", "--timeout=60s"], { check: true });
     const version = (JSON.parse(kubectl(["version", "-o", "json"], { check: true }).stdout) as { serverVersion: { gitVersion: string } }).serverVersion
         .gitVersion;
-    return { url, kubeconfig, kubeconfigPath, version, kubectl, stop };
+    const pids = [apiserver.pid, etcd.pid].filter((pid): pid is number => pid !== undefined);
+    return { url, kubeconfig, kubeconfigPath, version, kubectl, pids, stop };
 }
 
 function tail(file: string): string {

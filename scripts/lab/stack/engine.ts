@@ -103,6 +103,15 @@ export interface StackOptions {
     /** More plain config beside the fleet, by full key ("digitalocean:apiEndpoint"). A `secrets` key with a ":" is a full key too. */
     config?: Record<string, string>;
     /**
+     * Link the working tree's program (index.ts, components/, stacks/, package.json,
+     * tsconfig.json) instead of copying it, so an edit shows up in the next preview. Pulumi.yaml
+     * is copied either way: the engine looks for Pulumi.<stack>.yaml beside it, and that must be
+     * the project's own derived file, never a committed one.
+     */
+    linkProgram?: boolean;
+    /** Real plugin binaries to install, by provider (before SHORTCIRCUIT_PULUMI_PLUGINS and the doubles). */
+    pluginFiles?: Partial<Record<"command" | "tls" | "digitalocean", string>>;
+    /**
      * Another backend instead of runDir/backend's file:// one: its login URL (e.g. an S3 bucket's
      * `s3://…?endpoint=…`) and what the CLI needs beside it (AWS_ACCESS_KEY_ID, …). `stateFile` then
      * names nothing: read the state with `exportState()`.
@@ -182,8 +191,14 @@ export class PulumiStack {
         if (this.options.programDir) {
             fs.cpSync(this.options.programDir, this.projectDir, { recursive: true });
         } else {
-            for (const file of PROGRAM_FILES) fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
-            for (const dir of PROGRAM_DIRS) fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+            for (const file of PROGRAM_FILES) {
+                if (this.options.linkProgram && file !== "Pulumi.yaml") fs.symlinkSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
+                else fs.copyFileSync(path.join(REPO_ROOT, file), path.join(this.projectDir, file));
+            }
+            for (const dir of PROGRAM_DIRS) {
+                if (this.options.linkProgram) fs.symlinkSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir));
+                else fs.cpSync(path.join(REPO_ROOT, dir), path.join(this.projectDir, dir), { recursive: true });
+            }
         }
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(this.projectDir, "node_modules"));
         if (!fs.existsSync(path.join(this.home, "plugins"))) await this.installPlugins();
@@ -215,7 +230,7 @@ export class PulumiStack {
             await this.check(["plugin", "install", "resource", name, pins[name], "--file", file, "--reinstall"]);
         };
         for (const name of ["command", "tls", "digitalocean"] as const) {
-            const candidate = real ? path.join(real, `pulumi-resource-${name}`) : "";
+            const candidate = this.options.pluginFiles?.[name] ?? (real ? path.join(real, `pulumi-resource-${name}`) : "");
             if (candidate && fs.existsSync(candidate)) {
                 await install(name, candidate);
                 this.plugins[name] = candidate;

@@ -4,43 +4,49 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { HEADSCALE_METRICS_PORT } from "../../../components/control/headscale";
 import { versions } from "../../../components/versions";
-import { committedFleet, labWithExistingControlHost, type RawFleet as Raw } from "./labShape";
+import { parseFleet } from "../../../stacks/validate";
+import { committedFleet, deriveLabShape, type FleetInput, type LabShape } from "./labShape";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabHostSpec } from "..";
 import { startApiServer, type ApiServer } from "./apiServer";
 import { loadEngine, PulumiStack, type Engine } from "./engine";
 
 /*
- * The lab stack on a lab-fleet bridge for a real `pulumi up` (test/e2e/realUp.test.ts and
- * the engine benchmark): the lab stack's K3s nodes (plus `extraAgents` more agents), its relay,
- * an existing host running the control server, the real API server on the bridge's root side
- * (cluster.serverUrl), and one stack of the real engine with the provider doubles (or real
+ * A committed stack's shape (labShape.ts) on a lab-fleet bridge, with the real engine: the lab
+ * command (scripts/labCommand.ts), test/e2e/realUp.test.ts and the engine benchmark run this. It
+ * starts a lab host per host of the shape (plus `extraAgents` more agents), the real API server
+ * on the bridge's root side (cluster.serverUrl), listeners standing in for derper's and
+ * Headscale's ports, and one stack of the real engine with the provider doubles (or real
  * plugins, SHORTCIRCUIT_PULUMI_PLUGINS).
  */
 
+/** The lab shape's host names (the lab stack's). */
 export const CONTROL = "lab-control-01";
 export const RELAY = "lab-relay-01";
 export const GENESIS = "lab-server-01";
 
 /** What the headscale .deb installs on an existing control host (the bootstrap finds it installed). */
 export const HEADSCALE_UNIT =
-    "[Unit]\nDescription=headscale (e2e: stands in for the .deb's unit)\n[Service]\nExecStart=/usr/bin/headscale serve\n[Install]\nWantedBy=multi-user.target\n";
+    "[Unit]\nDescription=headscale (lab: stands in for the .deb's unit)\n[Service]\nExecStart=/usr/bin/headscale serve\n[Install]\nWantedBy=multi-user.target\n";
 
 export const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
 
-export interface E2eLabOptions {
-    /** First three octets of the bridge's /24 ("198.18.77"); default: a free one in 198.18.0.0/15. */
-    bridgePrefix?: string;
+export interface LabStackOptions {
+    /** The Pulumi stack's name. */
     stack: string;
+    /** The committed stack file whose shape the lab takes (default "lab"). */
+    shape?: "lab" | "prod";
+    /** First three octets of the bridge's /24 ("198.18.77"); default: a free one in 198.19.0.0/16. */
+    bridgePrefix?: string;
     readyTimeoutSeconds: number;
     /** Internal: how many times a clashing bridge was chosen again. */
     attempt?: number;
-    /** More K3s agents beyond the lab stack's two (the benchmark's prod-sized fleet). */
+    /** More K3s agents beyond the shape's (the benchmark's prod-sized fleet). */
     extraAgents?: number;
     /**
-     * "droplet": the control server is the lab stack's droplet (`controlServer.host.kind:
-     * droplet`), and CONTROL is not a fleet node but the lab host that plays that droplet
-     * (started with `machine: true`; test/e2e/dropletLab.ts emulates DigitalOcean on it).
-     * Default "existing": the control server runs on the fleet host CONTROL.
+     * "droplet": the control server is the stack's droplet, and CONTROL is not a fleet node but
+     * the lab host that plays that droplet (started with `machine: true`; test/e2e/dropletLab.ts
+     * emulates DigitalOcean on it). Default "existing": the control server runs on the fleet host
+     * CONTROL.
      */
     controlHost?: "existing" | "droplet";
     /** Only the genesis and the control host: no agents, no relay, no cluster edge and no API server. */
@@ -49,14 +55,26 @@ export interface E2eLabOptions {
     stackConfig?: Record<string, string>;
     /** More stack secrets (full keys, e.g. "digitalocean:token"); passed to PulumiStack. */
     stackSecrets?: Record<string, string>;
+    /** The stack's project links the working tree's program instead of copying it (the lab command: edits show up). */
+    linkProgram?: boolean;
+    /** Where the stack's project, backend and PULUMI_HOME go (default <run dir>/e2e). */
+    scratchDir?: string;
+    /** Real provider plugins by name (scripts/lab/session/plugins.ts); the rest run as doubles. */
+    pluginFiles?: Partial<Record<"command" | "tls" | "digitalocean", string>>;
+    /** Called as soon as a part that outlives a crash exists: the fleet's run id, the API server's pids (lab down finds them by these). */
+    onStarted?: (part: { runId: string } | { apiServerPids: number[] }) => void;
+    /** Called as each part starts ("fleet", "api server", "stack"), for progress output. */
+    onStep?: (step: string) => void;
 }
 
-export interface E2eLab {
+export interface LabStack {
     engine: Engine;
     fleet: LabFleet;
     api: ApiServer;
     stack: PulumiStack;
-    config: Raw;
+    /** The derived fleet the stack file holds (tests change it and call stack.setFleet). */
+    config: FleetInput;
+    shape: LabShape;
     runDir: string;
     hosts: string[];
     k3sNodes: string[];
@@ -72,106 +90,105 @@ export interface E2eLab {
     stop(): Promise<void>;
 }
 
-export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
+export async function startLabStack(options: LabStackOptions): Promise<LabStack> {
     const missing = checkLabPrerequisites();
     if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")} (scripts/setup.sh installs them; CI runs as root)`);
     const engine = loadEngine();
     const prefix = options.bridgePrefix ?? freeBridgePrefix();
-    // The control server on a fleet host; its LAN address follows the bridge below.
-    const raw: Raw = labWithExistingControlHost();
-    if (raw.controlServer.host.host !== CONTROL) throw new Error(`the fixture's control host is not ${CONTROL}`);
-    const droplet = options.controlHost === "droplet";
-    if (droplet) {
-        raw.controlServer.host = (committedFleet("lab") as Raw).controlServer.host;
-        raw.nodes = raw.nodes.filter((node: Raw) => node.name !== CONTROL);
-    }
-    const lastOctet: Record<string, number> = options.minimal
-        ? { [GENESIS]: 11, [CONTROL]: 3 }
-        : { "lab-server-01": 11, "lab-agent-01": 21, "lab-agent-02": 22, [RELAY]: 2, [CONTROL]: 3 };
-    if (options.minimal) {
-        raw.nodes = raw.nodes.filter((node: Raw) => node.name in lastOctet);
-        raw.derpRelays = [];
-        raw.edge = { enabled: false };
-    }
+    const source = committedFleet(options.shape ?? "lab");
     for (let index = 0; index < (options.extraAgents ?? 0); index += 1) {
-        const name = `lab-agent-${String(index + 3).padStart(2, "0")}`;
-        lastOctet[name] = 30 + index;
-        raw.nodes.push({
-            name,
-            site: "lab",
+        source.nodes.push({
+            name: `${source.cluster.name}-agent-x${String(index + 1).padStart(2, "0")}`,
+            site: source.sites[0].name,
             role: "agent",
             arch: "amd64",
             os: "debian",
             lan: { interface: "eth0", address: "" },
-            tailnet: { address: `100.68.0.${30 + index}` },
-            nebula: { address: `10.68.1.${30 + index}` },
+            tailnet: { address: `${source.overlays.tailnet.prefix.split(".").slice(0, 2).join(".")}.200.${index + 1}` },
+            nebula: { address: `${source.overlays.nebula.network.split(".").slice(0, 2).join(".")}.200.${index + 1}` },
         });
     }
-    raw.sites[0].lan = `${prefix}.0/24`;
-    for (const node of raw.nodes) node.lan.address = `${prefix}.${lastOctet[node.name]}`;
-    raw.access.sshVia = "lan";
-    raw.cluster.readyTimeoutSeconds = options.readyTimeoutSeconds;
-    raw.cluster.bootstrap = true;
-    const k3sNodes: string[] = raw.nodes.filter((node: Raw) => node.role === "server" || node.role === "agent").map((node: Raw): string => String(node.name));
-    const nebulaMembers: string[] = raw.nodes
-        .filter((node: Raw) => node.nebula !== undefined)
-        .map((node: Raw): string => String(node.name))
-        .concat([CONTROL]);
-    const hosts = Object.keys(lastOctet);
+    if (options.minimal) {
+        source.nodes = source.nodes.filter((node) => node.genesis === true);
+        source.derpRelays = [];
+        source.edge = { enabled: false };
+    }
+    const shape = deriveLabShape(source, {
+        bridgePrefix: prefix,
+        controlServer: options.controlHost ?? "existing",
+        readyTimeoutSeconds: options.readyTimeoutSeconds,
+    });
+    const raw = shape.fleet;
+    const droplet = options.controlHost === "droplet";
+    const k3sNodes = shape.k3sNodes;
+    const nebulaMembers: string[] = shape.fleet.nodes
+        .filter((node) => node.nebula !== undefined)
+        .map((node) => node.name)
+        .concat(shape.fleet.nodes.some((node) => node.name === shape.control && node.nebula !== undefined) ? [] : [shape.control]);
+    const hosts = shape.hosts.map((host) => host.name);
     // Each host carries the stack's overlay addresses and Nebula interface (a delivery checks that
     // nebula's link is up; the stand-in service manager runs nothing, so the tun device stands in).
-    const nodeOf = (name: string): Raw => raw.nodes.find((node: Raw) => node.name === name) ?? {};
-    const specs: LabHostSpec[] = hosts.map((name) => ({
-        name,
-        role: name === GENESIS ? "server" : "agent",
-        lanAddress: `${prefix}.${lastOctet[name]}`,
-        tailnetAddress: nodeOf(name).tailnet?.address,
-        nebulaAddress: name === CONTROL ? raw.controlServer.nebula.address : nodeOf(name).nebula?.address,
-        nebulaIface: raw.overlays.nebula.interface,
-        ...(name === CONTROL ? { tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula } } : {}),
-        ...(name === CONTROL && droplet ? { machine: true } : {}),
+    const specs: LabHostSpec[] = shape.hosts.map((host) => ({
+        name: host.name,
+        role: host.role,
+        lanAddress: host.lanAddress,
+        tailnetAddress: host.tailnetAddress,
+        nebulaAddress: host.nebulaAddress,
+        nebulaIface: shape.fleet.overlays.nebula.interface,
+        ...(host.control ? { tools: { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula } } : {}),
+        ...(host.control && droplet ? { machine: true } : {}),
     }));
     let fleet: LabFleet;
+    options.onStep?.(`lab fleet: ${specs.length} hosts on ${prefix}.0/24 (network namespaces, sshd, the k3s and service stand-ins)`);
     try {
         fleet = await startLabFleet({ bridgeCidr: `${prefix}.0/24`, hosts: specs });
     } catch (error) {
         // Another run took the same /24 between the choice and the start: choose again.
         if (options.bridgePrefix === undefined && /overlaps an existing route/.test(String(error)) && (options.attempt ?? 0) < 5) {
-            return startE2eLab({ ...options, attempt: (options.attempt ?? 0) + 1 });
+            return startLabStack({ ...options, attempt: (options.attempt ?? 0) + 1 });
         }
         throw error;
     }
+    options.onStarted?.({ runId: fleet.runId });
     let api: ApiServer | undefined;
     const listeners: ChildProcess[] = [];
     try {
         // derper's and Headscale's deliveries check that they answer on their ports: listeners
         // stand in for the daemons (derper's derp port, Headscale's loopback metrics port).
-        for (const relay of raw.derpRelays as Raw[]) {
-            listeners.push(await listenOn(fleet.host(relay.host).netns, relay.derpPort ?? 443));
+        for (const host of shape.hosts) {
+            if (host.derpPort !== undefined) listeners.push(await listenOn(fleet.host(host.name).netns, host.derpPort));
         }
-        listeners.push(await listenOn(fleet.host(CONTROL).netns, HEADSCALE_METRICS_PORT));
-        const runDir = path.join(fleet.runDir, "e2e");
-        fs.mkdirSync(runDir, { recursive: true });
+        listeners.push(await listenOn(fleet.host(shape.control).netns, HEADSCALE_METRICS_PORT));
+        const runDir = options.scratchDir ?? path.join(fleet.runDir, "e2e");
+        fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
         if (!options.minimal) {
+            options.onStep?.(`API server: kube-apiserver ${path.basename(path.dirname(engine.kubeBin))} + etcd on ${fleet.gatewayAddress}`);
             api = await startApiServer({
                 dir: path.join(runDir, "apiserver"),
                 address: fleet.gatewayAddress,
                 kubeBin: engine.kubeBin,
-                serviceCidr: raw.cluster.serviceCidr,
+                serviceCidr: parseFleet(raw).fleet.cluster.serviceCidr,
             });
+            options.onStarted?.({ apiServerPids: api.pids });
             raw.cluster.serverUrl = api.url;
             // The genesis's k3s double hands out the real API server's admin kubeconfig as k3s.yaml.
-            await fleet.setK3sBehaviour(GENESIS, { kubeconfig: api.kubeconfig });
+            await fleet.setK3sBehaviour(shape.genesis, { kubeconfig: api.kubeconfig });
         }
-        fs.writeFileSync(fleet.hostPath(CONTROL, "/etc/systemd/system/headscale.service"), HEADSCALE_UNIT, { mode: 0o644 });
-        await fleet.setToolBehaviour(CONTROL, { curlResponses: { [`https://${raw.controlServer.hostname}/health`]: { body: '{"status":"pass"}' } } });
+        fs.writeFileSync(fleet.hostPath(shape.control, "/etc/systemd/system/headscale.service"), HEADSCALE_UNIT, { mode: 0o644 });
+        await fleet.setToolBehaviour(shape.control, { curlResponses: { [`https://${raw.controlServer.hostname}/health`]: { body: '{"status":"pass"}' } } });
         const seed = `${process.pid}-${Date.now()}`;
         const secrets = {
             k3sToken: `e2e-k3s-token-${sha256(`token-${seed}`).slice(0, 24)}`,
             headscaleNoiseKey: `privkey:${sha256(`noise-${seed}`)}`,
             derpKey: `privkey:${sha256(`derp-${seed}`)}`,
-            sshPrivateKey: fleet.host(GENESIS).privateKeyPem,
+            sshPrivateKey: fleet.host(shape.genesis).privateKeyPem,
         };
+        const header = [
+            `# Derived for a lab fleet from the committed Pulumi.${options.shape ?? "lab"}.yaml (scripts/lab/stack/labShape.ts), which is never written.`,
+            "# What differs from it:",
+            ...shape.changes.map((change) => `#   ${change}`),
+            "",
+        ].join("\n");
         const stack = new PulumiStack({
             runDir,
             engine,
@@ -179,9 +196,12 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
             fleet: raw,
             secrets: { ...secrets, ...(options.stackSecrets ?? {}) },
             // Unquoted, as an operator writes it: the engine passes a YAML date as "2026-11-01 00:00:00 +0000 UTC".
-            editStackFile: (text) => text.replace(/caIssuedOn: "?(\d{4}-\d{2}-\d{2})"?/, "caIssuedOn: $1"),
+            editStackFile: (text) => `${header}${text.replace(/caIssuedOn: "?(\d{4}-\d{2}-\d{2})"?/, "caIssuedOn: $1")}`,
             ...(options.stackConfig ? { config: options.stackConfig } : {}),
+            ...(options.linkProgram ? { linkProgram: true } : {}),
+            ...(options.pluginFiles ? { pluginFiles: options.pluginFiles } : {}),
         });
+        options.onStep?.(`stack ${options.stack}: project ${stack.projectDir}, backend file://${stack.backendDir}`);
         await stack.init();
         const apiServer = api;
         const sessions = (): Record<string, number> =>
@@ -221,6 +241,7 @@ export async function startE2eLab(options: E2eLabOptions): Promise<E2eLab> {
             },
             stack,
             config: raw,
+            shape,
             runDir,
             hosts,
             k3sNodes,
