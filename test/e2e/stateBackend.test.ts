@@ -200,16 +200,23 @@ beforeAll(async () => {
 }, PER_TEST_MS);
 
 afterAll(async () => {
-    for (const pid of heldRuns) killTree(processTree(pid));
-    try {
-        // A held run that a failed test left behind: release the genesis so its SSH session ends.
-        if (lab) await lab.fleet.setK3sBehaviour(GENESIS, { neverReady: false });
-    } catch {
-        // the fleet is already gone
+    // Each step on its own: one that fails must not leave the lab, versitygw or the directory behind.
+    const steps: [string, () => unknown][] = [
+        ["kill a held run a failed test left", () => [...heldRuns].forEach((pid) => killTree(processTree(pid)))],
+        ["release the genesis (its SSH session ends)", () => lab?.fleet.setK3sBehaviour(GENESIS, { neverReady: false })],
+        ["stop the lab", () => lab?.stop()],
+        ["stop versitygw", () => s3?.stop()],
+        ["remove the S3 directory", () => tmpDir && fs.rmSync(tmpDir, { recursive: true, force: true })],
+    ];
+    const failed: string[] = [];
+    for (const [what, step] of steps) {
+        try {
+            await step();
+        } catch (error) {
+            failed.push(`${what}: ${String(error)}`);
+        }
     }
-    await lab?.stop();
-    await s3?.stop();
-    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+    if (failed.length > 0) throw new Error(`cleanup:\n${failed.join("\n")}`);
 }, 120_000);
 
 describe("the lab stack's state on a real S3 server (versitygw) with Pulumi's lock", () => {
