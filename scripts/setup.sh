@@ -59,6 +59,10 @@ if command -v go >/dev/null 2>&1; then
   # Cached: about 40 minutes of compiling on a cold 2-core machine, a second when current.
   echo "setup: building the Pulumi engine, kube-apiserver/kubectl and the provider doubles with Go (cached)"
   bash scripts/tools/build-engine.sh >/dev/null
+  # versitygw, the S3 server the state-backend suite keeps Pulumi's DIY backend in (about 2
+  # minutes cold, a second when current).
+  echo "setup: building versitygw, the S3 server of the state-backend suite, with Go (cached)"
+  bash scripts/tools/build-versitygw.sh >/dev/null
 else
   echo "setup: no Go on this machine; the suites that need Go-built tools will say so and skip"
 fi

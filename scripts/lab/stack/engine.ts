@@ -111,6 +111,12 @@ export interface StackOptions {
     linkProgram?: boolean;
     /** Real plugin binaries to install, by provider (before SHORTCIRCUIT_PULUMI_PLUGINS and the doubles). */
     pluginFiles?: Partial<Record<"command" | "tls" | "digitalocean", string>>;
+    /**
+     * Another backend instead of runDir/backend's file:// one: its login URL (e.g. an S3 bucket's
+     * `s3://…?endpoint=…`) and what the CLI needs beside it (AWS_ACCESS_KEY_ID, …). `stateFile` then
+     * names nothing: read the state with `exportState()`.
+     */
+    backend?: { url: string; env?: Record<string, string> };
 }
 
 /**
@@ -164,7 +170,8 @@ export class PulumiStack {
             ...(process.env as Record<string, string>),
             ...e,
             PULUMI_HOME: this.home,
-            PULUMI_BACKEND_URL: `file://${this.backendDir}`,
+            PULUMI_BACKEND_URL: this.options.backend?.url ?? `file://${this.backendDir}`,
+            ...(this.options.backend?.env ?? {}),
             PULUMI_CONFIG_PASSPHRASE: this.passphrase,
             PULUMI_SKIP_UPDATE_CHECK: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
@@ -248,12 +255,13 @@ export class PulumiStack {
     }
 
     /** Runs `pulumi <args> --non-interactive` in the project, bounded by timeoutMs. */
-    run(args: string[], opts: { stdin?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
+    run(args: string[], opts: { stdin?: string; timeoutMs?: number; env?: Record<string, string>; onSpawn?: (pid: number) => void } = {}): Promise<RunResult> {
         return runProcess(path.join(this.options.engine.pulumiBin, "pulumi"), [...args, "--non-interactive"], {
             cwd: this.projectDir,
             env: { ...this.env(), ...(opts.env ?? {}) },
             stdin: opts.stdin,
             timeoutMs: opts.timeoutMs ?? 600_000,
+            onSpawn: opts.onSpawn,
         }).then((result) => {
             this.transcripts.push(result.output);
             // SHORTCIRCUIT_E2E_LOGS=<dir> keeps every command's output (the run directory is removed at the end).
@@ -276,9 +284,12 @@ export class PulumiStack {
         return result;
     }
 
-    /** `extra`: more flags, e.g. `["--replace", urn]`. */
-    up(timeoutMs?: number, extra: string[] = []): Promise<RunResult> {
-        return this.run(["up", "--stack", this.options.stack, "--yes", "--skip-preview", "--color", "never", "--suppress-progress", ...extra], { timeoutMs });
+    /** `extra`: more flags, e.g. `["--replace", urn]`; `onSpawn` gets the CLI's pid (its process group). */
+    up(timeoutMs?: number, extra: string[] = [], onSpawn?: (pid: number) => void): Promise<RunResult> {
+        return this.run(["up", "--stack", this.options.stack, "--yes", "--skip-preview", "--color", "never", "--suppress-progress", ...extra], {
+            timeoutMs,
+            onSpawn,
+        });
     }
     preview(extra: string[] = [], timeoutMs?: number, env?: Record<string, string>): Promise<RunResult> {
         return this.run(["preview", "--stack", this.options.stack, "--color", "never", "--suppress-progress", ...extra], { timeoutMs, env });
@@ -290,6 +301,20 @@ export class PulumiStack {
             { timeoutMs },
         );
     }
+    /** The stack's checkpoint from the backend, whichever it is (`pulumi stack export`, which takes no lock; secrets stay encrypted). */
+    async exportState(): Promise<{ version: number; deployment: { resources?: { urn: string; type: string }[] } & Record<string, unknown> }> {
+        // Through a file: stdout arrives in chunks, which would cut a UTF-8 character at a chunk's end.
+        const file = path.join(this.options.runDir, `export-${this.options.stack}-${Date.now()}.json`);
+        await this.check(["stack", "export", "--stack", this.options.stack, "--file", file]);
+        try {
+            return JSON.parse(fs.readFileSync(file, "utf8")) as {
+                version: number;
+                deployment: { resources?: { urn: string; type: string }[] } & Record<string, unknown>;
+            };
+        } finally {
+            fs.rmSync(file, { force: true });
+        }
+    }
     async outputs(): Promise<Record<string, unknown>> {
         const result = await this.check(["stack", "output", "--json", "--stack", this.options.stack]);
         return JSON.parse(result.stdout) as Record<string, unknown>;
@@ -299,7 +324,7 @@ export class PulumiStack {
 export function runProcess(
     file: string,
     args: string[],
-    opts: { cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs: number },
+    opts: { cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs: number; onSpawn?: (pid: number) => void },
 ): Promise<RunResult> {
     return new Promise((resolve) => {
         const started = Date.now();
@@ -308,6 +333,7 @@ export function runProcess(
         let stderr = "";
         let output = "";
         let timedOut = false;
+        if (child.pid !== undefined) opts.onSpawn?.(child.pid);
         child.stdout.on("data", (chunk: Buffer) => {
             stdout += chunk.toString();
             output += chunk.toString();
