@@ -112,3 +112,38 @@ export function killAll(pids: number[]): void {
         if (!live.some(alive)) return;
     }
 }
+
+export function killTree(tree: { pid: number }[]): void {
+    for (const each of tree) {
+        try {
+            process.kill(each.pid, "SIGKILL");
+        } catch {
+            // already gone
+        }
+    }
+}
+
+/** `pid` and every process below it, with its process group (from /proc). */
+export function processTree(pid: number): { pid: number; pgid: number; command: string }[] {
+    const all: { pid: number; ppid: number; pgid: number; command: string }[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+            const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+            // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+            const [, ppid, pgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+            all.push({ pid: Number(entry), ppid: Number(ppid), pgid: Number(pgid), command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+        } catch {
+            // gone meanwhile
+        }
+    }
+    const tree = all.filter((each) => each.pid === pid);
+    const seen = new Set(tree.map((each) => each.pid));
+    for (let index = 0; index < tree.length; index += 1) {
+        for (const child of all.filter((each) => each.ppid === tree[index].pid && !seen.has(each.pid))) {
+            seen.add(child.pid);
+            tree.push(child);
+        }
+    }
+    return tree.map(({ pid: id, pgid, command }) => ({ pid: id, pgid, command }));
+}

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import type { Raw } from "../support/fixtures";
 import { CONTROL, GENESIS, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
+import { killTree, processTree } from "../../scripts/lab/processes";
 import { startS3Server, type S3Server } from "./s3Server";
 
 /*
@@ -89,41 +90,6 @@ function alive(pid: number): boolean {
 }
 
 /** Kills `pid` and every process below it, each by its pid (SIGKILL). */
-function killTree(tree: { pid: number }[]): void {
-    for (const each of tree) {
-        try {
-            process.kill(each.pid, "SIGKILL");
-        } catch {
-            // already gone
-        }
-    }
-}
-
-/** `pid` and every process below it, with its process group (from /proc). */
-function processTree(pid: number): { pid: number; pgid: number; command: string }[] {
-    const all: { pid: number; ppid: number; pgid: number; command: string }[] = [];
-    for (const entry of fs.readdirSync("/proc")) {
-        if (!/^\d+$/.test(entry)) continue;
-        try {
-            const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-            // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-            const [, ppid, pgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-            all.push({ pid: Number(entry), ppid: Number(ppid), pgid: Number(pgid), command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
-        } catch {
-            // gone meanwhile
-        }
-    }
-    const tree = all.filter((each) => each.pid === pid);
-    const seen = new Set(tree.map((each) => each.pid));
-    for (let index = 0; index < tree.length; index += 1) {
-        for (const child of all.filter((each) => each.ppid === tree[index].pid && !seen.has(each.pid))) {
-            seen.add(child.pid);
-            tree.push(child);
-        }
-    }
-    return tree.map(({ pid: id, pgid, command }) => ({ pid: id, pgid, command }));
-}
-
 /** A label on the genesis: a config change whose rollout restarts its k3s (held there while neverReady is cued). */
 function labelGenesis(value: string): void {
     const genesis = fleet.nodes.find((node: Raw) => node.name === GENESIS);

@@ -3,6 +3,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { killTree, processTree } from "../processes";
 
 /*
  * The real Pulumi engine for the end-to-end suite (DESIGN.md, "Testing" item 6): the CLI,
@@ -345,7 +346,12 @@ export function runProcess(
         const timer = setTimeout(() => {
             timedOut = true;
             try {
-                if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+                // The language host and each plugin run in process groups of their own: the
+                // whole tree by pid, then the group (what spawned meanwhile).
+                if (child.pid !== undefined) {
+                    killTree(processTree(child.pid));
+                    process.kill(-child.pid, "SIGKILL");
+                }
             } catch {
                 // already gone
             }
