@@ -82,6 +82,21 @@ function leftovers(runId: string, sessionDir: string): Record<string, string[]> 
         files: [sessionDir, path.join(SESSIONS, `sc-lab-${runId}`)].filter((file) => fs.existsSync(file)),
     };
 }
+/** Every lab namespace, link and run directory on this machine. */
+function labThings(): string[] {
+    return [
+        ...run("ip", ["netns", "list"])
+            .split("\n")
+            .filter((line) => line.startsWith("sc-lab-"))
+            .map((line) => `netns ${line.split(" ")[0]}`),
+        ...run("ip", ["-o", "link", "show"])
+            .split("\n")
+            .map((line) => line.split(": ")[1]?.split("@")[0] ?? "")
+            .filter((name) => name.startsWith("sc-br-") || name.startsWith("sc-v"))
+            .map((name) => `link ${name}`),
+        ...(fs.existsSync(SESSIONS) ? fs.readdirSync(SESSIONS).map((name) => `dir ${name}`) : []),
+    ];
+}
 const NOTHING = { namespaces: [], links: [], processes: [], mounts: [], files: [] };
 
 function sessionRecord(stack: string): { runId: string; projectDir: string; keeperPid: number; apiServerPids: { pid: number }[] } {
@@ -197,6 +212,40 @@ describe("npm run lab: the lab stack's shape", () => {
         expect(stderr).toMatch(/lab up: failed at step "(API server|stack lab)": the keeper exited \(SIGKILL\) before the lab was up/);
         expect(stderr).toContain("lab up: removed everything it had made");
         expect(leftovers(killedRun, sessionDir)).toEqual(NOTHING);
+    });
+});
+
+describe("npm run lab: Ctrl-C during up", () => {
+    it("the step ends, the failure says it was interrupted, and nothing is left", async () => {
+        const sessionDir = path.join(SESSIONS, "lab-lab");
+        const before = labThings();
+        // lab.sh execs node: the child's pid is the command's, as a terminal's Ctrl-C reaches it.
+        const child = spawn("bash", [LAB, "up"], { cwd: REPO, env: { ...process.env, CI: "true" }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+        await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no "lab fleet" step within 10 min:\n${stdout}\n${stderr}`)), 10 * 60_000);
+            child.stdout.on("data", (chunk: Buffer) => {
+                const first = !stdout.includes("      lab fleet:");
+                stdout += chunk.toString();
+                if (first && stdout.includes("      lab fleet:")) {
+                    clearTimeout(timer);
+                    child.kill("SIGINT");
+                    resolve();
+                }
+            });
+        });
+        const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+        expect(code).toBe(1);
+        expect(stdout).toContain("lab up: interrupted: the current step ends, then everything made so far is removed");
+        expect(stderr).toMatch(/lab up: failed at step "[^"]+": interrupted \(Ctrl-C\)/);
+        // Its run id was never printed: whatever lab thing exists now existed before.
+        const after = labThings();
+        expect(after.filter((thing) => !before.includes(thing))).toEqual([]);
+        expect(fs.existsSync(sessionDir)).toBe(false);
+        expect(processesMentioning("scripts/lab/session/keeper.ts")).toEqual([]);
+        expect(processesMentioning(sessionDir)).toEqual([]);
     });
 });
 

@@ -104,6 +104,17 @@ export async function up(options: UpOptions): Promise<SessionRecord> {
     if (fs.existsSync(dir)) takeDown(dir, stack);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     let step = "plugins";
+    // Ctrl-C: pulumi (same terminal) stops on its own; the keeper, detached, does not. Either
+    // way the step ends, and the lab is removed as after any failure.
+    let interrupted = false;
+    const onInterrupt = (): void => {
+        interrupted = true;
+        out("lab up: interrupted: the current step ends, then everything made so far is removed");
+    };
+    const checkInterrupt = (): void => {
+        if (interrupted) throw new LabUpError(step, "interrupted (Ctrl-C)");
+    };
+    process.on("SIGINT", onInterrupt);
     try {
         const downloads = path.join(dir, "plugin-download");
         const plugins = choosePlugins(engine.pulumiBin, downloads, engine.env);
@@ -118,15 +129,18 @@ export async function up(options: UpOptions): Promise<SessionRecord> {
             { stack, dir, pluginFiles: plugins.files, pluginSummary: plugins.summary, readyTimeoutSeconds: options.readyTimeoutSeconds },
             out,
         );
+        checkInterrupt();
         for (const change of record.changes) out(`      derived stack file: ${change}`);
         step = "preview";
         out(`[2/3] pulumi preview --stack ${stack}`);
         const previewCode = await runPulumi(record, ["preview", "--stack", stack, "--non-interactive"]);
         if (previewCode !== 0) throw new LabUpError(step, `pulumi preview exited ${previewCode}`);
+        checkInterrupt();
         step = "up";
         out(`[3/3] pulumi up --stack ${stack}`);
         const upCode = await runPulumi(record, ["up", "--stack", stack, "--yes", "--skip-preview", "--non-interactive"]);
         if (upCode !== 0) throw new LabUpError(step, `pulumi up exited ${upCode}`);
+        checkInterrupt();
         const stackFile = path.join(record.projectDir, `Pulumi.${stack}.yaml`);
         fs.writeFileSync(stackFile, afterFirstUp(fs.readFileSync(stackFile, "utf8"), committedFleet(stack)));
         out(`lab up: stack ${stack} is up on ${record.hosts.length} hosts in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -135,5 +149,7 @@ export async function up(options: UpOptions): Promise<SessionRecord> {
         const failure = error instanceof LabUpError ? error : new LabUpError(step, error instanceof Error ? error.message : String(error));
         takeDown(dir, stack);
         throw failure;
+    } finally {
+        process.removeListener("SIGINT", onInterrupt);
     }
 }
