@@ -20,6 +20,11 @@ export const versions = {
      */
     tailscale: "v1.102.5",
     nebula: "v1.9.7",
+    /**
+     * Replicates Headscale's SQLite database to the S3 bucket of controlServer.replica. v0.5.18 is
+     * the newest release the Go module proxy serves; its go.mod asks for go 1.26.0.
+     */
+    litestream: "v0.5.18",
     /** The Traefik chart k3s bundles for this release; values are checked against its schema. */
     traefikChart: "41.3.0",
 } as const;

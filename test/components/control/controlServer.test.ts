@@ -224,6 +224,7 @@ describe("ControlServer on an existing host", () => {
             VOLUME_DEVICE: "none",
             HEADSCALE_VERSION: "v0.29.1",
             NEBULA_VERSION: "v1.9.7",
+            LITESTREAM_VERSION: "none",
             START: "no",
         });
         // Nothing starts before its unit and config are delivered: the bootstrap starts nothing

@@ -177,6 +177,7 @@ describe("the droplet's cloud-init", () => {
             VOLUME_DEVICE: "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale",
             HEADSCALE_VERSION: "v0.29.1",
             NEBULA_VERSION: "v1.9.7",
+            LITESTREAM_VERSION: "none",
             START: "yes",
         });
         expect(parsePayload(plan.control.bootstrapPayload).params.START).toBe("no");
