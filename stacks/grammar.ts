@@ -184,7 +184,10 @@ export const cloudSlug = z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$
  */
 export const s3BucketName = z
     .string()
-    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name: 3-63 lowercase letters, digits, . and -, starting and ending with a letter or digit")
+    .regex(
+        /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+        "must be an S3 bucket name: 3-63 lowercase letters, digits, . and -, starting and ending with a letter or digit",
+    )
     .refine((value) => !/^\d+\.\d+\.\d+\.\d+$/.test(value) && !value.includes(".."), "must not look like an IP address or hold '..'");
 
 /**
@@ -193,10 +196,16 @@ export const s3BucketName = z
  */
 export const objectKeyPrefix = z
     .string()
-    .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/, "must be a key prefix such as headscale/prod: segments of letters, digits, . _ - joined by /, no leading or trailing /");
+    .regex(
+        /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/,
+        "must be a key prefix such as headscale/prod: segments of letters, digits, . _ - joined by /, no leading or trailing /",
+    );
 
 /** A Go time.Duration as Litestream reads it, in whole hours, minutes or seconds: 72h, 30m, 1h30m, 1s. */
-export const goDuration = z.string().regex(/^([1-9][0-9]*h)?([1-9][0-9]*m)?([1-9][0-9]*s)?$/, "must be a duration such as 72h, 30m or 1s").refine((value) => value !== "", "must not be empty");
+export const goDuration = z
+    .string()
+    .regex(/^([1-9][0-9]*h)?([1-9][0-9]*m)?([1-9][0-9]*s)?$/, "must be a duration such as 72h, 30m or 1s")
+    .refine((value) => value !== "", "must not be empty");
 
 /** Seconds in a duration goDuration accepted. */
 export function goDurationSeconds(value: string): number {

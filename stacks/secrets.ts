@@ -121,7 +121,11 @@ export function replicaSecretProblems(replicaConfigured: boolean, read: SecretRe
     for (const key of REPLICA_SECRET_KEYS) {
         const value = knownSecretValue(read, key);
         if (value === undefined) {
-            problems.push({ path: `shortcircuit:${key}`, message: `required secret is missing (controlServer.replica is set); ${SET_HINT(key)}`, severity: "error" });
+            problems.push({
+                path: `shortcircuit:${key}`,
+                message: `required secret is missing (controlServer.replica is set); ${SET_HINT(key)}`,
+                severity: "error",
+            });
         } else if (value !== null && !REPLICA_SECRET_PATTERN.test(value)) {
             problems.push({
                 path: `shortcircuit:${key}`,
