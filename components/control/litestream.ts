@@ -18,7 +18,7 @@ import { HEADSCALE_FILES, HEADSCALE_STATE_DIR } from "./headscale";
 export const LITESTREAM_BINARY = "/usr/local/bin/litestream";
 export const LITESTREAM_FILES = {
     config: "/etc/litestream.yml",
-    env: "/etc/shortcircuit/litestream.env",
+    env: "/etc/default/litestream",
     unit: "/etc/systemd/system/litestream.service",
     restoreUnit: "/etc/systemd/system/headscale-restore.service",
     /** Headscale's own unit comes from its package; this drop-in makes it wait for the restore. */
