@@ -207,6 +207,10 @@ export const goDuration = z
     .regex(/^([1-9][0-9]*h)?([1-9][0-9]*m)?([1-9][0-9]*s)?$/, "must be a duration such as 72h, 30m or 1s")
     .refine((value) => value !== "", "must not be empty");
 
+export function isGoDuration(value: string): boolean {
+    return goDuration.safeParse(value).success;
+}
+
 /** Seconds in a duration goDuration accepted. */
 export function goDurationSeconds(value: string): number {
     const units: Record<string, number> = { h: 3600, m: 60, s: 1 };

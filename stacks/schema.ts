@@ -7,6 +7,7 @@ import {
     dnsName,
     goDuration,
     goDurationSeconds,
+    isGoDuration,
     hostName,
     hostPort,
     httpHeaderName,
@@ -468,13 +469,24 @@ export const ReplicaSchema = z
             "How often Litestream ships new changes to the bucket (sync-interval): the most a lost volume loses, plus the upload time.",
         ),
     })
-    .refine((replica) => goDurationSeconds(replica.retention) >= 3600, { path: ["retention"], message: "must be at least 1h" })
-    .refine((replica) => goDurationSeconds(replica.retention) >= goDurationSeconds(replica.snapshotInterval), {
+    // zod runs these even when a field failed its own check; that field's message is enough then.
+    .refine((replica) => !isGoDuration(replica.retention) || goDurationSeconds(replica.retention) >= 3600, {
         path: ["retention"],
-        // Litestream deletes snapshots older than retention but always keeps the newest one
-        // (db.go EnforceSnapshotRetention): a shorter retention leaves only that one most of the time.
-        message: "must be at least snapshotInterval, or mostly only the newest snapshot is kept and no earlier point can be restored",
-    });
+        message: "must be at least 1h",
+    })
+    .refine(
+        (replica) =>
+            !isGoDuration(replica.retention) ||
+            !isGoDuration(replica.snapshotInterval) ||
+            goDurationSeconds(replica.retention) < 3600 ||
+            goDurationSeconds(replica.retention) >= goDurationSeconds(replica.snapshotInterval),
+        {
+            path: ["retention"],
+            // Litestream deletes snapshots older than retention but always keeps the newest one
+            // (db.go EnforceSnapshotRetention): a shorter retention leaves only that one most of the time.
+            message: "must be at least snapshotInterval, or mostly only the newest snapshot is kept and no earlier point can be restored",
+        },
+    );
 
 const ControlServerSchema = z.strictObject({
     hostname: DnsNameSchema.describe("Headscale's public name (e.g. hs.kub0.io); `server_url` is `https://<hostname>`."),
