@@ -27,12 +27,7 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=scripts/tools/go-build-env.sh
 source "${repo_root}/scripts/tools/go-build-env.sh"
 
-pin_from_versions_ts() {
-  # `    litestream: "v0.5.18",` -> v0.5.18
-  sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\"([^\"]+)\".*/\\1/p" "${versions_file}" | head -n 1
-}
-
-litestream_version="${LITESTREAM_VERSION:-$(pin_from_versions_ts litestream)}"
+litestream_version="${LITESTREAM_VERSION:-$(pin_from_versions_ts "${versions_file}" litestream)}"
 versitygw_version="${VERSITYGW_VERSION:-v1.8.0}"
 [ -n "${litestream_version}" ] || die "no litestream version in ${versions_file} (or LITESTREAM_VERSION)"
 

@@ -23,26 +23,21 @@ import {
     type S3Server,
 } from "../../support/litestreamLab";
 import { stopChildren } from "../../support/processes";
-import { machineHasGo, tailnetTool } from "../../support/tools";
+import { TailnetClients, type HsNode, type Status, type TailnetNode } from "../../support/tailnetClients";
+import { machineHasGo } from "../../support/tools";
 import {
     buildLan,
-    deleteNamespace,
+    deleteOwnNamespaces,
     exited,
-    Fatal,
-    httpsIn,
     makeCa,
-    must,
     nsName,
     removeLeftovers,
-    run,
     sctnNamespaces,
-    startIn,
     stop,
     tail,
     TEMP_PREFIX,
     waitFor,
     type Daemon,
-    type Result,
 } from "../../support/tailnetLab";
 
 /*
@@ -76,14 +71,7 @@ const HS_URL = `https://${HS_NAME}`;
 const HS_ADDRESS = "192.168.50.250";
 const HS_SHORT = "lhs";
 
-interface TestNode {
-    name: string;
-    short: string;
-    lan: string;
-    dir: string;
-    socket: string;
-    daemon?: Daemon;
-}
+type TestNode = TailnetNode;
 
 /** The node the test adds last: the change that must survive the rebuild. */
 const LATE_NODE = "lab-late-01";
@@ -135,89 +123,21 @@ function labWithReplica(): Fleet {
 // Tools
 // ---------------------------------------------------------------------------------------------
 
-async function hs(args: readonly string[]): Promise<string> {
-    return must(tailnetTool("headscale"), ["-c", hsConfig, "--force", ...args], { timeoutMs: 15_000 });
-}
+const clients = new TailnetClients({ caFile: () => caFile, hsConfig: () => hsConfig, logs, iface: "tailscale0" });
+const hs = (args: readonly string[]): Promise<string> => clients.hs(args);
+const hsJson = <T>(args: readonly string[]): Promise<T> => clients.hsJson<T>(args);
+const hsNodes = (): Promise<HsNode[]> => clients.hsNodes();
+const status = (node: TestNode): Promise<Status> => clients.status(node);
+const waitRunning = (node: TestNode, timeoutMs: number): Promise<Status> => clients.waitRunning(node, timeoutMs);
+const pingUntilReply = (from: TestNode, to: string): Promise<string> => clients.pingUntilReply(from, to);
+const startTailscaled = (node: TestNode): void => clients.startTailscaled(node);
 
-async function hsJson<T>(args: readonly string[]): Promise<T> {
-    return JSON.parse(await hs([...args, "-o", "json"])) as T;
-}
-
-interface HsNode {
-    id: string | number;
-    name: string;
-    given_name?: string;
-    ip_addresses: string[];
-    node_key: string;
-    machine_key: string;
-    online?: boolean;
-}
-
-const hsNodes = (): Promise<HsNode[]> => hsJson<HsNode[]>(["nodes", "list"]);
 const identity = (list: HsNode[]): unknown[] => list.map((n) => [String(n.id), n.name, n.node_key, n.machine_key, [...n.ip_addresses].sort()]).sort();
-
-function ts(node: TestNode, args: readonly string[], timeoutMs = 20_000): Promise<Result> {
-    return run("ip", ["netns", "exec", ns(node.short), tailnetTool("tailscale"), `--socket=${node.socket}`, ...args], {
-        timeoutMs,
-        env: { ...process.env, SSL_CERT_FILE: caFile },
-    });
-}
-
-interface Status {
-    BackendState: string;
-    Self: { PublicKey: string; TailscaleIPs?: string[] };
-}
-
-async function status(node: TestNode): Promise<Status> {
-    const r = await ts(node, ["status", "--json"]);
-    if (r.status !== 0) {
-        throw new Error(`tailscale status on ${node.name} exited ${r.status}: ${r.stderr}`);
-    }
-    return JSON.parse(r.stdout) as Status;
-}
-
-async function waitRunning(node: TestNode, timeoutMs: number): Promise<Status> {
-    return waitFor(
-        `${node.name} to be Running with a tailnet address`,
-        async () => {
-            if (node.daemon && exited(node.daemon.child)) {
-                throw new Fatal(`tailscaled on ${node.name} exited`);
-            }
-            const s = await status(node);
-            return s.BackendState === "Running" && (s.Self.TailscaleIPs ?? []).length > 0 ? s : undefined;
-        },
-        { timeoutMs, intervalMs: 500, context: logs },
-    );
-}
 
 const ipv4 = (s: Status): string => (s.Self.TailscaleIPs ?? []).find((a) => !a.includes(":")) ?? "";
 
-async function pingUntilReply(from: TestNode, to: string): Promise<string> {
-    let last = "";
-    return waitFor(
-        `ping ${from.name} → ${to} over tailscale0`,
-        async () => {
-            const r = await run("ip", ["netns", "exec", ns(from.short), "ping", "-n", "-c", "2", "-W", "2", "-I", "tailscale0", to], { timeoutMs: 15_000 });
-            last = r.stdout + r.stderr;
-            return r.status === 0 ? r.stdout : undefined;
-        },
-        { timeoutMs: 45_000, intervalMs: 300, attempts: 10, context: () => `last ping:\n${last}\n${logs()}` },
-    );
-}
-
-function startTailscaled(node: TestNode): void {
-    node.daemon = startIn(
-        ns(node.short),
-        `tailscaled ${node.name}`,
-        tailnetTool("tailscaled"),
-        [`--tun=tailscale0`, `--statedir=${path.join(node.dir, "state")}`, `--socket=${node.socket}`, "--port=41641", "--no-logs-no-support"],
-        path.join(node.dir, "tailscaled.log"),
-        { SSL_CERT_FILE: caFile, XDG_CACHE_HOME: path.join(node.dir, "cache"), HOME: node.dir, TS_NO_LOGS_NO_SUPPORT: "true" },
-    );
-}
-
 async function up(node: TestNode): Promise<void> {
-    const r = await ts(
+    const r = await clients.ts(
         node,
         ["up", `--login-server=${HS_URL}`, `--auth-key=${authKey}`, `--hostname=${node.name}`, "--accept-dns=false", "--accept-routes=false", "--timeout=60s"],
         70_000,
@@ -232,19 +152,7 @@ async function up(node: TestNode): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 async function startHeadscale(): Promise<void> {
-    headscale = startIn(ns(HS_SHORT), "headscale", tailnetTool("headscale"), ["-c", hsConfig, "serve"], path.join(hsDir, "headscale.log"));
-    const started = headscale;
-    await waitFor(
-        "headscale to answer /health over TLS",
-        async () => {
-            if (exited(started.child)) {
-                throw new Fatal(`headscale exited (${started.child.exitCode ?? started.child.signalCode})`);
-            }
-            const reply = await httpsIn(ns(n1.short), caFile, `${HS_URL}/health`);
-            return reply.status === 200 ? reply : undefined;
-        },
-        { timeoutMs: 30_000, intervalMs: 300, context: logs },
-    );
+    headscale = await clients.startHeadscale(ns(HS_SHORT), path.join(hsDir, "headscale.log"), ns(n1.short), HS_URL);
 }
 
 function startLitestream(): void {
@@ -404,11 +312,7 @@ async function tearDown(): Promise<void> {
         await stopChildren(replicator ? [replicator.child] : []);
         await s3?.stop();
     } finally {
-        for (const name of sctnNamespaces()) {
-            if (name.endsWith(`-${process.pid}`)) {
-                deleteNamespace(name);
-            }
-        }
+        deleteOwnNamespaces();
         if (tmp && !process.env.SCTN_KEEP_TMP) {
             fs.rmSync(tmp, { recursive: true, force: true });
         }

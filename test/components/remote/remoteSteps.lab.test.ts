@@ -68,6 +68,9 @@ const START_VERBS = new Set(["start", "restart", "try-restart", "reload-or-resta
 function labConfig(): Raw {
     const raw: Raw = labWithExistingControlHost();
     expect(raw.controlServer.host.host).toBe(CONTROL);
+    // The lab fleet has no Litestream stand-in and no S3 server: the replica's steps run for
+    // real in test/components/control/litestream.lab.test.ts.
+    delete raw.controlServer.replica;
     raw.sites[0].lan = `${BRIDGE_PREFIX}.0/24`;
     for (const node of raw.nodes) {
         node.lan.address = `${BRIDGE_PREFIX}.${LAN_OCTET[node.name]}`;
