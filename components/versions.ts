@@ -1,9 +1,11 @@
 /*
  * Every version the fleet runs, pinned in one place so an upgrade is one reviewed diff.
  *
- * Downloads: the control server's bootstrap fetches the Headscale .deb and the Nebula tarball of
- * these releases and refuses any whose sha256 is not the one the release's own checksums file
- * lists (headscale `checksums.txt`, nebula `SHASUM256.txt`). Pinned digests would be stronger
+ * Downloads: the control server's bootstrap fetches the Headscale .deb, the Nebula tarball and
+ * (with controlServer.replica) the Litestream tarball of these releases and refuses any whose
+ * sha256 is not the one the release's own checksums file lists (headscale `checksums.txt`,
+ * nebula `SHASUM256.txt`, litestream `checksums.txt`, which its .goreleaser.yml writes beside
+ * `litestream-<version without v>-linux-{x86_64,arm64}.tar.gz`). Pinned digests would be stronger
  * (they do not trust the release host twice); none could be obtained where this was written
  * (no access to the release assets), so add them here when upgrading and have verify() in
  * control/bootstrap.sh prefer them.
