@@ -59,6 +59,25 @@ verify() {
     exit 1
   fi
 }
+# Litestream before Headscale: should the .deb start an enabled headscale.service, its drop-in's
+# restore (cloud-init wrote it) already finds the binary. Release archives name the architecture
+# as goreleaser does (amd64 -> x86_64); its checksums.txt lists them (the release's .goreleaser.yml).
+if [ "$litestream_version" != none ] && ! litestream version 2>/dev/null | grep -F "${litestream_version#v}" >/dev/null; then
+  case "$arch" in
+    amd64) litestream_arch=x86_64 ;;
+    arm64) litestream_arch=arm64 ;;
+    *) echo "bootstrap: no Litestream release archive for architecture $arch" >&2; exit 1 ;;
+  esac
+  release="https://github.com/benbjohnson/litestream/releases/download/${litestream_version}"
+  tarball="litestream-${litestream_version#v}-linux-${litestream_arch}.tar.gz"
+  download "$work/$tarball" "$release/$tarball" "litestream ${litestream_version}"
+  download "$work/litestream-checksums.txt" "$release/checksums.txt" "litestream ${litestream_version} checksums"
+  verify "$work/$tarball" "$work/litestream-checksums.txt" "$tarball" "litestream ${litestream_version}"
+  tar -xzf "$work/$tarball" -C "$work" litestream
+  install -m 0755 "$work/litestream" /usr/local/bin/litestream.shortcircuit-new
+  mv -f /usr/local/bin/litestream.shortcircuit-new /usr/local/bin/litestream
+  log "installed litestream ${litestream_version}"
+fi
 # confold keeps our /etc/headscale/config.yaml, already in place (cloud-init, an earlier
 # delivery), over the package's; confdef takes the default wherever dpkg has one. Without them
 # dpkg stops at its conffile prompt with no terminal to answer it, and postinst (which creates
@@ -87,24 +106,6 @@ if ! nebula -version 2>/dev/null | grep -F "${nebula_version#v}" >/dev/null; the
   mv -f /usr/local/bin/nebula.shortcircuit-new /usr/local/bin/nebula
   mv -f /usr/local/bin/nebula-cert.shortcircuit-new /usr/local/bin/nebula-cert
   log "installed nebula ${nebula_version}"
-fi
-# Litestream's release archives name the architecture as Go's goreleaser does (amd64 -> x86_64);
-# its checksums.txt lists them (.goreleaser.yml of the pinned release).
-if [ "$litestream_version" != none ] && ! litestream version 2>/dev/null | grep -F "${litestream_version#v}" >/dev/null; then
-  case "$arch" in
-    amd64) litestream_arch=x86_64 ;;
-    arm64) litestream_arch=arm64 ;;
-    *) echo "bootstrap: no Litestream release archive for architecture $arch" >&2; exit 1 ;;
-  esac
-  release="https://github.com/benbjohnson/litestream/releases/download/${litestream_version}"
-  tarball="litestream-${litestream_version#v}-linux-${litestream_arch}.tar.gz"
-  download "$work/$tarball" "$release/$tarball" "litestream ${litestream_version}"
-  download "$work/litestream-checksums.txt" "$release/checksums.txt" "litestream ${litestream_version} checksums"
-  verify "$work/$tarball" "$work/litestream-checksums.txt" "$tarball" "litestream ${litestream_version}"
-  tar -xzf "$work/$tarball" -C "$work" litestream
-  install -m 0755 "$work/litestream" /usr/local/bin/litestream.shortcircuit-new
-  mv -f /usr/local/bin/litestream.shortcircuit-new /usr/local/bin/litestream
-  log "installed litestream ${litestream_version}"
 fi
 install -d -m 0750 "$state/cache" /var/run/headscale
 chown -R headscale:headscale "$state" /var/run/headscale
