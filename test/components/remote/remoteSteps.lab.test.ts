@@ -644,7 +644,7 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
 
     it("plans a bootstrap that mounts nothing and starts nothing, then Headscale's files and Nebula's", () => {
         expect(parsePayload(planA.control.bootstrapPayload)).toEqual({
-            params: { VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, START: "no" },
+            params: { VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, LITESTREAM_VERSION: "none", START: "no" },
             files: [],
         });
         expect(planA.control.deliveries.map((each) => each.role)).toEqual(["headscale", "nebula"]);
