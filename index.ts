@@ -54,6 +54,7 @@ async function main(options: MainOptions = {}) {
             derpKey: secrets.derpKey,
             k3sToken: secrets.k3sToken,
             relayCerts,
+            ...(secrets.replica ? { replica: secrets.replica } : {}),
         },
         outputValues,
     );

@@ -6,7 +6,7 @@
  */
 
 /** The control server's steps, in the order the host needs them. */
-export const CONTROL_PARTS = ["bootstrap", "headscale", "nebula", "health"] as const;
+export const CONTROL_PARTS = ["bootstrap", "litestream", "headscale", "nebula", "health"] as const;
 export type ControlPart = (typeof CONTROL_PARTS)[number];
 
 export type PlannedStep =
@@ -44,8 +44,8 @@ export const stepId = {
 export interface OrderInputs {
     /** Nebula members the program delivers to, in the order they restart: "control" is the control server. */
     nebulaWave: readonly ({ kind: "control" } | { kind: "node"; host: string })[];
-    /** The control server's file deliveries, by role ("headscale", "nebula"). */
-    controlDeliveries: readonly ("headscale" | "nebula")[];
+    /** The control server's file deliveries, by role ("litestream" when replicated, "headscale", "nebula"). */
+    controlDeliveries: readonly ControlDeliveryRole[];
     relays: readonly string[];
     /** K3s nodes in rollout order. */
     k3sNodes: readonly string[];
@@ -72,7 +72,14 @@ export function planOrder(inputs: OrderInputs): FleetOrder {
     for (const role of inputs.controlDeliveries) {
         const id = stepId.control(role);
         steps.push({ kind: "control", id, part: role });
-        wait(id, bootstrap, `the bootstrap installs ${role === "headscale" ? "Headscale and mounts its database volume" : "Nebula"} on the control host`);
+        wait(id, bootstrap, `the bootstrap ${BOOTSTRAP_INSTALLS[role]} on the control host`);
+    }
+    if (inputs.controlDeliveries.includes("litestream") && inputs.controlDeliveries.includes("headscale")) {
+        wait(
+            stepId.control("headscale"),
+            stepId.control("litestream"),
+            "Headscale starts only after a restore attempt: its drop-in requires the restore unit Litestream's delivery brings",
+        );
     }
     steps.push({ kind: "control", id: health, part: "health" });
     if (inputs.controlDeliveries.includes("headscale")) {
@@ -147,9 +154,17 @@ function topologicalOrder(steps: readonly PlannedStep[], edges: readonly OrderEd
     return ordered;
 }
 
+export type ControlDeliveryRole = "litestream" | "headscale" | "nebula";
+
+const BOOTSTRAP_INSTALLS: Record<ControlDeliveryRole, string> = {
+    litestream: "installs Litestream",
+    headscale: "installs Headscale and mounts its database volume",
+    nebula: "installs Nebula",
+};
+
 /** The control server's step that delivers the files of `role`. */
-export function controlDeliveryPart(role: string): "headscale" | "nebula" {
-    if (role !== "headscale" && role !== "nebula") {
+export function controlDeliveryPart(role: string): ControlDeliveryRole {
+    if (role !== "headscale" && role !== "nebula" && role !== "litestream") {
         throw new Error(`the control server has no step for a ${role} delivery`);
     }
     return role;

@@ -1,6 +1,6 @@
 import { nodeByName } from "../stacks/fleet";
 import type { DerpRelayConfig, Fleet } from "../stacks/schema";
-import { planControlServer, type ControlPlan } from "./control/plan";
+import { planControlServer, type ControlPlan, type ReplicaCredentials } from "./control/plan";
 import { derpCertName } from "./derp/derper";
 import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan";
 import { planEdge, type EdgePlan } from "./edge/plan";
@@ -43,6 +43,8 @@ export interface FleetIdentities<V> {
     relayCerts: Readonly<Record<string, RelayCertValues<V>>>;
     /** Relay host → its certificate pin; render has none (no real certificate to pin). */
     relayCertNames?: Readonly<Record<string, V>>;
+    /** The S3 credentials of `controlServer.replica` (only when it is set). */
+    replica?: ReplicaCredentials<V>;
 }
 
 export interface NebulaHostPlan<V> {
@@ -138,6 +140,7 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
             nebula: identityOf(identities, controlMember),
             nebulaCaCertPem: identities.nebulaCaCertPem,
             relayCertNames,
+            ...(identities.replica ? { replica: identities.replica } : {}),
         },
     );
     const k3sNodes = planK3sNodes(fleet, values, identities.k3sToken);

@@ -54,6 +54,10 @@ if command -v go >/dev/null 2>&1; then
   # them; cached under ~/.cache/shortcircuit, so only the first run on a machine builds.
   echo "setup: building the pinned tailnet tools with Go (cached)"
   bash scripts/tools/build-tailnet-tools.sh >/dev/null
+  # Litestream (Headscale's replicator) and versitygw, the S3 server its lab test replicates to;
+  # versitygw is built only when no other setup step has built it already.
+  echo "setup: building the pinned Litestream and the test S3 server with Go (cached)"
+  bash scripts/tools/build-litestream.sh >/dev/null
   # The real Pulumi engine for test/e2e: CLI, Node.js language host, kubernetes plugin,
   # kube-apiserver and kubectl from the module proxy, and the command/tls provider test doubles.
   # Cached: about 40 minutes of compiling on a cold 2-core machine, a second when current.

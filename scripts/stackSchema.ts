@@ -40,6 +40,9 @@ const SECRET_DESCRIPTIONS: Record<SecretConfigKey, string> = {
     nebulaCaCert:
         "Only with `overlays.nebula.pki.ca: existing` or a rotation from it: the operator's Nebula CA certificate (PEM), so adopted hosts keep trusting it. Set while unused, it is a warning.",
     nebulaCaKey: "Only with `nebulaCaCert`: the operator's Nebula CA private key (PEM).",
+    replicaAccessKeyId:
+        "Only with `controlServer.replica`: the S3 access key id (a Spaces access key) Litestream writes and restores Headscale's database with. Set while unused, it is a warning.",
+    replicaSecretAccessKey: "Only with `controlServer.replica`: that access key's secret.",
 };
 
 // Keys of a schema object whose values are schemas, or maps or lists of schemas.

@@ -3,7 +3,7 @@ import { usesExistingNebulaCa } from "./fleet";
 import type { Problem } from "./guards";
 import { nebulaMembers } from "./nebulaMembers";
 import type { Fleet } from "./schema";
-import { knownSecretValue, plaintextSecretProblems, secretProblems, type SecretReader } from "./secrets";
+import { knownSecretValue, plaintextSecretProblems, replicaSecretProblems, secretProblems, type SecretReader } from "./secrets";
 import { formatProblem, validateFleet } from "./validate";
 
 /*
@@ -49,6 +49,7 @@ export function checkStack(rawFleet: unknown, readSecret: SecretReader, options:
         ...plaintextSecretProblems(readSecret),
         ...secretProblems(readSecret),
         ...(validation.fleet ? nebulaCaProblems(validation.fleet, readSecret, now) : []),
+        ...(validation.fleet ? replicaSecretProblems(validation.fleet.controlServer.replica !== undefined, readSecret) : []),
     ];
     const refused = !validation.fleet || problems.some((problem) => problem.severity === "error");
     return refused ? { problems } : { fleet: validation.fleet, problems };

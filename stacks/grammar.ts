@@ -178,6 +178,49 @@ export const imageReference = z
 /** A slug for a cloud API (DigitalOcean size or image): lowercase letters, digits and '-'. */
 export const cloudSlug = z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$/, "must be a lowercase slug such as s-1vcpu-1gb");
 
+/**
+ * An S3 bucket name (AWS's rules, which Spaces follows): 3-63 lowercase letters, digits, dots and
+ * hyphens, starting and ending with a letter or digit, not shaped like an IP address.
+ */
+export const s3BucketName = z
+    .string()
+    .regex(
+        /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+        "must be an S3 bucket name: 3-63 lowercase letters, digits, . and -, starting and ending with a letter or digit",
+    )
+    .refine((value) => !/^\d+\.\d+\.\d+\.\d+$/.test(value) && !value.includes(".."), "must not look like an IP address or hold '..'");
+
+/**
+ * A key prefix inside a bucket: segments of letters, digits, `.`, `_` and `-` joined by `/`, no
+ * leading or trailing `/`, no `.`/`..` segment. It lands in a YAML file and in object keys only.
+ */
+export const objectKeyPrefix = z
+    .string()
+    .regex(
+        /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/,
+        "must be a key prefix such as headscale/prod: segments of letters, digits, . _ - joined by /, no leading or trailing /",
+    );
+
+/** A Go time.Duration as Litestream reads it, in whole hours, minutes or seconds: 72h, 30m, 1h30m, 1s. */
+export const goDuration = z
+    .string()
+    .regex(/^([1-9][0-9]*h)?([1-9][0-9]*m)?([1-9][0-9]*s)?$/, "must be a duration such as 72h, 30m or 1s")
+    .refine((value) => value !== "", "must not be empty");
+
+export function isGoDuration(value: string): boolean {
+    return goDuration.safeParse(value).success;
+}
+
+/** Seconds in a duration goDuration accepted. */
+export function goDurationSeconds(value: string): number {
+    const units: Record<string, number> = { h: 3600, m: 60, s: 1 };
+    let total = 0;
+    for (const match of value.matchAll(/([0-9]+)([hms])/g)) {
+        total += Number(match[1]) * units[match[2]];
+    }
+    return total;
+}
+
 /** The ULA range every Headscale IPv6 prefix must sit inside. */
 export const TAILNET_V6_SUPERNET = "fd7a:115c:a1e0::/48";
 

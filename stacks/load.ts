@@ -22,6 +22,8 @@ export interface StackSecrets {
     derpKey: pulumi.Output<string>;
     /** The operator's Nebula CA (nebulaCaCert, nebulaCaKey), read only when `overlays.nebula.pki` uses the existing CA. */
     nebulaCa?: pulumi.Output<NebulaCaMaterial>;
+    /** The S3 credentials of `controlServer.replica`, read only when it is set. */
+    replica?: { accessKeyId: pulumi.Output<string>; secretAccessKey: pulumi.Output<string> };
 }
 
 export interface LoadedStack {
@@ -106,6 +108,9 @@ export function loadStack(): LoadedStack {
                           .all([config.requireSecret("nebulaCaCert"), config.requireSecret("nebulaCaKey")])
                           .apply(([certPem, keyPem]) => ({ certPem, keyPem })),
                   )
+                : undefined,
+            replica: fleet.controlServer.replica
+                ? { accessKeyId: config.requireSecret("replicaAccessKeyId"), secretAccessKey: config.requireSecret("replicaSecretAccessKey") }
                 : undefined,
         },
     };

@@ -5,6 +5,9 @@ import {
     dnsLabel,
     dnsLabelOf,
     dnsName,
+    goDuration,
+    goDurationSeconds,
+    isGoDuration,
     hostName,
     hostPort,
     httpHeaderName,
@@ -18,7 +21,9 @@ import {
     k8sPortName,
     k8sQualifiedName,
     linuxIfName,
+    objectKeyPrefix,
     quoteForMessage,
+    s3BucketName,
     singleLineText,
     sshUser,
     tailnetV6Prefix,
@@ -439,6 +444,50 @@ const ExistingControlHostSchema = z
     })
     .describe("A standalone fleet host runs Headscale instead of a droplet.");
 
+const Duration = goDuration.meta({ title: "duration" });
+
+/**
+ * Litestream's replica of Headscale's database. The credentials are stack secrets
+ * (shortcircuit:replicaAccessKeyId, shortcircuit:replicaSecretAccessKey), never fields here.
+ */
+export const ReplicaSchema = z
+    .strictObject({
+        bucket: s3BucketName.meta({ title: "bucket name" }).describe("The S3 bucket (a Spaces bucket in prod) the database is replicated into."),
+        endpoint: HttpUrl.describe("The S3 endpoint, e.g. https://sfo3.digitaloceanspaces.com for Spaces in SFO3."),
+        region: CloudSlug.describe("The bucket's region as the S3 API names it (the Spaces region slug, e.g. sfo3)."),
+        path: objectKeyPrefix
+            .meta({ title: "key prefix" })
+            .default("headscale")
+            .describe("The key prefix inside the bucket; give each stack its own (e.g. headscale/prod, headscale/lab)."),
+        retention: Duration.default("72h").describe(
+            "How long Litestream keeps snapshots (snapshot.retention): the oldest point a restore can go back to. At least 1h and at least `snapshotInterval`.",
+        ),
+        snapshotInterval: Duration.default("24h").describe(
+            "How often Litestream writes a full snapshot (snapshot.interval); a restore replays the changes since the newest one.",
+        ),
+        syncInterval: Duration.default("1s").describe(
+            "How often Litestream ships new changes to the bucket (sync-interval): the most a lost volume loses, plus the upload time.",
+        ),
+    })
+    // zod runs these even when a field failed its own check; that field's message is enough then.
+    .refine((replica) => !isGoDuration(replica.retention) || goDurationSeconds(replica.retention) >= 3600, {
+        path: ["retention"],
+        message: "must be at least 1h",
+    })
+    .refine(
+        (replica) =>
+            !isGoDuration(replica.retention) ||
+            !isGoDuration(replica.snapshotInterval) ||
+            goDurationSeconds(replica.retention) < 3600 ||
+            goDurationSeconds(replica.retention) >= goDurationSeconds(replica.snapshotInterval),
+        {
+            path: ["retention"],
+            // Litestream deletes snapshots older than retention but always keeps the newest one
+            // (db.go EnforceSnapshotRetention): a shorter retention leaves only that one most of the time.
+            message: "must be at least snapshotInterval, or mostly only the newest snapshot is kept and no earlier point can be restored",
+        },
+    );
+
 const ControlServerSchema = z.strictObject({
     hostname: DnsNameSchema.describe("Headscale's public name (e.g. hs.kub0.io); `server_url` is `https://<hostname>`."),
     magicDnsBaseDomain: DnsNameSchema.describe("MagicDNS's base domain; must not contain `hostname`, or MagicDNS would shadow the control server."),
@@ -454,6 +503,9 @@ const ControlServerSchema = z.strictObject({
     ),
     tailscaleDerpFallback: z.boolean().default(false).describe("Also list Tailscale's public DERP map as a fallback."),
     host: z.discriminatedUnion("kind", [DropletSchema, ExistingControlHostSchema]).describe("Where Headscale runs: `kind: droplet` or `kind: existing`."),
+    replica: ReplicaSchema.optional().describe(
+        "Litestream replicates Headscale's database into this S3 bucket, and the bootstrap restores from it when the host holds no database (a lost volume). Needs the stack secrets shortcircuit:replicaAccessKeyId and shortcircuit:replicaSecretAccessKey. Without it the database lives only on the volume.",
+    ),
 });
 
 const DerpRelaySchema = DerpRegionSchema.extend({
@@ -574,3 +626,4 @@ export type Fleet = z.infer<typeof FleetSchema>;
 export type FleetNode = Fleet["nodes"][number];
 export type DerpRelayConfig = Fleet["derpRelays"][number];
 export type Middleware = Fleet["edge"]["middlewares"][number];
+export type ReplicaConfig = NonNullable<Fleet["controlServer"]["replica"]>;

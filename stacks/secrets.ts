@@ -8,7 +8,16 @@ import type { Problem } from "./guards";
 export const HEADSCALE_KEY_PATTERN = /^privkey:[0-9a-f]{64}$/;
 
 /** Every config key the program reads as a secret (stacks/load.ts); none may be stored in plaintext. */
-export const SECRET_CONFIG_KEYS = ["k3sToken", "headscaleNoiseKey", "derpKey", "sshPrivateKey", "nebulaCaCert", "nebulaCaKey"] as const;
+export const SECRET_CONFIG_KEYS = [
+    "k3sToken",
+    "headscaleNoiseKey",
+    "derpKey",
+    "sshPrivateKey",
+    "nebulaCaCert",
+    "nebulaCaKey",
+    "replicaAccessKeyId",
+    "replicaSecretAccessKey",
+] as const;
 export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 
 /**
@@ -83,6 +92,47 @@ export function secretProblems(read: SecretReader): Problem[] {
     }
     if (typeof keys.headscaleNoiseKey === "string" && keys.headscaleNoiseKey === keys.derpKey) {
         error("derpKey", "must differ from shortcircuit:headscaleNoiseKey: the noise and DERP keys are separate identities");
+    }
+    return problems;
+}
+
+export const REPLICA_SECRET_KEYS = ["replicaAccessKeyId", "replicaSecretAccessKey"] as const;
+
+/**
+ * An S3 key id or secret as it may appear in Litestream's systemd EnvironmentFile: one word of the
+ * characters S3 and Spaces keys are made of (base64 and -_.), so no quote, backslash, `$` or
+ * newline can change how systemd (or Litestream's ${VAR} expansion) reads the line.
+ */
+export const REPLICA_SECRET_PATTERN = /^[A-Za-z0-9+/=._-]{1,256}$/;
+
+/**
+ * The replica's credentials: required when `controlServer.replica` is set (Litestream could
+ * neither replicate nor restore without them), a warning when set without it.
+ */
+export function replicaSecretProblems(replicaConfigured: boolean, read: SecretReader): Problem[] {
+    if (!replicaConfigured) {
+        return REPLICA_SECRET_KEYS.filter((key) => read(key).state === "set").map((key) => ({
+            path: `shortcircuit:${key}`,
+            message: "is set but unused: fleet.controlServer.replica is not set",
+            severity: "warning" as const,
+        }));
+    }
+    const problems: Problem[] = [];
+    for (const key of REPLICA_SECRET_KEYS) {
+        const value = knownSecretValue(read, key);
+        if (value === undefined) {
+            problems.push({
+                path: `shortcircuit:${key}`,
+                message: `required secret is missing (controlServer.replica is set); ${SET_HINT(key)}`,
+                severity: "error",
+            });
+        } else if (value !== null && !REPLICA_SECRET_PATTERN.test(value)) {
+            problems.push({
+                path: `shortcircuit:${key}`,
+                message: "must be one word of letters, digits and + / = . _ - (an S3 access key id or secret), at most 256 characters",
+                severity: "error",
+            });
+        }
     }
     return problems;
 }

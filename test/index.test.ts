@@ -60,7 +60,12 @@ describe("invalid config under the engine (issue 13)", () => {
                 config[`shortcircuit:${key}`] = value;
             }
             // As `pulumi config set shortcircuit:k3sToken …` without --secret leaves it.
-            pulumi.runtime.setAllConfig(config, ["shortcircuit:headscaleNoiseKey", "shortcircuit:derpKey"]);
+            pulumi.runtime.setAllConfig(config, [
+                "shortcircuit:headscaleNoiseKey",
+                "shortcircuit:derpKey",
+                "shortcircuit:replicaAccessKeyId",
+                "shortcircuit:replicaSecretAccessKey",
+            ]);
             return (await import("../index")).default({ exitOnRefusal: false });
         });
         expect((error as { __pulumiRunError?: boolean }).__pulumiRunError).toBe(true);

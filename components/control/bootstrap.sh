@@ -3,12 +3,17 @@
 # Over SSH it starts nothing: the file deliveries after it write each unit and config and
 # restart their service. From cloud-init (START=yes) every file is already in place, so it
 # hands the keys to the headscale user and starts both services itself.
+# With a replica (LITESTREAM_VERSION not "none") it also installs the pinned Litestream; the
+# restore itself is headscale-restore.service, which Headscale's drop-in runs before every start
+# (components/control/litestream.ts), so a rebuilt droplet on an empty volume restores on its
+# first start and a host with a database never has it overwritten.
 # Params: VOLUME_DEVICE (a device path, or "none" on an existing host), HEADSCALE_VERSION,
-# NEBULA_VERSION, START (yes | no).
+# NEBULA_VERSION, LITESTREAM_VERSION (a version, or "none"), START (yes | no).
 device="$(param VOLUME_DEVICE)"
 headscale_version="$(param HEADSCALE_VERSION)"
 headscale_version="${headscale_version#v}"
 nebula_version="$(param NEBULA_VERSION)"
+litestream_version="$(param LITESTREAM_VERSION)"
 start="$(param START)"
 state=/var/lib/headscale
 log() { echo "bootstrap: $*"; }
@@ -54,6 +59,25 @@ verify() {
     exit 1
   fi
 }
+# Litestream before Headscale: should the .deb start an enabled headscale.service, its drop-in's
+# restore (cloud-init wrote it) already finds the binary. Release archives name the architecture
+# as goreleaser does (amd64 -> x86_64); its checksums.txt lists them (the release's .goreleaser.yml).
+if [ "$litestream_version" != none ] && ! litestream version 2>/dev/null | grep -F "${litestream_version#v}" >/dev/null; then
+  case "$arch" in
+    amd64) litestream_arch=x86_64 ;;
+    arm64) litestream_arch=arm64 ;;
+    *) echo "bootstrap: no Litestream release archive for architecture $arch" >&2; exit 1 ;;
+  esac
+  release="https://github.com/benbjohnson/litestream/releases/download/${litestream_version}"
+  tarball="litestream-${litestream_version#v}-linux-${litestream_arch}.tar.gz"
+  download "$work/$tarball" "$release/$tarball" "litestream ${litestream_version}"
+  download "$work/litestream-checksums.txt" "$release/checksums.txt" "litestream ${litestream_version} checksums"
+  verify "$work/$tarball" "$work/litestream-checksums.txt" "$tarball" "litestream ${litestream_version}"
+  tar -xzf "$work/$tarball" -C "$work" litestream
+  install -m 0755 "$work/litestream" /usr/local/bin/litestream.shortcircuit-new
+  mv -f /usr/local/bin/litestream.shortcircuit-new /usr/local/bin/litestream
+  log "installed litestream ${litestream_version}"
+fi
 # confold keeps our /etc/headscale/config.yaml, already in place (cloud-init, an earlier
 # delivery), over the package's; confdef takes the default wherever dpkg has one. Without them
 # dpkg stops at its conffile prompt with no terminal to answer it, and postinst (which creates
@@ -88,7 +112,13 @@ chown -R headscale:headscale "$state" /var/run/headscale
 if [ "$start" = yes ]; then
   chown headscale:headscale /etc/headscale/noise_private.key /etc/headscale/derp_server_private.key
   systemctl daemon-reload
-  systemctl enable --now nebula.service headscale.service
-  log "started nebula and headscale"
+  # headscale.service first runs headscale-restore.service (its drop-in): on a new, empty volume
+  # Headscale starts on the replica's database, never on a new one while a replica exists.
+  services=(nebula.service headscale.service)
+  if [ "$litestream_version" != none ]; then
+    services+=(litestream.service)
+  fi
+  systemctl enable --now "${services[@]}"
+  log "started ${services[*]}"
 fi
 log "done"

@@ -5,6 +5,15 @@ import { versions } from "../versions";
 import { nodeByName } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { digitalOceanVolumeDevice, headscaleVolumeName, renderCloudInit } from "./files";
+import {
+    LITESTREAM_FILES,
+    LITESTREAM_UNIT,
+    renderHeadscaleRestoreDropIn,
+    renderLitestreamConfigYaml,
+    renderLitestreamEnv,
+    renderLitestreamUnit,
+    renderRestoreUnit,
+} from "./litestream";
 import { HEADSCALE_FILES, HEADSCALE_METRICS_PORT, headscaleServerUrl, renderDerpMapYaml, renderHeadscaleConfigYaml, renderHeadscalePolicy } from "./headscale";
 
 /** One firewall rule: the sources of an inbound rule, the destinations of an outbound one. */
@@ -68,6 +77,13 @@ export interface ControlIdentityValues<V> {
     nebulaCaCertPem: V;
     /** Relay host → `sha256-raw:<hex>` pin of its self-signed certificate. */
     relayCertNames: Readonly<Record<string, V>>;
+    /** The S3 credentials of `controlServer.replica`; required when it is set. */
+    replica?: ReplicaCredentials<V>;
+}
+
+export interface ReplicaCredentials<V> {
+    accessKeyId: V;
+    secretAccessKey: V;
 }
 
 /** Whether the control server is a droplet the program declares (then the plan carries its cloud-init). */
@@ -136,7 +152,34 @@ export function planControlServer<V>(
         relayHosts.map((relay) => ids.relayCertNames[relay]),
         (names) => renderDerpMapYaml(fleet, Object.fromEntries(relayHosts.map((relay, index) => [relay, names[index]]))),
     );
+    const replica = fleet.controlServer.replica;
+    if (replica && !ids.replica) {
+        throw new Error("fleet.controlServer.replica is set but no replica credentials were given (stacks/check.ts requires them)");
+    }
+    // Litestream's files first: Headscale's drop-in requires the restore unit they bring.
+    const litestream =
+        replica && ids.replica
+            ? [
+                  delivery(values, {
+                      role: "litestream",
+                      service: { kind: "systemd", unit: LITESTREAM_UNIT },
+                      secretFiles: [
+                          {
+                              path: LITESTREAM_FILES.env,
+                              mode: 0o600,
+                              content: values.derive([ids.replica.accessKeyId, ids.replica.secretAccessKey], ([id, secret]) => renderLitestreamEnv(id, secret)),
+                          },
+                      ],
+                      publicFiles: [
+                          { path: LITESTREAM_FILES.config, mode: 0o644, content: values.text(renderLitestreamConfigYaml(replica)) },
+                          { path: LITESTREAM_FILES.restoreUnit, mode: 0o644, content: values.text(renderRestoreUnit()) },
+                          { path: LITESTREAM_FILES.unit, mode: 0o644, content: values.text(renderLitestreamUnit()) },
+                      ],
+                  }),
+              ]
+            : [];
     const deliveries = [
+        ...litestream,
         delivery(values, {
             role: "headscale",
             service: { kind: "systemd", unit: "headscale.service" },
@@ -152,6 +195,7 @@ export function planControlServer<V>(
                 { path: HEADSCALE_FILES.config, mode: 0o644, content: values.text(renderHeadscaleConfigYaml(fleet)) },
                 { path: HEADSCALE_FILES.policy, mode: 0o644, content: values.text(renderHeadscalePolicy()) },
                 { path: HEADSCALE_FILES.derpMap, mode: 0o644, content: derpMapYaml },
+                ...(replica ? [{ path: LITESTREAM_FILES.headscaleDropIn, mode: 0o644, content: values.text(renderHeadscaleRestoreDropIn()) }] : []),
             ],
         }),
         planNebulaDelivery(values, {
@@ -167,6 +211,7 @@ export function planControlServer<V>(
             VOLUME_DEVICE: host.kind === "droplet" ? digitalOceanVolumeDevice(host.volumeName) : "none",
             HEADSCALE_VERSION: versions.headscale,
             NEBULA_VERSION: versions.nebula,
+            LITESTREAM_VERSION: replica ? versions.litestream : "none",
             START: start ? "yes" : "no",
         });
     const files = deliveries.flatMap((each) => [...each.publicFiles, ...each.secretFiles]);

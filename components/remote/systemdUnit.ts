@@ -28,3 +28,18 @@ export function renderServiceUnit(unit: ServiceUnit): string {
         "",
     ].join("\n");
 }
+
+/** A unit file's sections in order, each a list of `Key=value` lines (a key may repeat). */
+export type UnitSections = ReadonlyArray<readonly [section: string, entries: ReadonlyArray<readonly [key: string, value: string]>]>;
+
+/** Any unit or drop-in from its sections: one `Key=value` per line, a blank line between sections. */
+export function renderUnitFile(sections: UnitSections): string {
+    const lines = ["# Managed by shortcircuit (Pulumi)."];
+    sections.forEach(([section, entries], index) => {
+        if (index > 0) {
+            lines.push("");
+        }
+        lines.push(`[${section}]`, ...entries.map(([key, value]) => `${key}=${value}`));
+    });
+    return `${lines.join("\n")}\n`;
+}

@@ -143,6 +143,7 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
         derpKey: SECRET_IDENTITY,
         k3sToken: SECRET_IDENTITY,
         relayCerts: Object.fromEntries(needs.selfSignedRelays.map((relay) => [relay.host, { certPem: IDENTITY, keyPem: SECRET_IDENTITY }])),
+        ...(fleet.controlServer.replica ? { replica: { accessKeyId: SECRET_IDENTITY, secretAccessKey: SECRET_IDENTITY } } : {}),
     };
     const plan = planFleet(fleet, identities, driftValues);
     const outputs = options.outputs ?? {};

@@ -40,6 +40,10 @@ export function throwawayPlan(fleet: Fleet, options: ThrowawayPlanOptions): { pl
                 ]),
             ),
             relayCertNames: {},
+            // render never holds the operator's S3 keys: placeholders mark where they go.
+            ...(fleet.controlServer.replica
+                ? { replica: { accessKeyId: "throwaway-replica-access-key-id", secretAccessKey: "throwaway-replica-secret-access-key" } }
+                : {}),
         },
         plainValues,
     );

@@ -41,13 +41,8 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=scripts/tools/go-build-env.sh
 source "${repo_root}/scripts/tools/go-build-env.sh"
 
-pin_from_versions_ts() {
-  # `    headscale: "v0.29.1",` -> v0.29.1
-  sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\"([^\"]+)\".*/\\1/p" "${versions_file}" | head -n 1
-}
-
-headscale_version="${HEADSCALE_VERSION:-$(pin_from_versions_ts headscale)}"
-tailscale_version="${TAILSCALE_VERSION:-$(pin_from_versions_ts tailscale)}"
+headscale_version="${HEADSCALE_VERSION:-$(pin_from_versions_ts "${versions_file}" headscale)}"
+tailscale_version="${TAILSCALE_VERSION:-$(pin_from_versions_ts "${versions_file}" tailscale)}"
 [ -n "${headscale_version}" ] || die "no headscale version in ${versions_file} (or HEADSCALE_VERSION)"
 [ -n "${tailscale_version}" ] || die "no tailscale version in ${versions_file} (or TAILSCALE_VERSION)"
 

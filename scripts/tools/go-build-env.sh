@@ -2,6 +2,11 @@
 # Sourced by the Go build scripts (build-pulumi.sh, build-tailnet-tools.sh): the parts every
 # cached Go build shares. The caller defines log and die first.
 
+# pin_from_versions_ts FILE KEY: a pin of components/versions.ts (`    headscale: "v0.29.1",` -> v0.29.1).
+pin_from_versions_ts() {
+  sed -n -E "s/^[[:space:]]*$2:[[:space:]]*\"([^\"]+)\".*/\\1/p" "$1" | head -n 1
+}
+
 # take_build_lock DIR SECONDS: one builder per output directory at a time (parallel test workers
 # may call a build script together); holds the lock on fd 9 until the script exits.
 take_build_lock() {

@@ -117,6 +117,11 @@ async function main(): Promise<void> {
         await (await import("./engineBench")).engineFigures();
         return;
     }
+    // `npm run bench -- --lag-only`: just Headscale's replica lag (test/bench/replicationLag.ts).
+    if (process.argv.includes("--lag-only")) {
+        await (await import("./replicationLag")).replicationLagFigure();
+        return;
+    }
     if (process.argv.includes("--rollout-only")) {
         for (const readyDelayMs of READY_DELAYS_MS) {
             await rolloutFigure(readyDelayMs);
@@ -160,6 +165,8 @@ async function main(): Promise<void> {
         await rolloutFigure(readyDelayMs);
     }
     await driftFigures();
+    // How old the newest change a restore of Headscale's replica brings back is.
+    await (await import("./replicationLag")).replicationLagFigure();
     // The real Pulumi engine on the lab fleet (test/bench/engineBench.ts).
     await (await import("./engineBench")).engineFigures();
 }

@@ -40,6 +40,7 @@ describe("the fleet's order is plan data", () => {
         const order = orderOf(rawFleet("lab"));
         expect(order.steps.map((step) => step.id)).toEqual([
             "control:bootstrap",
+            "control:litestream",
             "control:headscale",
             "control:nebula",
             "control:health",
@@ -55,8 +56,10 @@ describe("the fleet's order is plan data", () => {
         ]);
         expect(pairs(order)).toEqual(
             [
+                "control:litestream <- control:bootstrap",
                 "control:headscale <- control:bootstrap",
                 "control:nebula <- control:bootstrap",
+                "control:headscale <- control:litestream",
                 "control:health <- control:headscale",
                 "nebula:lab-server-01 <- control:nebula",
                 "nebula:lab-agent-01 <- nebula:lab-server-01",

@@ -73,6 +73,14 @@ describe("npm run render", () => {
                     (file) => `hosts/shortcircuit-lighthouse-sfo3/etc/headscale/${file}`,
                 ),
                 "hosts/shortcircuit-lighthouse-sfo3/etc/systemd/system/nebula.service",
+                // controlServer.replica: Litestream's files and Headscale's restore drop-in.
+                ...[
+                    "etc/litestream.yml",
+                    "etc/default/litestream",
+                    "etc/systemd/system/litestream.service",
+                    "etc/systemd/system/headscale-restore.service",
+                    "etc/systemd/system/headscale.service.d/shortcircuit-restore.conf",
+                ].map((file) => `hosts/shortcircuit-lighthouse-sfo3/${file}`),
                 "hosts/aero/Library/LaunchDaemons/com.tailscale.derper.plist",
                 ...edgeObjects(renderClusterEdge(validFleet("prod"))).map(clusterObjectFile),
             ].sort(),
@@ -80,6 +88,7 @@ describe("npm run render", () => {
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/cloud-init.yaml")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/etc/headscale/noise_private.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.join(out, "hosts/aero/etc/nebula/host.key")).mode & 0o777).toBe(0o600);
+        expect(fs.statSync(path.join(out, "hosts/shortcircuit-lighthouse-sfo3/etc/default/litestream")).mode & 0o777).toBe(0o600);
         expect(result.stdout).toContain("identities are throwaway");
         expect(fs.statSync(path.join(out, `hosts/${names[0]}/etc/rancher/k3s/cluster-token`)).mode & 0o777).toBe(0o600);
         expect(fs.readFileSync(path.join(out, "cluster/helmchartconfig-kube-system-traefik.yaml"), "utf8")).toContain("allowExternalNameServices: true");

@@ -277,6 +277,9 @@ export const TEST_SECRETS: Readonly<Record<string, string>> = {
     k3sToken: "K10-test-token",
     headscaleNoiseKey: `privkey:${"1a".repeat(32)}`,
     derpKey: `privkey:${"2b".repeat(32)}`,
+    // Both stack files replicate Headscale's database (controlServer.replica).
+    replicaAccessKeyId: "DO00TESTACCESSKEY000",
+    replicaSecretAccessKey: "test+secret/access=key-0123456789abcdefghijklmn",
 };
 
 export function setStackConfig(fleet: unknown, secrets: Readonly<Record<string, string>> = TEST_SECRETS): void {

@@ -16,11 +16,11 @@ export function stepOfResource(resource: { type: string; name: string; parent?: 
         return undefined;
     }
     if (parent === "control") {
-        const part = /^control-(bootstrap|headscale|nebula|health)(?:-|$)/.exec(resource.name);
+        const part = /^control-(bootstrap|litestream|headscale|nebula|health)(?:-|$)/.exec(resource.name);
         if (!part) {
             throw new Error(`control step ${resource.name} belongs to no part`);
         }
-        return stepId.control(part[1] as "bootstrap" | "headscale" | "nebula" | "health");
+        return stepId.control(part[1] as "bootstrap" | "litestream" | "headscale" | "nebula" | "health");
     }
     const host = /^(nebula|derp|k3s)-(.+)$/.exec(parent);
     if (!host) {

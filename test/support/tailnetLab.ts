@@ -129,6 +129,15 @@ export function deleteNamespace(ns: string): void {
     fs.rmSync(path.join(NETNS_ETC, ns), { recursive: true, force: true });
 }
 
+/** Deletes every namespace this test process made (its pid ends their names). */
+export function deleteOwnNamespaces(): void {
+    for (const name of sctnNamespaces()) {
+        if (name.endsWith(`-${process.pid}`)) {
+            deleteNamespace(name);
+        }
+    }
+}
+
 const ownerOf = (name: string): number => Number(/-(\d+)$/.exec(name)?.[1]);
 
 /** Removes `sctn-` namespaces, /etc/netns entries and temp dirs whose owning test process is gone. */

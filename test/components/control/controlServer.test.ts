@@ -224,11 +224,13 @@ describe("ControlServer on an existing host", () => {
             VOLUME_DEVICE: "none",
             HEADSCALE_VERSION: "v0.29.1",
             NEBULA_VERSION: "v1.9.7",
+            LITESTREAM_VERSION: "v0.5.18",
             START: "no",
         });
         // Nothing starts before its unit and config are delivered: the bootstrap starts nothing
         // over SSH, and each delivery restarts its own service after writing its files.
-        expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap"]);
+        // Headscale's drop-in requires the restore unit: Litestream's files come first.
+        expect(run.recorder.named("control-headscale-secrets").dependsOn).toEqual(["control-bootstrap", "control-litestream-files"]);
         expect(run.recorder.named("control-nebula-secrets").dependsOn).toContain("control-bootstrap");
         expect(run.recorder.named("control-nebula-secrets").dependsOn).not.toContain("control-headscale-files");
         expect(parsePayload(stepPayload(run.recorder.named("control-nebula-files").inputs)).params).toMatchObject({

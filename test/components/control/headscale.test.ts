@@ -149,6 +149,11 @@ describe("the droplet's cloud-init", () => {
                 "/etc/nebula/host.crt",
                 "/etc/nebula/host.key",
                 "/etc/systemd/system/nebula.service",
+                "/etc/litestream.yml",
+                "/etc/default/litestream",
+                "/etc/systemd/system/litestream.service",
+                "/etc/systemd/system/headscale-restore.service",
+                "/etc/systemd/system/headscale.service.d/shortcircuit-restore.conf",
                 "/etc/shortcircuit/bootstrap.params",
                 "/usr/local/sbin/shortcircuit-bootstrap",
             ].sort(),
@@ -156,6 +161,7 @@ describe("the droplet's cloud-init", () => {
         expect(byPath["/etc/headscale/noise_private.key"].permissions).toBe("0600");
         expect(byPath["/etc/headscale/noise_private.key"].content).toMatch(/^privkey:[0-9a-f]{64}\n$/);
         expect(byPath["/etc/nebula/host.key"].permissions).toBe("0600");
+        expect(byPath["/etc/default/litestream"].permissions).toBe("0600");
         expect(parseYaml(byPath["/etc/headscale/config.yaml"].content)).toEqual(renderHeadscaleConfig(prod));
     });
 
@@ -177,6 +183,7 @@ describe("the droplet's cloud-init", () => {
             VOLUME_DEVICE: "/dev/disk/by-id/scsi-0DO_Volume_shortcircuit-lighthouse-sfo3-headscale",
             HEADSCALE_VERSION: "v0.29.1",
             NEBULA_VERSION: "v1.9.7",
+            LITESTREAM_VERSION: "v0.5.18",
             START: "yes",
         });
         expect(parsePayload(plan.control.bootstrapPayload).params.START).toBe("no");

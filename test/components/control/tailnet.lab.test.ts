@@ -18,10 +18,11 @@ import { k3sNodes } from "../../../stacks/fleet";
 import type { Fleet } from "../../../stacks/schema";
 import { parseFleet } from "../../../stacks/validate";
 import { rawFleet, validFleet, type Raw } from "../../support/fixtures";
+import { TailnetClients, type HsNode, type PeerStatus, type Status, type TailnetNode } from "../../support/tailnetClients";
 import { machineHasGo, tailnetTool } from "../../support/tools";
 import {
     buildLan,
-    deleteNamespace,
+    deleteOwnNamespaces,
     exited,
     Fatal,
     httpsIn,
@@ -100,13 +101,8 @@ function lanAddress(name: string): string {
     return node.lan.address;
 }
 
-interface TestNode {
+interface TestNode extends TailnetNode {
     name: NodeName;
-    short: string;
-    lan: string;
-    dir: string;
-    socket: string;
-    daemon?: Daemon;
 }
 
 const nodes: TestNode[] = NODE_NAMES.map((name, i) => ({ name, short: `n${i + 1}`, lan: lanAddress(name), dir: "", socket: "" }));
@@ -142,49 +138,16 @@ function logs(): string {
 // Tools
 // ---------------------------------------------------------------------------------------------
 
-async function hs(args: readonly string[]): Promise<string> {
-    return must(tailnetTool("headscale"), ["-c", hsConfig, "--force", ...args], { timeoutMs: 15_000 });
-}
-
-async function hsJson<T>(args: readonly string[]): Promise<T> {
-    return JSON.parse(await hs([...args, "-o", "json"])) as T;
-}
-
-function ts(node: TestNode, args: readonly string[], timeoutMs = 20_000): Promise<Result> {
-    return run("ip", ["netns", "exec", ns(node.short), tailnetTool("tailscale"), `--socket=${node.socket}`, ...args], {
-        timeoutMs,
-        env: { ...process.env, SSL_CERT_FILE: caFile },
-    });
-}
-
-async function tsMust(node: TestNode, args: readonly string[], timeoutMs = 20_000): Promise<string> {
-    const r = await ts(node, args, timeoutMs);
-    if (r.status !== 0) {
-        throw new Error(`tailscale ${args.join(" ")} on ${node.name} exited ${r.status}:\n${r.stdout}${r.stderr}`);
-    }
-    return r.stdout;
-}
-
-interface PeerStatus {
-    ID: string;
-    PublicKey: string;
-    HostName: string;
-    TailscaleIPs?: string[];
-    Relay: string;
-    CurAddr: string;
-    Online: boolean;
-    PrimaryRoutes?: string[];
-}
-
-interface Status {
-    BackendState: string;
-    Self: PeerStatus;
-    Peer?: Record<string, PeerStatus>;
-}
-
-async function status(node: TestNode): Promise<Status> {
-    return JSON.parse(await tsMust(node, ["status", "--json"])) as Status;
-}
+const clients = new TailnetClients({ caFile: () => caFile, hsConfig: () => hsConfig, logs, iface: lab.overlays.tailnet.interface });
+const hs = (args: readonly string[]): Promise<string> => clients.hs(args);
+const hsJson = <T>(args: readonly string[]): Promise<T> => clients.hsJson<T>(args);
+const hsNodes = (): Promise<HsNode[]> => clients.hsNodes();
+const ts = (node: TestNode, args: readonly string[], timeoutMs = 20_000): Promise<Result> => clients.ts(node, args, timeoutMs);
+const tsMust = (node: TestNode, args: readonly string[], timeoutMs = 20_000): Promise<string> => clients.tsMust(node, args, timeoutMs);
+const status = (node: TestNode): Promise<Status> => clients.status(node);
+const waitRunning = (node: TestNode, timeoutMs: number): Promise<Status> => clients.waitRunning(node, timeoutMs);
+const pingUntilReply = (from: TestNode, to: string): Promise<string> => clients.pingUntilReply(from, to);
+const startTailscaled = (node: TestNode): void => clients.startTailscaled(node);
 
 function peer(s: Status, name: string): PeerStatus | undefined {
     return Object.values(s.Peer ?? {}).find((p) => p.HostName === name);
@@ -198,42 +161,9 @@ async function tailnetIp(node: TestNode): Promise<string> {
     return ip;
 }
 
-function ping(from: TestNode, to: string): Promise<Result> {
-    return run("ip", ["netns", "exec", ns(from.short), "ping", "-n", "-c", "2", "-W", "2", "-I", lab.overlays.tailnet.interface, to], { timeoutMs: 15_000 });
-}
-
-/** ICMP over tailscale0 until one run of two pings succeeds (at most 10 runs, 45 s). */
-async function pingUntilReply(from: TestNode, to: string): Promise<string> {
-    let last = "";
-    return waitFor(
-        `ping ${from.name} → ${to} over ${lab.overlays.tailnet.interface}`,
-        async () => {
-            const r = await ping(from, to);
-            last = r.stdout + r.stderr;
-            return r.status === 0 ? r.stdout : undefined;
-        },
-        { timeoutMs: 45_000, intervalMs: 300, attempts: 10, context: () => `last ping:\n${last}\n${logs()}` },
-    );
-}
-
 async function table52(node: TestNode): Promise<string> {
     return (await run("ip", ["-n", ns(node.short), "-4", "route", "show", "table", "52"])).stdout;
 }
-
-/** Headscale's node list (JSON field names of headscale v0.29's API). */
-interface HsNode {
-    id: string | number;
-    name: string;
-    given_name?: string;
-    ip_addresses: string[];
-    node_key: string;
-    machine_key: string;
-    online?: boolean;
-    approved_routes?: string[];
-    available_routes?: string[];
-}
-
-const hsNodes = (): Promise<HsNode[]> => hsJson<HsNode[]>(["nodes", "list"]);
 
 async function hsNode(name: string): Promise<HsNode> {
     const found = (await hsNodes()).find((n) => n.name === name || n.given_name === name);
@@ -258,19 +188,7 @@ function headscaleOptions(): HeadscaleConfigOptions {
 }
 
 async function startHeadscale(): Promise<void> {
-    headscale = startIn(ns(HS_SHORT), "headscale", tailnetTool("headscale"), ["-c", hsConfig, "serve"], path.join(tmp, "hs", "headscale.log"));
-    const started = headscale;
-    await waitFor(
-        "headscale to answer /health over TLS",
-        async () => {
-            if (exited(started.child)) {
-                throw new Fatal(`headscale exited (${started.child.exitCode ?? started.child.signalCode})`);
-            }
-            const reply = await httpsIn(ns(n1.short), caFile, `${HS_URL}/health`);
-            return reply.status === 200 ? reply : undefined;
-        },
-        { timeoutMs: 30_000, intervalMs: 300, context: logs },
-    );
+    headscale = await clients.startHeadscale(ns(HS_SHORT), path.join(tmp, "hs", "headscale.log"), ns(n1.short), HS_URL);
 }
 
 const relayCertDir = (): string => path.join(tmp, "relay", "certs");
@@ -363,37 +281,6 @@ async function directDrops(node: TestNode): Promise<number> {
         packets += item.counter?.packets ?? 0;
     }
     return packets;
-}
-
-function startTailscaled(node: TestNode): void {
-    node.daemon = startIn(
-        ns(node.short),
-        `tailscaled ${node.name}`,
-        tailnetTool("tailscaled"),
-        [
-            `--tun=${lab.overlays.tailnet.interface}`,
-            `--statedir=${path.join(node.dir, "state")}`,
-            `--socket=${node.socket}`,
-            "--port=41641",
-            "--no-logs-no-support",
-        ],
-        path.join(node.dir, "tailscaled.log"),
-        { SSL_CERT_FILE: caFile, XDG_CACHE_HOME: path.join(node.dir, "cache"), HOME: node.dir, TS_NO_LOGS_NO_SUPPORT: "true" },
-    );
-}
-
-async function waitRunning(node: TestNode, timeoutMs: number): Promise<Status> {
-    return waitFor(
-        `${node.name} to be Running with a tailnet address`,
-        async () => {
-            if (node.daemon && exited(node.daemon.child)) {
-                throw new Fatal(`tailscaled on ${node.name} exited`);
-            }
-            const s = await status(node);
-            return s.BackendState === "Running" && (s.Self.TailscaleIPs ?? []).length > 0 ? s : undefined;
-        },
-        { timeoutMs, intervalMs: 500, context: logs },
-    );
 }
 
 /** A `k3s` test double and a `tailscale` that talks to this node's tailscaled, for the pre-flight. */
@@ -521,11 +408,7 @@ async function tearDown(): Promise<void> {
     try {
         await stop(daemons());
     } finally {
-        for (const name of sctnNamespaces()) {
-            if (name.endsWith(`-${process.pid}`)) {
-                deleteNamespace(name);
-            }
-        }
+        deleteOwnNamespaces();
         if (tmp && !process.env.SCTN_KEEP_TMP) {
             fs.rmSync(tmp, { recursive: true, force: true });
         }

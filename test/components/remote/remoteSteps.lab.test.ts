@@ -68,6 +68,9 @@ const START_VERBS = new Set(["start", "restart", "try-restart", "reload-or-resta
 function labConfig(): Raw {
     const raw: Raw = labWithExistingControlHost();
     expect(raw.controlServer.host.host).toBe(CONTROL);
+    // The lab fleet has no Litestream stand-in and no S3 server: the replica's steps run for
+    // real in test/components/control/litestream.lab.test.ts.
+    delete raw.controlServer.replica;
     raw.sites[0].lan = `${BRIDGE_PREFIX}.0/24`;
     for (const node of raw.nodes) {
         node.lan.address = `${BRIDGE_PREFIX}.${LAN_OCTET[node.name]}`;
@@ -641,7 +644,7 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
 
     it("plans a bootstrap that mounts nothing and starts nothing, then Headscale's files and Nebula's", () => {
         expect(parsePayload(planA.control.bootstrapPayload)).toEqual({
-            params: { VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, START: "no" },
+            params: { VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, LITESTREAM_VERSION: "none", START: "no" },
             files: [],
         });
         expect(planA.control.deliveries.map((each) => each.role)).toEqual(["headscale", "nebula"]);
