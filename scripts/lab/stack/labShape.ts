@@ -12,6 +12,7 @@
  *     (DigitalOcean is not part of a lab fleet; test/e2e/adoption.test.ts covers the droplet).
  *   - A macOS host becomes a Debian one reached as root, its relay run by systemd: the lab has
  *     no macOS-shaped host yet (issue 22).
+ *   - Headscale's replica is dropped: its bucket is not in the lab (the restore has a lab suite).
  *   - The cluster bootstraps (`cluster.bootstrap`) on the first up; `afterFirstUp` puts the
  *     committed value back, so a rehearsed change rolls the nodes in the committed order. Its
  *     API is the lab's API server (`cluster.serverUrl`, set once that server runs).
@@ -81,6 +82,7 @@ export function labWithExistingControlHost(): FleetInput {
     const tailnet = parseCidr(raw.overlays.tailnet.prefix);
     raw.nodes.push(controlNode(raw, "192.168.50.3", firstFree(tailnet.network + 3, tailnet, usedTailnet(raw))));
     raw.controlServer.host = { kind: "existing", host: controlHostName(raw) };
+    delete raw.controlServer.replica;
     return raw;
 }
 
@@ -191,6 +193,13 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
             changes.push(`derpRelays[${relay.host}].serviceManager: launchd → systemd (its host is played as Debian)`);
             relay.serviceManager = "systemd";
         }
+    }
+
+    if (fleet.controlServer.replica !== undefined) {
+        changes.push(
+            `controlServer.replica: dropped (its bucket ${fleet.controlServer.replica.bucket} is not in the lab; test/components/control/litestream.lab.test.ts runs the restore)`,
+        );
+        delete fleet.controlServer.replica;
     }
 
     fleet.cluster.bootstrap = true;
