@@ -54,18 +54,17 @@ if command -v go >/dev/null 2>&1; then
   # them; cached under ~/.cache/shortcircuit, so only the first run on a machine builds.
   echo "setup: building the pinned tailnet tools with Go (cached)"
   bash scripts/tools/build-tailnet-tools.sh >/dev/null
-  # Litestream (Headscale's replicator) and versitygw, the S3 server its lab test replicates to;
-  # versitygw is built only when no other setup step has built it already.
-  echo "setup: building the pinned Litestream and the test S3 server with Go (cached)"
+  # Litestream, Headscale's replicator (its lab test replicates to versitygw, built below).
+  echo "setup: building the pinned Litestream with Go (cached)"
   bash scripts/tools/build-litestream.sh >/dev/null
   # The real Pulumi engine for test/e2e: CLI, Node.js language host, kubernetes plugin,
   # kube-apiserver and kubectl from the module proxy, and the command/tls provider test doubles.
   # Cached: about 40 minutes of compiling on a cold 2-core machine, a second when current.
   echo "setup: building the Pulumi engine, kube-apiserver/kubectl and the provider doubles with Go (cached)"
   bash scripts/tools/build-engine.sh >/dev/null
-  # versitygw, the S3 server the state-backend suite keeps Pulumi's DIY backend in (about 2
-  # minutes cold, a second when current).
-  echo "setup: building versitygw, the S3 server of the state-backend suite, with Go (cached)"
+  # versitygw, the S3 server the state-backend suite keeps Pulumi's DIY backend in and the
+  # Litestream suite replicates to (about 2 minutes cold, a second when current).
+  echo "setup: building versitygw, the test S3 server, with Go (cached)"
   bash scripts/tools/build-versitygw.sh >/dev/null
 else
   echo "setup: no Go on this machine; the suites that need Go-built tools will say so and skip"

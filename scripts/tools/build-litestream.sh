@@ -4,17 +4,13 @@
 #
 #   ${SHORTCIRCUIT_CACHE:-$HOME/.cache/shortcircuit}/litestream-<version>/bin/litestream
 #
-# and, for the tests that replicate to a real S3 server on loopback, versitygw
-# (${SHORTCIRCUIT_CACHE:-$HOME/.cache/shortcircuit}/versitygw-<version>/bin/versitygw) unless a
-# current one is already there. The S3 state-backend work builds versitygw into the same directory
-# with the same recipe; whichever script runs first builds it, the other finds it stamped.
+# (The S3 server its lab test replicates to, versitygw, is scripts/tools/build-versitygw.sh's.)
 #
 # Litestream is pure Go (modernc.org/sqlite), so CGO_ENABLED=0 gives a static binary that also
-# runs inside test namespaces. Each binary carries a stamp recording what it was built from; a run
-# that finds both stamped binaries builds nothing. Every build is bounded by a timeout.
+# runs inside test namespaces. The binary carries a stamp recording what it was built from; a run
+# that finds it stamped builds nothing. Every build is bounded by a timeout.
 #
-# Versions: litestream from components/versions.ts (LITESTREAM_VERSION overrides), versitygw
-# VERSITYGW_VERSION (default v1.8.0, the test S3 server's pin).
+# Version: components/versions.ts (LITESTREAM_VERSION overrides).
 #
 # Progress goes to stderr; the last line on stdout is `export PATH="<bins>:$PATH"`.
 set -euo pipefail
@@ -28,7 +24,6 @@ die() { log "error: $*"; exit 1; }
 source "${repo_root}/scripts/tools/go-build-env.sh"
 
 litestream_version="${LITESTREAM_VERSION:-$(pin_from_versions_ts "${versions_file}" litestream)}"
-versitygw_version="${VERSITYGW_VERSION:-v1.8.0}"
 [ -n "${litestream_version}" ] || die "no litestream version in ${versions_file} (or LITESTREAM_VERSION)"
 
 cache_root="${SHORTCIRCUIT_CACHE:-${HOME}/.cache/shortcircuit}"
@@ -36,20 +31,17 @@ build_timeout="${SHORTCIRCUIT_GO_BUILD_TIMEOUT:-1800}"
 cgo_enabled=0
 build_flags=(-trimpath)
 
-names=(litestream versitygw)
+names=(litestream)
 declare -A tool_dirs=(
   [litestream]="${cache_root}/litestream-${litestream_version}"
-  [versitygw]="${cache_root}/versitygw-${versitygw_version}"
 )
 declare -A packages=(
   [litestream]="github.com/benbjohnson/litestream/cmd/litestream@${litestream_version}"
-  [versitygw]="github.com/versity/versitygw/cmd/versitygw@${versitygw_version}"
 )
 # litestream's main reads its version from a -X stamp (main.Version); without it, `litestream
 # version` prints "(development build)".
 declare -A ldflags=(
   [litestream]="-X main.Version=${litestream_version}"
-  [versitygw]=""
 )
 
 # What a binary's stamp must say for it to count as built (not the local Go version: a Go
@@ -61,23 +53,15 @@ is_current() {
   local dir="${tool_dirs[$1]}"
   [ -x "${dir}/bin/$1" ] && [ -f "${dir}/stamps/$1" ] && [ "$(cat "${dir}/stamps/$1")" = "$(recipe_for "$1")" ]
 }
-# versitygw built by another script (the state-backend one) with a recipe of its own still serves
-# the tests: an existing binary is enough there, this script only fills a gap.
-is_present() {
-  case "$1" in
-    litestream) is_current "$1" ;;
-    versitygw) [ -x "${tool_dirs[$1]}/bin/$1" ] ;;
-    *) die "unknown tool $1" ;;
-  esac
-}
+is_present() { is_current "$1"; }
 
 # shellcheck disable=SC2016 # $PATH is for the shell that evaluates this line
-print_path() { printf 'export PATH="%s:%s:$PATH"\n' "${tool_dirs[litestream]}/bin" "${tool_dirs[versitygw]}/bin"; }
+print_path() { printf 'export PATH="%s:$PATH"\n' "${tool_dirs[litestream]}/bin"; }
 
 all_present=1
 for name in "${names[@]}"; do is_present "${name}" || { all_present=0; break; }; done
 if [ "${all_present}" -eq 1 ]; then
-  log "up to date: litestream ${litestream_version}, versitygw ${versitygw_version}"
+  log "up to date: litestream ${litestream_version}"
   print_path
   exit 0
 fi

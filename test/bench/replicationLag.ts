@@ -11,10 +11,10 @@ import {
     runBounded,
     startReplicate,
     startS3,
-    versitygwBinary,
     waitReplicated,
     writeLitestreamConfig,
 } from "../support/litestreamLab";
+import { versitygwBinary } from "../support/s3Server";
 import { sleep, stopChildren } from "../support/processes";
 
 /*

@@ -6,7 +6,7 @@ import type { Raw } from "../support/fixtures";
 import { CONTROL, GENESIS, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, type RunResult } from "../../scripts/lab/stack/engine";
 import { killTree, processTree } from "../../scripts/lab/processes";
-import { startS3Server, type S3Server } from "./s3Server";
+import { startS3Server, type S3Server } from "../support/s3Server";
 
 /*
  * Issue 24, part 1: the stack's state on an S3-compatible store with Pulumi's lock

@@ -7,25 +7,20 @@ import { renderLitestreamConfigYaml, ACCESS_KEY_VAR, SECRET_KEY_VAR } from "../.
 import { versions } from "../../components/versions";
 import type { ReplicaConfig } from "../../stacks/schema";
 import { exited, sleep, stopChildren } from "./processes";
+import { versitygwBinary } from "./s3Server";
 import { CACHE_ROOT } from "./tools";
 
 /*
  * Litestream against a real S3 server on loopback, for the lab suites and the benchmark: the
- * pinned litestream (scripts/tools/build-litestream.sh) and versitygw v1.8.0 (the same script
- * builds it when the S3 state-backend setup has not), both from the Go module proxy. Every wait
+ * pinned litestream (scripts/tools/build-litestream.sh) and versitygw (scripts/tools/build-versitygw.sh,
+ * found by ./s3Server.ts), both from the Go module proxy. Every wait
  * is bounded; every process started here is stopped by its handle.
  */
 
-export const VERSITYGW_VERSION = "v1.8.0";
 const BUILD_HINT = "run bash scripts/tools/build-litestream.sh (scripts/setup.sh does, and CI runs it)";
 
 export function litestreamBinary(): string {
     return toolAt(path.join(CACHE_ROOT, `litestream-${versions.litestream}`, "bin", "litestream"));
-}
-
-/** versitygw where the S3 state-backend setup and build-litestream.sh both leave it. */
-export function versitygwBinary(): string {
-    return toolAt(path.join(CACHE_ROOT, `versitygw-${VERSITYGW_VERSION}`, "bin", "versitygw"));
 }
 
 function toolAt(file: string): string {
