@@ -171,7 +171,9 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
     for (const node of hostsOnLan) {
         if (assigned.has(node.name)) continue;
         const base = blockOf.get(node.site) ?? bridge.network;
-        const address = ipToInt(firstFree(base + 2, { network: base, prefix: 24 + bits }, used));
+        // The host that plays the control server takes .3 of its block where free, as the lab
+        // suites have always had it (the lab stack's relay is .2).
+        const address = ipToInt(firstFree(base + (node.name === control ? 3 : 2), { network: base, prefix: 24 + bits }, used));
         assigned.set(node.name, address);
         used.add(address);
     }

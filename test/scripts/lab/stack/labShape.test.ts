@@ -74,6 +74,18 @@ describe("a committed stack reshaped for a lab fleet", () => {
         expect(shape.hosts.find((host) => host.name === "lab-control-01")).toMatchObject({ control: true, lanAddress: `${PREFIX}.3` });
     });
 
+    it("the host that plays the control server is .3 without the relay too (the droplet suites' reserved IP)", () => {
+        const source = committedFleet("lab");
+        source.nodes = source.nodes.filter((node) => node.genesis === true);
+        source.derpRelays = [];
+        source.edge = { enabled: false };
+        const shape = deriveLabShape(source, { bridgePrefix: PREFIX, controlServer: "droplet" });
+        expect(shape.hosts.map((host) => [host.name, host.lanAddress])).toEqual([
+            ["lab-server-01", `${PREFIX}.11`],
+            ["lab-control-01", `${PREFIX}.3`],
+        ]);
+    });
+
     it("refuses a bridge prefix that is not three octets", () => {
         expect(() => deriveLabShape(committedFleet("lab"), { bridgePrefix: "198.19" })).toThrow("bridge prefix 198.19 is not three octets");
     });
