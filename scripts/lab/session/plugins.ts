@@ -35,7 +35,9 @@ function installedPlugin(name: ChosenPlugin, version: string, homes: string[]): 
  */
 export function choosePlugins(pulumiBin: string, downloadHome: string, env: Record<string, string>): PluginChoice {
     const pins = pluginPins();
-    const homes = [...new Set([process.env.PULUMI_HOME, path.join(os.homedir(), ".pulumi")].filter((home): home is string => Boolean(home)))];
+    const homes = [
+        ...new Set([process.env.PULUMI_HOME, path.join(process.env.HOME ?? os.homedir(), ".pulumi")].filter((home): home is string => Boolean(home))),
+    ];
     const files: PluginChoice["files"] = {};
     const real: string[] = [];
     const doubles: string[] = [];
@@ -64,7 +66,7 @@ export function choosePlugins(pulumiBin: string, downloadHome: string, env: Reco
     const parts = [
         ...(doubles.length > 0
             ? [
-                  `TEST DOUBLES (scripts/lab/provider-doubles) for ${doubles.join(", ")}: none installed, and the CLI could not download them (${downloadError.slice(0, 100)}); README "Provider plugins" says how to install the real ones`,
+                  `TEST DOUBLES (scripts/lab/provider-doubles) for ${doubles.join(", ")}: none installed, and the CLI could not download them (${downloadError.length > 120 ? `…${downloadError.slice(-120)}` : downloadError}); README "Provider plugins" says how to install the real ones`,
               ]
             : []),
         ...(real.length > 0 ? [`REAL ${real.join(", ")}`] : []),
