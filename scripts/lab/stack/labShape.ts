@@ -82,7 +82,6 @@ export function labWithExistingControlHost(): FleetInput {
     const tailnet = parseCidr(raw.overlays.tailnet.prefix);
     raw.nodes.push(controlNode(raw, "192.168.50.3", firstFree(tailnet.network + 3, tailnet, usedTailnet(raw))));
     raw.controlServer.host = { kind: "existing", host: controlHostName(raw) };
-    delete raw.controlServer.replica;
     return raw;
 }
 

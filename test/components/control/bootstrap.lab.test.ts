@@ -125,7 +125,13 @@ async function bootstrap(): Promise<Bootstrap> {
     stub(bin, "headscale", "exit 1");
     stub(bin, "dpkg", '[ "$1" = --print-architecture ] && echo amd64');
     stub(bin, "chown", "exit 0");
-    const payload = framedPayload({ VOLUME_DEVICE: "none", HEADSCALE_VERSION: versions.headscale, NEBULA_VERSION: versions.nebula, START: "no" });
+    const payload = framedPayload({
+        VOLUME_DEVICE: "none",
+        HEADSCALE_VERSION: versions.headscale,
+        NEBULA_VERSION: versions.nebula,
+        LITESTREAM_VERSION: "none",
+        START: "no",
+    });
     fs.writeFileSync(path.join(work, "payload"), payload);
     fs.writeFileSync(path.join(work, "bootstrap.sh"), remoteScript("control/bootstrap.sh"));
     const inner = [
@@ -208,7 +214,8 @@ describe("dpkg and a config file already in place (the first boot's cloud-init w
         framedPayload(
             {},
             throwawayPlan(validFleet("prod"), { now: new Date("2026-11-22T00:00:00Z"), pkiSeedHex: "4d".repeat(32) })
-                .plan.control.deliveries[0].publicFiles.filter((file) => file.path === "/etc/headscale/config.yaml")
+                .plan.control.deliveries.flatMap((delivery) => delivery.publicFiles)
+                .filter((file) => file.path === "/etc/headscale/config.yaml")
                 .map((file) => ({ target: file.path, mode: file.mode, content: file.content })),
         ),
     ).files[0].content;
