@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { framedPayload, type PayloadFile } from "./remote/payload";
 import { sshHost } from "../stacks/fleet";
-import type { Fleet, FleetNode } from "../stacks/schema";
+import type { Become, Fleet, FleetNode } from "../stacks/schema";
 
 /*
  * The shapes of the host plan (plan.ts) that every concern fills in. A plan is plain data; only
@@ -30,10 +30,24 @@ export interface PlannedSsh {
     port: number;
     timeoutSeconds: number;
     dialAttempts: number;
+    /** How its steps become root: none (the user is root) or sudo -n (remote/remoteCommand.ts). */
+    become: Become;
+}
+
+/** The stack file's `ssh.become`, or its default: none for root, sudo for anyone else. */
+export function becomeOf(ssh: { user: string; become?: Become }): Become {
+    return ssh.become ?? (ssh.user === "root" ? "none" : "sudo");
 }
 
 export function plannedSsh(fleet: Fleet, node: FleetNode): PlannedSsh {
-    return { host: sshHost(fleet, node), user: node.ssh.user, port: node.ssh.port, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 3 };
+    return {
+        host: sshHost(fleet, node),
+        user: node.ssh.user,
+        port: node.ssh.port,
+        timeoutSeconds: fleet.access.sshTimeoutSeconds,
+        dialAttempts: 3,
+        become: becomeOf(node.ssh),
+    };
 }
 
 export interface PlannedFile<V> {

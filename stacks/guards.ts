@@ -612,6 +612,12 @@ function checkFieldAgreement(fleet: Pick<Fleet, "controlServer" | "nodes">, prob
                 `dials ${endpointIp}, but ${node.name}'s public address is ${node.externalIp} (${nodePath(index, "externalIp")}); set both to the address it answers on`,
             );
         }
+        if (node.ssh.become === "none" && node.ssh.user !== "root") {
+            problems.error(
+                nodePath(index, "ssh.become"),
+                `is none, but ${node.ssh.user} is not root: every step writes root's files (/etc, the service manager); use sudo (the default for a non-root user) or log in as root`,
+            );
+        }
         if (node.ssh.host !== undefined && node.ssh.via !== undefined) {
             problems.error(nodePath(index, "ssh.via"), `is unused: ssh.host (${node.ssh.host}) names the SSH address outright; remove one of the two`);
         }

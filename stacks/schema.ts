@@ -147,11 +147,17 @@ const LanSchema = z.strictObject({
     mtu: MtuSchema.default(1500).describe("The LAN link's MTU; at least 1280."),
 });
 
+export const BecomeSchema = z.enum(["none", "sudo"]);
+export type Become = z.infer<typeof BecomeSchema>;
+
 const SshSchema = z.strictObject({
     user: SshUser.default("root").describe("The SSH user."),
     port: PortSchema.default(22).describe("The SSH port."),
     via: PathSchema.optional().describe("Which network the program's SSH connections use; defaults to `access.sshVia`. Set this or `host`, not both."),
     host: HostName.optional().describe("An explicit address or name to SSH to, overriding the address on `via`."),
+    become: BecomeSchema.optional().describe(
+        "How the program's steps (and drift's collector) become root: `none` runs them as the SSH user, who must be root; `sudo` runs them through `sudo -n /bin/bash`, which must not ask for a password. Defaults to `none` for `root`, `sudo` for any other user.",
+    ),
 });
 
 export const NodeRoleSchema = z.enum(["server", "agent", "standalone"]);

@@ -1,6 +1,6 @@
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { connectionArgs, type SshCredentials } from "../remote/connection";
+import { connectionArgs, type SshCredentials, type StepConnection } from "../remote/connection";
 import { deliverFiles } from "../remote/fileDelivery";
 import { framedPayload } from "../remote/payload";
 import { remoteStep } from "../remote/remoteCommand";
@@ -46,7 +46,7 @@ export class ControlServer extends pulumi.ComponentResource {
         this.headscaleUrl = plan.headscaleUrl;
         this.derpMapYaml = plan.derpMapYaml;
 
-        let connection: command.types.input.remote.ConnectionArgs;
+        let connection: StepConnection;
         let machineReady: pulumi.Resource[] = [];
         if (isDropletPlan(plan)) {
             const host = plan.host;

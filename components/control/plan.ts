@@ -125,7 +125,7 @@ export function controlHost(fleet: Fleet): ControlHostPlan {
                     { protocol: "icmp", addresses: world },
                 ],
                 // A new droplet takes a while to answer SSH; a running host does not.
-                ssh: { user: "root", port: 22, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 10 },
+                ssh: { user: "root", port: 22, timeoutSeconds: fleet.access.sshTimeoutSeconds, dialAttempts: 10, become: "none" },
                 ...(host.adopt ? { adopt: host.adopt } : {}),
             };
         }

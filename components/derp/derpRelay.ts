@@ -1,8 +1,8 @@
-import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { deliverFiles } from "../remote/fileDelivery";
 import { remoteStep } from "../remote/remoteCommand";
 import type { RelayPlan } from "./plan";
+import type { StepConnection } from "../remote/connection";
 
 /*
  * A standalone DERP relay on an existing fleet host, over SSH: the pinned derper (install.sh),
@@ -12,7 +12,7 @@ import type { RelayPlan } from "./plan";
 
 export interface DerpRelayArgs {
     /** How the program reaches the relay host. */
-    connection: command.types.input.remote.ConnectionArgs;
+    connection: StepConnection;
     plan: RelayPlan<pulumi.Output<string>>;
     /** What the plan's order puts first (the control server answering). */
     after: pulumi.Resource[];

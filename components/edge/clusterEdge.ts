@@ -1,4 +1,3 @@
-import type * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
@@ -6,6 +5,7 @@ import { assertNever } from "../hostPlan";
 import { remoteStep } from "../remote/remoteCommand";
 import type { EdgePlan } from "./plan";
 import { SERVICELB_ENABLE_LABEL, type K8sObject } from "./objects";
+import type { StepConnection } from "../remote/connection";
 
 /*
  * The cluster edge, applied through one explicit Kubernetes provider. Its kubeconfig is read
@@ -18,7 +18,7 @@ import { SERVICELB_ENABLE_LABEL, type K8sObject } from "./objects";
 export interface ClusterEdgeArgs {
     plan: EdgePlan;
     /** How the program reaches the genesis server. */
-    genesisConnection: command.types.input.remote.ConnectionArgs;
+    genesisConnection: StepConnection;
     /** What the plan's order puts first: the cluster's rollout finishes before its edge changes. */
     after: pulumi.Resource[];
 }
@@ -56,7 +56,7 @@ export class ClusterEdge extends pulumi.ComponentResource {
             script: "edge/read-kubeconfig.sh",
             stdin: plan.readKubeconfigPayload,
             // Only the genesis's identity: a config change on a node never replaces the provider.
-            triggers: [args.genesisConnection.host, plan.serverUrl],
+            triggers: [args.genesisConnection.ssh.host, plan.serverUrl],
             secretOutput: true,
             after: args.after,
         });

@@ -2,6 +2,7 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { remoteStep } from "../remote/remoteCommand";
 import type { K3sNodePlan } from "./plan";
+import type { StepConnection } from "../remote/connection";
 
 /*
  * One K3s node's rollout (k3s/plan.ts): prepare (pre-flight and token, on the node), drain (on
@@ -14,9 +15,9 @@ import type { K3sNodePlan } from "./plan";
 export interface K3sNodeArgs {
     plan: K3sNodePlan<pulumi.Output<string>>;
     /** How the program reaches this node. */
-    connection: command.types.input.remote.ConnectionArgs;
+    connection: StepConnection;
     /** How the program reaches the genesis server, which drains and uncordons. */
-    genesisConnection: command.types.input.remote.ConnectionArgs;
+    genesisConnection: StepConnection;
     /** What the plan's order puts first (the previous node, this node's Nebula delivery, the control server). */
     after: pulumi.Resource[];
 }

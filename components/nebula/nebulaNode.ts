@@ -1,7 +1,7 @@
-import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { deliverFiles } from "../remote/fileDelivery";
 import type { Delivery } from "../hostPlan";
+import type { StepConnection } from "../remote/connection";
 
 /*
  * One host's Nebula files over SSH (nebula/plan.ts decides them). Destroying the component
@@ -10,7 +10,7 @@ import type { Delivery } from "../hostPlan";
 
 export interface NebulaNodeArgs {
     /** How the program reaches this host. */
-    connection: command.types.input.remote.ConnectionArgs;
+    connection: StepConnection;
     /** The host's planned Nebula delivery. */
     delivery: Delivery<pulumi.Output<string>>;
     /** What the plan's order puts first (the previous member's delivery: one Nebula restart at a time). */

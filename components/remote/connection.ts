@@ -1,5 +1,6 @@
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
+import type { Become } from "../../stacks/schema";
 
 /** Where a host answers SSH; plain data from the plan (the droplet's address is an Output). */
 export interface SshAddress {
@@ -10,6 +11,14 @@ export interface SshAddress {
     timeoutSeconds: number;
     /** Failed attempts before the step fails; a booting droplet needs more than a running host. */
     dialAttempts: number;
+    /** How the steps there become root (remoteCommand.ts's launcher). */
+    become: Become;
+}
+
+/** How a step reaches its host and becomes root there. */
+export interface StepConnection {
+    ssh: command.types.input.remote.ConnectionArgs;
+    become: Become;
 }
 
 /**
@@ -20,13 +29,16 @@ export interface SshAddress {
 export type SshCredentials = { privateKey?: pulumi.Input<string> };
 
 /** The one way the program reaches a host: bounded by timeoutSeconds × dialAttempts. */
-export function connectionArgs(address: SshAddress, credentials: SshCredentials): command.types.input.remote.ConnectionArgs {
+export function connectionArgs(address: SshAddress, credentials: SshCredentials): StepConnection {
     return {
-        host: address.host,
-        user: address.user,
-        port: address.port,
-        privateKey: credentials.privateKey,
-        perDialTimeout: address.timeoutSeconds,
-        dialErrorLimit: address.dialAttempts,
+        ssh: {
+            host: address.host,
+            user: address.user,
+            port: address.port,
+            privateKey: credentials.privateKey,
+            perDialTimeout: address.timeoutSeconds,
+            dialErrorLimit: address.dialAttempts,
+        },
+        become: address.become,
     };
 }

@@ -2,6 +2,7 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Delivery } from "../hostPlan";
 import { remoteStep } from "./remoteCommand";
+import type { StepConnection } from "./connection";
 
 /*
  * A planned delivery as two steps: the secret files first, in their own step so its stdin is
@@ -18,7 +19,7 @@ export interface DeliveredSteps {
 export function deliverFiles(
     name: string,
     parent: pulumi.Resource,
-    connection: command.types.input.remote.ConnectionArgs,
+    connection: StepConnection,
     delivery: Delivery<pulumi.Output<string>>,
     after: pulumi.Input<pulumi.Resource>[],
     /** Values whose change re-runs both steps (a rebuilt machine). */

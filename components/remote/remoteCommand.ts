@@ -1,6 +1,8 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
+import { BecomeSchema, type Become } from "../../stacks/schema";
+import type { StepConnection } from "./connection";
 import { remoteScript, type RemoteScriptPath } from "./scripts";
 
 /*
@@ -22,32 +24,63 @@ export type StepLogging = "stdoutAndStderr" | "stdout" | "stderr" | "none";
  * `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash,
  * telling the script (as $1) which streams the provider logs: remote/prelude.sh bounds the
  * lines of exactly those, because the provider hangs on a logged line of 64 KiB.
+ *
+ * With `become: "sudo"` the same reader runs under `sudo -n /bin/bash`, so the script, its
+ * payload and any secret in it stay on stdin (never in argv, so never in `ps` or sudo's log,
+ * which records only this short reader). A probe first runs `sudo -n /bin/bash -c :`: where
+ * sudo would ask for a password, refuses, or is missing, the step fails before reading its
+ * script, so nothing is written, with one line naming the host, the user and the sudoers rule
+ * that fixes it. Written for any login shell (sh, bash, zsh: macOS's default).
  */
-export function stepLauncher(relativePath: string, script: string, logging: StepLogging = "stdoutAndStderr"): string {
+export function stepLauncher(relativePath: string, script: string, logging: StepLogging = "stdoutAndStderr", become: Become = "none"): string {
     // The name lands unquoted in a shell line. The program's steps pass a RemoteScriptPath (one of
     // REMOTE_SCRIPTS, checked by the compiler in RemoteStepArgs); tests launch scripts of their
     // own, so here it is a string that must look like a path, never a value.
     if (!/^[a-z0-9][a-z0-9/._-]*\.sh$/.test(relativePath)) throw new Error(`not a step script path: ${relativePath}`);
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
     const bytes = Buffer.byteLength(script, "utf8");
+    const tail = `# shortcircuit sha256:${digest}`;
     // dd bs=1 stops at exactly the script's end, so the payload behind it stays on stdin for bash.
-    return `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script" ${relativePath} ${logging} # shortcircuit sha256:${digest}`;
+    const reader = `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script"`;
+    switch (become) {
+        case "none":
+            return `${reader} ${relativePath} ${logging} ${tail}`;
+        case "sudo":
+            return `${SUDO_PROBE} && exec sudo -n /bin/bash -c '${reader} "$0" "$1"' ${relativePath} ${logging} ${tail}`;
+        default:
+            throw new Error(`unhandled become ${JSON.stringify(become satisfies never)}`);
+    }
 }
 
-const LAUNCHER =
-    /^script="\$\(dd bs=1 count=(\d+) 2>\/dev\/null\)" && exec bash -c "\$script" (\S+) (?:stdoutAndStderr|stdout|stderr|none) # shortcircuit sha256:[0-9a-f]{16}$/;
+/** Fails a sudo step before it reads anything, with one line: the host, the user, sudo's reason, the fix. */
+const SUDO_PROBE =
+    `{ why="$(sudo -n /bin/bash -c : 2>&1 </dev/null)" || { printf 'shortcircuit: %s: cannot become root: sudo -n /bin/bash as %s failed (%s); ` +
+    `fix: on that host add the line "%s ALL=(root) NOPASSWD: /bin/bash" with visudo -f /etc/sudoers.d/shortcircuit\\n' ` +
+    `"$(uname -n)" "$(id -un)" "$(printf '%s\\n' "$why" | tail -n 1)" "$(id -un)" >&2; exit 1; }; }`;
+
+const LAUNCHER_TAIL = / (\S+) (stdoutAndStderr|stdout|stderr|none) # shortcircuit sha256:[0-9a-f]{16}$/;
 
 /** A recorded step's stdin split back into the script it runs and the payload that script reads. */
-export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string } {
-    const match = LAUNCHER.exec(create);
-    if (!match) throw new Error(`not a shortcircuit step launcher: ${create.slice(0, 80)}`);
-    const raw = Buffer.from(stdin, "utf8");
-    const bytes = Number(match[1]);
-    return { path: match[2], script: raw.subarray(0, bytes).toString("utf8"), payload: raw.subarray(bytes).toString("utf8") };
+export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string; become: Become } {
+    const count = /(?:^|[ '])script="\$\(dd bs=1 count=(\d+) /.exec(create);
+    const tail = LAUNCHER_TAIL.exec(create);
+    if (count && tail) {
+        const raw = Buffer.from(stdin, "utf8");
+        const bytes = Number(count[1]);
+        const script = raw.subarray(0, bytes).toString("utf8");
+        const logging = tail[2] as StepLogging;
+        for (const become of BecomeSchema.options) {
+            // Only a launcher this module builds, byte for byte, for the script it carries.
+            if (create === stepLauncher(tail[1], script, logging, become)) {
+                return { path: tail[1], script, payload: raw.subarray(bytes).toString("utf8"), become };
+            }
+        }
+    }
+    throw new Error(`not a shortcircuit step launcher: ${create.slice(0, 80)}`);
 }
 
 export interface RemoteStepArgs {
-    connection: command.types.input.remote.ConnectionArgs;
+    connection: StepConnection;
     /** `components/<path>.sh`, run after remote/prelude.sh: one of REMOTE_SCRIPTS. */
     script: RemoteScriptPath;
     /** The step's payload (remote/payload.ts). */
@@ -69,12 +102,12 @@ export function remoteStep(name: string, parent: pulumi.Resource, args: RemoteSt
     // every logged stream has its lines bounded by the prelude (see stepLauncher), which keeps
     // all the text but folds a line over 16 KiB.
     const logging: StepLogging = args.secretOutput ? "none" : "stdoutAndStderr";
-    const launcher = stepLauncher(args.script, script, logging);
+    const launcher = stepLauncher(args.script, script, logging, args.connection.become);
     const stdin = pulumi.output(args.stdin).apply((payload) => `${script}${payload}`);
     return new command.remote.Command(
         name,
         {
-            connection: args.connection,
+            connection: args.connection.ssh,
             create: launcher,
             update: launcher,
             stdin: args.secret ? pulumi.secret(stdin) : stdin,

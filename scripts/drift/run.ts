@@ -14,6 +14,7 @@ import type { DriftExpectation, ExpectedHost } from "./expect";
 import { CollectorOutputError, collectorPayload, parseCollectorOutput, type Observation } from "./observe";
 import { hostStatus, type DriftReport, type HostResult } from "./report";
 import type { PlannedSsh } from "../../components/hostPlan";
+import { stepLauncher } from "../../components/remote/remoteCommand";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -96,7 +97,10 @@ type Read = { ok: true; observation: Observation } | { ok: false; reason: string
 
 function readHost(ssh: PlannedSsh, script: string, payload: string, options: SshClientOptions): Promise<Read> {
     return new Promise((resolve) => {
-        const child = spawn("ssh", [...sshArgv(ssh, options), script], { stdio: ["pipe", "pipe", "pipe"] });
+        // The program's own launcher: bash whatever the login shell is (zsh on a Mac), the script
+        // on stdin ahead of its payload, and root through sudo -n where the host says so.
+        const launcher = stepLauncher("drift/collect.sh", script, "none", ssh.become);
+        const child = spawn("ssh", [...sshArgv(ssh, options), launcher], { stdio: ["pipe", "pipe", "pipe"] });
         const stdout: Buffer[] = [];
         const stderr: Buffer[] = [];
         let timedOut = false;
@@ -129,7 +133,7 @@ function readHost(ssh: PlannedSsh, script: string, payload: string, options: Ssh
                 }
             }
         });
-        child.stdin.end(payload);
+        child.stdin.end(`${script}${payload}`);
     });
 }
 

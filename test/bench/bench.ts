@@ -226,7 +226,7 @@ async function driftFigures(): Promise<void> {
                     strictHostKeyChecking: "no",
                     connectTimeoutSeconds: 5,
                     hostTimeoutSeconds: 60,
-                    target: () => ({ host: "127.0.0.1", port: sshd.port, user: "root", timeoutSeconds: 5, dialAttempts: 1 }),
+                    target: () => ({ host: "127.0.0.1", port: sshd.port, user: "root", timeoutSeconds: 5, dialAttempts: 1, become: "none" }),
                 },
             });
             const seconds = (performance.now() - start) / 1000;

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { splitStepStdin, stepLauncher, type RemoteStepArgs } from "../../../components/remote/remoteCommand";
+import type { Become } from "../../../stacks/schema";
 import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts";
 
 /*
@@ -11,10 +12,18 @@ import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts
 
 const shells = ["/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/zsh"].filter((shell) => existsSync(shell));
 
-function launch(shell: string, script: string, payload: string): { code: number | null; stdout: string; stderr: string } {
-    const result = spawnSync(shell, ["-c", stepLauncher("test/echo.sh", script)], { input: `${script}${payload}`, encoding: "utf8", timeout: 20_000 });
+function launch(shell: string, script: string, payload: string, become: Become = "none"): { code: number | null; stdout: string; stderr: string } {
+    const result = spawnSync(shell, ["-c", stepLauncher("test/echo.sh", script, "stdoutAndStderr", become)], {
+        input: `${script}${payload}`,
+        encoding: "utf8",
+        timeout: 20_000,
+    });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+// The real sudo (Debian's package, installed by setup): root may always run it, `nobody` never.
+const sudo = ["/usr/bin/sudo", "/bin/sudo"].find((file) => existsSync(file));
+const asRoot = process.getuid?.() === 0;
 
 describe("the remote step launcher", () => {
     // Multi-byte text in the script: the launcher counts bytes, not characters.
@@ -28,6 +37,38 @@ describe("the remote step launcher", () => {
         expect(result.stdout).toBe(`name=test/echo.sh\n${payload}`);
     });
 
+    (sudo && asRoot ? it.each(shells) : it.skip.each(shells))(
+        "with become sudo, runs it as root through the real sudo from %s, payload byte for byte",
+        (shell) => {
+            const payload = "KEY=secret\n\n@file 0600 4 /tmp/x\nab\r\n";
+            const result = launch(shell, `${script}id -un\n`, payload, "sudo");
+            expect(result.stderr).toBe("");
+            expect(result.code).toBe(0);
+            expect(result.stdout).toBe(`name=test/echo.sh\n${payload}root\n`);
+        },
+    );
+
+    (sudo && asRoot ? it.each(shells) : it.skip.each(shells))(
+        "with become sudo, a user sudo refuses fails from %s in one line before the script runs",
+        (shell) => {
+            const marker = `/tmp/shortcircuit-launcher-ran-${process.pid}`;
+            const ran = `touch ${marker}\n`;
+            const result = spawnSync("su", ["nobody", "-s", shell, "-c", stepLauncher("test/echo.sh", ran, "stdoutAndStderr", "sudo")], {
+                input: `${ran}PAYLOAD=1\n\n`,
+                encoding: "utf8",
+                timeout: 20_000,
+            });
+            expect(result.status).toBe(1);
+            expect(result.stdout).toBe("");
+            const lines = result.stderr.trimEnd().split("\n");
+            expect(lines).toHaveLength(1);
+            expect(lines[0]).toMatch(
+                /^shortcircuit: \S+: cannot become root: sudo -n \/bin\/bash as nobody failed \(sudo: a password is required\); fix: on that host add the line "nobody ALL=\(root\) NOPASSWD: \/bin\/bash" with visudo -f \/etc\/sudoers.d\/shortcircuit$/,
+            );
+            expect(existsSync(marker)).toBe(false);
+        },
+    );
+
     it("fails the step when the script's own exit says so", () => {
         const result = launch("/bin/sh", "echo broken >&2; exit 7\n", "");
         expect(result.code).toBe(7);
@@ -39,6 +80,10 @@ describe("the remote step launcher", () => {
             const launcher = stepLauncher(path, remoteScript(path));
             expect(launcher).not.toContain("\n");
             expect(launcher.length).toBeLessThan(160);
+            const sudoLauncher = stepLauncher(path, remoteScript(path), "stdoutAndStderr", "sudo");
+            expect(sudoLauncher).not.toContain("\n");
+            // What sudo runs (and logs) is the short reader, never the script.
+            expect(sudoLauncher).not.toContain(remoteScript(path).split("\n")[0]);
         }
         expect(stepLauncher("a.sh", "echo one\n")).not.toBe(stepLauncher("a.sh", "echo two\n"));
     });
@@ -53,7 +98,13 @@ describe("the remote step launcher", () => {
 
     it("splits a recorded stdin back into script and payload", () => {
         const payload = "NODE=ä\n\n";
-        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script), `${script}${payload}`)).toEqual({ path: "k3s/apply.sh", script, payload });
+        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script), `${script}${payload}`)).toEqual({ path: "k3s/apply.sh", script, payload, become: "none" });
+        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script, "stdout", "sudo"), `${script}${payload}`)).toEqual({
+            path: "k3s/apply.sh",
+            script,
+            payload,
+            become: "sudo",
+        });
         expect(() => splitStepStdin("bash -c 'echo hi'", "")).toThrow(/not a shortcircuit step launcher/);
     });
 });
