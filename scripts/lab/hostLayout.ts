@@ -57,9 +57,15 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
         privateDirs[d] = path.join(h.rootDir, d);
         fs.mkdirSync(privateDirs[d], { recursive: true, mode: 0o755 });
     }
-    if (h.spec.machine === true) {
+    if (h.spec.machine === true || h.spec.login !== undefined) {
         // Upper and work layers of the /etc and /root overlays (HOST_BOOT mounts them).
         for (const layer of ["etc-upper", "etc-work", "root-upper", "root-work"]) fs.mkdirSync(path.join(h.hostDir, "machine", layer), { recursive: true });
+    }
+    if (h.spec.login !== undefined) {
+        // HOST_BOOT adds the user and its sudo rule inside the host (sshd.ts).
+        fs.writeFileSync(path.join(h.hostDir, "login"), `${h.spec.login.user} ${h.spec.login.sudo}\n`);
+        fs.mkdirSync(path.join(h.hostDir, "usr-bin", "upper"), { recursive: true });
+        fs.mkdirSync(path.join(h.hostDir, "usr-bin", "work"), { recursive: true });
     }
     const privateList = path.join(h.hostDir, "private-mounts.tsv");
     fs.writeFileSync(privateList, ownDirs.map((d) => `${privateDirs[d]}\t${d}\n`).join(""));
@@ -80,7 +86,8 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
     for (const t of ["k3s", "kubectl", "systemctl", "journalctl"]) {
         fs.writeFileSync(path.join(binDir, t), shimWrapper(t, hostConfigPath, ctx.doubleScript), { mode: 0o755 });
     }
-    fs.writeFileSync(path.join(binDir, "sudo"), SUDO_SHIM, { mode: 0o755 });
+    // A login host runs the real sudo: the shim would hand the login user root without asking.
+    if (h.spec.login === undefined) fs.writeFileSync(path.join(binDir, "sudo"), SUDO_SHIM, { mode: 0o755 });
     writeJsonFile(path.join(stateDir, "tool-cue.json"), h.spec.tools ?? {});
     applyMissingTools(binDir, hostConfigPath, ctx.serviceDoublesScript, h.spec.tools?.missing ?? []);
     for (const [u, behaviour] of Object.entries(h.spec.services ?? {})) writeServiceCue(stateDir, u, behaviour);

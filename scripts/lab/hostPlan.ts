@@ -55,6 +55,12 @@ export function planHosts(opts: LabFleetOptions, runId: string, runDir: string, 
         }
         if (spec.nebulaIface !== undefined && !/^[a-z][a-z0-9]{0,14}$/.test(spec.nebulaIface))
             throw new Error(`lab fleet: bad nebulaIface ${spec.nebulaIface}`);
+        if (spec.login !== undefined) {
+            if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(spec.login.user) || spec.login.user === "root")
+                throw new Error(`lab fleet: ${spec.name}: login.user must be a POSIX user name other than root`);
+            if (!["nopasswd", "password", "refused", "missing"].includes(spec.login.sudo))
+                throw new Error(`lab fleet: ${spec.name}: login.sudo must be nopasswd, password, refused or missing`);
+        }
         const hostDir = path.join(runDir, "hosts", spec.name);
         return {
             spec,

@@ -67,7 +67,19 @@ export { checkLabPrerequisites, LabPrerequisiteError } from "./prerequisites";
 export { startLabFleet } from "./startLabFleet";
 export { cleanupStaleLab, teardownLabRun } from "./teardown";
 export type { CleanupReport } from "./teardown";
-export type { ExecOptions, ExecResult, HostRef, K3sBehaviour, LabFleet, LabFleetOptions, LabHost, LabHostSpec, ServiceBehaviour } from "./types";
+export type {
+    ExecOptions,
+    ExecResult,
+    HostRef,
+    K3sBehaviour,
+    LabFleet,
+    LabFleetOptions,
+    LabHost,
+    LabHostSpec,
+    LabLogin,
+    LabSudo,
+    ServiceBehaviour,
+} from "./types";
 export type {
     DoubleState,
     InvocationRecord,

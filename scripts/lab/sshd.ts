@@ -18,7 +18,7 @@ export function sshdConfig(h: PlannedHost, runDir: string): string {
         "ListenAddress 0.0.0.0",
         `HostKey ${path.join(h.hostDir, "ssh_host_ed25519_key")}`,
         `PidFile ${path.join(h.hostDir, "sshd.pid")}`,
-        `AuthorizedKeysFile ${h.spec.machine === true ? "/root/.ssh/authorized_keys" : path.join(runDir, "authorized_keys")}`,
+        `AuthorizedKeysFile ${h.spec.machine === true ? "/root/.ssh/authorized_keys" : path.join(runDir, "authorized_keys")}${h.spec.login !== undefined ? " %h/.ssh/authorized_keys" : ""}`,
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
@@ -61,6 +61,41 @@ for target in "$@"; do
 done
 if [ "$private_tmp" = yes ]; then mount -t tmpfs -o size=64m,mode=1777 lab-tmp /tmp; fi
 if [ -f /root/.bashrc ]; then mount --bind "$bashrc" /root/.bashrc; fi
+login="$(dirname "$cfg")/login"
+if [ -f "$login" ]; then
+  read -r user sudo_rule < "$login"
+  mount -t tmpfs -o size=16m,mode=0755 lab-home /home
+  mount -t tmpfs -o size=16m,mode=0755 lab-log /var/log
+  # sudo resolves the host's name: without this line every call waits for DNS that never answers.
+  printf '127.0.1.1 %s\n' "$host" >> /etc/hosts
+  useradd --no-create-home --home-dir "/home/$user" --shell /bin/bash --user-group "$user"
+  # A '*' hash, not useradd's '!': sshd without PAM refuses a locked account even for key logins.
+  usermod --password '*' "$user"
+  install -d -o "$user" -g "$user" -m 0700 "/home/$user" "/home/$user/.ssh"
+  install -o "$user" -g "$user" -m 0600 "$(dirname "$(dirname "$(dirname "$cfg")")")/authorized_keys" "/home/$user/.ssh/authorized_keys"
+  printf 'Defaults logfile=/var/log/sudo.log\n' > /etc/sudoers.d/lab-log
+  case "$sudo_rule" in
+    nopasswd) printf '%s ALL=(root) NOPASSWD: /bin/bash\n' "$user" > /etc/sudoers.d/lab-login ;;
+    password)
+      printf '%s ALL=(root) ALL\n' "$user" > /etc/sudoers.d/lab-login
+      printf '%s:lab-password-%s\n' "$user" "$RANDOM" | chpasswd
+      ;;
+    refused) ;;
+    missing)
+      # An overlay whiteout (a 0:0 character device) hides the real sudo from the host alone.
+      upper="$(dirname "$cfg")/usr-bin/upper"
+      for found in /usr/bin/sudo /bin/sudo; do
+        if [ -e "$found" ]; then
+          dir="$(dirname "$(readlink -f "$found")")"
+          mknod "$upper/sudo" c 0 0
+          mount -t overlay lab-no-sudo -o "lowerdir=$dir,upperdir=$upper,workdir=$(dirname "$cfg")/usr-bin/work" "$dir"
+          break
+        fi
+      done
+      ;;
+  esac
+  chmod 0440 /etc/sudoers.d/lab-*
+fi
 exec "$sshd" -D -e -f "$cfg"
 `;
 

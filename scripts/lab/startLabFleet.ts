@@ -131,6 +131,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
                 nebulaIface: h.spec.nebulaIface ?? "nebula1",
                 pid: child.pid ?? 0,
                 machine: h.spec.machine === true,
+                login: h.spec.login ?? null,
             };
         };
         // allSettled, not all: every host has finished (or failed) before a failure tears the run down.

@@ -14,6 +14,20 @@ export interface ServiceBehaviour {
 // ---------------------------------------------------------------------------------------
 // Public types
 
+/**
+ * How a host's non-root login user gains root, with Debian's real sudo: `nopasswd` (the rule
+ * docs/runbooks give: `<user> ALL=(root) NOPASSWD: /bin/bash`), `password` (a rule that asks for
+ * the user's password), `refused` (no rule at all), `missing` (no sudo on the host's PATH).
+ */
+export type LabSudo = "nopasswd" | "password" | "refused" | "missing";
+
+/** A non-root SSH login (see LabHostSpec.login). */
+export interface LabLogin {
+    /** A POSIX user name other than root. */
+    user: string;
+    sudo: LabSudo;
+}
+
 export interface LabHostSpec {
     /** Host name: hostname inside the host, default k3s node name. [a-z0-9-], max 63. */
     name: string;
@@ -46,6 +60,13 @@ export interface LabHostSpec {
      * the fleet's key: who may log in is up to the test (write that file with `exec`).
      */
     machine?: boolean;
+    /**
+     * Also accept the run's key for this non-root user (the host's /etc and /root become
+     * overlays as with `machine`, and /home and /var/log private tmpfs): the user is added to
+     * the host's own /etc/passwd, and sudo is set up as `login.sudo` says, the real sudo
+     * logging every command to /var/log/sudo.log. The harness's root login stays (`exec`, `ssh`).
+     */
+    login?: LabLogin;
 }
 
 export interface LabFleetOptions {
@@ -111,6 +132,8 @@ export interface LabHost {
     pid: number;
     /** Started with `machine: true` (see LabHostSpec.machine). */
     machine: boolean;
+    /** The non-root login of LabHostSpec.login, or null (root only). */
+    login: LabLogin | null;
 }
 
 export interface ExecResult {

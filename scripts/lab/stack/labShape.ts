@@ -10,8 +10,10 @@
  *     own namespace (the overlay addresses live on stand-in devices inside the hosts).
  *   - A droplet control server becomes an existing fleet host `<cluster>-control-01`
  *     (DigitalOcean is not part of a lab fleet; test/e2e/adoption.test.ts covers the droplet).
- *   - A macOS host becomes a Debian one reached as root, its relay run by systemd: the lab has
- *     no macOS-shaped host yet (issue 22).
+ *   - A macOS host becomes a Debian one, its relay run by systemd: the lab has no macOS-shaped
+ *     host yet (issue 22). A host the stack reaches as a non-root user (prod's `aero`, `admin`)
+ *     keeps that user: its lab host accepts it, and the real sudo gives it root as the runbook's
+ *     NOPASSWD rule does (`loginUser` makes every host such a host).
  *   - Headscale's replica is dropped: its bucket is not in the lab (the restore has a lab suite).
  *   - The cluster bootstraps (`cluster.bootstrap`) on the first up; `afterFirstUp` puts the
  *     committed value back, so a rehearsed change rolls the nodes in the committed order. Its
@@ -44,6 +46,8 @@ export interface LabShapeHost {
     control: boolean;
     /** derper's port, when it serves a DERP relay. */
     derpPort?: number;
+    /** The stack's non-root SSH user there: the lab host accepts it, with sudo as the runbook sets it up. */
+    loginUser?: string;
 }
 
 export interface LabShape {
@@ -67,6 +71,8 @@ export interface LabShapeOptions {
      */
     controlServer?: "existing" | "droplet";
     readyTimeoutSeconds?: number;
+    /** Reach every fleet host as this non-root user (become: sudo) instead of as the stack file says. */
+    loginUser?: string;
 }
 
 /** A committed stack file's raw fleet object, freshly parsed so the caller may change it. */
@@ -182,12 +188,15 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
     if (fleet.access?.sshVia !== "lan") changes.push(`access.sshVia: ${fleet.access?.sshVia ?? "nebula"} → lan (the overlays exist only inside the lab hosts)`);
     fleet.access = { ...(fleet.access ?? {}), sshVia: "lan" };
 
-    // macOS hosts: played as Debian hosts reached as root (no macOS-shaped lab host yet).
+    if (options.loginUser !== undefined) {
+        for (const node of fleet.nodes) node.ssh = { ...(node.ssh ?? {}), user: options.loginUser };
+        changes.push(`nodes[*].ssh.user: ${options.loginUser} (the lab hosts accept it, with sudo's NOPASSWD rule for /bin/bash)`);
+    }
+    // macOS hosts: played as Debian hosts, reached as their own SSH user (no macOS-shaped lab host yet).
     for (const node of fleet.nodes) {
         if (node.os !== "macos") continue;
-        changes.push(`nodes[${node.name}]: os macos → debian, ssh user ${node.ssh?.user ?? "root"} → root (no macOS-shaped lab host yet, issue 22)`);
+        changes.push(`nodes[${node.name}]: os macos → debian (no macOS-shaped lab host yet, issue 22)`);
         node.os = "debian";
-        delete node.ssh;
     }
     for (const relay of fleet.derpRelays ?? []) {
         if (relay.serviceManager === "launchd") {
@@ -221,6 +230,7 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
         ...(node.name === control ? { nebulaAddress: fleet.controlServer.nebula.address } : node.nebula ? { nebulaAddress: node.nebula.address } : {}),
         control: node.name === control,
         ...(relayPorts.has(node.name) ? { derpPort: relayPorts.get(node.name) } : {}),
+        ...(node.ssh?.user !== undefined && node.ssh.user !== "root" ? { loginUser: node.ssh.user } : {}),
     }));
     parseFleet(fleet);
     return {
@@ -254,5 +264,6 @@ export function labHostSpec(shape: LabShape, host: LabShapeHost): LabHostSpec {
         tailnetAddress: host.tailnetAddress,
         nebulaAddress: host.nebulaAddress,
         nebulaIface: shape.fleet.overlays.nebula.interface,
+        ...(host.loginUser !== undefined ? { login: { user: host.loginUser, sudo: "nopasswd" } } : {}),
     };
 }

@@ -49,6 +49,8 @@ export interface LabStackOptions {
      * CONTROL.
      */
     controlHost?: "existing" | "droplet";
+    /** Reach every fleet host as this non-root user through sudo (labShape.ts's loginUser). */
+    loginUser?: string;
     /** Only the genesis and the control host: no agents, no relay, no cluster edge and no API server. */
     minimal?: boolean;
     /** More stack config beside the fleet (full keys, e.g. "digitalocean:apiEndpoint"); passed to PulumiStack. */
@@ -117,6 +119,7 @@ export async function startLabStack(options: LabStackOptions): Promise<LabStack>
         bridgePrefix: prefix,
         controlServer: options.controlHost ?? "existing",
         readyTimeoutSeconds: options.readyTimeoutSeconds,
+        ...(options.loginUser !== undefined ? { loginUser: options.loginUser } : {}),
     });
     const raw = shape.fleet;
     const droplet = options.controlHost === "droplet";

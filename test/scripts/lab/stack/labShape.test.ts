@@ -1,5 +1,5 @@
 import { parse, stringify } from "yaml";
-import { afterFirstUp, committedFleet, deriveLabShape, labWithExistingControlHost, type FleetInput } from "../../../../scripts/lab/stack/labShape";
+import { afterFirstUp, committedFleet, deriveLabShape, labHostSpec, labWithExistingControlHost, type FleetInput } from "../../../../scripts/lab/stack/labShape";
 import { parseFleet } from "../../../../stacks/validate";
 import { throwawayPlan } from "../../../../scripts/render/throwawayPlan";
 
@@ -40,7 +40,12 @@ describe("a committed stack reshaped for a lab fleet", () => {
         expect(shape.hosts.map((host) => host.name).sort()).toEqual([...committed.nodes.map((node) => node.name), "kub0-control-01"].sort());
         expect(shape.fleet.access?.sshVia).toBe("lan");
         expect(shape.fleet.nodes.find((node) => node.name === "aero")).toMatchObject({ os: "debian" });
-        expect(shape.fleet.nodes.find((node) => node.name === "aero")?.ssh).toBeUndefined();
+        // Still reached as admin, through sudo: its lab host accepts that login.
+        expect(shape.fleet.nodes.find((node) => node.name === "aero")?.ssh).toMatchObject({ user: "admin" });
+        const aero = shape.hosts.find((host) => host.name === "aero");
+        expect(aero?.loginUser).toBe("admin");
+        expect(aero && labHostSpec(shape, aero).login).toEqual({ user: "admin", sudo: "nopasswd" });
+        expect(shape.hosts.filter((host) => host.loginUser !== undefined).map((host) => host.name)).toEqual(["aero"]);
         expect(shape.changes).toEqual(
             expect.arrayContaining([
                 "access.sshVia: nebula → lan (the overlays exist only inside the lab hosts)",

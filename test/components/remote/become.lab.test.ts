@@ -1,0 +1,212 @@
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { delivery, plainValues, type Delivery, type PlannedSsh } from "../../../components/hostPlan";
+import { stepLauncher } from "../../../components/remote/remoteCommand";
+import { remoteScript } from "../../../components/remote/scripts";
+import { runDrift } from "../../../scripts/drift/run";
+import type { ExpectedHost } from "../../../scripts/drift/expect";
+import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabSudo } from "../../../scripts/lab";
+
+/*
+ * The privilege model (ssh.become, components/remote/remoteCommand.ts) on lab hosts reached as a
+ * non-root user `admin`, with Debian's REAL sudo inside each host (scripts/lab: the user and its
+ * sudoers rule live in the host's own /etc): the exact delivery script over real SSH through the
+ * program's launcher, and drift's collector through the same launcher. One host has the
+ * runbook's NOPASSWD rule; the others show the three ways sudo fails: it would ask for a
+ * password, it has no rule for the user, it is not installed. A failing host fails at once with
+ * one line and keeps every file as it was.
+ */
+
+jest.setTimeout(180_000);
+
+const USER = "admin";
+const HOSTS: Record<LabSudo, string> = { nopasswd: "sudo-ok", password: "sudo-password", refused: "sudo-refused", missing: "sudo-missing" };
+const KEY = `-----BEGIN NEBULA X25519 PRIVATE KEY-----\n${randomBytes(32).toString("base64")}\n-----END NEBULA X25519 PRIVATE KEY-----\n`;
+const CONFIG = "pki:\n  key: /etc/nebula/host.key\nlisten:\n  port: 4242\n";
+const UNIT = "[Unit]\nDescription=nebula (lab)\n[Service]\nExecStart=/usr/local/bin/nebula -config /etc/nebula/config.yml\n";
+const ONE_LINE =
+    /^shortcircuit: (\S+): cannot become root: sudo -n \/bin\/bash as admin failed \((.+)\); fix: on that host add the line "admin ALL=\(root\) NOPASSWD: \/bin\/bash" with visudo -f \/etc\/sudoers.d\/shortcircuit$/;
+
+let fleet: LabFleet;
+const plan: Delivery<string> = delivery(plainValues, {
+    role: "nebula",
+    service: { kind: "systemd", unit: "nebula" },
+    secretFiles: [{ path: "/etc/nebula/host.key", mode: 0o600, content: KEY }],
+    publicFiles: [
+        { path: "/etc/nebula/config.yml", mode: 0o644, content: CONFIG },
+        { path: "/etc/systemd/system/nebula.service", mode: 0o644, content: UNIT },
+    ],
+    checkTimeoutSeconds: 20,
+});
+
+interface StepRun {
+    code: number | null;
+    stdout: string;
+    stderr: string;
+}
+
+/** One step as the command provider runs it: `create` (the launcher) as admin over SSH, script and payload on stdin. */
+function step(host: string, payload: string): Promise<StepRun> {
+    const script = remoteScript("remote/deliver-files.sh");
+    const launcher = stepLauncher("remote/deliver-files.sh", script, "stdoutAndStderr", "sudo");
+    const argv = fleet.sshArgv(host).map((arg) => (arg === "root" ? USER : arg));
+    return new Promise((resolve, reject) => {
+        const child = spawn("ssh", [...argv, launcher], { stdio: ["pipe", "pipe", "pipe"] });
+        const out: Buffer[] = [];
+        const err: Buffer[] = [];
+        const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+        child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+        child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+        child.on("error", reject);
+        child.on("close", (code) => {
+            clearTimeout(timer);
+            resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+        });
+        child.stdin.end(`${script}${payload}`);
+    });
+}
+
+async function inHost(host: string, command: string): Promise<string> {
+    return (await fleet.exec(host, command, { check: true })).stdout;
+}
+
+function expectedHost(host: string): ExpectedHost {
+    const lab = fleet.host(host);
+    const ssh: PlannedSsh = { host: lab.sshHost, user: USER, port: lab.sshPort, timeoutSeconds: 5, dialAttempts: 1, become: "sudo" };
+    return {
+        name: host,
+        ssh,
+        files: [
+            { path: "/etc/nebula/host.key", mode: 0o600, owner: "root:root", check: "secret", sha256: createHash("sha256").update(KEY).digest("hex") },
+            {
+                path: "/etc/nebula/config.yml",
+                mode: 0o644,
+                owner: "root:root",
+                check: "content",
+                text: CONFIG,
+                sha256: createHash("sha256").update(CONFIG).digest("hex"),
+            },
+        ],
+        services: [],
+        addresses: [],
+        clusterCidrs: [],
+        kubectl: false,
+    };
+}
+
+beforeAll(async () => {
+    const missing = checkLabPrerequisites();
+    if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")}`);
+    fleet = await startLabFleet({
+        hosts: (Object.keys(HOSTS) as LabSudo[]).map((sudo) => ({ name: HOSTS[sudo], role: "agent", login: { user: USER, sudo } })),
+    });
+}, 120_000);
+
+afterAll(async () => {
+    await fleet?.stop();
+});
+
+describe("steps on a host reached as a non-root user, through the real sudo", () => {
+    it("with the NOPASSWD rule: both delivery steps run as root, the files are root's with the planned modes, the unit restarts", async () => {
+        const host = HOSTS.nopasswd;
+        expect(await inHost(host, `id -u ${USER}`)).not.toBe("0\n");
+        const secrets = await step(host, plan.payloads.secret);
+        expect(secrets.stderr).toBe("");
+        expect(secrets.code).toBe(0);
+        const files = await step(host, plan.payloads.public);
+        expect(files.stderr).toBe("");
+        expect(files.code).toBe(0);
+        expect(files.stdout).toMatch(/restarted nebula/);
+        expect(await inHost(host, "stat -c '%U:%G %a %n' /etc/nebula/host.key /etc/nebula/config.yml")).toBe(
+            "root:root 600 /etc/nebula/host.key\nroot:root 644 /etc/nebula/config.yml\n",
+        );
+        expect(await inHost(host, "cat /etc/nebula/host.key")).toBe(KEY);
+        expect(fleet.serviceEvents(host, "nebula").some((event) => event.verb === "restart")).toBe(true);
+    });
+
+    it("sudo ran only the launcher's short reader: no script text and no secret in sudo's log (argv), none left in a file others can read", async () => {
+        const host = HOSTS.nopasswd;
+        // sudo wraps a long entry onto indented lines; joined, each entry is one line again.
+        const log = (await inHost(host, "cat /var/log/sudo.log")).replace(/\n\s+/g, " ");
+        const commands = log
+            .split("\n")
+            .filter((line) => line.includes("COMMAND="))
+            .map((line) => line.slice(line.indexOf("COMMAND=") + "COMMAND=".length));
+        expect(commands.length).toBeGreaterThanOrEqual(4);
+        for (const command of commands) {
+            expect(command).toMatch(
+                /^\/bin\/bash -c (:|'script="\$\(dd bs=1 count=\d+ 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' remote\/deliver-files\.sh stdoutAndStderr)$/,
+            );
+        }
+        const keyLine = KEY.split("\n")[1];
+        expect(log).not.toContain(keyLine);
+        // Anything another user could read in the places a step stages or leaves files.
+        const readable = await inHost(
+            host,
+            `find /tmp /var/tmp /etc/nebula /home -type f -perm -004 -exec grep -l -F -e '${keyLine}' {} + 2>/dev/null || true`,
+        );
+        expect(readable).toBe("");
+    });
+
+    it("drift's collector reads the root-only key through the same launcher: the host is clean", async () => {
+        const report = await runDrift(
+            { hosts: [expectedHost(HOSTS.nopasswd)], notes: [] },
+            {
+                stack: "become-lab",
+                concurrency: 1,
+                diff: false,
+                now: new Date(),
+                ssh: {
+                    identity: fleet.privateKeyPath,
+                    configFile: "/dev/null",
+                    knownHostsFile: "/dev/null",
+                    strictHostKeyChecking: "no",
+                    hostTimeoutSeconds: 60,
+                },
+            },
+        );
+        const result = report.hosts[0];
+        expect(result.reason).toBeUndefined();
+        expect(result.findings).toEqual([]);
+        expect(result.status).toBe("ok");
+    });
+
+    it.each([
+        ["password" as const, /^sudo: a password is required$/],
+        ["refused" as const, /^sudo: a password is required$/],
+        ["missing" as const, /sudo: (command )?not found|not found: sudo/],
+    ])("where sudo %s: the step fails at once with one line naming the host and the fix; nothing is written", async (kind, reason) => {
+        const host = HOSTS[kind];
+        const before = await inHost(host, "find /etc/nebula /var/lib/shortcircuit -mindepth 1 | sort");
+        const result = await step(host, plan.payloads.secret);
+        expect(result.code).toBe(1);
+        expect(result.stdout).toBe("");
+        const lines = result.stderr.trimEnd().split("\n");
+        expect(lines).toHaveLength(1);
+        const match = ONE_LINE.exec(lines[0]);
+        expect(match).not.toBeNull();
+        expect(match?.[1]).toBe(host);
+        expect(match?.[2]).toMatch(reason);
+        expect(await inHost(host, "find /etc/nebula /var/lib/shortcircuit -mindepth 1 | sort")).toBe(before);
+        expect(fleet.serviceEvents(host)).toEqual([]);
+
+        const report = await runDrift(
+            { hosts: [expectedHost(host)], notes: [] },
+            {
+                stack: "become-lab",
+                concurrency: 1,
+                diff: false,
+                now: new Date(),
+                ssh: {
+                    identity: fleet.privateKeyPath,
+                    configFile: "/dev/null",
+                    knownHostsFile: "/dev/null",
+                    strictHostKeyChecking: "no",
+                    hostTimeoutSeconds: 60,
+                },
+            },
+        );
+        expect(report.hosts[0].status).toBe("unreachable");
+        expect(report.hosts[0].reason).toMatch(/cannot become root: sudo -n \/bin\/bash as admin failed/);
+    });
+});
