@@ -1,3 +1,4 @@
+import { becomeOf } from "../../components/hostPlan";
 import { formatProblem, validateFleet } from "../../stacks/validate";
 import { labWithExistingControlHost, rawFleet, type Raw } from "../support/fixtures";
 
@@ -442,6 +443,19 @@ describe("fields that state one fact must agree (issue 26)", () => {
             "fleet.nodes[3].nebula.publicEndpoint: dials 198.51.100.31, but lab-relay-01's public address is 198.51.100.30 (fleet.nodes[3].externalIp); set both to the address it answers on",
         ]);
         expect(errorsAfter((fleet) => (fleet.nodes[RELAY].externalIp = "198.51.100.30"))).toEqual([]);
+    });
+
+    it("refuses become none for a non-root SSH user, and plans sudo for one by default", () => {
+        expect(
+            errorsAfter((fleet) => {
+                fleet.nodes[AGENT_1].ssh = { user: "admin", become: "none" };
+            }),
+        ).toEqual([
+            "fleet.nodes[1].ssh.become: is none, but admin is not root: every step writes root's files (/etc, the service manager); use sudo (the default for a non-root user) or log in as root",
+        ]);
+        expect(errorsAfter((fleet) => (fleet.nodes[AGENT_1].ssh = { user: "admin" }))).toEqual([]);
+        expect(errorsAfter((fleet) => (fleet.nodes[AGENT_1].ssh = { user: "root", become: "sudo" }))).toEqual([]);
+        expect([becomeOf({ user: "root" }), becomeOf({ user: "admin" }), becomeOf({ user: "root", become: "sudo" })]).toEqual(["none", "sudo", "sudo"]);
     });
 
     it("refuses ssh.via beside ssh.host, which overrides it", () => {
