@@ -16,7 +16,7 @@ function launch(shell: string, script: string, payload: string, become: Become =
     const result = spawnSync(shell, ["-c", stepLauncher("test/echo.sh", script, "stdoutAndStderr", become)], {
         input: `${script}${payload}`,
         encoding: "utf8",
-        timeout: 20_000,
+        timeout: 100_000,
     });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -46,6 +46,8 @@ describe("the remote step launcher", () => {
             expect(result.code).toBe(0);
             expect(result.stdout).toBe(`name=test/echo.sh\n${payload}root\n`);
         },
+        // sudo looks the machine's own name up, which can wait on DNS that never answers here.
+        120_000,
     );
 
     (sudo && asRoot ? it.each(shells) : it.skip.each(shells))(
@@ -56,7 +58,7 @@ describe("the remote step launcher", () => {
             const result = spawnSync("su", ["nobody", "-s", shell, "-c", stepLauncher("test/echo.sh", ran, "stdoutAndStderr", "sudo")], {
                 input: `${ran}PAYLOAD=1\n\n`,
                 encoding: "utf8",
-                timeout: 20_000,
+                timeout: 100_000,
             });
             expect(result.status).toBe(1);
             expect(result.stdout).toBe("");
