@@ -43,14 +43,22 @@ export function sed(argv: string[]): number {
         script = operands.shift() ?? "";
         gnu.push("-e", script);
     }
-    if (inPlace && operands.length === 0) throw new Exit(1, "sed: -i may not be used with stdin");
-    const r = forwardCapturingStderr("sed", [...gnu, "--", ...operands]);
+    // BSD sed compiles the script before it looks at the input: a bad script is reported first.
+    const noInput = inPlace && operands.length === 0;
+    const r = noInput
+        ? forwardCapturingStderr("sed", [...gnu.filter((a) => !a.startsWith("-i")), "-n", "--", "/dev/null"])
+        : forwardCapturingStderr("sed", [...gnu, "--", ...operands]);
     // GNU: "sed: -e expression #1, char 1: unknown command: `f'"; BSD: sed: 1: "f": invalid command code f
     const m = /^sed: -e expression #\d+, char \d+: (.*)$/m.exec(r.stderr);
     if (m !== null) {
-        const why = (m[1] ?? "").replace(/^unknown command: `(.)'$/, "invalid command code $1");
+        const why = (m[1] ?? "")
+            .replace(/^unknown command: `(.)'$/, "invalid command code $1")
+            .replace(/^unterminated `s' command$/, "unterminated substitute pattern");
         complain(`sed: 1: ${JSON.stringify(script)}: ${why}`);
-    } else if (r.stderr !== "") complain(r.stderr);
+        return 1;
+    }
+    if (noInput) throw new Exit(1, "sed: -i may not be used with stdin");
+    if (r.stderr !== "") complain(r.stderr);
     return r.status;
 }
 

@@ -16,14 +16,14 @@ export function realTool(tool: string): string {
 
 /** Runs the real tool with the caller's stdio; returns its exit status. */
 export function forward(tool: string, args: string[]): number {
-    const r = spawnSync(realTool(tool), args, { stdio: "inherit" });
+    const r = spawnSync(realTool(tool), args, { stdio: "inherit", argv0: tool });
     if (r.error) throw new Exit(126, `${tool}: ${r.error.message}`);
     return r.status ?? 128 + 15;
 }
 
 /** Like forward, but stderr is returned (to be reworded) instead of passed on. */
 export function forwardCapturingStderr(tool: string, args: string[]): { status: number; stderr: string } {
-    const r = spawnSync(realTool(tool), args, { stdio: ["inherit", "inherit", "pipe"], encoding: "utf8" });
+    const r = spawnSync(realTool(tool), args, { stdio: ["inherit", "inherit", "pipe"], encoding: "utf8", argv0: tool });
     if (r.error) throw new Exit(126, `${tool}: ${r.error.message}`);
     return { status: r.status ?? 128 + 15, stderr: r.stderr };
 }
