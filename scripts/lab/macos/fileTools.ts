@@ -4,7 +4,6 @@
  */
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { Exit, complain, out } from "../service-doubles/common";
 import { bsdGetopt, has, last, usageError } from "./getopt";
 import type { BsdUsage } from "./getopt";
@@ -244,20 +243,22 @@ export function errnoText(e: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // mktemp
 
+/** Apple's mktemp (shell_cmds): options d, q, t prefix, u; no template: <tmpdir>/tmp.XXXXXXXX. */
 export const MKTEMP_USAGE: BsdUsage = {
     tool: "mktemp",
-    optstring: "dp:qt:u",
-    usage: "usage: mktemp [-d] [-p tmpdir] [-q] [-t prefix] [-u] template ...\n       mktemp [-d] [-p tmpdir] [-q] [-u] -t prefix ",
+    optstring: "dqt:u",
+    usage: "usage: mktemp [-d] [-q] [-t prefix] [-u] template ...\n       mktemp [-d] [-q] [-u] -t prefix ",
     usageExit: 1,
 };
 const TEMP_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 export function mktemp(argv: string[]): number {
     const p = bsdGetopt(MKTEMP_USAGE, argv);
-    const tmpdir = last(p, "p") ?? process.env.TMPDIR ?? "/tmp";
+    // macOS takes the per-user temporary directory (confstr) first, then TMPDIR, then /tmp.
+    const tmpdir = (process.env.TMPDIR ?? "/tmp").replace(/\/$/, "");
     const prefix = last(p, "t");
     const templates = [...p.operands];
-    if (templates.length === 0) templates.push(path.join(tmpdir, `${prefix ?? "tmp"}.${prefix !== undefined ? "XXXXXXXX" : "XXXXXXXXXX"}`));
+    if (prefix !== undefined || templates.length === 0) templates.unshift(`${tmpdir}/${prefix ?? "tmp"}.XXXXXXXX`);
     let code = 0;
     for (const template of templates) {
         const xs = /X*$/.exec(template)?.[0].length ?? 0;
