@@ -14,7 +14,7 @@ import { forward, groupId, groupName, modeString, typeName, userId, userName } f
 
 export const STAT_USAGE: BsdUsage = {
     tool: "stat",
-    optstring: "FLlnqrsxf:t:",
+    optstring: "FHLlnqrsxf:t:",
     usage: "usage: stat [-FLnq] [-f format | -l | -r | -s | -x] [-t timefmt] [file|handle ...]",
     usageExit: 1,
 };
@@ -186,7 +186,7 @@ export function stat(argv: string[]): number {
     if (has(p, "r")) fmt = RAW_FORMAT;
     if (has(p, "s")) fmt = SHELL_FORMAT;
     if (has(p, "l")) fmt = LS_FORMAT;
-    if (has(p, "x")) throw new Exit(64, "stat (lab TEST DOUBLE, scripts/lab/macos): -x is not supported by the stand-in");
+    for (const o of ["x", "H"]) if (has(p, o)) throw new Exit(64, `stat (lab TEST DOUBLE, scripts/lab/macos): -${o} is not supported by the stand-in`);
     const f = last(p, "f");
     if (f !== undefined) fmt = f;
     if (p.operands.length === 0) throw new Exit(64, "stat (lab TEST DOUBLE, scripts/lab/macos): stat of standard input is not supported");

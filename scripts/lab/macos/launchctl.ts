@@ -61,7 +61,9 @@ export function loadLaunchd(): LaunchdState {
 function saveLaunchd(s: LaunchdState): void {
     s.events = s.events.slice(-EVENT_LIMIT);
     const tmp = `${statePath()}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n");
+    // Readable by anyone (print is), whatever the caller's umask (deliver-files runs under 077).
+    fs.writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n", { mode: 0o644 });
+    fs.chmodSync(tmp, 0o644);
     fs.renameSync(tmp, statePath());
 }
 
@@ -129,6 +131,8 @@ function record(s: LaunchdState, verb: string, label: string, exitCode: number, 
 
 export interface ParsedJob {
     label: string;
+    /** Program, else ProgramArguments[0]: what is executed (ProgramArguments is its argv). */
+    program: string;
     programArguments: string[];
     runAtLoad: boolean;
     keepAlive: boolean;
@@ -155,7 +159,6 @@ export function parseJobPlist(text: string): ParsedJob | string {
     if (Array.isArray(args) && args.length > 0 && args.every((a) => typeof a === "string")) programArguments = args;
     else if (typeof d.Program === "string") programArguments = [d.Program];
     else return "no ProgramArguments or Program";
-    if (typeof d.Program === "string") programArguments = [d.Program, ...programArguments.slice(1)];
     const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
     const env: Record<string, string> = {};
     if (typeof d.EnvironmentVariables === "object" && d.EnvironmentVariables !== null) {
@@ -163,6 +166,7 @@ export function parseJobPlist(text: string): ParsedJob | string {
     }
     return {
         label,
+        program: typeof d.Program === "string" ? d.Program : (programArguments[0] ?? ""),
         programArguments,
         runAtLoad: d.RunAtLoad === true,
         keepAlive: d.KeepAlive === true || (typeof d.KeepAlive === "object" && d.KeepAlive !== null),
@@ -196,14 +200,18 @@ function spawnJob(s: LaunchdState, job: LaunchdJob, verb: string): void {
         return;
     }
     const argv = cue.program ?? job.programArguments;
+    const program = cue.program ? (cue.program[0] ?? "") : job.program;
     const parsed = parseJobPlist(fs.existsSync(job.plist) ? fs.readFileSync(job.plist, "utf8") : "");
     const env = typeof parsed === "string" ? {} : parsed.environment;
     const cwd = typeof parsed === "string" || parsed.workingDirectory === null ? "/" : parsed.workingDirectory;
     const stdoutFd = openLog(job.standardOutPath);
     const stderrFd = openLog(job.standardErrorPath);
     let pid: number | undefined;
+    // launchd's jobs start with umask 022 (the plist's Umask key is not played), not the caller's.
+    const callerUmask = process.umask(0o022);
     try {
-        const child = spawn(argv[0] ?? "", argv.slice(1), {
+        const child = spawn(program, argv.slice(1), {
+            argv0: argv[0] ?? program,
             detached: true,
             stdio: ["ignore", stdoutFd, stderrFd],
             cwd,
@@ -215,6 +223,7 @@ function spawnJob(s: LaunchdState, job: LaunchdJob, verb: string): void {
     } catch {
         pid = undefined;
     }
+    process.umask(callerUmask);
     for (const fd of [stdoutFd, stderrFd]) if (typeof fd === "number") fs.closeSync(fd);
     if (pid === undefined) {
         job.pid = null;
@@ -323,6 +332,7 @@ function bootstrap(argv: string[]): number {
             const job: LaunchdJob = {
                 label,
                 plist: path.resolve(file),
+                program: parsed.program,
                 programArguments: parsed.programArguments,
                 runAtLoad: parsed.runAtLoad,
                 keepAlive: parsed.keepAlive,
@@ -414,7 +424,7 @@ export function printJob(job: LaunchdJob): string {
         "\ttype = LaunchDaemon",
         `\tstate = ${running ? "running" : "not running"}`,
         "",
-        `\tprogram = ${job.programArguments[0] ?? ""}`,
+        `\tprogram = ${job.program}`,
         "\targuments = {",
         ...job.programArguments.map((a) => `\t\t${a}`),
         "\t}",

@@ -83,6 +83,9 @@ export const MACOS_ABSENT_LOCAL_TOOLS: readonly string[] = ["systemctl", "journa
 export interface LaunchdJob {
     label: string;
     plist: string;
+    /** What is executed: Program, else ProgramArguments[0]. */
+    program: string;
+    /** Its argv (argv[0] included), as launchd passes it. */
     programArguments: string[];
     runAtLoad: boolean;
     /** KeepAlive true (or a dictionary, taken as true): a job found dead is started again at the next launchctl call. */

@@ -197,6 +197,8 @@ describe("the macOS-shaped lab host", () => {
         expect(r.stdout).toContain(`lab-delivery: restarted ${label}; it is active and answering`);
         expect((await ssh(`stat -f '%Su:%Sg %Lp' ${plist} ${program}`)).stdout).toBe("root:wheel 644\nroot:wheel 755\n");
         expect(lab().launchdState(MAC).jobs[label]?.pid).toBeGreaterThan(0);
+        // The step runs under umask 077; launchd's state stays readable to anyone.
+        expect(await ssh(`${NOBODY} launchctl print system/${label} | grep 'state = '`)).toMatchObject({ code: 0, stdout: "\tstate = running\n" });
         // A second run changes nothing and restarts nothing.
         const before = lab().launchdEvents(MAC, label).length;
         const again = await ssh(remoteScript("remote/deliver-files.sh"), payload);

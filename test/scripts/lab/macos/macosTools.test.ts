@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { build as buildPlist } from "plist";
 import { buildBsdUserland, type BsdUserland } from "../../../support/bsdUserland";
 
 jest.setTimeout(60_000);
@@ -164,5 +165,42 @@ describe("the macOS forms work", () => {
         const r = sh("date -v+1d");
         expect(r.code).toBe(64);
         expect(r.stderr).toContain("TEST DOUBLE");
+    });
+});
+
+describe("launchctl, its state in a scratch directory (root: the system domain needs it)", () => {
+    const asRoot = process.getuid?.() === 0 ? it : it.skip;
+    const label = "io.kub0.unit-sleeper";
+
+    asRoot("bootstraps a parsed plist and runs its program, refuses a second bootstrap and a group-writable plist, boots out", () => {
+        const plist = path.join(dir, `${label}.plist`);
+        fs.writeFileSync(plist, buildPlist({ Label: label, Program: "/bin/sleep", ProgramArguments: ["sleep", "300"], RunAtLoad: true }), { mode: 0o644 });
+        fs.chmodSync(plist, 0o644);
+        expect(sh(`launchctl print system/${label}`)).toEqual({ code: 113, stdout: "", stderr: `Could not find service "${label}" in domain for system\n` });
+        expect(sh(`launchctl bootstrap system ${plist}`)).toEqual({ code: 0, stdout: "", stderr: "" });
+        expect(sh(`launchctl bootstrap system ${plist}`)).toEqual({ code: 5, stdout: "", stderr: "Bootstrap failed: 5: Input/output error\n" });
+        const printed = sh(`launchctl print system/${label}`).stdout;
+        expect(printed).toContain("\tstate = running\n");
+        expect(printed).toContain("\tprogram = /bin/sleep\n");
+        const pid = Number(/\tpid = (\d+)/.exec(printed)?.[1]);
+        expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")).toBe("sleep\u0000300\u0000");
+        expect(sh(`launchctl bootout system ${plist}`)).toEqual({ code: 0, stdout: "", stderr: "" });
+        expect(sh(`launchctl bootout system/${label}`)).toEqual({ code: 3, stdout: "", stderr: "Boot-out failed: 3: No such process\n" });
+        fs.chmodSync(plist, 0o664);
+        expect(sh(`launchctl bootstrap system ${plist}`).code).toBe(5);
+        const state = JSON.parse(fs.readFileSync(path.join(bsd.stateDir, "launchd.json"), "utf8")) as {
+            events: { verb: string; exitCode: number; detail?: string }[];
+        };
+        expect(state.events.filter((e) => e.verb === "bootstrap").map((e) => [e.exitCode, e.detail?.includes("already loaded") ?? false])).toEqual([
+            [0, false],
+            [5, true],
+            [5, false],
+        ]);
+    });
+
+    it("plays only the system domain and says so", () => {
+        const r = sh(`launchctl print gui/501/${label}`);
+        expect(r.code).toBe(64);
+        expect(r.stderr).toContain("only the system domain is played");
     });
 });
