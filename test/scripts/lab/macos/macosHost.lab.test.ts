@@ -10,7 +10,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { build as buildPlist } from "plist";
 import { framedPayload } from "../../../../components/remote/payload";
-import { remoteScript } from "../../../../components/remote/scripts";
+import { stepLauncher } from "../../../../components/remote/remoteCommand";
+import { remoteScript, scriptFile } from "../../../../components/remote/scripts";
 import { checkLabPrerequisites, startLabFleet, type ExecResult, type LabFleet } from "../../../../scripts/lab";
 import { collectorScript } from "../../../../scripts/drift/run";
 import { parseCollectorOutput } from "../../../../scripts/drift/observe";
@@ -204,6 +205,18 @@ describe("the macOS-shaped lab host", () => {
         const again = await ssh(remoteScript("remote/deliver-files.sh"), payload);
         expect(again).toMatchObject({ code: 0, stdout: "lab-delivery: no change\n" });
         expect(lab().launchdEvents(MAC, label)).toHaveLength(before);
+    });
+
+    test("a step launched as the program launches it folds a long logged line there (prelude's FIFOs, mktemp -d, read -n under bash 3.2 setup)", async () => {
+        const script = `${scriptFile("remote/prelude.sh")}printf '%s\\n' "$(param STEP)"\nhead -c 40000 /dev/zero | tr '\\0' x; echo\necho done >&2\n`;
+        const r = await ssh(stepLauncher("test/mac-long-line.sh", script, "stdoutAndStderr"), `${script}STEP=mac-step\n\n`);
+        expect(r.code).toBe(0);
+        expect(r.stderr).toBe("done\n");
+        const mark = " [shortcircuit: line folded here, it goes on in the next line]\n";
+        const lines = r.stdout.split("\n");
+        expect(lines[0]).toBe("mac-step");
+        expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(16000 + mark.length);
+        expect(r.stdout.split(mark).join("")).toBe(`mac-step\n${"x".repeat(40000)}\n`);
     });
 
     test("drift's collector reads a file's mode, owner, hash and mtime and a launchd job's state there", async () => {
