@@ -21,10 +21,17 @@ if [ "$#" -eq 2 ]; then
 fi
 [ -f "${dir}/${path}.conf" ] || { echo "ssh-switch: ${dir}/${path}.conf is missing; pass a render dir" >&2; exit 1; }
 
-# Replace the symlink atomically so no ssh ever reads a half-switched config.
+# Replace the symlink atomically so no ssh ever reads a half-switched config: a new link beside
+# it, renamed over it (rename(2) replaces the link itself). Runs on operators' Macs too: BSD mv
+# has no -T, and mv (GNU and BSD alike) moves a file into a directory it is given, following a
+# link to one, so active.conf must not be a directory or a link to one.
+if [ -d "${dir}/active.conf" ]; then
+  echo "ssh-switch: ${dir}/active.conf is a directory (or a link to one), not the link this script keeps; remove it" >&2
+  exit 1
+fi
 tmp="$(mktemp -u "${dir}/.active.XXXXXX")"
 ln -s "${path}.conf" "${tmp}"
-mv -T "${tmp}" "${dir}/active.conf"
+mv -f "${tmp}" "${dir}/active.conf"
 printf 'export SHORTCIRCUIT_SSH_VIA=%s\n' "${path}" > "${dir}/env"
 
 include="Include ${dir}/active.conf"

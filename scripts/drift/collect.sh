@@ -22,14 +22,34 @@
 # KUBECTL (yes: list every node's config annotation and cordon, on the genesis).
 # The list parameters are read word by word into arrays (prelude's param_words), never
 # expanded unquoted, so no word is taken as a pattern.
+# It runs on Linux (GNU coreutils) and on macOS (BSD userland, bash 3.2): stat's options, the
+# hash tool and date's %N differ; docs/macos-userland.md lists what each side has.
 paths=(); param_words PATHS paths
 text_paths=(); param_words TEXT_PATHS text_paths
 limit="$(param TEXT_LIMIT)"
 ifaces=(); param_words IFACES ifaces
 services=(); param_words SERVICES services
 kubectl="$(param KUBECTL)"
+# GNU stat takes -c FORMAT; BSD stat refuses -c ("illegal option") and takes -f FORMAT with
+# its own letters: %Mp%Lp the mode in octal (with a leading 0 that GNU's %a lacks), %Su:%Sg
+# the names, %.9Fm the mtime as seconds.nanoseconds, %HT the type ("Regular File").
+if stat -c %a / >/dev/null 2>&1; then
+  file_stat() { stat -c '%a %U:%G %.9Y %F' -- "$1"; }
+  mtime_of() { stat -c '%.9Y' -- "$1"; }
+else
+  file_stat() { stat -f '%Mp%Lp %Su:%Sg %.9Fm %HT' -- "$1"; }
+  mtime_of() { stat -f '%.9Fm' -- "$1"; }
+fi
+# macOS has no sha256sum; its shasum -a 256 prints the same "<hash>  <path>" line.
+if command -v sha256sum >/dev/null 2>&1; then
+  sha256_of() { sha256sum -- "$1" | cut -d' ' -f1; }
+else
+  sha256_of() { shasum -a 256 -- "$1" | cut -d' ' -f1; }
+fi
 echo "drift-collector 1"
 realtime="$(date +%s.%N)"
+# BSD date has no %N and prints the letter N: whole seconds there.
+case "$realtime" in *.N) realtime="${realtime%.N}.000000000" ;; esac
 mono="$(awk '/^now at/ { print $3; exit }' /proc/timer_list 2>/dev/null || true)"
 if [ -n "$mono" ]; then
   echo "clock $realtime $mono timer_list"
@@ -41,10 +61,21 @@ fi
 
 for path in ${paths[@]+"${paths[@]}"}; do
   if [ -e "$path" ] || [ -L "$path" ]; then
-    read -r mode owner mtime kind < <(stat -c '%a %U:%G %.9Y %F' -- "$path")
+    read -r mode owner mtime kind < <(file_stat "$path")
+    # BSD's mode has a leading 0 (0644); its type names are capitalised (GNU's are not).
+    case "$mode" in 0?*) mode="${mode#0}" ;; esac
+    case "$kind" in
+      "Regular File") kind="regular file" ;;
+      Directory) kind=directory ;;
+      "Symbolic Link") kind="symbolic link" ;;
+      "Fifo File") kind=fifo ;;
+      Socket) kind=socket ;;
+      "Character Device") kind="character special file" ;;
+      "Block Device") kind="block special file" ;;
+    esac
     sum=-
     if [ -f "$path" ] && [ -r "$path" ]; then
-      sum="$(sha256sum -- "$path" | cut -d' ' -f1)"
+      sum="$(sha256_of "$path")"
     fi
     echo "file $path present $sum $mode $owner $mtime ${kind// /_}"
   else
@@ -54,7 +85,8 @@ done
 
 for path in ${text_paths[@]+"${text_paths[@]}"}; do
   if [ -f "$path" ] && [ -r "$path" ]; then
-    size="$(head -c "$limit" -- "$path" | wc -c)"
+    # BSD wc pads the count with spaces.
+    size="$(head -c "$limit" -- "$path" | wc -c | tr -d ' ')"
     echo "text $path $size"
     head -c "$size" -- "$path"
     echo
@@ -93,7 +125,7 @@ for entry in ${services[@]+"${services[@]}"}; do
   esac
   marker="/var/lib/shortcircuit/restart-pending.$name"
   if [ -e "$marker" ]; then
-    echo "pending $name $(stat -c '%.9Y' -- "$marker")"
+    echo "pending $name $(mtime_of "$marker")"
   fi
 done
 

@@ -55,14 +55,22 @@
  * ever written into them on the real machine: the binds exist only in the hosts' mount
  * namespaces.
  *
+ * A host with `os: "macos"` is macOS-shaped (macos/, docs/macos-userland.md): its /usr/bin
+ * (= /bin) holds the BSD stand-ins and launchctl and lacks sha256sum, timeout, ip, systemctl
+ * (macos/types.ts MACOS_ABSENT_TOOLS), its /usr/local/bin has no systemctl, journalctl, k3s,
+ * kubectl, apt-get, dpkg, cloud-init or chown wrapper, /Library/LaunchDaemons is private
+ * (MACOS_PRIVATE_DIRS), and its sessions get the Mac's PATH and bash 3.2 setup (sshd SetEnv,
+ * ~/.bashrc). launchdState/launchdEvents/setLaunchdBehaviour read and cue launchctl.
+ *
  * Modules, by concern: startLabFleet.ts (the composition), hostPlan.ts (specs to names and
  * addresses), hostLayout.ts (a host's files), hostTools.ts (its /usr/local/bin), network.ts
  * (bridge, namespaces, links), sshd.ts, runDir.ts (run directory and owner file), teardown.ts,
  * fleetHandle.ts (the LabFleet a test holds), cues.ts (files shared with the doubles),
  * doubleBuild.ts, processes.ts, prerequisites.ts, ipv4.ts, constants.ts, types.ts; the doubles
- * in k3s-double/ and service-doubles/.
+ * in k3s-double/, service-doubles/ and macos/.
  */
-export { LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS } from "./constants";
+export { LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, MACOS_PRIVATE_DIRS } from "./constants";
+export type { LaunchdBehaviour, LaunchdEvent, LaunchdJob, LaunchdState } from "./macos/types";
 export { checkLabPrerequisites, LabPrerequisiteError } from "./prerequisites";
 export { startLabFleet } from "./startLabFleet";
 export { cleanupStaleLab, teardownLabRun } from "./teardown";

@@ -1,5 +1,6 @@
 /** The lab fleet's public types: what a test asks for (specs, options) and what it gets (hosts, the fleet). */
 import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/types";
+import type { LaunchdBehaviour, LaunchdEvent, LaunchdState } from "./macos/types";
 import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/types";
 
 /** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
@@ -67,6 +68,15 @@ export interface LabHostSpec {
      * logging every command to /var/log/sudo.log. The harness's root login stays (`exec`, `ssh`).
      */
     login?: LabLogin;
+    /**
+     * "macos": a macOS-shaped host (scripts/lab/macos, docs/macos-userland.md): the BSD
+     * stand-ins and launchctl in its /usr/bin (= /bin), no sha256sum, timeout, ip, systemctl
+     * (MACOS_ABSENT_TOOLS), a private /Library/LaunchDaemons, gid 0 named wheel, and bash
+     * sessions set up as 3.2 (BASH_COMPAT=3.2, BASH_ENV). Default "linux".
+     */
+    os?: "linux" | "macos";
+    /** launchctl stand-in cues from the start, by label (macOS hosts). */
+    launchd?: Record<string, LaunchdBehaviour>;
 }
 
 export interface LabFleetOptions {
@@ -134,6 +144,8 @@ export interface LabHost {
     machine: boolean;
     /** The non-root login of LabHostSpec.login, or null (root only). */
     login: LabLogin | null;
+    /** "macos" for a macOS-shaped host (LabHostSpec.os). */
+    os: "linux" | "macos";
 }
 
 export interface ExecResult {
@@ -203,6 +215,12 @@ export interface LabFleet {
     toolInvocations(host: HostRef, tool?: StandInTool): ToolInvocation[];
     /** What the chown stand-in recorded instead of applying. */
     toolState(host: HostRef): ToolState;
+    /** The launchctl stand-in's jobs, overrides and events (macOS hosts; empty before any call). */
+    launchdState(host: HostRef): LaunchdState;
+    /** launchctl calls and job starts/kills, oldest first, optionally of one label. */
+    launchdEvents(host: HostRef, label?: string): LaunchdEvent[];
+    /** Cues of the launchctl stand-in for one label, merged into the current ones. */
+    setLaunchdBehaviour(host: HostRef, label: string, behaviour: LaunchdBehaviour): Promise<void>;
     k3sState(host: HostRef): DoubleState | null;
     k3sInvocations(host: HostRef): InvocationRecord[];
     clusterNodes(): NodeRecord[];

@@ -46,4 +46,13 @@ describe("shellcheck", () => {
             .map((name) => `scripts/tools/${name}`);
         expect(shellcheck(["-x", "-s", "bash", ...[...scripts, ...tools].map((file) => path.join(root, file))])).toEqual({ status: 0, output: "" });
     });
+
+    it("passes the lab harness's shell files (the macOS-shaped host's bash 3.2 setup)", () => {
+        const lab = fs
+            .readdirSync(path.join(root, "scripts/lab"), { recursive: true, withFileTypes: true })
+            .filter((entry) => entry.isFile() && entry.name.endsWith(".sh"))
+            .map((entry) => path.join(entry.parentPath, entry.name));
+        expect(lab.map((file) => path.relative(root, file))).toContain("scripts/lab/macos/bash32-env.sh");
+        expect(shellcheck(["-s", "bash", ...lab])).toEqual({ status: 0, output: "" });
+    });
 });

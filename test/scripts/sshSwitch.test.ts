@@ -6,6 +6,7 @@ import { PassThrough } from "node:stream";
 import { runRender } from "../../scripts/render";
 import { withSshViaOverride } from "../../stacks/check";
 import { formatProblem, validateFleet } from "../../stacks/validate";
+import { buildBsdUserland } from "../support/bsdUserland";
 import { rawFleet } from "../support/fixtures";
 
 const repo = path.resolve(__dirname, "../..");
@@ -57,6 +58,57 @@ describe("switching every SSH path in one step", () => {
         expect(result.status).toBe(2);
         expect(fs.readlinkSync(path.join(home, ".ssh/shortcircuit/active.conf"))).toBe("lan.conf");
     });
+});
+
+describe("on an operator's Mac (the BSD stand-ins of scripts/lab/macos first on PATH)", () => {
+    let bsdBin: string;
+    let macHome: string;
+    const script = fs.readFileSync(path.join(repo, "scripts/ssh-switch.sh"), "utf8");
+
+    beforeAll(async () => {
+        macHome = fs.mkdtempSync(path.join(os.tmpdir(), "sc-sshswitch-mac-"));
+        bsdBin = (await buildBsdUserland(path.join(macHome, "bsd"))).binDir;
+        fs.mkdirSync(path.join(macHome, ".ssh"), { mode: 0o700 });
+        fs.writeFileSync(path.join(macHome, ".ssh/config"), `Include ${macHome}/.ssh/shortcircuit/active.conf\n`);
+    }, 60_000);
+
+    afterAll(() => {
+        fs.rmSync(macHome, { recursive: true, force: true });
+    });
+
+    function onMac(text: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+        const file = path.join(macHome, "ssh-switch.sh");
+        fs.writeFileSync(file, text);
+        return spawnSync("bash", [file, ...args], { env: { PATH: `${bsdBin}:/usr/bin:/bin`, HOME: macHome }, encoding: "utf8", timeout: 60_000 });
+    }
+
+    it("switches with BSD mv, ln, mktemp and install", () => {
+        expect(onMac(script, "nebula", rendered)).toMatchObject({ status: 0 });
+        expect(fs.readlinkSync(path.join(macHome, ".ssh/shortcircuit/active.conf"))).toBe("nebula.conf");
+        expect(onMac(script, "lan")).toMatchObject({ status: 0 });
+        expect(fs.readlinkSync(path.join(macHome, ".ssh/shortcircuit/active.conf"))).toBe("lan.conf");
+        expect(fs.statSync(path.join(macHome, ".ssh/shortcircuit/tailnet.conf")).mode & 0o777).toBe(0o600);
+    }, 60_000);
+
+    it("would have failed there with GNU's mv -T, leaving the old link", () => {
+        const newLine = 'mv -f "${tmp}" "${dir}/active.conf"';
+        expect(script).toContain(newLine);
+        const gnuOnly = onMac(script.replace(newLine, 'mv -T "${tmp}" "${dir}/active.conf"'), "tailnet");
+        expect(gnuOnly.status).toBe(64);
+        expect(gnuOnly.stderr).toContain("mv: illegal option -- T\nusage: mv [-f | -i | -n] [-hv] source target");
+        expect(fs.readlinkSync(path.join(macHome, ".ssh/shortcircuit/active.conf"))).toBe("lan.conf");
+    }, 60_000);
+
+    it("refuses an active.conf that is a directory instead of moving the link into it", () => {
+        const active = path.join(macHome, ".ssh/shortcircuit/active.conf");
+        fs.rmSync(active);
+        fs.mkdirSync(active);
+        const r = onMac(script, "tailnet");
+        expect(r.status).toBe(1);
+        expect(r.stderr).toContain("active.conf is a directory");
+        expect(fs.readdirSync(active)).toEqual([]);
+        fs.rmdirSync(active);
+    }, 60_000);
 });
 
 describe("SHORTCIRCUIT_SSH_VIA", () => {
