@@ -68,7 +68,8 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
     }
     if (h.spec.login !== undefined) {
         // HOST_BOOT adds the user and its sudo rule inside the host (sshd.ts).
-        fs.writeFileSync(path.join(h.hostDir, "login"), `${h.spec.login.user} ${h.spec.login.sudo}\n`);
+        // Its login shell is the OS's default one: zsh on macOS (so a step's launcher meets zsh).
+        fs.writeFileSync(path.join(h.hostDir, "login"), `${h.spec.login.user} ${h.spec.login.sudo} ${h.spec.os === "macos" ? "/bin/zsh" : "/bin/bash"}\n`);
         fs.mkdirSync(path.join(h.hostDir, "usr-bin", "upper"), { recursive: true });
         fs.mkdirSync(path.join(h.hostDir, "usr-bin", "work"), { recursive: true });
     }

@@ -66,17 +66,19 @@ if [ "$private_tmp" = yes ]; then mount -t tmpfs -o size=64m,mode=1777 lab-tmp /
 if [ -f /root/.bashrc ]; then mount --bind "$bashrc" /root/.bashrc; fi
 login="$(dirname "$cfg")/login"
 if [ -f "$login" ]; then
-  read -r user sudo_rule < "$login"
+  read -r user sudo_rule shell < "$login"
   mount -t tmpfs -o size=16m,mode=0755 lab-home /home
   mount -t tmpfs -o size=16m,mode=0755 lab-log /var/log
   # sudo resolves the host's name: without this line every call waits for DNS that never answers.
   printf '127.0.1.1 %s\n' "$host" >> /etc/hosts
-  useradd --no-create-home --home-dir "/home/$user" --shell /bin/bash --user-group "$user"
+  useradd --no-create-home --home-dir "/home/$user" --shell "$shell" --user-group "$user"
   # A '*' hash, not useradd's '!': sshd without PAM refuses a locked account even for key logins.
   usermod --password '*' "$user"
   install -d -o "$user" -g "$user" -m 0700 "/home/$user" "/home/$user/.ssh"
   install -o "$user" -g "$user" -m 0600 "$(dirname "$(dirname "$(dirname "$cfg")")")/authorized_keys" "/home/$user/.ssh/authorized_keys"
-  printf 'Defaults logfile=/var/log/sudo.log\n' > /etc/sudoers.d/lab-log
+  # BASH_ENV/BASH_COMPAT: a macOS-shaped host's bash 3.2 setup (scripts/lab/macos) also holds
+  # under sudo, whose env_reset would drop it (elsewhere they are unset: nothing to keep).
+  printf 'Defaults logfile=/var/log/sudo.log\nDefaults env_keep += "BASH_ENV BASH_COMPAT"\n' > /etc/sudoers.d/lab-log
   case "$sudo_rule" in
     nopasswd) printf '%s ALL=(root) NOPASSWD: /bin/bash\n' "$user" > /etc/sudoers.d/lab-login ;;
     password)

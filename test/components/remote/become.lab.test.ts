@@ -27,6 +27,9 @@ const UNIT = "[Unit]\nDescription=nebula (lab)\n[Service]\nExecStart=/usr/local/
 const ONE_LINE =
     /^shortcircuit: (\S+): cannot become root: sudo -n \/bin\/bash as admin failed \((.+)\); fix: on that host add the line "admin ALL=\(root\) NOPASSWD: \/bin\/bash" with visudo -f \/etc\/sudoers.d\/shortcircuit$/;
 
+/** A macOS-shaped host (scripts/lab/macos) reached as admin, whose login shell is zsh as a Mac's is. */
+const MAC = "sudo-mac";
+
 let fleet: LabFleet;
 const plan: Delivery<string> = delivery(plainValues, {
     role: "nebula",
@@ -46,9 +49,8 @@ interface StepRun {
 }
 
 /** One step as the command provider runs it: `create` (the launcher) as admin over SSH, script and payload on stdin. */
-function step(host: string, payload: string): Promise<StepRun> {
-    const script = remoteScript("remote/deliver-files.sh");
-    const launcher = stepLauncher("remote/deliver-files.sh", script, "stdoutAndStderr", "sudo");
+function step(host: string, payload: string, script = remoteScript("remote/deliver-files.sh"), name = "remote/deliver-files.sh"): Promise<StepRun> {
+    const launcher = stepLauncher(name, script, "stdoutAndStderr", "sudo");
     const argv = fleet.sshArgv(host).map((arg) => (arg === "root" ? USER : arg));
     return new Promise((resolve, reject) => {
         const child = spawn("ssh", [...argv, launcher], { stdio: ["pipe", "pipe", "pipe"] });
@@ -98,7 +100,10 @@ beforeAll(async () => {
     const missing = checkLabPrerequisites();
     if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")}`);
     fleet = await startLabFleet({
-        hosts: (Object.keys(HOSTS) as LabSudo[]).map((sudo) => ({ name: HOSTS[sudo], role: "agent", login: { user: USER, sudo } })),
+        hosts: [
+            ...(Object.keys(HOSTS) as LabSudo[]).map((sudo) => ({ name: HOSTS[sudo], role: "agent" as const, login: { user: USER, sudo } })),
+            { name: MAC, role: "agent", os: "macos", login: { user: USER, sudo: "nopasswd" } },
+        ],
     });
 }, 120_000);
 
@@ -169,6 +174,33 @@ describe("steps on a host reached as a non-root user, through the real sudo", ()
         expect(result.reason).toBeUndefined();
         expect(result.findings).toEqual([]);
         expect(result.status).toBe("ok");
+    });
+
+    it("on a macOS-shaped host whose login shell is zsh: the launcher reaches bash (3.2-shaped: no mapfile) as root through sudo, and drift reads the host", async () => {
+        expect(await inHost(MAC, `grep "^${USER}:" /etc/passwd | cut -d: -f7`)).toBe("/bin/zsh\n");
+        const script = '# shellcheck shell=bash\nprintf "%s %s %s\\n" "$(id -un)" "$0" "$(type -t mapfile || echo no-mapfile)"\ncat\n';
+        const result = await step(MAC, "PAYLOAD=1\n\n", script, "test/whoami.sh");
+        expect(result.stderr).toBe("");
+        expect(result.code).toBe(0);
+        expect(result.stdout).toBe("root test/whoami.sh no-mapfile\nPAYLOAD=1\n\n");
+        const report = await runDrift(
+            { hosts: [{ ...expectedHost(MAC), files: [] }], notes: [] },
+            {
+                stack: "become-lab",
+                concurrency: 1,
+                diff: false,
+                now: new Date(),
+                ssh: {
+                    identity: fleet.privateKeyPath,
+                    configFile: "/dev/null",
+                    knownHostsFile: "/dev/null",
+                    strictHostKeyChecking: "no",
+                    hostTimeoutSeconds: 60,
+                },
+            },
+        );
+        expect(report.hosts[0].reason).toBeUndefined();
+        expect(report.hosts[0].status).toBe("ok");
     });
 
     it.each([
