@@ -52,7 +52,7 @@ export type FileCheck = "content" | "identity" | "secret";
 export interface ExpectedFile {
     path: string;
     mode: number;
-    /** `user:group`; undefined where the fleet does not fix it (macOS hosts). */
+    /** `user:group`; undefined where the plan does not fix it. */
     owner?: string;
     check: FileCheck;
     /** For `content` files. */
@@ -160,7 +160,6 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
         host.ssh ??= ssh;
         return host;
     };
-    const macos = (name: string): boolean => nodeByName(fleet, name)?.os === "macos";
     const addFile = (host: ExpectedHost, file: { path: string; mode: number; content: DriftValue }, owner: string | undefined): void => {
         let value = file.content;
         if (file.path === HEADSCALE_FILES.derpMap && value.kind === "identity" && outputs.derpMap !== undefined) {
@@ -173,12 +172,13 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
         host.files = [...host.files.filter((each) => each.path !== file.path), expected];
     };
     const addDelivery = (host: ExpectedHost, delivery: Delivery<DriftValue>): void => {
-        const root = macos(host.name) ? undefined : "root:root";
+        // The plan's owners: root:wheel on macOS (fileOwner), root's own root:root elsewhere.
+        const owner = delivery.fileOwner ?? "root:root";
         for (const file of delivery.publicFiles) {
-            addFile(host, file, root);
+            addFile(host, file, owner);
         }
         for (const file of delivery.secretFiles) {
-            addFile(host, file, macos(host.name) ? undefined : (delivery.secretOwner ?? root));
+            addFile(host, file, delivery.secretOwner ?? owner);
         }
         host.services.push({ ...serviceOf(delivery.service), files: [...delivery.publicFiles, ...delivery.secretFiles].map((file) => file.path) });
     };
