@@ -62,7 +62,7 @@ beforeEach(() => {
             `dead() { [ -e "${work}/dead" ] || { [ -e "${work}/dead-on" ] && grep -qF "$(cat "${work}/dead-on")" /etc/nebula/config.yml 2>/dev/null; }; }`,
             `label_of() { tr '\\n' ' ' <"$1" | sed -n 's#.*<key>Label</key>[[:space:]]*<string>\\([^<]*\\)</string>.*#\\1#p'; }`,
             'if [ "$1" = print ]; then',
-            '  [ -e "$jobs/${2#system/}" ] || { echo "Could not find service \"${2#system/}\" in domain for system" >&2; exit 113; }',
+            '  [ -e "$jobs/${2#system/}" ] || { echo "Could not find service \\"${2#system/}\\" in domain for system" >&2; exit 113; }',
             '  dead || echo "state = running"; exit 0',
             "fi",
             `echo "launchctl $*" >> "${work}/calls.log"`,
