@@ -27,6 +27,9 @@ export const LAB_PRIVATE_DIRS: readonly string[] = [
 /** Private directories of a `machine` host besides LAB_PRIVATE_DIRS (a block device path appears there when a test says so). */
 export const MACHINE_PRIVATE_DIRS: readonly string[] = ["/dev/disk/by-id"];
 
+/** Private directories of a macOS-shaped host (`os: "macos"`) besides LAB_PRIVATE_DIRS. */
+export const MACOS_PRIVATE_DIRS: readonly string[] = ["/Library/LaunchDaemons"];
+
 /** Bridges are picked inside the benchmark range: never a real network, routable only on this machine. */
 export const LAB_RANGE = "198.18.0.0/15";
 /** Run directories go here by default (tmpfs; gone after a reboot, like the namespaces). */
@@ -42,6 +45,7 @@ export const DEFAULT_K3S_VERSION: string = versions.k3s;
 /** Entry points of the doubles, built per run into plain JavaScript (doubleBuild.ts). */
 export const DOUBLE_SCRIPT = path.join(__dirname, "k3s-double", "k3s-double.ts");
 export const SERVICE_DOUBLES_SCRIPT = path.join(__dirname, "service-doubles", "service-doubles.ts");
+export const MACOS_TOOLS_SCRIPT = path.join(__dirname, "macos", "macos-tools.ts");
 /** PATH inside a host: /usr/local/bin (the doubles) before the system's own tools. */
 export const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** What the harness writes into a host's /usr/local/bin; the real one's entries of these names are hidden. */

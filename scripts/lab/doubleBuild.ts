@@ -8,7 +8,7 @@
  * from the stripped code, so `import type` costs nothing) are written side by side into
  * <runDir>/<entry's directory name>/, named by their path from the entry's directory ("/" as
  * "__", ".." as "up"), with every relative import rewritten to that name plus ".mjs" (ESM needs
- * the extension) and `yaml` to the harness's own copy (hosts have no node_modules).
+ * the extension) and `yaml` and `plist` to the harness's own copies (hosts have no node_modules).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -19,7 +19,7 @@ const BUILD = `
 const fs = require("node:fs");
 const path = require("node:path");
 const m = require("node:module");
-const [entry, outDir, yamlPath] = process.argv.slice(1);
+const [entry, outDir, yamlPath, plistPath] = process.argv.slice(1);
 const entryDir = path.dirname(entry);
 const outName = (file) => path.relative(entryDir, file).split(path.sep).map((s) => (s === ".." ? "up" : s)).join("__").replace(/\\.ts$/, ".mjs");
 fs.mkdirSync(outDir, { recursive: true });
@@ -31,6 +31,7 @@ while (todo.length > 0) {
     done.add(src);
     const js = m.stripTypeScriptTypes(fs.readFileSync(src, "utf8")).replace(/(\\bfrom\\s*|\\bimport\\s*)"([^"]+)"/g, (all, kw, spec) => {
         if (spec === "yaml") return kw + JSON.stringify(yamlPath);
+        if (spec === "plist") return kw + JSON.stringify(plistPath);
         if (!spec.startsWith(".")) return all;
         const target = path.resolve(path.dirname(src), spec + ".ts");
         todo.push(target);
@@ -44,9 +45,13 @@ while (todo.length > 0) {
 export async function buildDouble(runDir: string, source = DOUBLE_SCRIPT): Promise<string> {
     const outDir = path.join(runDir, path.basename(path.dirname(source)));
     const target = path.join(outDir, path.basename(source).replace(/\.ts$/, ".mjs"));
-    const r = await run(process.execPath, ["--disable-warning=ExperimentalWarning", "-e", BUILD, source, outDir, require.resolve("yaml")], {
-        timeoutMs: 20_000,
-    });
+    const r = await run(
+        process.execPath,
+        ["--disable-warning=ExperimentalWarning", "-e", BUILD, source, outDir, require.resolve("yaml"), require.resolve("plist")],
+        {
+            timeoutMs: 20_000,
+        },
+    );
     if (r.code !== 0 || !fs.existsSync(target)) {
         throw new Error(`lab fleet: could not build ${source} (node >= 22.13 strips types; this is ${process.version}):\n${r.stderr}${r.stdout}`);
     }

@@ -20,6 +20,8 @@ import {
     writeServiceCue,
 } from "./cues";
 import { applyMissingTools } from "./hostTools";
+import { MACOS_SESSION_ENV, readLaunchdState, removeAbsentLocalTools } from "./macos/host";
+import type { LaunchdBehaviour } from "./macos/types";
 import { parseCidr } from "./ipv4";
 import { run, runOk } from "./processes";
 import type { ToolBehaviour } from "./service-doubles/types";
@@ -77,7 +79,15 @@ export function fleetHandle(r: FleetRun): LabFleet {
             return await run(nsenter, ["-t", String(h.pid), "-m", "-u", "-n", "--", "/bin/bash", "-c", cmd], {
                 ...o,
                 track: r.pending,
-                envAll: { PATH: HOST_PATH, HOME: "/root", LANG: "C.UTF-8", USER: "root", LOGNAME: "root", ...(o.env ?? {}) },
+                envAll: {
+                    PATH: HOST_PATH,
+                    HOME: "/root",
+                    LANG: "C.UTF-8",
+                    USER: "root",
+                    LOGNAME: "root",
+                    ...(h.os === "macos" ? MACOS_SESSION_ENV : {}),
+                    ...(o.env ?? {}),
+                },
             });
         },
         ssh: async (ref, script, stdin, o = {}) => {
@@ -146,6 +156,7 @@ export function fleetHandle(r: FleetRun): LabFleet {
             writeJsonFile(file, next);
             if (behaviour.missing !== undefined)
                 applyMissingTools(h.binDir, path.join(path.dirname(h.rootDir), "double-host.json"), r.serviceDoublesScript, behaviour.missing);
+            if (behaviour.missing !== undefined && h.os === "macos") removeAbsentLocalTools(h.binDir);
             await Promise.resolve();
         },
         serviceState: (ref) => readServiceState(stateDir(ref)),
@@ -156,6 +167,16 @@ export function fleetHandle(r: FleetRun): LabFleet {
         unitStatus: (ref, unit) => readServiceState(stateDir(ref))?.units[fullUnitName(unit)]?.status ?? "inactive",
         toolInvocations: (ref, toolName) => readToolInvocations(stateDir(ref)).filter((x) => toolName === undefined || x.tool === toolName),
         toolState: (ref) => readToolState(stateDir(ref)),
+        launchdState: (ref) => readLaunchdState(stateDir(ref)),
+        launchdEvents: (ref, label) => readLaunchdState(stateDir(ref)).events.filter((e) => label === undefined || e.label === label),
+        setLaunchdBehaviour: async (ref, label, behaviour) => {
+            ensureRunning();
+            const file = path.join(stateDir(ref), "launchd-cue.json");
+            const all = readJsonFile<Record<string, LaunchdBehaviour>>(file, {});
+            all[label] = { ...(all[label] ?? {}), ...behaviour };
+            writeJsonFile(file, all);
+            await Promise.resolve();
+        },
         k3sState: (ref) => readK3sState(stateDir(ref)),
         k3sInvocations: (ref) => readK3sInvocations(stateDir(ref)),
         clusterNodes: () => readClusterNodes(r.clusterDir),

@@ -5,11 +5,13 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, SHIM_NAMES } from "./constants";
+import { LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, MACOS_PRIVATE_DIRS, SHIM_NAMES } from "./constants";
 import { writeCue, writeJsonFile, writeServiceCue } from "./cues";
 import type { PlannedHost } from "./hostPlan";
 import { applyMissingTools, shimWrapper, SUDO_SHIM } from "./hostTools";
 import type { DoubleHostConfig, LabRole } from "./k3s-double/types";
+import { layOutMacosHost } from "./macos/host";
+import { MACOS_BASH_ENV } from "./macos/types";
 import { runOk } from "./processes";
 import { sshdConfig } from "./sshd";
 
@@ -24,6 +26,8 @@ export interface HostLayoutContext {
     /** The built doubles (doubleBuild.ts) the wrappers run. */
     doubleScript: string;
     serviceDoublesScript: string;
+    /** The built macOS stand-ins (only when a host is macOS-shaped). */
+    macosToolsScript: string | null;
     /** Entries of this machine's /usr/local/bin, linked into each host's own. */
     origUsrLocalBin: readonly string[];
 }
@@ -52,7 +56,8 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
     const origBin = path.join(h.hostDir, "orig-usr-local-bin");
     for (const d of [etcDir, path.join(etcDir, "k3s"), stateDir, binDir, origBin]) fs.mkdirSync(d, { recursive: true });
     const privateDirs: Record<string, string> = { "/etc/rancher": etcDir, "/var/lib/rancher": varDir };
-    const ownDirs = h.spec.machine === true ? [...LAB_PRIVATE_DIRS, ...MACHINE_PRIVATE_DIRS] : LAB_PRIVATE_DIRS;
+    const macos = h.spec.os === "macos";
+    const ownDirs = [...LAB_PRIVATE_DIRS, ...(h.spec.machine === true ? MACHINE_PRIVATE_DIRS : []), ...(macos ? MACOS_PRIVATE_DIRS : [])];
     for (const d of ownDirs) {
         privateDirs[d] = path.join(h.rootDir, d);
         fs.mkdirSync(privateDirs[d], { recursive: true, mode: 0o755 });
@@ -62,7 +67,6 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
         for (const layer of ["etc-upper", "etc-work", "root-upper", "root-work"]) fs.mkdirSync(path.join(h.hostDir, "machine", layer), { recursive: true });
     }
     const privateList = path.join(h.hostDir, "private-mounts.tsv");
-    fs.writeFileSync(privateList, ownDirs.map((d) => `${privateDirs[d]}\t${d}\n`).join(""));
 
     const hostConfigPath = path.join(h.hostDir, "double-host.json");
     const hostConfig: DoubleHostConfig = {
@@ -88,9 +92,23 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
         if (!SHIM_NAMES.includes(entry)) fs.symlinkSync(path.join(origBin, entry), path.join(binDir, entry));
     }
 
+    // A macOS-shaped host's binds (its /usr/bin among them) come after the private directories.
+    let extraBinds: [string, string, string][] = [];
+    if (macos) {
+        if (ctx.macosToolsScript === null) throw new Error("lab fleet: the macOS stand-ins were not built");
+        writeJsonFile(path.join(stateDir, "launchd-cue.json"), h.spec.launchd ?? {});
+        extraBinds = layOutMacosHost({ hostDir: h.hostDir, stateDir, binDir, hostConfigPath, builtScript: ctx.macosToolsScript }).binds;
+    }
+    fs.writeFileSync(privateList, [...ownDirs.map((d) => `${privateDirs[d]}\t${d}\n`), ...extraBinds.map((b) => `${b.join("\t")}\n`)].join(""));
+
     await runOk(ctx.sshKeygen, ["-q", "-t", "ed25519", "-N", "", "-C", h.spec.name, "-f", path.join(h.hostDir, "ssh_host_ed25519_key")]);
     fs.writeFileSync(path.join(h.hostDir, "sshd_config"), sshdConfig(h, ctx.runDir));
     const bashrcPath = path.join(h.hostDir, "bashrc");
-    fs.writeFileSync(bashrcPath, "# lab fleet test host: the harness machine's /root/.bashrc is hidden here\n");
+    fs.writeFileSync(
+        bashrcPath,
+        "# lab fleet test host: the harness machine's /root/.bashrc is hidden here\n" +
+            // bash run by sshd reads ~/.bashrc and not BASH_ENV: the bash 3.2 setup comes from here too.
+            (macos ? `. ${MACOS_BASH_ENV}\n` : ""),
+    );
     return { role, unit, etcDir, varDir, stateDir, binDir, origBin, privateDirs, privateList, bashrcPath };
 }

@@ -7,7 +7,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { BRIDGE_PREFIX, DEFAULT_BASE_DIR, LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, RUN_PREFIX } from "./constants";
+import { BRIDGE_PREFIX, DEFAULT_BASE_DIR, LAB_PRIVATE_DIRS, MACHINE_PRIVATE_DIRS, MACOS_PRIVATE_DIRS, RUN_PREFIX } from "./constants";
 import { procStartTime } from "./processes";
 
 export interface OwnerFile {
@@ -106,13 +106,13 @@ export function createRunDir(baseDir: string): { runId: string; runDir: string; 
  * namespaces) and records in the owner file which ones this run created, or shares with the run
  * that created them: whichever run stops last removes them.
  */
-export function claimMountPoints(owner: OwnerFile, runDir: string, baseDir: string, machine: boolean): void {
+export function claimMountPoints(owner: OwnerFile, runDir: string, baseDir: string, machine: boolean, macos = false): void {
     const createdByOthers = new Set(
         allRunDirs(baseDir)
             .filter((d) => d !== runDir)
             .flatMap((d) => readOwner(d)?.createdDirs ?? []),
     );
-    const machineDirs = machine ? MACHINE_PRIVATE_DIRS : [];
+    const machineDirs = [...(machine ? MACHINE_PRIVATE_DIRS : []), ...(macos ? MACOS_PRIVATE_DIRS : [])];
     for (const d of ["/etc/rancher", "/var/lib/rancher", ...LAB_PRIVATE_DIRS, ...machineDirs, "/run/sshd"]) {
         if (!fs.existsSync(d)) {
             const first = fs.mkdirSync(d, { recursive: true, mode: 0o755 });

@@ -7,6 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { HOST_PATH } from "./constants";
+import { macosSshdConfig } from "./macos/host";
 import type { PlannedHost } from "./hostPlan";
 import { sleep } from "./processes";
 import type { LabHost } from "./types";
@@ -34,6 +35,7 @@ export function sshdConfig(h: PlannedHost, runDir: string): string {
         "LoginGraceTime 20",
         "LogLevel VERBOSE",
         "Subsystem sftp internal-sftp",
+        ...(h.spec.os === "macos" ? macosSshdConfig() : []),
         "",
     ].join("\n");
 }
@@ -50,9 +52,10 @@ if [ -d "$machine" ]; then
 fi
 mount --bind "$etc_src" /etc/rancher
 mount --bind "$var_src" /var/lib/rancher
-while IFS="$(printf '\t')" read -r src target; do
+while IFS="$(printf '\t')" read -r src target opts; do
   [ -n "$src" ] || continue
   mount --bind "$src" "$target"
+  if [ "\${opts:-}" = ro ]; then mount -o remount,bind,ro "$target"; fi
 done < "$private_list"
 mount --bind /usr/local/bin "$orig_bin"
 mount --bind "$bin_src" /usr/local/bin

@@ -7,7 +7,7 @@
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DEFAULT_BASE_DIR, DEFAULT_K3S_VERSION, DOUBLE_SCRIPT, SERVICE_DOUBLES_SCRIPT } from "./constants";
+import { DEFAULT_BASE_DIR, DEFAULT_K3S_VERSION, DOUBLE_SCRIPT, MACOS_TOOLS_SCRIPT, SERVICE_DOUBLES_SCRIPT } from "./constants";
 import { buildDouble } from "./doubleBuild";
 import { fleetHandle } from "./fleetHandle";
 import { layOutHost, type HostLayoutContext } from "./hostLayout";
@@ -73,10 +73,12 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
             runDir,
             baseDir,
             opts.hosts.some((h) => h.machine === true),
+            opts.hosts.some((h) => h.os === "macos"),
         );
 
         const doubleBuild = buildDouble(runDir);
         const serviceDoublesBuild = buildDouble(runDir, SERVICE_DOUBLES_SCRIPT);
+        const macosToolsBuild = opts.hosts.some((h) => h.os === "macos") ? buildDouble(runDir, MACOS_TOOLS_SCRIPT) : Promise.resolve(null);
         const { keyPath, privateKeyPem } = await makeClientKey(tools.sshKeygen, runId, runDir);
 
         // Recorded before it exists: a crash in between still leaves teardown its name.
@@ -94,6 +96,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
             origUsrLocalBin: fs.existsSync("/usr/local/bin") ? fs.readdirSync("/usr/local/bin") : [],
             doubleScript: await doubleBuild,
             serviceDoublesScript: await serviceDoublesBuild,
+            macosToolsScript: await macosToolsBuild,
         };
         const privateTmp = canHavePrivateTmp(runDir);
         const bindTargets = systemToolBindTargets();
@@ -104,11 +107,18 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
             owner.links.push(h.veth);
             writeOwner(runDir, owner);
             await createHostNetwork(ip, h, planned, bridge, cidr.prefix, opts.overlayPeerRoutes !== false);
-            const child = await startSshd(tools.ip, tools.unshare, tools.sshd, h, { ...layout, privateTmp, bindTargets }, (c) => {
-                liveChildren.add(c);
-                c.on("exit", () => liveChildren.delete(c));
-                if (c.pid !== undefined) sshdPids.push(c.pid);
-            });
+            const child = await startSshd(
+                tools.ip,
+                tools.unshare,
+                tools.sshd,
+                h,
+                { ...layout, privateTmp, bindTargets: h.spec.os === "macos" ? [] : bindTargets },
+                (c) => {
+                    liveChildren.add(c);
+                    c.on("exit", () => liveChildren.delete(c));
+                    if (c.pid !== undefined) sshdPids.push(c.pid);
+                },
+            );
             return {
                 name: h.spec.name,
                 role: layout.role,
@@ -131,6 +141,7 @@ export async function startLabFleet(opts: LabFleetOptions): Promise<LabFleet> {
                 nebulaIface: h.spec.nebulaIface ?? "nebula1",
                 pid: child.pid ?? 0,
                 machine: h.spec.machine === true,
+                os: h.spec.os ?? "linux",
             };
         };
         // allSettled, not all: every host has finished (or failed) before a failure tears the run down.

@@ -1,5 +1,6 @@
 /** The lab fleet's public types: what a test asks for (specs, options) and what it gets (hosts, the fleet). */
 import type { DoubleState, InvocationRecord, LabRole, NodeRecord, ServiceEvent, ServiceManagerState, UnitStatus } from "./k3s-double/types";
+import type { LaunchdBehaviour, LaunchdEvent, LaunchdState } from "./macos/types";
 import type { StandInTool, ToolBehaviour, ToolInvocation, ToolState } from "./service-doubles/types";
 
 /** Cue of one unit of the service-manager stand-in (see setServiceBehaviour). */
@@ -46,6 +47,15 @@ export interface LabHostSpec {
      * the fleet's key: who may log in is up to the test (write that file with `exec`).
      */
     machine?: boolean;
+    /**
+     * "macos": a macOS-shaped host (scripts/lab/macos, docs/macos-userland.md): the BSD
+     * stand-ins and launchctl in its /usr/bin (= /bin), no sha256sum, timeout, ip, systemctl
+     * (MACOS_ABSENT_TOOLS), a private /Library/LaunchDaemons, gid 0 named wheel, and bash
+     * sessions set up as 3.2 (BASH_COMPAT=3.2, BASH_ENV). Default "linux".
+     */
+    os?: "linux" | "macos";
+    /** launchctl stand-in cues from the start, by label (macOS hosts). */
+    launchd?: Record<string, LaunchdBehaviour>;
 }
 
 export interface LabFleetOptions {
@@ -111,6 +121,8 @@ export interface LabHost {
     pid: number;
     /** Started with `machine: true` (see LabHostSpec.machine). */
     machine: boolean;
+    /** "macos" for a macOS-shaped host (LabHostSpec.os). */
+    os: "linux" | "macos";
 }
 
 export interface ExecResult {
@@ -180,6 +192,12 @@ export interface LabFleet {
     toolInvocations(host: HostRef, tool?: StandInTool): ToolInvocation[];
     /** What the chown stand-in recorded instead of applying. */
     toolState(host: HostRef): ToolState;
+    /** The launchctl stand-in's jobs, overrides and events (macOS hosts; empty before any call). */
+    launchdState(host: HostRef): LaunchdState;
+    /** launchctl calls and job starts/kills, oldest first, optionally of one label. */
+    launchdEvents(host: HostRef, label?: string): LaunchdEvent[];
+    /** Cues of the launchctl stand-in for one label, merged into the current ones. */
+    setLaunchdBehaviour(host: HostRef, label: string, behaviour: LaunchdBehaviour): Promise<void>;
     k3sState(host: HostRef): DoubleState | null;
     k3sInvocations(host: HostRef): InvocationRecord[];
     clusterNodes(): NodeRecord[];
