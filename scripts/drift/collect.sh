@@ -8,11 +8,13 @@
 #   file <path> present <sha256|-> <octal mode> <user:group> <mtime s.ns> <type>
 #   file <path> missing
 #   text <path> <bytes>                     then exactly <bytes> bytes of content and a newline
-#   iface <name> present | missing
+#   iface <name> present | missing | unreadable (neither ip nor ifconfig on the host)
 #   addr <iface> <address/prefix>
 #   route52 <route as ip prints it>
 #   tailscale accept-routes <yes|no|unknown>
-#   svc <name> <KEY>=<value>                systemd properties, or launchd's state
+#   svc <name> <KEY>=<value>                systemd properties, or launchd's state (LoadState,
+#                                           ActiveState, LoadedJobSha256: the job file it was
+#                                           loaded from, as deliver-files.sh recorded it)
 #   pending <service> <mtime s.ns>          /var/lib/shortcircuit/restart-pending.<service>
 #   knode <node> <config annotation|-> <unschedulable true|false>
 #   kerror <first line of kubectl's error>
@@ -28,8 +30,20 @@ limit="$(param TEXT_LIMIT)"
 ifaces=(); param_words IFACES ifaces
 services=(); param_words SERVICES services
 kubectl="$(param KUBECTL)"
+# GNU (Linux) or BSD (macOS) userland: stat's format option, the sha256 tool, date's %N.
+if stat -c %a / >/dev/null 2>&1; then
+  stat_line() { stat -c '%a %U:%G %.9Y %F' -- "$1"; }
+else
+  stat_line() { stat -f '%Lp %Su:%Sg %.9Fm %HT' "$1" | tr '[:upper:]' '[:lower:]'; }
+fi
+if command -v sha256sum >/dev/null 2>&1; then
+  sha256_of() { sha256sum -- "$1" | cut -d' ' -f1; }
+else
+  sha256_of() { shasum -a 256 "$1" | cut -d' ' -f1; }
+fi
 echo "drift-collector 1"
 realtime="$(date +%s.%N)"
+case "$realtime" in *[!0-9.]*) realtime="$(date +%s)" ;; esac
 mono="$(awk '/^now at/ { print $3; exit }' /proc/timer_list 2>/dev/null || true)"
 if [ -n "$mono" ]; then
   echo "clock $realtime $mono timer_list"
@@ -41,10 +55,10 @@ fi
 
 for path in ${paths[@]+"${paths[@]}"}; do
   if [ -e "$path" ] || [ -L "$path" ]; then
-    read -r mode owner mtime kind < <(stat -c '%a %U:%G %.9Y %F' -- "$path")
+    read -r mode owner mtime kind < <(stat_line "$path")
     sum=-
     if [ -f "$path" ] && [ -r "$path" ]; then
-      sum="$(sha256sum -- "$path" | cut -d' ' -f1)"
+      sum="$(sha256_of "$path")"
     fi
     echo "file $path present $sum $mode $owner $mtime ${kind// /_}"
   else
@@ -54,23 +68,51 @@ done
 
 for path in ${text_paths[@]+"${text_paths[@]}"}; do
   if [ -f "$path" ] && [ -r "$path" ]; then
-    size="$(head -c "$limit" -- "$path" | wc -c)"
+    size="$(head -c "$limit" "$path" | wc -c | tr -d ' ')"
     echo "text $path $size"
-    head -c "$size" -- "$path"
+    head -c "$size" "$path"
     echo
   fi
 done
 
+# Prints the prefix length of a netmask as ifconfig prints it (0xffffff00).
+mask_bits() {
+  local hex="${1#0x}" bits=0 i digit
+  for ((i = 0; i < ${#hex}; i++)); do
+    digit=$((16#${hex:$i:1}))
+    while [ "$digit" -gt 0 ]; do
+      bits=$((bits + (digit & 1)))
+      digit=$((digit >> 1))
+    done
+  done
+  echo "$bits"
+}
 for iface in ${ifaces[@]+"${ifaces[@]}"}; do
-  if ip link show dev "$iface" >/dev/null 2>&1; then
-    echo "iface $iface present"
-    ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
+  if command -v ip >/dev/null 2>&1; then
+    if ip link show dev "$iface" >/dev/null 2>&1; then
+      echo "iface $iface present"
+      ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
+    else
+      echo "iface $iface missing"
+    fi
+  elif command -v ifconfig >/dev/null 2>&1; then
+    # macOS: `inet 192.168.20.2 netmask 0xffffff00 broadcast ...`.
+    if out="$(ifconfig "$iface" 2>/dev/null)"; then
+      echo "iface $iface present"
+      while read -r word address _ mask _; do
+        if [ "$word" = inet ]; then echo "addr $iface $address/$(mask_bits "$mask")"; fi
+      done < <(printf '%s\n' "$out")
+    else
+      echo "iface $iface missing"
+    fi
   else
-    echo "iface $iface missing"
+    echo "iface $iface unreadable"
   fi
 done
 
-ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
+if command -v ip >/dev/null 2>&1; then
+  ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
+fi
 if command -v tailscale >/dev/null 2>&1; then
   echo "tailscale accept-routes $(tailscale_accept_routes)"
 fi
@@ -84,16 +126,22 @@ for entry in ${services[@]+"${services[@]}"}; do
         while IFS= read -r line; do printf 'svc %s %s\n' "$name" "${line// /_}"; done || true
       ;;
     launchd)
-      if launchctl print "system/$name" 2>/dev/null | grep -q 'state = running'; then
-        echo "svc $name ActiveState=active"
+      if ! job="$(launchctl print "system/$name" 2>/dev/null)"; then
+        echo "svc $name LoadState=not-found"
       else
-        echo "svc $name ActiveState=inactive"
+        case "$job" in
+          *'state = running'*) echo "svc $name ActiveState=active" ;;
+          *) echo "svc $name ActiveState=inactive" ;;
+        esac
       fi
+      record="/var/lib/shortcircuit/launchd-loaded.$name"
+      if [ -f "$record" ]; then echo "svc $name LoadedJobSha256=$(sha256_of "$record")"; fi
       ;;
   esac
   marker="/var/lib/shortcircuit/restart-pending.$name"
   if [ -e "$marker" ]; then
-    echo "pending $name $(stat -c '%.9Y' -- "$marker")"
+    read -r _ _ mtime _ < <(stat_line "$marker")
+    echo "pending $name $mtime"
   fi
 done
 
