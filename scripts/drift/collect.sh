@@ -75,16 +75,25 @@ for path in ${text_paths[@]+"${text_paths[@]}"}; do
   fi
 done
 
-# Prints the prefix length of a netmask as ifconfig prints it (0xffffff00).
+# Prints the prefix length of a netmask as ifconfig prints it: 0xffffff00 (macOS) or
+# 255.255.255.0 (net-tools). A contiguous mask has only these digits and octets.
 mask_bits() {
-  local hex="${1#0x}" bits=0 i digit
-  for ((i = 0; i < ${#hex}; i++)); do
-    digit=$((16#${hex:$i:1}))
-    while [ "$digit" -gt 0 ]; do
-      bits=$((bits + (digit & 1)))
-      digit=$((digit >> 1))
-    done
-  done
+  local mask="$1" bits=0 digit octet
+  case "$mask" in
+    0x*)
+      mask="${mask#0x}"
+      while [ -n "$mask" ]; do
+        digit="${mask%"${mask#?}"}"
+        mask="${mask#?}"
+        case "$digit" in f | F) bits=$((bits + 4)) ;; e | E) bits=$((bits + 3)) ;; c | C) bits=$((bits + 2)) ;; 8) bits=$((bits + 1)) ;; esac
+      done
+      ;;
+    *)
+      for octet in ${mask//./ }; do
+        case "$octet" in 255) bits=$((bits + 8)) ;; 254) bits=$((bits + 7)) ;; 252) bits=$((bits + 6)) ;; 248) bits=$((bits + 5)) ;; 240) bits=$((bits + 4)) ;; 224) bits=$((bits + 3)) ;; 192) bits=$((bits + 2)) ;; 128) bits=$((bits + 1)) ;; esac
+      done
+      ;;
+  esac
   echo "$bits"
 }
 for iface in ${ifaces[@]+"${ifaces[@]}"}; do
