@@ -160,8 +160,11 @@ afterAll(async () => {
 describe("derper as a LaunchDaemon", () => {
     it("is installed, loaded with bootstrap and answering; its files root:wheel", async () => {
         const relay = planOf(labConfig()).relays[0];
-        ok(await step("derp/install.sh", relay.installPayload));
-        expect(exists("/usr/local/bin/derper")).toBe(true);
+        const install = await step("derp/install.sh", relay.installPayload);
+        expect(install.code).toBe(0);
+        expect(install.stdout).toContain("derper v");
+        // A link into the host's /usr/local/lib/derper (not followed from this side).
+        expect(fs.lstatSync(on("/usr/local/bin/derper")).isSymbolicLink()).toBe(true);
         const from = mark(DERPER);
         const result = ok(await deliver(relay.deliveries[0]));
         expect(result.stdout).toContain(`derper: restarted ${DERPER}; it is active and answering`);
