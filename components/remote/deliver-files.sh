@@ -294,10 +294,23 @@ reload_service() {
       ;;
   esac
 }
+# launchd: running, and the same process as at the last look (launchd_pid): a KeepAlive job that
+# keeps dying is started again by launchd and would read "running" now and then.
+launchd_pid=''
 active() {
+  local job pid
   case "$manager" in
     systemd) systemctl is-active --quiet "$service" ;;
-    launchd) launchctl print "system/$service" 2>/dev/null | grep 'state = running' >/dev/null ;;
+    launchd)
+      job="$(launchctl print "system/$service" 2>/dev/null)" || return 1
+      case "$job" in *'state = running'*) ;; *) return 1 ;; esac
+      pid="$(printf '%s\n' "$job" | sed -n 's/^[[:space:]]*pid = \([0-9][0-9]*\)$/\1/p')"
+      if [ -n "$launchd_pid" ] && [ "$pid" != "$launchd_pid" ]; then
+        launchd_pid="$pid"
+        return 1
+      fi
+      launchd_pid="$pid"
+      ;;
     *)
       echo "$step: unknown service manager $manager" >&2
       exit 2
@@ -315,6 +328,7 @@ answering() {
 # answering on its port or link; bounded by CHECK_TIMEOUT.
 healthy() {
   local deadline=$((SECONDS + $(param CHECK_TIMEOUT))) streak=0
+  launchd_pid=''
   while [ "$SECONDS" -lt "$deadline" ]; do
     if active && answering; then streak=$((streak + 1)); else streak=0; fi
     if [ "$streak" -ge 2 ]; then return 0; fi

@@ -19,10 +19,10 @@ import { rawFleet, type Raw } from "../../support/fixtures";
  * stand-ins, bash as 3.2, and a launchctl stand-in that keeps launchd's system-domain rules and
  * really runs each job's ProgramArguments): the plan's exact payloads through the real
  * remote/deliver-files.sh over SSH, as `pulumi up` runs them. The relay of the lab stack plays
- * the Mac (os: macos, derper under launchd). Its Nebula job runs Debian's real nebula
- * (nodes[].macos.nebulaBinary: /usr/bin/nebula), so a reload is a real SIGHUP to a real Nebula;
- * derper's job runs a TCP listener on its port instead of derper (the launchctl stand-in's
- * `program` cue: the `go` stand-in's derper serves nothing).
+ * the Mac (os: macos, derper under launchd). Its Nebula job file names Debian's real nebula
+ * (nodes[].macos.nebulaBinary: /usr/bin/nebula), which `nebula -test` runs on the new files; the
+ * job itself runs a shell loop that stays up and takes SIGHUP, and derper's a TCP listener on its
+ * port (the launchctl stand-in's `program` cue: the `go` stand-in's derper serves nothing).
  *
  * The tests build on each other in order, like a sequence of `pulumi up` runs. No wall-clock
  * assertions: the waits are the delivery's own bounded health checks; what happened is read from
@@ -47,6 +47,7 @@ const NOW = new Date();
 /** Files launchd's jobs log to on the machine (the host's /var/log is the machine's). */
 const JOB_LOGS = ["/var/log/shortcircuit-nebula.log", "/var/log/derper.log"];
 const logsBefore = new Map<string, boolean>();
+const NEBULA_CUE = { program: ["/bin/sh", "-c", "trap 'echo reloaded' HUP; while :; do sleep 1 & wait $!; done"] };
 
 function labConfig(mutate: (raw: Raw) => void = () => {}): Raw {
     const raw: Raw = rawFleet("lab");
@@ -144,6 +145,11 @@ beforeAll(async () => {
                     },
                     // The operator's own job: a process that stays up, standing in for their Nebula.
                     [OPERATOR]: { program: ["/bin/sleep", "100000"] },
+                    // The program's Nebula job: Debian's nebula, run here, kept exiting soon after
+                    // each start (launchd's KeepAlive started it again: see the report of issue 22),
+                    // so a process that stays up and takes SIGHUP stands in for it; the job file's
+                    // ProgramArguments are still parsed and checked, and `nebula -test` is real.
+                    [NEBULA]: NEBULA_CUE,
                 },
             },
         ],
@@ -211,7 +217,7 @@ describe("Nebula as a LaunchDaemon", () => {
     it("taking over the operator's job: a Nebula that is not healthy puts it back; a rerun converges", async () => {
         const adopting = labConfig((raw) => (macOf(raw).macos.adoptNebulaLabel = OPERATOR));
         const delivery = nebulaDelivery(planOf(adopting));
-        await fleet.setLaunchdBehaviour(MAC, NEBULA, { failSpawns: 1 });
+        await fleet.setLaunchdBehaviour(MAC, NEBULA, { ...NEBULA_CUE, failSpawns: 1 });
         const from = mark(OPERATOR);
         const failed = await deliver(delivery);
         expect(failed.code).not.toBe(0);
@@ -270,7 +276,7 @@ describe("Nebula as a LaunchDaemon", () => {
             macOf(raw).macos.adoptNebulaLabel = OPERATOR;
             raw.overlays.nebula.listenPort = 4444;
         });
-        await fleet.setLaunchdBehaviour(MAC, NEBULA, { failSpawns: 1 });
+        await fleet.setLaunchdBehaviour(MAC, NEBULA, { ...NEBULA_CUE, failSpawns: 1 });
         const from = mark(NEBULA);
         const failed = await deliver(nebulaDelivery(planOf(next, OTHER_SEED)));
         expect(failed.code).not.toBe(0);
