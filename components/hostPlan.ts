@@ -57,10 +57,26 @@ export interface PlannedFile<V> {
     content: V;
 }
 
+/**
+ * Other launchd jobs that run the same program (an operator's own Nebula job): the step refuses
+ * to go on while one is installed, unless it is `adoptLabel`, which it boots out and moves aside
+ * before loading its own. `field` is the config path that names `adoptLabel`.
+ */
+export interface LaunchdTakeover {
+    /** The program's file name (`nebula`): a job whose arguments run `…/<program>` is one. */
+    program: string;
+    field: string;
+    adoptLabel?: string;
+}
+
 export type ServiceManager =
     | { kind: "systemd"; unit: string }
-    /** `plist`: a job file the delivery manages and loads; absent when the operator owns it. */
-    | { kind: "launchd"; label: string; plist?: string };
+    /**
+     * A LaunchDaemon the delivery installs (`plist`, among its public files) and loads; `program`
+     * is the executable the job runs, which must be on the host before anything is installed
+     * (`programField`: the config path that names it, if one does).
+     */
+    | { kind: "launchd"; label: string; plist: string; program: string; programField?: string; takeover?: LaunchdTakeover };
 
 /** A service's files on one host: changing any of them restarts it, then checks it stays up. */
 export interface Delivery<V> {
@@ -71,6 +87,12 @@ export interface Delivery<V> {
     secretFiles: PlannedFile<V>[];
     /** Owner of the secret files when the service does not run as root (`user:group`). */
     secretOwner?: string;
+    /**
+     * Owner of every file (and of the secret files unless `secretOwner` is set) where the files
+     * root writes would not get it by themselves: `root:wheel` on macOS, which has no `root`
+     * group and gives a new file its directory's group. Unset: root's own (root:root on Linux).
+     */
+    fileOwner?: string;
     publicFiles: PlannedFile<V>[];
     /** Seconds the service has to come up and stay up after its restart. */
     checkTimeoutSeconds: number;
@@ -113,9 +135,10 @@ type DeliverySpec<V> = Omit<Delivery<V>, "payloads" | "checkTimeoutSeconds"> & {
 
 function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeoutSeconds: number): Record<string, string> {
     const name = serviceName(spec.service);
-    const owner = restart ? undefined : spec.secretOwner;
+    const owner = restart ? spec.fileOwner : (spec.secretOwner ?? spec.fileOwner);
     if (
         !SERVICE_NAME.test(name) ||
+        (spec.service.kind === "launchd" && spec.service.takeover?.adoptLabel !== undefined && !SERVICE_NAME.test(spec.service.takeover.adoptLabel)) ||
         (owner !== undefined && !OWNER.test(owner)) ||
         (spec.checkInterface !== undefined && !SERVICE_NAME.test(spec.checkInterface))
     ) {
@@ -125,7 +148,7 @@ function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeout
         STEP: restart ? spec.role : `${spec.role} secrets`,
         SERVICE_MANAGER: spec.service.kind,
         SERVICE: name,
-        PLIST: spec.service.kind === "launchd" ? (spec.service.plist ?? "") : "",
+        PLIST: spec.service.kind === "launchd" ? spec.service.plist : "",
         RESTART: restart ? "yes" : "no",
         CHECK_TIMEOUT: String(checkTimeoutSeconds),
         OWNER: owner ?? "",
@@ -136,7 +159,29 @@ function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeout
         RELOAD_PATHS: (spec.reloadPaths ?? []).join(" "),
         NEBULA_CERT: spec.nebulaCert?.path ?? "",
         NEBULA_CERT_NETWORKS: (spec.nebulaCert?.networks ?? []).join(" "),
+        ...launchdParams(spec.service),
     };
+}
+
+/**
+ * The launchd job's own parameters, only in a launchd delivery's payloads (deliver-files.sh reads
+ * them only in its launchd code), so no Linux host's payload changes for them.
+ */
+function launchdParams(service: ServiceManager): Record<string, string> {
+    switch (service.kind) {
+        case "systemd":
+            return {};
+        case "launchd":
+            return {
+                PROGRAM: service.program,
+                PROGRAM_FIELD: service.programField ?? "",
+                CONFLICT_PROGRAM: service.takeover?.program ?? "",
+                ADOPT_LABEL: service.takeover?.adoptLabel ?? "",
+                ADOPT_FIELD: service.takeover?.field ?? "",
+            };
+        default:
+            return assertNever(service);
+    }
 }
 
 function payloadFiles(files: readonly PlannedFile<unknown>[], contents: readonly string[]): PayloadFile[] {

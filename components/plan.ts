@@ -1,14 +1,15 @@
 import { nodeByName } from "../stacks/fleet";
-import type { DerpRelayConfig, Fleet } from "../stacks/schema";
+import type { DerpRelayConfig, Fleet, FleetNode } from "../stacks/schema";
 import { planControlServer, type ControlPlan, type ReplicaCredentials } from "./control/plan";
 import { derpCertName } from "./derp/derper";
 import { planDerpRelay, type RelayCertValues, type RelayPlan } from "./derp/plan";
 import { planEdge, type EdgePlan } from "./edge/plan";
-import { plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostPlan";
+import { assertNever, plannedSsh, type Delivery, type PlannedSsh, type Values } from "./hostPlan";
 import { planK3sNodes, type K3sNodePlan } from "./k3s/plan";
 import { controlServerMember, renderNebulaConfigYaml, renderNebulaPrecheckConfigYaml } from "./nebula/config";
 import { nebulaMembers, type NebulaMember } from "../stacks/nebulaMembers";
-import { planNebulaDelivery, type NebulaIdentityValues } from "./nebula/plan";
+import { nebulaFiles, planNebulaDelivery, type NebulaIdentityValues, type NebulaService } from "./nebula/plan";
+import { macosNebulaBinary } from "./nebula/service";
 import { controlDeliveryPart, planOrder, type FleetOrder, type OrderInputs } from "./order";
 
 /*
@@ -76,6 +77,26 @@ function identityOf<V>(identities: FleetIdentities<V>, member: NebulaMember): Ne
     return { ...identity, networks: [member.addressWithPrefix] };
 }
 
+/** How Nebula runs on a fleet host: by its OS, systemd on Linux, the program's LaunchDaemon on macOS. */
+function nebulaService(fleet: Fleet, host: FleetNode): NebulaService {
+    switch (host.os) {
+        case "debian":
+        case "ubuntu":
+        case "raspios":
+        case "fedora":
+            return { kind: "systemd", interfaceName: fleet.overlays.nebula.interface };
+        case "macos":
+            return {
+                kind: "launchd",
+                nebulaBinary: macosNebulaBinary(host),
+                ...(host.macos?.adoptNebulaLabel !== undefined ? { adoptLabel: host.macos.adoptNebulaLabel } : {}),
+                fieldPrefix: `fleet.nodes[${fleet.nodes.indexOf(host)}].macos`,
+            };
+        default:
+            return assertNever(host.os);
+    }
+}
+
 export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, values: Values<V>): FleetPlan<V> {
     const members = nebulaMembers(fleet);
     const nebulaHosts: NebulaHostPlan<V>[] = [];
@@ -95,22 +116,14 @@ export function planFleet<V>(fleet: Fleet, identities: FleetIdentities<V>, value
                     precheckConfigYaml,
                     caCertPem: identities.nebulaCaCertPem,
                     identity,
-                    macos: host.os === "macos",
-                    interfaceName: fleet.overlays.nebula.interface,
+                    service: nebulaService(fleet, host),
                 });
                 nebulaHosts.push({ name: member.name, ssh: plannedSsh(fleet, host), delivery: nebula });
                 break;
             }
             case "admin": {
                 // Workstations run Nebula their own way: no unit, just the files.
-                const nebula = planNebulaDelivery(values, {
-                    configYaml,
-                    precheckConfigYaml,
-                    caCertPem: identities.nebulaCaCertPem,
-                    identity,
-                    macos: true,
-                    interfaceName: fleet.overlays.nebula.interface,
-                });
+                const nebula = nebulaFiles(values, { configYaml, caCertPem: identities.nebulaCaCertPem, identity });
                 nebulaWorkstations.push({ name: member.name, files: [...nebula.publicFiles, ...nebula.secretFiles] });
                 break;
             }

@@ -116,6 +116,27 @@ export const linuxIfName = z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . - starting with a letter or digit");
 
+/**
+ * An absolute path of plain segments (the payload's target grammar, remote/payload.ts): it lands
+ * in a launchd job's ProgramArguments and in a step's parameters, so no space, quote or glob
+ * character, and no "." or ".." segment.
+ */
+export const absolutePlainPath = z
+    .string()
+    .max(1024)
+    .refine(
+        (value) => /^(\/[A-Za-z0-9._@+-]+)+$/.test(value) && !value.split("/").some((segment) => segment === "." || segment === ".."),
+        "must be an absolute path of plain segments (A-Z a-z 0-9 . _ @ + -, no . or .. segment), e.g. /opt/homebrew/bin/nebula",
+    );
+
+/** A launchd job label: it names /Library/LaunchDaemons/<label>.plist and a `system/<label>` service target. */
+export const launchdLabel = z
+    .string()
+    .regex(
+        /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
+        "must be a launchd label: 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit (e.g. homebrew.mxcl.nebula)",
+    );
+
 /** A login name as Debian's adduser accepts it by default; it is an SSH `User` token and a shell word. */
 export const sshUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a POSIX user name: 1-32 of a-z 0-9 _ - starting with a letter or _");
 

@@ -315,6 +315,16 @@ function checkNodePaths(fleet: Pick<Fleet, "nodes" | "cluster" | "access">, prob
                 `${node.name} is a K3s ${node.role} on macOS: k3s and its rollout scripts (systemd, /etc/rancher) run only on Linux; make it standalone`,
             );
         }
+        if (node.macos !== undefined && node.os !== "macos") {
+            problems.error(nodePath(index, "macos"), `${node.name} runs ${node.os}; macos settings apply only to os: macos hosts`);
+        } else if (node.macos?.adoptNebulaLabel !== undefined && node.nebula === undefined) {
+            problems.error(
+                nodePath(index, "macos.adoptNebulaLabel"),
+                `${node.name} has no nebula membership, so the program runs no Nebula there to take over with`,
+            );
+        } else if (node.macos?.nebulaBinary !== undefined && node.nebula === undefined) {
+            problems.error(nodePath(index, "macos.nebulaBinary"), `${node.name} has no nebula membership, so the program runs no Nebula there`);
+        }
         if (node.role === "standalone" && (node.nodeIpFrom || node.flannelIfaceFrom || node.taints.length > 0)) {
             problems.error(nodePath(index, "role"), `${node.name} is standalone (not a K3s node) but sets node-ip, flannel or taint options`);
         }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+    absolutePlainPath,
     calendarDate,
     cloudSlug,
     dnsLabel,
@@ -20,6 +21,7 @@ import {
     k8sLabelValue,
     k8sPortName,
     k8sQualifiedName,
+    launchdLabel,
     linuxIfName,
     objectKeyPrefix,
     quoteForMessage,
@@ -160,6 +162,26 @@ const SshSchema = z.strictObject({
     ),
 });
 
+/**
+ * Settings only a macOS host has. Nebula runs there as the program's own LaunchDaemon
+ * (components/nebula/service.ts); derper needs no path here: derp/install.sh installs it at
+ * /usr/local/bin/derper itself.
+ */
+const MacosSchema = z.strictObject({
+    nebulaBinary: absolutePlainPath
+        .meta({ title: "absolute path" })
+        .optional()
+        .describe(
+            "The nebula binary the program's Nebula LaunchDaemon runs. Default: Homebrew's, /opt/homebrew/bin/nebula on arm64 (Apple silicon) and /usr/local/bin/nebula on amd64 (Intel).",
+        ),
+    adoptNebulaLabel: launchdLabel
+        .meta({ title: "launchd label" })
+        .optional()
+        .describe(
+            "The label of an operator's own Nebula LaunchDaemon (e.g. homebrew.mxcl.nebula) that the program takes over: the Nebula step boots it out and moves its /Library/LaunchDaemons/<label>.plist aside (to <plist>.shortcircuit-adopted) before loading its own job. Without it, a step that finds another LaunchDaemon running nebula fails before changing anything. See docs/runbooks/adopting.md.",
+        ),
+});
+
 export const NodeRoleSchema = z.enum(["server", "agent", "standalone"]);
 
 const NodeSchema = z.strictObject({
@@ -177,6 +199,7 @@ const NodeSchema = z.strictObject({
     hardware: oneLine(100).optional().describe("Hardware note (e.g. rpi5, framework-desktop, mac-mini); informational."),
     ssh: SshSchema.default({ user: "root", port: 22 }).describe("How the program reaches the host."),
     lan: LanSchema.describe("The host's LAN link."),
+    macos: MacosSchema.optional().describe("Settings of a macOS host's services; only on `os: macos` hosts."),
     tailnet: OverlayAddressSchema.optional().describe(
         "The address Headscale assigned the node. Headscale allocates in order: copy it from `headscale nodes list`; pre-flight refuses a node whose `tailscale0` differs.",
     ),

@@ -202,8 +202,7 @@ export function planControlServer<V>(
             ...nebulaConfig,
             caCertPem: ids.nebulaCaCertPem,
             identity: ids.nebula,
-            macos: false,
-            interfaceName: fleet.overlays.nebula.interface,
+            service: { kind: "systemd", interfaceName: fleet.overlays.nebula.interface },
         }),
     ];
     const bootstrapParams = (start: boolean): string =>

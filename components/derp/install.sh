@@ -3,10 +3,18 @@
 version="$(param VERSION)"
 target="/usr/local/lib/derper/$version/derper"
 if [ ! -x "$target" ]; then
-  command -v go >/dev/null 2>&1 || { echo "derper install: Go is not installed on $(hostname); install Go, then re-run" >&2; exit 1; }
+  # An SSH session on a Mac has no Homebrew on PATH: Go is also looked for where Homebrew (Apple
+  # silicon, Intel) and the go.dev installer put it.
+  go_bin="$(command -v go 2>/dev/null || true)"
+  for candidate in /opt/homebrew/bin/go /usr/local/go/bin/go /usr/local/bin/go; do
+    if [ -z "$go_bin" ] && [ -x "$candidate" ]; then go_bin="$candidate"; fi
+  done
+  [ -n "$go_bin" ] || { echo "derper install: Go is not installed on $(hostname); install Go, then re-run" >&2; exit 1; }
   mkdir -p "$(dirname "$target")"
-  GOBIN="$(dirname "$target")" go install "tailscale.com/cmd/derper@$version"
+  GOBIN="$(dirname "$target")" "$go_bin" install "tailscale.com/cmd/derper@$version"
 fi
+# A fresh Mac has no /usr/local/bin.
+[ -d /usr/local/bin ] || mkdir -p /usr/local/bin
 ln -sfn "$target" /usr/local/bin/derper
 # derper keeps its key here (-c) and, self-signed or ACME, its certificates below it.
 mkdir -p /var/lib/derper/certs

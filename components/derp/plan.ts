@@ -3,7 +3,16 @@ import { delivery, plannedSsh, type HostPlan, type Values } from "../hostPlan";
 import { versions } from "../versions";
 import { nodeByName } from "../../stacks/fleet";
 import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
-import { DERPER_CERT_DIR, DERPER_LAUNCHD_LABEL, DERPER_PLIST_PATH, DERPER_UNIT, DERPER_UNIT_PATH, renderDerperPlist, renderDerperUnit } from "./derper";
+import {
+    DERPER_BIN,
+    DERPER_CERT_DIR,
+    DERPER_LAUNCHD_LABEL,
+    DERPER_PLIST_PATH,
+    DERPER_UNIT,
+    DERPER_UNIT_PATH,
+    renderDerperPlist,
+    renderDerperUnit,
+} from "./derper";
 
 /** A self-signed relay's certificate (public) and key (secret). */
 export interface RelayCertValues<V> {
@@ -36,7 +45,12 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: V
             delivery(values, {
                 role: "derper",
                 checkPort: relay.derpPort,
-                service: launchd ? { kind: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH } : { kind: "systemd", unit: DERPER_UNIT },
+                // derp/install.sh (the step before) puts derper at DERPER_BIN on either system.
+                service: launchd
+                    ? { kind: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH, program: DERPER_BIN }
+                    : { kind: "systemd", unit: DERPER_UNIT },
+                // macOS has no root group: root:wheel, as launchd wants its job files.
+                ...(launchd ? { fileOwner: "root:wheel" } : {}),
                 secretFiles: cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.key`, mode: 0o600, content: cert.keyPem }] : [],
                 publicFiles: [serviceFile, ...(cert ? [{ path: `${DERPER_CERT_DIR}/${relay.hostname}.crt`, mode: 0o644, content: cert.certPem }] : [])],
             }),

@@ -10,7 +10,11 @@
 # must bring up, or empty), RELOAD_PATHS (files the service re-reads on reload: when only these
 # changed it is reloaded, not restarted), NEBULA_CERT (a certificate among them whose addresses
 # must not have moved for a reload) and NEBULA_CERT_NETWORKS (the networks the plan issued it
-# for).
+# for). A launchd delivery also has PROGRAM (the executable its job runs: it must be there
+# before anything is installed), PROGRAM_FIELD (the config path naming it, or empty),
+# CONFLICT_PROGRAM (another job running a program of this name is refused, or empty),
+# ADOPT_LABEL (that other job's label, when the stack says to take it over, or empty) and
+# ADOPT_FIELD (the config path naming ADOPT_LABEL).
 #
 # Keys never go live alone: the secret step stages them beside their target
 # (<path>.shortcircuit-staged) and the public step switches keys, certificates and config in
@@ -23,6 +27,18 @@
 # file changes. If the service is not healthy on the new files, the previous ones are put back
 # (a key it switched in is staged again) and the service restarted on them; the step fails
 # either way. One run at a time per service.
+#
+# launchd (macOS) keeps the same rules, with launchd's own: the job file (PLIST, among the
+# files) is loaded with `launchctl bootstrap`, which launchd refuses for a job already loaded,
+# so a loaded job is booted out first when the file it was loaded from (recorded in
+# /var/lib/shortcircuit/launchd-loaded.<label>) differs from the one in place, and otherwise
+# restarted with `kickstart -k`; a reload is `launchctl kill HUP`. Healthy means `launchctl
+# print` says running. A rollback puts the previous job file back and loads it (or, when the job
+# was new, unloads it and loads again the operator's job this run took over). Other job files
+# beside PLIST that run CONFLICT_PROGRAM stop both steps before anything changes, unless one is
+# ADOPT_LABEL's: just before the program's own job is loaded, that one is booted out and its
+# file renamed to <file>.shortcircuit-adopted (launchd loads only *.plist), so a rerun after an
+# interruption finds it done.
 step="$(param STEP)"
 manager="$(param SERVICE_MANAGER)"
 service="$(param SERVICE)"
@@ -37,6 +53,49 @@ take_lock "$state_dir/lock.$service"
 stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")
 read_files "$stage"
+
+if [ "$manager" = launchd ]; then
+  plist="$(param PLIST)"
+  program="$(param PROGRAM)"
+  program_field="$(param PROGRAM_FIELD)"
+  conflict_program="$(param CONFLICT_PROGRAM)"
+  adopt_label="$(param ADOPT_LABEL)"
+  adopt_field="$(param ADOPT_FIELD)"
+  if [ "$adopt_label" = "$service" ]; then adopt_label=''; fi
+  loaded_record="$state_dir/launchd-loaded.$service"
+fi
+# A job file as XML (plutil reads binary ones too; without it, as it is).
+plist_text() { plutil -convert xml1 -o - "$1" 2>/dev/null || cat "$1"; }
+plist_label() { plist_text "$1" | tr '\n' ' ' | sed -n 's#.*<key>Label</key>[[:space:]]*<string>\([^<]*\)</string>.*#\1#p'; }
+# Whether job file $1 runs program $2 (any argument that is `$2` or ends in `/$2`).
+plist_runs() { plist_text "$1" | grep -Eq "<string>([^<]*/)?$2</string>"; }
+loaded() { launchctl print "system/$1" >/dev/null 2>&1; }
+# Before anything changes: the job's program is there, and no other job runs it (but the one to
+# take over, whose file is noted as adopt_plist).
+adopt_plist=''
+launchd_preflight() {
+  local job label hint=''
+  if [ ! -x "$program" ] || [ -d "$program" ]; then
+    if [ -n "$program_field" ]; then hint="; install it there or set $program_field to where it is"; fi
+    echo "$step: $program is not an executable on this host$hint; nothing changed" >&2
+    exit 1
+  fi
+  [ -n "$conflict_program" ] || return 0
+  for job in "$(dirname "$plist")"/*.plist; do
+    if [ ! -f "$job" ] || [ "$job" = "$plist" ]; then continue; fi
+    label="$(plist_label "$job")"
+    if [ "$label" = "$service" ]; then continue; fi
+    if [ -n "$adopt_label" ] && { [ "$label" = "$adopt_label" ] || [ "$job" = "$(dirname "$plist")/$adopt_label.plist" ]; }; then
+      adopt_plist="$job"
+      continue
+    fi
+    if plist_runs "$job" "$conflict_program"; then
+      echo "$step: $job (launchd job ${label:-without a label}) runs $conflict_program; set $adopt_field: ${label:-<its label>} to have it taken over, or remove it; nothing changed" >&2
+      exit 1
+    fi
+  done
+}
+if [ "$manager" = launchd ]; then launchd_preflight; fi
 
 # Notes $1 as changed by this run.
 wrote() {
@@ -85,7 +144,10 @@ fi
 secret_paths=(); param_words SECRET_PATHS secret_paths
 nebula_config="$(param PRECHECK_NEBULA_CONFIG)"
 if [ -n "$nebula_config" ]; then
-  if command -v nebula >/dev/null 2>&1; then
+  # Under launchd the job's own binary (macOS's SSH sessions do not have Homebrew on PATH).
+  nebula_bin=nebula
+  if [ "$manager" = launchd ]; then nebula_bin="$program"; fi
+  if command -v "$nebula_bin" >/dev/null 2>&1; then
     mirror="$stage/precheck"
     rewrite=()
     while read -r n _ target; do
@@ -104,12 +166,12 @@ if [ -n "$nebula_config" ]; then
     done
     precheck="$(staged "$stage" "$nebula_config")" || { echo "$step: payload lacks $nebula_config" >&2; exit 2; }
     sed "${rewrite[@]}" "$precheck" >"$mirror/nebula-precheck.yml"
-    if ! out="$(nebula -test -config "$mirror/nebula-precheck.yml" 2>&1)"; then
+    if ! out="$("$nebula_bin" -test -config "$mirror/nebula-precheck.yml" 2>&1)"; then
       echo "$step: nebula -test refused the new files; nothing installed: $out" >&2
       exit 1
     fi
   else
-    log "nebula is not on this host's PATH; its config is not pre-tested"
+    log "$nebula_bin is not on this host; its config is not pre-tested"
   fi
 fi
 
@@ -148,33 +210,111 @@ if [ "$manager" = none ]; then
   [ -s "$stage/.changed" ] || log "no change"
   exit 0
 fi
+# A job still to take over is a restart to do, files changed or not.
+adoption_outstanding() { [ -n "$adopt_label" ] && { loaded "$adopt_label" || [ -n "$adopt_plist" ]; }; }
+if [ "$manager" = launchd ] && adoption_outstanding; then mark_pending; fi
 if [ ! -e "$pending" ]; then
   log "no change"
   exit 0
 fi
 [ -s "$stage/.changed" ] || log "a restart of $service is pending (a key changed, or the last restart did not complete); restarting it"
 
+# launchd: unloads job $1, waiting (bounded) until launchd has let it go. bootout's own status is
+# not the test (it can report an error while the job is on its way out): whether it is gone is.
+bootout_job() {
+  local out polls=0
+  out="$(launchctl bootout "system/$1" 2>&1)" || true
+  while loaded "$1"; do
+    if [ "$polls" -ge 20 ]; then
+      echo "$step: launchctl bootout system/$1 left it loaded: $out" >&2
+      return 1
+    fi
+    sleep 0.5
+    polls=$((polls + 1))
+  done
+  log "booted out $1"
+}
+# Loads job file $1 (refused by launchd for a loaded job: callers boot it out first).
+bootstrap_job() {
+  local out
+  if ! out="$(launchctl bootstrap system "$1" 2>&1)"; then
+    echo "$step: launchctl bootstrap system $1 failed: $out" >&2
+    return 1
+  fi
+  log "loaded $1"
+}
+# The operator's job this run took over (its file renamed), and whether it was loaded.
+adopted_now=''
+adopted_was_loaded=no
+adopt_job() {
+  if loaded "$adopt_label"; then
+    bootout_job "$adopt_label" || return 1
+    adopted_was_loaded=yes
+  fi
+  if [ -n "$adopt_plist" ] && [ -f "$adopt_plist" ]; then
+    mv -f "$adopt_plist" "$adopt_plist.shortcircuit-adopted" || return 1
+    log "took over $adopt_label: moved $adopt_plist aside to $adopt_plist.shortcircuit-adopted"
+    adopted_now="$adopt_plist"
+    adopt_plist=''
+  fi
+}
+# Whether the loaded job runs from the job file in place.
+launchd_current() { loaded "$service" && [ -f "$loaded_record" ] && cmp -s "$plist" "$loaded_record"; }
+launchd_restart() {
+  if [ -n "$adopt_label" ]; then adopt_job || return 1; fi
+  if launchd_current; then
+    launchctl kickstart -k "system/$service" || return 1
+    return 0
+  fi
+  if loaded "$service"; then bootout_job "$service" || return 1; fi
+  rm -f "$loaded_record"
+  bootstrap_job "$plist" || return 1
+  cp "$plist" "$loaded_record" || return 1
+}
 restart_service() {
   case "$manager" in
     systemd)
       # Chained: set -e does not apply inside a function called from `&&` (below).
       systemctl daemon-reload && systemctl enable --quiet "$service" && systemctl restart "$service"
       ;;
-    launchd)
-      plist="$(param PLIST)"
-      if [ -n "$plist" ]; then launchctl bootstrap system "$plist" 2>/dev/null || true; fi
-      launchctl kickstart -k "system/$service"
-      ;;
+    launchd) launchd_restart ;;
     *)
       echo "$step: unknown service manager $manager" >&2
       exit 2
       ;;
   esac
 }
+reload_service() {
+  case "$manager" in
+    systemd) systemctl reload "$service" ;;
+    launchd) launchctl kill HUP "system/$service" ;;
+    *)
+      echo "$step: unknown service manager $manager" >&2
+      exit 2
+      ;;
+  esac
+}
+# launchd: running, and the same process as at the last look (launchd_pid): a KeepAlive job that
+# keeps dying is started again by launchd and would read "running" now and then.
+launchd_pid=''
 active() {
+  local job pid
   case "$manager" in
     systemd) systemctl is-active --quiet "$service" ;;
-    launchd) launchctl print "system/$service" 2>/dev/null | grep 'state = running' >/dev/null ;;
+    launchd)
+      job="$(launchctl print "system/$service" 2>/dev/null)" || return 1
+      case "$job" in *'state = running'*) ;; *) return 1 ;; esac
+      pid="$(printf '%s\n' "$job" | sed -n 's/^[[:space:]]*pid = \([0-9][0-9]*\)$/\1/p')"
+      if [ -n "$launchd_pid" ] && [ "$pid" != "$launchd_pid" ]; then
+        launchd_pid="$pid"
+        return 1
+      fi
+      launchd_pid="$pid"
+      ;;
+    *)
+      echo "$step: unknown service manager $manager" >&2
+      exit 2
+      ;;
   esac
 }
 port="$(param CHECK_PORT)"
@@ -188,6 +328,7 @@ answering() {
 # answering on its port or link; bounded by CHECK_TIMEOUT.
 healthy() {
   local deadline=$((SECONDS + $(param CHECK_TIMEOUT))) streak=0
+  launchd_pid=''
   while [ "$SECONDS" -lt "$deadline" ]; do
     if active && answering; then streak=$((streak + 1)); else streak=0; fi
     if [ "$streak" -ge 2 ]; then return 0; fi
@@ -196,7 +337,7 @@ healthy() {
   return 1
 }
 
-# A reload (the unit's ExecReload: SIGHUP) is enough when every changed file is one the daemon
+# A reload (SIGHUP: the unit's ExecReload, `launchctl kill HUP`) is enough when every changed file is one the daemon
 # re-reads: Nebula takes a new CA bundle, certificate and key without dropping a tunnel (a
 # restart drops them all for a moment, mid CA rotation on every host in turn). Not when the
 # certificate's addresses moved: Nebula refuses such a certificate on reload and runs on with
@@ -204,11 +345,15 @@ healthy() {
 reload_is_enough() {
   local reloadable path
   reloadable=" $(param RELOAD_PATHS) "
-  [ "$manager" = systemd ] && [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
+  [ "$reloadable" != "  " ] && [ -s "$stage/.changed" ] || return 1
   while read -r path; do
     case "$reloadable" in *" $path "*) ;; *) return 1 ;; esac
   done <"$stage/.changed"
-  systemctl is-active --quiet "$service" || return 1
+  # launchd: only a job loaded from the file in place, with nothing to take over, is reloaded.
+  if [ "$manager" = launchd ]; then
+    launchd_current && ! adoption_outstanding || return 1
+  fi
+  active || return 1
   if [ -n "$cert" ] && grep -qxF "$cert" "$stage/.changed"; then
     [ -n "$cert_networks" ] && [ "$running_networks" = "$cert_networks" ] || return 1
   fi
@@ -227,10 +372,16 @@ healthy_on_new_files() {
   exit 0
 }
 if reload_is_enough; then
-  if systemctl reload "$service" && healthy; then healthy_on_new_files "reloaded $service (only files it re-reads changed); it is active and answering"; fi
+  if reload_service && healthy; then healthy_on_new_files "reloaded $service (only files it re-reads changed); it is active and answering"; fi
   log "$service is not healthy after its reload; restarting it"
 fi
 if restart_service && healthy; then healthy_on_new_files "restarted $service; it is active and answering"; fi
+# The operator's job this run took over, back in place and loaded as it was.
+restore_adopted() {
+  [ -n "$adopted_now" ] || return 0
+  mv -f "$adopted_now.shortcircuit-adopted" "$adopted_now" || return 1
+  if [ "$adopted_was_loaded" = yes ]; then bootstrap_job "$adopted_now" || return 1; fi
+}
 reason="$service is not healthy $(param CHECK_TIMEOUT)s after its restart on the new files"
 if [ -s "$stage/.changed" ]; then
   secrets=" $(param SECRET_PATHS) "
@@ -244,7 +395,18 @@ if [ -s "$stage/.changed" ]; then
       rm -f "$path"
     fi
   done <"$stage/.changed"
-  if restart_service && healthy; then
+  if [ "$manager" = launchd ] && [ ! -f "$plist" ]; then
+    # The job itself was new: back to no job of ours and, if this run took one over, the
+    # operator's job as it was.
+    if { ! loaded "$service" || bootout_job "$service"; } && restore_adopted; then
+      rm -f "$pending" "$loaded_record"
+      back=''
+      if [ -n "$adopted_now" ]; then back=", the job it took over ($adopt_label) is back"; fi
+      echo "$step: $reason; put the previous files back: $service was new and is unloaded$back" >&2
+    else
+      echo "$step: $reason; put the previous files back, but could not unload $service or put back the job it took over" >&2
+    fi
+  elif restart_service && healthy; then
     rm -f "$pending"
     echo "$step: $reason; put the previous files back and $service is healthy on them" >&2
   else

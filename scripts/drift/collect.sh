@@ -8,11 +8,13 @@
 #   file <path> present <sha256|-> <octal mode> <user:group> <mtime s.ns> <type>
 #   file <path> missing
 #   text <path> <bytes>                     then exactly <bytes> bytes of content and a newline
-#   iface <name> present | missing
+#   iface <name> present | missing | unreadable (neither ip nor ifconfig on the host)
 #   addr <iface> <address/prefix>
 #   route52 <route as ip prints it>
 #   tailscale accept-routes <yes|no|unknown>
-#   svc <name> <KEY>=<value>                systemd properties, or launchd's state
+#   svc <name> <KEY>=<value>                systemd properties, or launchd's state (LoadState,
+#                                           ActiveState, LoadedJobSha256: the job file it was
+#                                           loaded from, as deliver-files.sh recorded it)
 #   pending <service> <mtime s.ns>          /var/lib/shortcircuit/restart-pending.<service>
 #   knode <node> <config annotation|-> <unschedulable true|false>
 #   kerror <first line of kubectl's error>
@@ -88,21 +90,58 @@ for path in ${text_paths[@]+"${text_paths[@]}"}; do
     # BSD wc pads the count with spaces.
     size="$(head -c "$limit" -- "$path" | wc -c | tr -d ' ')"
     echo "text $path $size"
-    head -c "$size" -- "$path"
+    head -c "$size" "$path"
     echo
   fi
 done
 
+# Prints the prefix length of a netmask as ifconfig prints it: 0xffffff00 (macOS) or
+# 255.255.255.0 (net-tools). A contiguous mask has only these digits and octets.
+mask_bits() {
+  local mask="$1" bits=0 digit octet
+  case "$mask" in
+    0x*)
+      mask="${mask#0x}"
+      while [ -n "$mask" ]; do
+        digit="${mask%"${mask#?}"}"
+        mask="${mask#?}"
+        case "$digit" in f | F) bits=$((bits + 4)) ;; e | E) bits=$((bits + 3)) ;; c | C) bits=$((bits + 2)) ;; 8) bits=$((bits + 1)) ;; esac
+      done
+      ;;
+    *)
+      for octet in ${mask//./ }; do
+        case "$octet" in 255) bits=$((bits + 8)) ;; 254) bits=$((bits + 7)) ;; 252) bits=$((bits + 6)) ;; 248) bits=$((bits + 5)) ;; 240) bits=$((bits + 4)) ;; 224) bits=$((bits + 3)) ;; 192) bits=$((bits + 2)) ;; 128) bits=$((bits + 1)) ;; esac
+      done
+      ;;
+  esac
+  echo "$bits"
+}
 for iface in ${ifaces[@]+"${ifaces[@]}"}; do
-  if ip link show dev "$iface" >/dev/null 2>&1; then
-    echo "iface $iface present"
-    ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
+  if command -v ip >/dev/null 2>&1; then
+    if ip link show dev "$iface" >/dev/null 2>&1; then
+      echo "iface $iface present"
+      ip -4 -o addr show dev "$iface" 2>/dev/null | awk -v i="$iface" '{ print "addr " i " " $4 }'
+    else
+      echo "iface $iface missing"
+    fi
+  elif command -v ifconfig >/dev/null 2>&1; then
+    # macOS: `inet 192.168.20.2 netmask 0xffffff00 broadcast ...`.
+    if out="$(ifconfig "$iface" 2>/dev/null)"; then
+      echo "iface $iface present"
+      while read -r word address _ mask _; do
+        if [ "$word" = inet ]; then echo "addr $iface $address/$(mask_bits "$mask")"; fi
+      done < <(printf '%s\n' "$out")
+    else
+      echo "iface $iface missing"
+    fi
   else
-    echo "iface $iface missing"
+    echo "iface $iface unreadable"
   fi
 done
 
-ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
+if command -v ip >/dev/null 2>&1; then
+  ip -4 route show table 52 2>/dev/null | sed 's/^/route52 /' || true
+fi
 if command -v tailscale >/dev/null 2>&1; then
   echo "tailscale accept-routes $(tailscale_accept_routes)"
 fi
@@ -116,11 +155,16 @@ for entry in ${services[@]+"${services[@]}"}; do
         while IFS= read -r line; do printf 'svc %s %s\n' "$name" "${line// /_}"; done || true
       ;;
     launchd)
-      if launchctl print "system/$name" 2>/dev/null | grep -q 'state = running'; then
-        echo "svc $name ActiveState=active"
+      if ! job="$(launchctl print "system/$name" 2>/dev/null)"; then
+        echo "svc $name LoadState=not-found"
       else
-        echo "svc $name ActiveState=inactive"
+        case "$job" in
+          *'state = running'*) echo "svc $name ActiveState=active" ;;
+          *) echo "svc $name ActiveState=inactive" ;;
+        esac
       fi
+      record="/var/lib/shortcircuit/launchd-loaded.$name"
+      if [ -f "$record" ]; then echo "svc $name LoadedJobSha256=$(sha256_of "$record")"; fi
       ;;
   esac
   marker="/var/lib/shortcircuit/restart-pending.$name"

@@ -108,6 +108,15 @@ function compareFiles(host: ExpectedHost, seen: Observation, options: CompareOpt
 
 function compareAddresses(host: ExpectedHost, seen: Observation, findings: Finding[]): void {
     for (const { iface, address } of host.addresses) {
+        if (seen.unreadableIfaces?.has(iface)) {
+            findings.push({
+                area: "address",
+                subject: iface,
+                severity: "warning",
+                message: `not read: the host has neither ip nor ifconfig (expected ${address})`,
+            });
+            continue;
+        }
         const live = seen.ifaces.get(iface);
         if (live === undefined || live === null) {
             findings.push({ area: "address", subject: iface, severity: "drift", message: `interface missing, expected ${address}` });
@@ -165,7 +174,7 @@ function compareService(service: ExpectedService, seen: Observation, findings: F
         add("drift", `restart pending since ${iso(pending)} (/var/lib/shortcircuit/restart-pending.${service.name})`);
     }
     if (props.LoadState === "not-found") {
-        add("drift", "unit not found");
+        add("drift", service.manager === "launchd" ? "job not loaded (launchctl print finds no such service)" : "unit not found");
         return;
     }
     const state = props.ActiveState;
@@ -175,6 +184,11 @@ function compareService(service: ExpectedService, seen: Observation, findings: F
     }
     if (props.NeedDaemonReload === "yes") {
         add("drift", "its unit file changed on disk since systemd loaded it (daemon-reload and restart pending)");
+    }
+    // launchd: the job file it was loaded from (deliver-files.sh's record) against the one in place.
+    const jobFile = service.jobFile === undefined ? undefined : seen.files.get(service.jobFile);
+    if (jobFile?.present && props.LoadedJobSha256 !== undefined && props.LoadedJobSha256 !== jobFile.sha256) {
+        add("drift", `loaded from another job file than ${service.jobFile} (bootout and bootstrap pending)`);
     }
     const start = service.manager === "systemd" ? serviceStart(props, seen.clock) : undefined;
     if (start === undefined) {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { addressOn, interfaceOn, nodeByName } from "../../stacks/fleet";
 import type { Fleet, FleetNode } from "../../stacks/schema";
-import type { Delivery, PlannedSsh, ServiceManager, Values } from "../../components/hostPlan";
+import { assertNever, type Delivery, type PlannedSsh, type ServiceManager, type Values } from "../../components/hostPlan";
 import { NEBULA_FILES } from "../../components/nebula/config";
 import { nebulaMembers, type NebulaMember } from "../../stacks/nebulaMembers";
 import { identityRequirements, planFleet, type FleetIdentities } from "../../components/plan";
@@ -52,7 +52,7 @@ export type FileCheck = "content" | "identity" | "secret";
 export interface ExpectedFile {
     path: string;
     mode: number;
-    /** `user:group`; undefined where the fleet does not fix it (macOS hosts). */
+    /** `user:group`; undefined where the plan does not fix it. */
     owner?: string;
     check: FileCheck;
     /** For `content` files. */
@@ -65,6 +65,8 @@ export interface ExpectedService {
     name: string;
     /** A change to any of these after the service started means it runs an older config. */
     files: string[];
+    /** launchd: the job file the job must have been loaded from. */
+    jobFile?: string;
 }
 
 export interface ExpectedNebula {
@@ -118,14 +120,24 @@ function sha256(text: string): string {
     return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
-function serviceOf(service: ServiceManager): { manager: "systemd" | "launchd"; name: string } {
-    return service.kind === "systemd" ? { manager: "systemd", name: service.unit } : { manager: "launchd", name: service.label };
+function serviceOf(service: ServiceManager): { manager: "systemd" | "launchd"; name: string; jobFile?: string } {
+    switch (service.kind) {
+        case "systemd":
+            return { manager: "systemd", name: service.unit };
+        case "launchd":
+            return { manager: "launchd", name: service.label, jobFile: service.plist };
+        default:
+            return assertNever(service);
+    }
 }
 
-/** Addresses pre-flight expects, for any fleet host (k3s/rollout.ts expectedAddresses' rule). */
+/**
+ * Addresses pre-flight expects, for any fleet host (k3s/rollout.ts expectedAddresses' rule). macOS
+ * names its tailnet and Nebula interfaces itself (utun<n>): only its LAN link has a known name.
+ */
 function hostAddresses(fleet: Fleet, node: FleetNode): { iface: string; address: string }[] {
     const pairs: { iface: string; address: string }[] = [];
-    for (const path of ["tailnet", "nebula", "lan"] as const) {
+    for (const path of node.os === "macos" ? (["lan"] as const) : (["tailnet", "nebula", "lan"] as const)) {
         const address = addressOn(node, path);
         if (address !== undefined) {
             pairs.push({ iface: interfaceOn(fleet, node, path), address });
@@ -150,6 +162,11 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
     const notes: string[] = [];
     const members = new Map<string, NebulaMember>(nebulaMembers(fleet).map((member) => [member.name, member]));
     const hosts = new Map<string, ExpectedHost>();
+    for (const node of fleet.nodes) {
+        if (node.os === "macos" && (node.tailnet || node.nebula)) {
+            notes.push(`${node.name}: macOS names its tailnet and Nebula interfaces itself (utun<n>); only its LAN address is compared`);
+        }
+    }
     const hostFor = (name: string, ssh: PlannedSsh | undefined): ExpectedHost => {
         let host = hosts.get(name);
         if (!host) {
@@ -160,7 +177,6 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
         host.ssh ??= ssh;
         return host;
     };
-    const macos = (name: string): boolean => nodeByName(fleet, name)?.os === "macos";
     const addFile = (host: ExpectedHost, file: { path: string; mode: number; content: DriftValue }, owner: string | undefined): void => {
         let value = file.content;
         if (file.path === HEADSCALE_FILES.derpMap && value.kind === "identity" && outputs.derpMap !== undefined) {
@@ -173,12 +189,13 @@ export function driftExpectation(fleet: Fleet, options: ExpectationOptions = {})
         host.files = [...host.files.filter((each) => each.path !== file.path), expected];
     };
     const addDelivery = (host: ExpectedHost, delivery: Delivery<DriftValue>): void => {
-        const root = macos(host.name) ? undefined : "root:root";
+        // The plan's owners: root:wheel on macOS (fileOwner), root's own root:root elsewhere.
+        const owner = delivery.fileOwner ?? "root:root";
         for (const file of delivery.publicFiles) {
-            addFile(host, file, root);
+            addFile(host, file, owner);
         }
         for (const file of delivery.secretFiles) {
-            addFile(host, file, macos(host.name) ? undefined : (delivery.secretOwner ?? root));
+            addFile(host, file, delivery.secretOwner ?? owner);
         }
         host.services.push({ ...serviceOf(delivery.service), files: [...delivery.publicFiles, ...delivery.secretFiles].map((file) => file.path) });
     };

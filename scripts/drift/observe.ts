@@ -28,6 +28,8 @@ export interface Observation {
     files: Map<string, ObservedFile>;
     texts: Map<string, string>;
     ifaces: Map<string, string[] | null>;
+    /** Interfaces the host had no tool to read (neither ip nor ifconfig). */
+    unreadableIfaces?: Set<string>;
     table52: string[];
     acceptRoutes?: "yes" | "no" | "unknown";
     services: Map<string, ObservedService>;
@@ -111,6 +113,8 @@ export function parseCollectorOutput(output: Buffer): Observation {
             case "iface":
                 if (fields[2] === "missing") {
                     observation.ifaces.set(fields[1], null);
+                } else if (fields[2] === "unreadable") {
+                    observation.unreadableIfaces = new Set([...(observation.unreadableIfaces ?? []), fields[1]]);
                 } else if (!observation.ifaces.has(fields[1])) {
                     observation.ifaces.set(fields[1], []);
                 }

@@ -64,7 +64,7 @@ describe("npm run render", () => {
                 "ssh/tailnet.conf",
                 ...names.flatMap((name) => ["config.yaml", "cluster-token", "shortcircuit-rollout.env"].map((file) => `hosts/${name}/etc/rancher/k3s/${file}`)),
                 ...members.flatMap((name) => ["ca.crt", "config.yml", "host.crt", "host.key"].map((file) => `hosts/${name}/etc/nebula/${file}`)),
-                // Linux fleet hosts get Nebula's unit with its files; the Mac and workstations run their own.
+                // Linux fleet hosts get Nebula's unit with its files, the Mac its LaunchDaemon; workstations run their own.
                 ...validFleet("prod")
                     .nodes.filter((node) => node.os !== "macos" && node.nebula)
                     .map((node) => `hosts/${node.name}/etc/systemd/system/nebula.service`),
@@ -82,6 +82,7 @@ describe("npm run render", () => {
                     "etc/systemd/system/headscale.service.d/shortcircuit-restore.conf",
                 ].map((file) => `hosts/shortcircuit-lighthouse-sfo3/${file}`),
                 "hosts/aero/Library/LaunchDaemons/com.tailscale.derper.plist",
+                "hosts/aero/Library/LaunchDaemons/io.kub0.shortcircuit.nebula.plist",
                 ...edgeObjects(renderClusterEdge(validFleet("prod"))).map(clusterObjectFile),
             ].sort(),
         );

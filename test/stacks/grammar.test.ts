@@ -179,6 +179,63 @@ describe("free text where the consumer has a grammar", () => {
     });
 });
 
+describe("a macOS host's settings (nodes[].macos)", () => {
+    const relayOnMac = (fleet: Raw): void => {
+        fleet.nodes[3].os = "macos";
+        fleet.derpRelays[0].serviceManager = "launchd";
+    };
+
+    it("takes an absolute nebula binary path and a launchd label to adopt on a macOS host", () => {
+        expect(
+            errorsAfter((fleet) => {
+                relayOnMac(fleet);
+                fleet.nodes[3].macos = { nebulaBinary: "/usr/local/opt/nebula/bin/nebula", adoptNebulaLabel: "homebrew.mxcl.nebula" };
+            }),
+        ).toEqual([]);
+    });
+
+    it("refuses a relative, spaced or climbing binary path and a label that is not a plain name", () => {
+        expect(
+            errorsAfter((fleet) => {
+                relayOnMac(fleet);
+                fleet.nodes[3].macos = { nebulaBinary: "bin/nebula", adoptNebulaLabel: "../evil label" };
+            }),
+        ).toEqual([
+            "fleet.nodes[3].macos.nebulaBinary: must be an absolute path of plain segments (A-Z a-z 0-9 . _ @ + -, no . or .. segment), e.g. /opt/homebrew/bin/nebula",
+            "fleet.nodes[3].macos.adoptNebulaLabel: must be a launchd label: 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit (e.g. homebrew.mxcl.nebula)",
+        ]);
+        for (const nebulaBinary of ["/opt/home brew/nebula", "/opt/../bin/nebula", "/opt/homebrew/bin/", "/opt/$(id)/nebula"]) {
+            expect(
+                errorsAfter((fleet) => {
+                    relayOnMac(fleet);
+                    fleet.nodes[3].macos = { nebulaBinary };
+                }),
+            ).toEqual([
+                "fleet.nodes[3].macos.nebulaBinary: must be an absolute path of plain segments (A-Z a-z 0-9 . _ @ + -, no . or .. segment), e.g. /opt/homebrew/bin/nebula",
+            ]);
+        }
+        expect(
+            errorsAfter((fleet) => {
+                relayOnMac(fleet);
+                fleet.nodes[3].macos = { nebulaBinary: "/opt/homebrew/bin/nebula", unknown: true };
+            }),
+        ).toEqual(['fleet.nodes[3].macos: unknown key "unknown"']);
+    });
+
+    it("refuses the settings on a Linux host, and adoption where the host runs no Nebula", () => {
+        expect(errorsAfter((fleet) => (fleet.nodes[1].macos = { nebulaBinary: "/usr/bin/nebula" }))).toEqual([
+            "fleet.nodes[1].macos: lab-agent-01 runs debian; macos settings apply only to os: macos hosts",
+        ]);
+        expect(
+            errorsAfter((fleet) => {
+                relayOnMac(fleet);
+                delete fleet.nodes[3].nebula;
+                fleet.nodes[3].macos = { adoptNebulaLabel: "homebrew.mxcl.nebula" };
+            }),
+        ).toEqual(["fleet.nodes[3].macos.adoptNebulaLabel: lab-relay-01 has no nebula membership, so the program runs no Nebula there to take over with"]);
+    });
+});
+
 describe("overlap with the tailnet's whole address space", () => {
     it("refuses cluster, service, mesh and LAN ranges anywhere in 100.64.0.0/10, not only in the prefix", () => {
         const reason =

@@ -15,6 +15,8 @@
  *                                 start when not running; -k kills a running one first; -p
  *                                 prints the pid
  *   print system/LABEL            the job ("state = running" while its process lives)
+ *   kill SIGNAL system/LABEL      signals the running job (HUP, TERM, KILL or their numbers;
+ *                                 recorded as verb "signal"); not running: 3: No such process
  *   enable | disable system/LABEL the override database (disabled labels do not bootstrap)
  * A label that is not loaded: `Could not find service "LABEL" in domain for system`, exit 113.
  * Modifying the system domain needs root: as another user bootstrap, bootout, kickstart,
@@ -415,6 +417,37 @@ function kickstart(argv: string[]): number {
     });
 }
 
+/** launchctl(1) `kill <signal-name | signal-number> <service-target>`: signals the running job. */
+const SIGNALS: Readonly<Record<string, NodeJS.Signals>> = { HUP: "SIGHUP", "1": "SIGHUP", TERM: "SIGTERM", "15": "SIGTERM", KILL: "SIGKILL", "9": "SIGKILL" };
+function killVerb(argv: string[]): number {
+    const [name, target] = argv;
+    const signal = name === undefined ? undefined : SIGNALS[name.replace(/^SIG/, "")];
+    const label = serviceTarget("kill", target);
+    if (signal === undefined || label === "") throw new Exit(64, "Usage: launchctl kill <signal-name | signal-number> <service-target>");
+    return withLock(() => {
+        const s = loadLaunchd();
+        if (isRoot()) keepAlive(s);
+        const job = s.jobs[label];
+        if (job === undefined) {
+            if (isRoot()) {
+                record(s, "signal", label, 113, { detail: signal });
+                saveLaunchd(s);
+            }
+            notFound(label);
+        }
+        if (!isRoot()) throw new Exit(1, `Could not kill service "${label}": ${NOT_PERMITTED}`);
+        if (!isRunning(job) || job.pid === null) {
+            record(s, "signal", label, 3, { detail: signal });
+            saveLaunchd(s);
+            throw new Exit(3, `Could not kill service "${label}": 3: No such process`);
+        }
+        process.kill(job.pid, signal);
+        record(s, "signal", label, 0, { pid: job.pid, detail: signal });
+        saveLaunchd(s);
+        return 0;
+    });
+}
+
 export function printJob(job: LaunchdJob): string {
     const running = isRunning(job);
     const lines = [
@@ -481,12 +514,14 @@ export function launchctl(argv: string[]): number {
             return kickstart(rest);
         case "print":
             return print(rest);
+        case "kill":
+            return killVerb(rest);
         case "enable":
         case "disable":
             return enableDisable(sub, rest);
         case "help":
         case undefined:
-            out.push("launchctl (lab TEST DOUBLE, scripts/lab/macos): bootstrap, bootout, kickstart, print, enable, disable of the system domain\n");
+            out.push("launchctl (lab TEST DOUBLE, scripts/lab/macos): bootstrap, bootout, kickstart, kill, print, enable, disable of the system domain\n");
             return 0;
         default:
             throw new Exit(64, `Unrecognized subcommand: ${sub}\nUsage: launchctl <subcommand> ... | help [subcommand]`);

@@ -101,7 +101,7 @@ export interface LaunchdJob {
 }
 
 export interface LaunchdEvent {
-    /** "bootstrap", "bootout", "kickstart", "enable", "disable", "print", "spawn", "kill", "keepalive-respawn". */
+    /** "bootstrap", "bootout", "kickstart", "enable", "disable", "print", "spawn", "kill", "signal" (launchctl kill), "keepalive-respawn". */
     verb: string;
     label: string;
     domain: string;

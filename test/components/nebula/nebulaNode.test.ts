@@ -151,12 +151,33 @@ describe("Nebula delivery in the program", () => {
         expect(key.files[0].content).toContain("NEBULA X25519 PRIVATE KEY");
     });
 
-    it("restarts Nebula through launchd on a macOS host", async () => {
+    it("delivers Nebula on a macOS host as the program's own LaunchDaemon, owned root:wheel", async () => {
         const { recorder } = await runProgramUnderMocks({ stack: "prod" }, rawFleet("prod"));
         const aero = recorder.named("nebula-aero-files").inputs;
-        expect(parsePayload(stepPayload(aero)).params).toMatchObject({ SERVICE_MANAGER: "launchd", SERVICE: "net.defined.nebula", PLIST: "" });
+        const payload = parsePayload(stepPayload(aero));
+        expect(payload.params).toMatchObject({
+            SERVICE_MANAGER: "launchd",
+            SERVICE: "io.kub0.shortcircuit.nebula",
+            PLIST: "/Library/LaunchDaemons/io.kub0.shortcircuit.nebula.plist",
+            PROGRAM: "/opt/homebrew/bin/nebula",
+            PROGRAM_FIELD: "fleet.nodes[11].macos.nebulaBinary",
+            CONFLICT_PROGRAM: "nebula",
+            ADOPT_LABEL: "",
+            ADOPT_FIELD: "fleet.nodes[11].macos.adoptNebulaLabel",
+            OWNER: "root:wheel",
+            RELOAD_PATHS: "/etc/nebula/ca.crt /etc/nebula/host.crt /etc/nebula/host.key",
+            NEBULA_CERT: "/etc/nebula/host.crt",
+            NEBULA_CERT_NETWORKS: "10.67.2.1/16",
+        });
+        expect(payload.files.find((file) => file.target === "/Library/LaunchDaemons/io.kub0.shortcircuit.nebula.plist")?.mode).toBe(0o644);
         expect(String(aero.stdin)).not.toContain("/etc/systemd/system/nebula.service");
         expect(aero.connection).toMatchObject({ host: "10.67.2.1", user: "admin" });
+        const secrets = parsePayload(stepPayload(recorder.named("nebula-aero-secrets").inputs));
+        expect(secrets.params).toMatchObject({ OWNER: "root:wheel", SERVICE: "io.kub0.shortcircuit.nebula" });
+        // A Linux host's payload carries none of launchd's parameters.
+        const linux = parsePayload(stepPayload(recorder.named("nebula-toa-fwd-gpu-01-files").inputs)).params;
+        expect(Object.keys(linux)).not.toEqual(expect.arrayContaining(["PROGRAM"]));
+        expect(linux.OWNER).toBe("");
     });
 });
 

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { delivery, plainValues, type PlannedFile, type ServiceManager } from "../../../components/hostPlan";
 import { PayloadError, framedPayload } from "../../../components/remote/payload";
 import { remoteScript } from "../../../components/remote/scripts";
+import { NEBULA_LAUNCHD_LOG, renderNebulaPlist } from "../../../components/nebula/service";
 
 /*
  * Runs the exact delivery script (remote/prelude.sh + remote/deliver-files.sh) with bash, as
@@ -29,7 +30,7 @@ beforeEach(() => {
     state = path.join(work, "state");
     fs.mkdirSync(shims);
     fs.mkdirSync(state);
-    for (const tool of ["systemctl", "launchctl"]) {
+    for (const tool of ["systemctl"]) {
         // Queries (is-active, print) are not recorded. Cues: fail-restart (a restart fails),
         // dead (never active), dead-on (not active while config.yml holds that text),
         // die-on-restart (the restart kills the delivery, as a dropped session would).
@@ -50,6 +51,41 @@ beforeEach(() => {
             { mode: 0o755 },
         );
     }
+    // launchd, as far as the script sees it: loaded jobs are files under <work>/launchd (label →
+    // job file); bootstrap of a loaded job fails as launchd's does, bootout/kickstart/kill of an
+    // unloaded one too. Cues as above, plus fail-bootstrap. Queries (print) are not recorded.
+    fs.writeFileSync(
+        path.join(shims, "launchctl"),
+        [
+            "#!/bin/bash",
+            `jobs="${work}/launchd"; mkdir -p "$jobs"`,
+            `dead() { [ -e "${work}/dead" ] || { [ -e "${work}/dead-on" ] && grep -qF "$(cat "${work}/dead-on")" /etc/nebula/config.yml 2>/dev/null; }; }`,
+            `label_of() { tr '\\n' ' ' <"$1" | sed -n 's#.*<key>Label</key>[[:space:]]*<string>\\([^<]*\\)</string>.*#\\1#p'; }`,
+            'if [ "$1" = print ]; then',
+            '  [ -e "$jobs/${2#system/}" ] || { echo "Could not find service \\"${2#system/}\\" in domain for system" >&2; exit 113; }',
+            '  dead || echo "state = running"; exit 0',
+            "fi",
+            `echo "launchctl $*" >> "${work}/calls.log"`,
+            // The step, not the $(…) subshell launchctl may run in: the topmost of the chain of
+            // parents that share the step's command line.
+            `if [ -e "${work}/die-on-restart" ] && [[ "$*" == *bootstrap* || "$*" == *kickstart* ]]; then`,
+            `  rm -f "${work}/die-on-restart"; step=$PPID`,
+            '  for _ in 1 2 3 4; do up="$(ps -o ppid= -p "$step" | tr -d " ")"; cmp -s "/proc/$up/cmdline" "/proc/$step/cmdline" || break; step=$up; done',
+            '  kill -9 "$step" "$PPID"; exit 1',
+            "fi",
+            'case "$1" in',
+            `  bootstrap) [ ! -e "${work}/fail-bootstrap" ] || { echo "Bootstrap failed: 5: Input/output error" >&2; exit 5; }`,
+            '    label="$(label_of "$3")"; [ ! -e "$jobs/$label" ] || { echo "Bootstrap failed: 5: Input/output error" >&2; exit 5; }',
+            '    echo "$3" >"$jobs/$label" ;;',
+            '  bootout) [ -e "$jobs/${2#system/}" ] || { echo "Boot-out failed: 3: No such process" >&2; exit 3; }; rm -f "$jobs/${2#system/}" ;;',
+            '  kickstart | kill) [ -e "$jobs/${3#system/}" ] || { echo "Could not find service" >&2; exit 113; } ;;',
+            "esac",
+            `[ ! -e "${work}/fail-restart" ]`,
+            "",
+        ].join("\n"),
+        { mode: 0o755 },
+    );
+    fs.writeFileSync(path.join(shims, "nebula"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
 });
 
 afterEach(() => {
@@ -142,6 +178,24 @@ const key: PlannedFile<string> = {
 };
 const unit: PlannedFile<string> = { path: "/etc/systemd/system/nebula.service", content: "[Service]\nExecStart=/usr/bin/env nebula\n", mode: 0o644 };
 const systemd: ServiceManager = { kind: "systemd", unit: "nebula.service" };
+// The job files live on the suite's tmpfs (/etc/systemd/system), not /Library/LaunchDaemons: the
+// script looks for other jobs beside the planned one, wherever that is.
+const LABEL = "io.kub0.shortcircuit.nebula";
+const PLIST = `/etc/systemd/system/${LABEL}.plist`;
+const OPERATOR_PLIST = "/etc/systemd/system/homebrew.mxcl.nebula.plist";
+const launchdNebula = (adoptLabel?: string, program = path.join(shims, "nebula")): ServiceManager => ({
+    kind: "launchd",
+    label: LABEL,
+    plist: PLIST,
+    program,
+    programField: "fleet.nodes[0].macos.nebulaBinary",
+    takeover: { program: "nebula", field: "fleet.nodes[0].macos.adoptNebulaLabel", ...(adoptLabel !== undefined ? { adoptLabel } : {}) },
+});
+const nebulaPlist = (logPath?: string): PlannedFile<string> => {
+    const content = renderNebulaPlist(path.join(shims, "nebula"));
+    return { path: PLIST, mode: 0o644, content: logPath === undefined ? content : content.split(NEBULA_LAUNCHD_LOG).join(logPath) };
+};
+const loadedJobs = (): string[] => (fs.existsSync(path.join(work, "launchd")) ? fs.readdirSync(path.join(work, "launchd")).sort() : []);
 
 describe("the file delivery script", () => {
     it("writes every file with its mode and restarts once on first delivery", () => {
@@ -317,9 +371,166 @@ describe("the file delivery script", () => {
         expect(fs.readFileSync(delivered("etc/nebula/host.crt.shortcircuit-networks"), "utf8")).toBe("10.9.0.9/16\n");
     });
 
-    it("restarts through launchd on macOS hosts", () => {
-        const result = deliver({ kind: "launchd", label: "net.defined.nebula" }, [config]);
-        expect(result.calls).toEqual(["launchctl kickstart -k system/net.defined.nebula"]);
+    describe("under launchd (macOS)", () => {
+        it("loads a new job with bootstrap, restarts a loaded one with kickstart, and leaves an unchanged one alone", () => {
+            const first = deliver(launchdNebula(), [config, nebulaPlist()]);
+            expect(first.stderr).toBe("");
+            expect(first.status).toBe(0);
+            expect(first.calls).toEqual([`launchctl bootstrap system ${PLIST}`]);
+            expect(first.stdout).toContain(`nebula: restarted ${LABEL}; it is active and answering`);
+            expect(loadedJobs()).toEqual([LABEL]);
+            expect(fs.readFileSync(delivered(`var/lib/shortcircuit/launchd-loaded.${LABEL}`), "utf8")).toBe(nebulaPlist().content);
+
+            const again = deliver(launchdNebula(), [config, nebulaPlist()]);
+            expect(again.stdout.trim()).toBe("nebula: no change");
+            expect(again.calls).toEqual([]);
+
+            const reconfigured = deliver(launchdNebula(), [{ ...config, content: "tun:\n  mtu: 1280\n" }, nebulaPlist()]);
+            expect(reconfigured.status).toBe(0);
+            expect(reconfigured.calls).toEqual([`launchctl kickstart -k system/${LABEL}`]);
+        });
+
+        it("boots a loaded job out before loading its changed job file (launchd refuses bootstrap of a loaded job)", () => {
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).status).toBe(0);
+            const changed = deliver(launchdNebula(), [config, nebulaPlist("/var/log/nebula-other.log")]);
+            expect(changed.status).toBe(0);
+            expect(changed.calls).toEqual([`launchctl bootout system/${LABEL}`, `launchctl bootstrap system ${PLIST}`]);
+            expect(fs.readFileSync(delivered(`etc/systemd/system/${LABEL}.plist.previous`), "utf8")).toBe(nebulaPlist().content);
+        });
+
+        it("reloads with launchctl kill HUP when only a file Nebula re-reads changed", () => {
+            const ca: PlannedFile<string> = { path: "/etc/nebula/ca.crt", mode: 0o644, content: "ca one\n" };
+            const extras: DeliveryExtras = { reloadPaths: ["/etc/nebula/ca.crt", "/etc/nebula/host.crt", "/etc/nebula/host.key"] };
+            expect(deliver(launchdNebula(), [config, ca, nebulaPlist()], true, [], extras).status).toBe(0);
+            const reloaded = deliver(launchdNebula(), [config, { ...ca, content: "ca two\n" }, nebulaPlist()], true, [], extras);
+            expect(reloaded.status).toBe(0);
+            expect(reloaded.calls).toEqual([`launchctl kill HUP system/${LABEL}`]);
+            expect(reloaded.stdout).toContain(`reloaded ${LABEL} (only files it re-reads changed)`);
+            // A reload needs the job loaded from the job file in place: after a job-file change, a restart.
+            const both = deliver(launchdNebula(), [config, { ...ca, content: "ca three\n" }, nebulaPlist("/var/log/x.log")], true, [], extras);
+            expect(both.calls).toEqual([`launchctl bootout system/${LABEL}`, `launchctl bootstrap system ${PLIST}`]);
+        });
+
+        it("fails on a bootstrap error instead of swallowing it, unloads a job that was new, and a rerun converges", () => {
+            fs.writeFileSync(path.join(work, "fail-bootstrap"), "");
+            const failed = deliver(launchdNebula(), [config, nebulaPlist()]);
+            expect(failed.status).not.toBe(0);
+            expect(failed.stderr).toContain(`launchctl bootstrap system ${PLIST} failed: Bootstrap failed: 5: Input/output error`);
+            expect(failed.stderr).toContain(`put the previous files back: ${LABEL} was new and is unloaded`);
+            expect(fs.existsSync(delivered(`etc/systemd/system/${LABEL}.plist`))).toBe(false);
+            expect(fs.existsSync(delivered("etc/nebula/config.yml"))).toBe(false);
+            expect(loadedJobs()).toEqual([]);
+            fs.rmSync(path.join(work, "fail-bootstrap"));
+            const rerun = deliver(launchdNebula(), [config, nebulaPlist()]);
+            expect(rerun.status).toBe(0);
+            expect(rerun.calls).toEqual([`launchctl bootstrap system ${PLIST}`]);
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).calls).toEqual([]);
+        });
+
+        it("puts the previous files and job back when the new ones are not healthy, and fails", () => {
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).status).toBe(0);
+            fs.writeFileSync(path.join(work, "dead-on"), "broken");
+            const broken = { ...config, content: "tun:\n  mtu: 9999 # broken\n" };
+            const result = deliver(launchdNebula(), [broken, nebulaPlist("/var/log/new.log")]);
+            expect(result.status).not.toBe(0);
+            expect(result.stderr).toContain(
+                `${LABEL} is not healthy 5s after its restart on the new files; put the previous files back and ${LABEL} is healthy on them`,
+            );
+            expect(result.calls).toEqual([
+                `launchctl bootout system/${LABEL}`,
+                `launchctl bootstrap system ${PLIST}`,
+                `launchctl bootout system/${LABEL}`,
+                `launchctl bootstrap system ${PLIST}`,
+            ]);
+            expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
+            expect(fs.readFileSync(delivered(`etc/systemd/system/${LABEL}.plist`), "utf8")).toBe(nebulaPlist().content);
+            // The job launchd holds is the previous one again.
+            expect(fs.readFileSync(delivered(`var/lib/shortcircuit/launchd-loaded.${LABEL}`), "utf8")).toBe(nebulaPlist().content);
+            expect(fs.existsSync(delivered(`var/lib/shortcircuit/restart-pending.${LABEL}`))).toBe(false);
+            expect(deliver(launchdNebula(), [broken, nebulaPlist("/var/log/new.log")]).status).not.toBe(0);
+            fs.rmSync(path.join(work, "dead-on"));
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).calls).toEqual([]);
+        });
+
+        it("retries the load a run cut short never finished", () => {
+            fs.writeFileSync(path.join(work, "die-on-restart"), "");
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).status).not.toBe(0);
+            expect(loadedJobs()).toEqual([]);
+            expect(fs.existsSync(delivered(`var/lib/shortcircuit/restart-pending.${LABEL}`))).toBe(true);
+            const rerun = deliver(launchdNebula(), [config, nebulaPlist()]);
+            expect(rerun.status).toBe(0);
+            expect(rerun.calls).toEqual([`launchctl bootstrap system ${PLIST}`]);
+            expect(deliver(launchdNebula(), [config, nebulaPlist()]).calls).toEqual([]);
+        });
+
+        it("refuses, before changing anything, a host whose program is missing", () => {
+            const result = deliver(launchdNebula(undefined, "/opt/homebrew/bin/nebula-missing"), [config, nebulaPlist()]);
+            expect(result.status).not.toBe(0);
+            expect(result.stderr.trim()).toBe(
+                "nebula: /opt/homebrew/bin/nebula-missing is not an executable on this host; install it there or set fleet.nodes[0].macos.nebulaBinary to where it is; nothing changed",
+            );
+            expect(fs.existsSync(delivered("etc/nebula/config.yml"))).toBe(false);
+            expect(result.calls).toEqual([]);
+        });
+
+        describe("an operator's own Nebula job", () => {
+            const operatorJob = (): void => {
+                const job = renderNebulaPlist("/opt/homebrew/opt/nebula/bin/nebula").split(LABEL).join("homebrew.mxcl.nebula");
+                fs.mkdirSync(path.join(state, "etc/systemd/system"), { recursive: true });
+                fs.writeFileSync(path.join(state, OPERATOR_PLIST), job);
+                fs.mkdirSync(path.join(work, "launchd"), { recursive: true });
+                fs.writeFileSync(path.join(work, "launchd/homebrew.mxcl.nebula"), OPERATOR_PLIST);
+            };
+
+            it("stops both steps before anything changes, naming its file and the field to set", () => {
+                operatorJob();
+                const line = `nebula: ${OPERATOR_PLIST} (launchd job homebrew.mxcl.nebula) runs nebula; set fleet.nodes[0].macos.adoptNebulaLabel: homebrew.mxcl.nebula to have it taken over, or remove it; nothing changed`;
+                const secrets = deliver(launchdNebula(), [key], false);
+                expect(secrets.status).not.toBe(0);
+                expect(secrets.stderr.trim()).toBe(line.replace("nebula: ", "nebula secrets: "));
+                const files = deliver(launchdNebula(), [config, nebulaPlist()]);
+                expect(files.status).not.toBe(0);
+                expect(files.stderr.trim()).toBe(line);
+                expect(files.calls).toEqual([]);
+                expect(fs.readdirSync(delivered("etc/nebula"))).toEqual([]);
+                expect(fs.existsSync(delivered(`var/lib/shortcircuit/restart-pending.${LABEL}`))).toBe(false);
+                expect(loadedJobs()).toEqual(["homebrew.mxcl.nebula"]);
+            });
+
+            it("is taken over when the stack names it: booted out, its file moved aside, the program's job loaded; a rerun converges", () => {
+                operatorJob();
+                fs.writeFileSync(path.join(work, "die-on-restart"), "");
+                const cut = deliver(launchdNebula("homebrew.mxcl.nebula"), [config, nebulaPlist()]);
+                expect(cut.status).not.toBe(0);
+                expect(cut.calls).toEqual(["launchctl bootout system/homebrew.mxcl.nebula", `launchctl bootstrap system ${PLIST}`]);
+                expect(fs.existsSync(delivered("etc/systemd/system/homebrew.mxcl.nebula.plist"))).toBe(false);
+                expect(fs.existsSync(delivered("etc/systemd/system/homebrew.mxcl.nebula.plist.shortcircuit-adopted"))).toBe(true);
+                expect(loadedJobs()).toEqual([]);
+
+                const rerun = deliver(launchdNebula("homebrew.mxcl.nebula"), [config, nebulaPlist()]);
+                expect(rerun.status).toBe(0);
+                expect(rerun.calls).toEqual([`launchctl bootstrap system ${PLIST}`]);
+                expect(loadedJobs()).toEqual([LABEL]);
+                expect(deliver(launchdNebula("homebrew.mxcl.nebula"), [config, nebulaPlist()]).calls).toEqual([]);
+            });
+
+            it("is put back when the program's new job is not healthy", () => {
+                operatorJob();
+                fs.writeFileSync(path.join(work, "dead-on"), "broken");
+                const result = deliver(launchdNebula("homebrew.mxcl.nebula"), [{ ...config, content: "# broken\n" }, nebulaPlist()]);
+                expect(result.status).not.toBe(0);
+                expect(result.stderr).toContain(`${LABEL} was new and is unloaded, the job it took over (homebrew.mxcl.nebula) is back`);
+                expect(result.calls).toEqual([
+                    "launchctl bootout system/homebrew.mxcl.nebula",
+                    `launchctl bootstrap system ${PLIST}`,
+                    `launchctl bootout system/${LABEL}`,
+                    `launchctl bootstrap system ${OPERATOR_PLIST}`,
+                ]);
+                expect(loadedJobs()).toEqual(["homebrew.mxcl.nebula"]);
+                expect(fs.existsSync(delivered("etc/systemd/system/homebrew.mxcl.nebula.plist"))).toBe(true);
+                expect(fs.existsSync(delivered(`etc/systemd/system/${LABEL}.plist`))).toBe(false);
+            });
+        });
     });
 
     it("refuses a cut-short payload before writing anything", () => {

@@ -56,6 +56,28 @@ describe("drift expectation from the plan", () => {
         );
     });
 
+    it("expects a macOS host's files root:wheel, its LaunchDaemons by label and job file, and only its LAN address", () => {
+        const aero = expectation.hosts.find((each) => each.name === "aero")!;
+        expect(aero.files.map((file) => [file.path, file.mode.toString(8), file.owner, file.check])).toEqual(
+            expect.arrayContaining([
+                ["/etc/nebula/config.yml", "644", "root:wheel", "content"],
+                ["/etc/nebula/host.key", "600", "root:wheel", "secret"],
+                ["/Library/LaunchDaemons/io.kub0.shortcircuit.nebula.plist", "644", "root:wheel", "content"],
+                ["/Library/LaunchDaemons/com.tailscale.derper.plist", "644", "root:wheel", "content"],
+            ]),
+        );
+        expect(aero.files.every((file) => file.owner === "root:wheel")).toBe(true);
+        expect(aero.services.map(({ manager, name, jobFile }) => ({ manager, name, jobFile }))).toEqual([
+            { manager: "launchd", name: "io.kub0.shortcircuit.nebula", jobFile: "/Library/LaunchDaemons/io.kub0.shortcircuit.nebula.plist" },
+            { manager: "launchd", name: "com.tailscale.derper", jobFile: "/Library/LaunchDaemons/com.tailscale.derper.plist" },
+        ]);
+        expect(aero.addresses).toEqual([{ iface: "en0", address: "192.168.20.2" }]);
+        expect(expectation.notes).toContain("aero: macOS names its tailnet and Nebula interfaces itself (utun<n>); only its LAN address is compared");
+        // Linux hosts keep root:root.
+        const linux = expectation.hosts.find((each) => each.k3s !== undefined)!;
+        expect(linux.files.find((file) => file.path === "/etc/nebula/config.yml")?.owner).toBe("root:root");
+    });
+
     it("exactly one host lists the cluster (the genesis)", () => {
         expect(expectation.hosts.filter((host) => host.kubectl)).toHaveLength(1);
     });
@@ -119,6 +141,30 @@ describe("the collector and the comparison", () => {
             "/c.conf: missing",
         ]);
         expect(findings[0].diff?.split("\n").slice(2).join("\n")).toBe("@@ -1,2 +1,2 @@\n-a: 1\n+a: 2\n b: 1\n");
+    });
+
+    it("compares a launchd job: not loaded, loaded from another job file, and an interface the host cannot read", () => {
+        const job = path.join(dir, "job.plist");
+        fs.writeFileSync(job, "<plist/>\n", { mode: 0o644 });
+        const expected: ExpectedHost = {
+            ...host([{ name: "job.plist", text: "<plist/>\n", mode: 0o644 }]),
+            services: [{ manager: "launchd", name: "io.kub0.shortcircuit.nebula", files: [job], jobFile: job }],
+            addresses: [{ iface: "en0", address: "192.168.20.2" }],
+        };
+        const seen = collect(expected);
+        const loadedFrom = (sha256: string) => ({
+            ...seen,
+            services: new Map([["io.kub0.shortcircuit.nebula", { props: { ActiveState: "active", LoadedJobSha256: sha256 } }]]),
+        });
+        const messages = (observation: typeof seen): string[] =>
+            compareHost({}, expected, observation, { now: new Date(), diff: false }).map((finding) => finding.message);
+        // This machine has no launchctl: the job reads as not loaded.
+        expect(messages(seen)).toContain("job not loaded (launchctl print finds no such service)");
+        expect(messages(loadedFrom(sha("<plist/>\n")))).not.toContain(expect.stringContaining("loaded from another job file"));
+        expect(messages(loadedFrom(sha("<old/>\n")))).toContain(`loaded from another job file than ${job} (bootout and bootstrap pending)`);
+        expect(messages({ ...loadedFrom(sha("<plist/>\n")), unreadableIfaces: new Set(["en0"]) })).toEqual([
+            "not read: the host has neither ip nor ifconfig (expected 192.168.20.2)",
+        ]);
     });
 
     it("dates a service's start from its monotonic timestamp and the host's clock", () => {
