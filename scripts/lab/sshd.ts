@@ -62,6 +62,9 @@ mount --bind "$bin_src" /usr/local/bin
 for target in "$@"; do
   mount --bind "$bin_src/$(basename "$target")" "$target"
 done
+# A host's Go is the go stand-in on its PATH: the machine's own go.dev install (where derp/install.sh
+# also looks, off PATH, as on a Mac) would otherwise answer for a host whose Go the test removed.
+if [ -d /usr/local/go ]; then mount -t tmpfs -o size=1m,mode=0755 lab-no-go /usr/local/go; fi
 if [ "$private_tmp" = yes ]; then mount -t tmpfs -o size=64m,mode=1777 lab-tmp /tmp; fi
 if [ -f /root/.bashrc ]; then mount --bind "$bashrc" /root/.bashrc; fi
 login="$(dirname "$cfg")/login"

@@ -192,10 +192,12 @@ export function deriveLabShape(source: FleetInput, options: LabShapeOptions): La
         for (const node of fleet.nodes) node.ssh = { ...(node.ssh ?? {}), user: options.loginUser };
         changes.push(`nodes[*].ssh.user: ${options.loginUser} (the lab hosts accept it, with sudo's NOPASSWD rule for /bin/bash)`);
     }
-    // macOS hosts: played as Debian hosts, reached as their own SSH user (no macOS-shaped lab host yet).
+    // macOS hosts: played as Debian hosts, reached as their own SSH user. The macOS-shaped lab host
+    // (scripts/lab/macos) runs its jobs under a launchctl stand-in where the real nebula and derper
+    // do not stay up; test/components/remote/launchd.lab.test.ts covers their LaunchDaemons there.
     for (const node of fleet.nodes) {
         if (node.os !== "macos") continue;
-        changes.push(`nodes[${node.name}]: os macos → debian (no macOS-shaped lab host yet, issue 22)`);
+        changes.push(`nodes[${node.name}]: os macos → debian (the macOS-shaped lab host runs no real nebula or derper)`);
         node.os = "debian";
     }
     for (const relay of fleet.derpRelays ?? []) {

@@ -170,6 +170,9 @@ describe("the macOS-shaped lab host", () => {
         const label = "io.kub0.lab-delivered";
         const plist = `/Library/LaunchDaemons/${label}.plist`;
         const program = "/usr/local/sbin/lab-delivered";
+        // The job's program is the host's own (as nebula or derper are): it is there before the
+        // step, which refuses to install a job whose program is missing.
+        await ssh(`cat > ${program}; chown root:wheel ${program}; chmod 755 ${program}`, PROGRAM_TEXT);
         const payload = framedPayload(
             {
                 STEP: "lab-delivery",
@@ -186,11 +189,13 @@ describe("the macOS-shaped lab host", () => {
                 RELOAD_PATHS: "",
                 NEBULA_CERT: "",
                 NEBULA_CERT_NETWORKS: "",
+                PROGRAM: program,
+                PROGRAM_FIELD: "",
+                CONFLICT_PROGRAM: "lab-delivered",
+                ADOPT_LABEL: "",
+                ADOPT_FIELD: "",
             },
-            [
-                { target: program, mode: 0o755, content: PROGRAM_TEXT },
-                { target: plist, mode: 0o644, content: plistText(label, program, false) },
-            ],
+            [{ target: plist, mode: 0o644, content: plistText(label, program, false) }],
         );
         const r = await ssh(remoteScript("remote/deliver-files.sh"), payload);
         expect(r.stderr).toBe("");
@@ -240,7 +245,7 @@ describe("the macOS-shaped lab host", () => {
         expect(lines).toContain("file /etc/shortcircuit/absent missing");
         expect(lines).toContain("iface nebula1 missing");
         expect(lines).toContain("svc io.kub0.lab-delivered ActiveState=active");
-        expect(lines).toContain("svc io.kub0.not-loaded ActiveState=inactive");
+        expect(lines).toContain("svc io.kub0.not-loaded LoadState=not-found");
         // BSD date has no %N: whole seconds.
         expect(lines[1]).toMatch(/^clock \d+\.000000000 /);
         const observed = parseCollectorOutput(Buffer.from(r.stdout));
