@@ -17,6 +17,10 @@ import { StepWaits } from "./components/stepWaits";
 import { refuseAdoptionDifferences } from "./components/control/adoption";
 import { controlHost } from "./components/control/plan";
 import { endRefusedRun, loadStack } from "./stacks/load";
+import { cacheBareStackTraces } from "./components/stackTraceCache";
+
+// Before any resource: the SDK formats a stack trace ~45 times per resource (components/stackTraceCache.ts).
+cacheBareStackTraces();
 
 // Invalid config fails here, while the module loads: the engine ends such a run at once.
 const { fleet, secrets } = loadStack();

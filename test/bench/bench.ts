@@ -69,6 +69,42 @@ async function constructGraph(raw: unknown): Promise<{ ms: number; recorder: Moc
     return { ms: performance.now() - start, recorder };
 }
 
+/** Issue #25's goal for graph construction under mocks, per host. */
+const GRAPH_GOAL_US_PER_HOST = 5000;
+/** Bare commands the SDK floor is measured with: enough for a stable per-resource figure. */
+const FLOOR_COMMANDS = 2000;
+
+/**
+ * The floor under the graph figure, measured in the same run: what the Pulumi SDK and these
+ * mocks cost per resource when the program does nothing else (bare `command:remote:Command`s
+ * with one-line inputs, built in a loop under one component), times each fleet's resources per
+ * host. The program's own share of a graph figure is what lies above it. Measured after the
+ * graphs, so the stack-trace formatter is the one the program leaves installed
+ * (components/stackTraceCache.ts).
+ */
+async function sdkFloorFigure(rows: { label: string; hosts: number; resources: number }[]): Promise<void> {
+    const recorder = await installStrictMocks({ stack: "bench" });
+    const pulumi = await import("@pulumi/pulumi");
+    const command = await import("@pulumi/command");
+    const start = performance.now();
+    const parent = new pulumi.ComponentResource("shortcircuit:bench:Floor", "floor", {});
+    for (let index = 0; index < FLOOR_COMMANDS; index++) {
+        new command.remote.Command(`floor-${index}`, { connection: { host: "192.0.2.1", user: "root" }, create: "true", stdin: "" }, { parent });
+    }
+    await settleRegistrations();
+    const usPerResource = ((performance.now() - start) * 1000) / recorder.resources.length;
+    const perHost = rows
+        .map(
+            (row) =>
+                `${row.label} ${((usPerResource * row.resources) / row.hosts).toFixed(0)} µs per host (${(row.resources / row.hosts).toFixed(1)} resources per host)`,
+        )
+        .join("; ");
+    console.log(
+        `SDK floor: ${FLOOR_COMMANDS} bare commands and their component under the same mocks, ${usPerResource.toFixed(0)} µs per resource; ` +
+            `× resources per host: ${perHost}; goal ≤${GRAPH_GOAL_US_PER_HOST} µs per host`,
+    );
+}
+
 /** The k3s test double's ready delays the rollout is measured at. */
 const READY_DELAYS_MS = [2000, 15000];
 const FIXED_SOAK_SECONDS = 30;
@@ -133,7 +169,8 @@ async function main(): Promise<void> {
         { label: "synthetic-200", raw: () => syntheticRawFleet(200), repeats: 11 },
         { label: "synthetic-1000", raw: () => syntheticRawFleet(1000), repeats: 5 },
     ];
-    console.log("fleet            hosts  files  validate+render ms  per host µs  graph ms  per host µs  resources");
+    console.log("fleet            hosts  files  validate+render ms  per host µs  graph ms  per host µs  goal µs  ×goal  resources");
+    const graphRows: { label: string; hosts: number; resources: number }[] = [];
     for (const benchCase of cases) {
         const raw = benchCase.raw();
         let shape = validateAndRender(raw); // warm-up
@@ -154,11 +191,15 @@ async function main(): Promise<void> {
                 ((renderMs * 1000) / shape.nodes).toFixed(1).padStart(12),
                 graphMs.toFixed(2).padStart(9),
                 ((graphMs * 1000) / shape.nodes).toFixed(1).padStart(12),
+                `≤${GRAPH_GOAL_US_PER_HOST}`.padStart(8),
+                ((graphMs * 1000) / shape.nodes / GRAPH_GOAL_US_PER_HOST).toFixed(2).padStart(6),
                 String(graphRuns[0].resources).padStart(10),
             ].join(" "),
         );
+        graphRows.push({ label: benchCase.label, hosts: shape.nodes, resources: graphRuns[0].resources });
     }
     console.log("(medians; per-host cost should stay roughly flat as the fleet grows)");
+    await sdkFloorFigure(graphRows);
     // `npm run bench -- --graph-only`: just the table above (validation, rendering, the graph).
     if (process.argv.includes("--graph-only")) return;
     for (const readyDelayMs of READY_DELAYS_MS) {
