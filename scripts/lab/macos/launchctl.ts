@@ -293,6 +293,24 @@ function notFound(label: string): never {
     throw new Exit(113, `Could not find service "${label}" in domain for system`);
 }
 
+/**
+ * The loaded job a verb acts on, after KeepAlive has had its turn (root's calls only: a caller
+ * without rights changes nothing). An unknown label fails as launchd does (113), and root's
+ * attempt is recorded with the verb.
+ */
+function loadedJob(s: LaunchdState, verb: string, label: string, extra: Partial<LaunchdEvent> = {}): LaunchdJob {
+    if (isRoot()) keepAlive(s);
+    const job = s.jobs[label];
+    if (job === undefined) {
+        if (isRoot()) {
+            record(s, verb, label, 113, extra);
+            saveLaunchd(s);
+        }
+        notFound(label);
+    }
+    return job;
+}
+
 function plistProblem(file: string): string | ParsedJob {
     let st: fs.Stats;
     try {
@@ -398,15 +416,7 @@ function kickstart(argv: string[]): number {
     const kill = flags.some((f) => f.includes("k"));
     return withLock(() => {
         const s = loadLaunchd();
-        if (isRoot()) keepAlive(s);
-        const job = s.jobs[label];
-        if (job === undefined) {
-            if (isRoot()) {
-                record(s, "kickstart", label, 113);
-                saveLaunchd(s);
-            }
-            notFound(label);
-        }
+        const job = loadedJob(s, "kickstart", label);
         if (!isRoot()) throw new Exit(1, `Could not kickstart service "${label}": ${NOT_PERMITTED}`);
         if (isRunning(job) && kill) killJob(s, job);
         if (!isRunning(job)) spawnJob(s, job, "spawn");
@@ -426,15 +436,7 @@ function killVerb(argv: string[]): number {
     if (signal === undefined || label === "") throw new Exit(64, "Usage: launchctl kill <signal-name | signal-number> <service-target>");
     return withLock(() => {
         const s = loadLaunchd();
-        if (isRoot()) keepAlive(s);
-        const job = s.jobs[label];
-        if (job === undefined) {
-            if (isRoot()) {
-                record(s, "signal", label, 113, { detail: signal });
-                saveLaunchd(s);
-            }
-            notFound(label);
-        }
+        const job = loadedJob(s, "signal", label, { detail: signal });
         if (!isRoot()) throw new Exit(1, `Could not kill service "${label}": ${NOT_PERMITTED}`);
         if (!isRunning(job) || job.pid === null) {
             record(s, "signal", label, 3, { detail: signal });
