@@ -64,10 +64,11 @@ fi
 for path in ${paths[@]+"${paths[@]}"}; do
   if [ -e "$path" ] || [ -L "$path" ]; then
     read -r mode owner mtime kind < <(file_stat "$path")
-    # BSD's mode has a leading 0 (0644); its type names are capitalised (GNU's are not).
+    # BSD's mode has a leading 0 (0644); its type names are capitalised (GNU's are not). GNU
+    # names an empty file "regular empty file": it is a regular file all the same.
     case "$mode" in 0?*) mode="${mode#0}" ;; esac
     case "$kind" in
-      "Regular File") kind="regular file" ;;
+      "Regular File" | "regular empty file") kind="regular file" ;;
       Directory) kind=directory ;;
       "Symbolic Link") kind="symbolic link" ;;
       "Fifo File") kind=fifo ;;

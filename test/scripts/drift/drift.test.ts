@@ -124,6 +124,14 @@ describe("the collector and the comparison", () => {
         expect(compareHost({}, expected, seen, { now: new Date(), diff: true })).toEqual([]);
     });
 
+    it('an empty file planned empty is a regular file without drift (GNU stat names it "regular empty file")', () => {
+        fs.writeFileSync(path.join(dir, "empty.conf"), "", { mode: 0o644 });
+        const expected = host([{ name: "empty.conf", text: "", mode: 0o644 }]);
+        const seen = collect(expected);
+        expect(seen.files.get(path.join(dir, "empty.conf"))).toMatchObject({ present: true, type: "regular file" });
+        expect(compareHost({}, expected, seen, { now: new Date(), diff: true })).toEqual([]);
+    });
+
     it("reports missing, changed content (with a diff), mode; a secret by hash only", () => {
         fs.writeFileSync(path.join(dir, "a.conf"), "a: 2\nb: 1\n", { mode: 0o640 });
         fs.writeFileSync(path.join(dir, "b.key"), "other secret\n", { mode: 0o600 });
