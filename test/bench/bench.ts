@@ -140,7 +140,9 @@ async function rolloutFigure(readyDelayMs: number): Promise<void> {
         console.log(
             `rollout: ${nodes} lab nodes, ready delay ${readyDelayMs / 1000} s each: ${totalS.toFixed(1)} s total, overhead ${((totalS - floorS) / nodes).toFixed(2)} s per node; ` +
                 `floor (sum of ready delays) ${floorS.toFixed(1)} s, ratio ${(totalS / floorS).toFixed(2)}; ` +
-                `fixed ${FIXED_SOAK_SECONDS} s soak ${soakS} s, ratio ${(totalS / soakS).toFixed(2)}`,
+                `fixed ${FIXED_SOAK_SECONDS} s soak ${soakS} s, ratio ${(totalS / soakS).toFixed(2)}; ` +
+                // Issue #25: at most 0.5 s of overhead per node, and at most 1.05× the floor at 15 s ready.
+                `goal ≤ 0.50 s per node${readyDelayMs >= 15_000 ? " and ratio ≤ 1.05" : ""}`,
         );
     } finally {
         await fleet.stop();
