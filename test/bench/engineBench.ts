@@ -21,6 +21,13 @@ function ok(what: string, result: RunResult): number {
     return result.durationMs;
 }
 
+/** The median duration of `runs` runs of one pulumi command, one after another (a run must succeed). */
+async function medianOf(runs: number, what: string, run: () => Promise<RunResult>): Promise<number> {
+    const durations: number[] = [];
+    for (let each = 0; each < runs; each++) durations.push(ok(what, await run()));
+    return median(durations);
+}
+
 const seconds = (ms: number): string => (ms / 1000).toFixed(1).padStart(8);
 
 /** Issue #25's goals for one stack's figures, printed beside them (seconds). */
@@ -44,8 +51,7 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
         changed.labels = { "shortcircuit.bench/changed": "yes" };
         lab.stack.setFleet(lab.config);
         const oneNode = ok("one-node up", await lab.stack.up());
-        const previews: number[] = [];
-        for (let run = 0; run < 3; run++) previews.push(ok("no-op preview", await lab.stack.preview()));
+        const preview = await medianOf(3, "no-op preview", () => lab.stack.preview());
         const resources = (JSON.parse(fs.readFileSync(lab.stack.stateFile, "utf8")) as { checkpoint: { latest: { resources: unknown[] } } }).checkpoint.latest
             .resources.length;
 
@@ -56,41 +62,27 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
         const empty = new PulumiStack({ runDir: lab.runDir, engine: lab.engine, stack: "bench-empty", fleet: lab.config, secrets: lab.secrets });
         await empty.init();
         fs.writeFileSync(path.join(empty.projectDir, "index.ts"), "export const empty = true;\n");
-        const emptyPreview = median([
-            ok("empty preview", await empty.preview()),
-            ok("empty preview", await empty.preview()),
-            ok("empty preview", await empty.preview()),
-        ]);
-        const noRefresh = median([
-            ok("preview --refresh=false", await lab.stack.preview(["--refresh=false"])),
-            ok("preview --refresh=false", await lab.stack.preview(["--refresh=false"])),
-        ]);
+        const emptyPreview = await medianOf(3, "empty preview", () => empty.preview());
+        const noRefresh = await medianOf(2, "preview --refresh=false", () => lab.stack.preview(["--refresh=false"]));
+        const programShare = Math.max(0, noRefresh - emptyPreview);
         // tsconfig.json's "ts-node": { "swc": true } makes the language host's ts-node transpile with
         // swc; for comparison, the TypeScript compiler in transpile-only mode (the setup before).
         const withoutSwc = path.join(lab.stack.projectDir, "tsconfig.no-swc.json");
         fs.writeFileSync(withoutSwc, JSON.stringify({ extends: "./tsconfig.json", "ts-node": { swc: false, transpileOnly: true } }));
         const typescriptCompiler = { PULUMI_NODEJS_TSCONFIG_PATH: withoutSwc, PULUMI_NODEJS_TRANSPILE_ONLY: "true" };
-        const slow = median([
-            ok("TypeScript-compiler preview", await lab.stack.preview([], undefined, typescriptCompiler)),
-            ok("TypeScript-compiler preview", await lab.stack.preview([], undefined, typescriptCompiler)),
-            ok("TypeScript-compiler preview", await lab.stack.preview([], undefined, typescriptCompiler)),
-        ]);
+        const slow = await medianOf(3, "TypeScript-compiler preview", () => lab.stack.preview([], undefined, typescriptCompiler));
         // Node's on-disk compile cache (NODE_COMPILE_CACHE, Node 22.1+) for the language host's node:
         // one preview fills it, then the median of three reads it.
         const compileCache = { NODE_COMPILE_CACHE: path.join(lab.runDir, "node-compile-cache") };
         ok("compile-cache preview (filling)", await lab.stack.preview([], undefined, compileCache));
-        const cached = median([
-            ok("compile-cache preview", await lab.stack.preview([], undefined, compileCache)),
-            ok("compile-cache preview", await lab.stack.preview([], undefined, compileCache)),
-            ok("compile-cache preview", await lab.stack.preview([], undefined, compileCache)),
-        ]);
+        const cached = await medianOf(3, "compile-cache preview", () => lab.stack.preview([], undefined, compileCache));
         console.log(
             [
                 `${label} (${lab.hosts.length} hosts, ${lab.k3sNodes.length} K3s nodes, ${resources} resources in state):`,
                 `  first up ${seconds(first)} s${goal(first, goals.firstUp)}   no-op up ${seconds(noop)} s   one-node up ${seconds(oneNode)} s`,
-                `  no-op preview ${seconds(median(previews))} s (median of 3)${goal(median(previews), goals.noopPreview)}`,
+                `  no-op preview ${seconds(preview)} s (median of 3)${goal(preview, goals.noopPreview)}`,
                 `  no-op preview split: CLI start ${seconds(cli)} s; engine + language host + empty TypeScript program ${seconds(emptyPreview)} s;`,
-                `    the program's own graph and diffs ${seconds(Math.max(0, noRefresh - emptyPreview))} s${goal(Math.max(0, noRefresh - emptyPreview), goals.programShare)}; refresh (Pulumi.yaml refresh: always) ${seconds(Math.max(0, median(previews) - noRefresh))} s`,
+                `    the program's own graph and diffs ${seconds(programShare)} s${goal(programShare, goals.programShare)}; refresh (Pulumi.yaml refresh: always) ${seconds(Math.max(0, preview - noRefresh))} s`,
                 `  for comparison, ts-node with the TypeScript compiler (transpile only) instead of swc: no-op preview ${seconds(slow)} s`,
                 `  for comparison, with Node's compile cache warm (NODE_COMPILE_CACHE): no-op preview ${seconds(cached)} s`,
             ].join("\n"),

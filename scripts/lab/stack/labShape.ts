@@ -12,9 +12,10 @@
  *     (DigitalOcean is not part of a lab fleet; test/e2e/adoption.test.ts covers the droplet).
  *   - A macOS host becomes a Debian one, its relay run by systemd: the macOS-shaped lab host
  *     (scripts/lab/macos) runs no real nebula or derper under its launchctl stand-in, so the
- *     Mac's launchd path is tested by test/components/remote/launchd.lab.test.ts. A host the stack reaches as a non-root user (prod's `aero`, `admin`)
- *     keeps that user: its lab host accepts it, and the real sudo gives it root as the runbook's
- *     NOPASSWD rule does (`loginUser` makes every host such a host).
+ *     Mac's launchd path is tested by test/components/remote/launchd.lab.test.ts. A host the
+ *     stack reaches as a non-root user (prod's `aero`, `admin`) keeps that user: its lab host
+ *     accepts it, and the real sudo gives it root as the runbook's NOPASSWD rule does
+ *     (`loginUser` makes every host such a host).
  *   - Headscale's replica is dropped: its bucket is not in the lab (the restore has a lab suite).
  *   - The cluster bootstraps (`cluster.bootstrap`) on the first up; `afterFirstUp` puts the
  *     committed value back, so a rehearsed change rolls the nodes in the committed order. Its
