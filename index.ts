@@ -96,15 +96,18 @@ async function main(options: MainOptions = {}) {
                 waits.finish(step.id, derp.done);
                 break;
             }
+            case "k3sPreflight":
+                // Built with its node's rollout at the "k3s" step, which the order puts after it.
+                break;
             case "k3s": {
                 const node = planned(k3sNodes, step.node);
-                const k3s = new K3sNode(`k3s-${node.name}`, {
+                // One component holds the node's pre-flight and rollout; it finishes both steps in `waits`.
+                new K3sNode(`k3s-${node.name}`, {
                     plan: node,
                     connection: connectionArgs(node.ssh, credentials),
                     genesisConnection: connectionArgs(node.genesisSsh, credentials),
-                    after: waits.before(step.id),
+                    order: waits,
                 });
-                waits.finish(step.id, k3s.done);
                 break;
             }
             case "edge": {

@@ -13,10 +13,11 @@ export type PlannedStep =
     | { kind: "nebula"; id: StepId; host: string }
     | { kind: "control"; id: StepId; part: ControlPart }
     | { kind: "relay"; id: StepId; host: string }
+    | { kind: "k3sPreflight"; id: StepId; node: string }
     | { kind: "k3s"; id: StepId; node: string }
     | { kind: "edge"; id: StepId };
 
-/** `nebula:<host>`, `control:<part>`, `relay:<host>`, `k3s:<node>` or `edge`. */
+/** `nebula:<host>`, `control:<part>`, `relay:<host>`, `k3s-preflight:<node>`, `k3s:<node>` or `edge`. */
 export type StepId = string & { readonly __step: unique symbol };
 
 export interface OrderEdge {
@@ -37,6 +38,7 @@ export const stepId = {
     nebula: (host: string): StepId => `nebula:${host}` as StepId,
     control: (part: ControlPart): StepId => `control:${part}` as StepId,
     relay: (host: string): StepId => `relay:${host}` as StepId,
+    k3sPreflight: (node: string): StepId => `k3s-preflight:${node}` as StepId,
     k3s: (node: string): StepId => `k3s:${node}` as StepId,
     edge: "edge" as StepId,
 };
@@ -56,8 +58,8 @@ export interface OrderInputs {
  * The fleet's order. Nebula restarts one member at a time across the whole mesh, the control
  * server included, in nebulaMembers' order: the control server (the main lighthouse) first, so a
  * restarted member finds it up, then the fleet's nodes in file order; derper and the K3s rollout
- * start once Headscale answers; a K3s node waits for its own Nebula delivery; the edge waits
- * for the last node.
+ * start once Headscale answers; a K3s node's pre-flight waits for its own Nebula delivery, its
+ * rollout for its pre-flight and the previous node; the edge waits for the last node.
  */
 export function planOrder(inputs: OrderInputs): FleetOrder {
     const steps: PlannedStep[] = [];
@@ -110,18 +112,26 @@ export function planOrder(inputs: OrderInputs): FleetOrder {
     const nebulaHosts = new Set(inputs.nebulaWave.flatMap((member) => (member.kind === "node" ? [member.host] : [])));
     let previousNode: string | undefined;
     for (const node of inputs.k3sNodes) {
-        const id = stepId.k3s(node);
-        steps.push({ kind: "k3s", id, node });
-        if (previousNode === undefined) {
-            wait(id, health, "nodes reach each other over the tailnet Headscale runs: the rollout starts once it answers");
-            for (const host of inputs.relays) {
-                wait(id, stepId.relay(host), `the tailnet's DERP relay on ${host} serves before any node restarts onto the tailnet`);
-            }
-        } else {
-            wait(id, stepId.k3s(previousNode), `one K3s node at a time, in rollout order: ${previousNode} before ${node}`);
+        // Pre-flight (checks and the token file, no restart) waits only for what it reads, so every
+        // node's runs while earlier nodes roll; the node's rollout waits for its own pre-flight.
+        const preflight = stepId.k3sPreflight(node);
+        steps.push({ kind: "k3sPreflight", id: preflight, node });
+        wait(preflight, health, "nodes reach each other over the tailnet Headscale runs: pre-flight checks a node once it answers");
+        for (const host of inputs.relays) {
+            wait(preflight, stepId.relay(host), `the tailnet's DERP relay on ${host} serves before any node is checked and restarted onto the tailnet`);
         }
         if (nebulaHosts.has(node)) {
-            wait(id, stepId.nebula(node), `${node}'s config.yaml may name its Nebula address and interface, which its Nebula delivery brings up`);
+            wait(
+                preflight,
+                stepId.nebula(node),
+                `${node}'s config.yaml may name its Nebula address and interface, which its Nebula delivery brings up and pre-flight checks`,
+            );
+        }
+        const id = stepId.k3s(node);
+        steps.push({ kind: "k3s", id, node });
+        wait(id, preflight, `${node} drains and restarts only once its own pre-flight passed`);
+        if (previousNode !== undefined) {
+            wait(id, stepId.k3s(previousNode), `one K3s node at a time, in rollout order: ${previousNode} before ${node}`);
         }
         previousNode = node;
     }

@@ -36,18 +36,23 @@ kube() {
     k3s kubectl --request-timeout=10s --kubeconfig "$kubeconfig" "$@"
   fi
 }
-healthy() {
-  [ "$(kube get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] || return 1
-  [ "$role" != server ] || [ "$(kube get --raw /healthz/etcd 2>/dev/null)" = ok ]
-}
 # k3s's unit is Type=notify with TimeoutStartSec=0: a start that never notifies would block here.
 restart_unit() { timeout --kill-after=10 "$timeout" systemctl restart "$unit"; }
+# Healthy: the node Ready and, on a server, etcd healthy. `kubectl wait` watches the node, so
+# the gate passes the moment Ready turns True instead of at the next poll; while the API does
+# not answer (a server's own API restarting) it fails at once and is retried after a pause.
+# Its own timeout is the time left (at least 1 s: 0 would mean "check once"); kube's 10 s
+# request timeout bounds each request, and kubectl renews its watch past it (checked against
+# kube-apiserver v1.33.4: a 3 s request timeout, Ready at 6 s, wait succeeds at 6 s).
 wait_healthy() {
-  local deadline=$(( SECONDS + timeout )) polls=0
-  while [ "$SECONDS" -lt "$deadline" ] && [ "$polls" -lt 100000 ]; do
-    if healthy; then return 0; fi
-    polls=$(( polls + 1 ))
-    sleep 0.5
+  local deadline=$(( SECONDS + timeout )) tries=0 left
+  while [ "$SECONDS" -lt "$deadline" ] && [ "$tries" -lt 100000 ]; do
+    tries=$(( tries + 1 ))
+    left=$(( deadline - SECONDS )); [ "$left" -ge 1 ] || left=1
+    if kube wait --for=condition=Ready "node/$node" --timeout="${left}s" >/dev/null 2>&1; then
+      if [ "$role" != server ] || [ "$(kube get --raw /healthz/etcd 2>/dev/null)" = ok ]; then return 0; fi
+    fi
+    sleep 0.25
   done
   return 1
 }

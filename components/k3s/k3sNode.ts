@@ -3,13 +3,18 @@ import * as pulumi from "@pulumi/pulumi";
 import { remoteStep } from "../remote/remoteCommand";
 import type { K3sNodePlan } from "./plan";
 import type { StepConnection } from "../remote/connection";
+import { stepId } from "../order";
+import type { StepGate } from "../stepWaits";
 
 /*
- * One K3s node's rollout (k3s/plan.ts): prepare (pre-flight and token, on the node), drain (on
- * the genesis), apply with health gate and rollback (on the node), uncordon (on the genesis).
- * Each step's payload carries the config or its hash, so it runs only when that node's config
- * changed; a no-op `up` runs nothing. Nodes are chained through `after`, so exactly one changes
- * at a time and a failed node stops every node behind it. Destroying it leaves the node's files.
+ * One K3s node's pre-flight and rollout (k3s/plan.ts): prepare (pre-flight and token, on the
+ * node), then drain (on the genesis), apply with health gate and rollback (on the node), uncordon
+ * (on the genesis). Each step's payload carries the config or its hash, so it runs only when that
+ * node's config changed; a no-op `up` runs nothing. The plan's order (components/order.ts) says
+ * what each half waits for: pre-flight restarts nothing, so it waits only for what it checks and
+ * runs while earlier nodes roll; the drain waits for this node's pre-flight and the previous
+ * node, so exactly one node changes at a time and a failed node stops every node behind it.
+ * Destroying it leaves the node's files.
  */
 
 export interface K3sNodeArgs {
@@ -18,8 +23,8 @@ export interface K3sNodeArgs {
     connection: StepConnection;
     /** How the program reaches the genesis server, which drains and uncordons. */
     genesisConnection: StepConnection;
-    /** What the plan's order puts first (the previous node, this node's Nebula delivery, the control server). */
-    after: pulumi.Resource[];
+    /** The plan's order: what this node's pre-flight and rollout wait for (k3s-preflight:<node>, k3s:<node>). */
+    order: StepGate;
 }
 
 export class K3sNode extends pulumi.ComponentResource {
@@ -28,19 +33,22 @@ export class K3sNode extends pulumi.ComponentResource {
 
     constructor(name: string, args: K3sNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("shortcircuit:k3s:K3sNode", name, {}, opts);
-        const { plan } = args;
+        const { plan, order } = args;
+        const preflightStep = stepId.k3sPreflight(plan.name);
+        const rolloutStep = stepId.k3s(plan.name);
         const prepare = remoteStep(`${name}-prepare`, this, {
             connection: args.connection,
             script: "k3s/prepare.sh",
             stdin: plan.payloads.prepare,
             secret: true,
-            after: args.after,
+            after: order.before(preflightStep),
         });
+        order.finish(preflightStep, prepare);
         const drain = remoteStep(`${name}-drain`, this, {
             connection: args.genesisConnection,
             script: "k3s/drain.sh",
             stdin: plan.payloads.drain,
-            after: [prepare],
+            after: order.before(rolloutStep),
         });
         const apply = remoteStep(`${name}-apply`, this, { connection: args.connection, script: "k3s/apply.sh", stdin: plan.payloads.apply, after: [drain] });
         this.done = remoteStep(`${name}-uncordon`, this, {
@@ -49,6 +57,7 @@ export class K3sNode extends pulumi.ComponentResource {
             stdin: plan.payloads.uncordon,
             after: [apply],
         });
+        order.finish(rolloutStep, this.done);
         this.registerOutputs({});
     }
 }

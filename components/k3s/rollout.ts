@@ -85,6 +85,28 @@ export function expectedAddresses(fleet: Fleet, node: K3sNodeConfig): string {
     return pairs.join(" ");
 }
 
+/** flannel's address annotations; an overwrite left from a manual fix would pin the old address. */
+export const FLANNEL_PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip";
+export const FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION = "flannel.alpha.coreos.com/public-ip-overwrite";
+
+/**
+ * The JSON merge patch (RFC 7386) uncordon.sh applies in one API call: schedulable again
+ * (`unschedulable: null` drops the field, as `kubectl uncordon` does), flannel's public-ip on
+ * the node's flannel address, the applied config's hash recorded, a stale overwrite removed.
+ */
+export function uncordonPatch(flannelIp: string, configSha256: string): { spec: object; metadata: object } {
+    return {
+        spec: { unschedulable: null },
+        metadata: {
+            annotations: {
+                [FLANNEL_PUBLIC_IP_ANNOTATION]: flannelIp,
+                [CONFIG_ANNOTATION]: configSha256,
+                [FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION]: null,
+            },
+        },
+    };
+}
+
 export interface NodeRolloutPayloads {
     unit: "k3s" | "k3s-agent";
     paths: K3sNodePaths;
@@ -150,8 +172,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
         ),
         uncordon: framedPayload({
             NODE_NAME: node.name,
-            FLANNEL_IP: addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node),
-            CONFIG_SHA256: configSha256,
+            NODE_PATCH: JSON.stringify(uncordonPatch(addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node), configSha256)),
         }),
     };
 }

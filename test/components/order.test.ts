@@ -49,8 +49,11 @@ describe("the fleet's order is plan data", () => {
             "nebula:lab-agent-02",
             "nebula:lab-relay-01",
             "relay:lab-relay-01",
+            "k3s-preflight:lab-agent-01",
             "k3s:lab-agent-01",
+            "k3s-preflight:lab-agent-02",
             "k3s:lab-agent-02",
+            "k3s-preflight:lab-server-01",
             "k3s:lab-server-01",
             "edge",
         ]);
@@ -66,13 +69,15 @@ describe("the fleet's order is plan data", () => {
                 "nebula:lab-agent-02 <- nebula:lab-agent-01",
                 "nebula:lab-relay-01 <- nebula:lab-agent-02",
                 "relay:lab-relay-01 <- control:health",
-                "k3s:lab-agent-01 <- control:health",
-                "k3s:lab-agent-01 <- relay:lab-relay-01",
-                "k3s:lab-agent-01 <- nebula:lab-agent-01",
+                // Every node's pre-flight waits only for what it checks, not for the node before it.
+                ...["lab-agent-01", "lab-agent-02", "lab-server-01"].flatMap((node) => [
+                    `k3s-preflight:${node} <- control:health`,
+                    `k3s-preflight:${node} <- relay:lab-relay-01`,
+                    `k3s-preflight:${node} <- nebula:${node}`,
+                    `k3s:${node} <- k3s-preflight:${node}`,
+                ]),
                 "k3s:lab-agent-02 <- k3s:lab-agent-01",
-                "k3s:lab-agent-02 <- nebula:lab-agent-02",
                 "k3s:lab-server-01 <- k3s:lab-agent-02",
-                "k3s:lab-server-01 <- nebula:lab-server-01",
                 "edge <- k3s:lab-server-01",
             ].sort(),
         );
@@ -93,7 +98,7 @@ describe("the fleet's order is plan data", () => {
         for (const edge of order.edges) {
             expect(position.get(edge.after)).toBeLessThan(position.get(edge.step)!);
         }
-        for (const step of order.steps.filter((each) => each.kind === "k3s")) {
+        for (const step of order.steps.filter((each) => each.kind === "k3sPreflight")) {
             const waits = order.edges.filter((edge) => edge.step === step.id).map((edge) => edge.after);
             if (nebulaSteps.includes(stepId.nebula(step.node))) {
                 expect(waits).toContain(stepId.nebula(step.node));

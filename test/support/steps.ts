@@ -26,5 +26,9 @@ export function stepOfResource(resource: { type: string; name: string; parent?: 
     if (!host) {
         throw new Error(`command ${resource.name} under ${parent} belongs to no step`);
     }
-    return host[1] === "nebula" ? stepId.nebula(host[2]) : host[1] === "derp" ? stepId.relay(host[2]) : stepId.k3s(host[2]);
+    if (host[1] === "k3s") {
+        // A K3s node's prepare step is its pre-flight; the rest is its rollout.
+        return resource.name === `${parent}-prepare` ? stepId.k3sPreflight(host[2]) : stepId.k3s(host[2]);
+    }
+    return host[1] === "nebula" ? stepId.nebula(host[2]) : stepId.relay(host[2]);
 }

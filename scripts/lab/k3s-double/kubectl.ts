@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import { AGENT_KUBELET_KUBECONFIG } from "./constants";
 import { loadState } from "./host";
 import { hangOnUnansweringApi, nodeNames, parseKubectl } from "./kubectlArgs";
-import { kubectlCordon, kubectlDrain, kubectlGet, kubectlMeta, kubectlWait } from "./kubectlVerbs";
+import { kubectlCordon, kubectlDrain, kubectlGet, kubectlMeta, kubectlPatch, kubectlWait } from "./kubectlVerbs";
 import { allNodes, getNode, liveness, nodeFile } from "./nodes";
 import type { DoubleHostConfig } from "./types";
 import { fail, say, unsupported, withLock } from "./util";
@@ -16,13 +16,15 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
     hangOnUnansweringApi(host, flags);
     if (host.role !== "server") {
         // An agent has no admin kubeconfig; its kubelet's credentials reach the API through the
-        // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read nodes.
+        // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read
+        // (get, list, watch) nodes: `get` and `wait`, which watches.
         if (flags.get("--kubeconfig") !== AGENT_KUBELET_KUBECONFIG)
             fail(1, "The connection to the server localhost:8080 was refused - did you specify the right host or port?");
         if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
         if (!allNodes(host).some((n) => n.role === "server" && liveness(n).status === "active")) {
             fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
         }
+        if (verb === "wait") return kubectlWait(host, rest, flags);
         if (verb !== "get")
             fail(
                 1,
@@ -45,6 +47,8 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
         case "annotate":
         case "label":
             return kubectlMeta(host, verb, rest, flags);
+        case "patch":
+            return kubectlPatch(host, rest, flags);
         case "delete": {
             const names = nodeNames(rest);
             withLock(host.clusterDir, () => {

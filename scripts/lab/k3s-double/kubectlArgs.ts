@@ -27,6 +27,9 @@ export const KUBECTL_VALUE_FLAGS = new Set([
     "--pod-selector",
     "--skip-wait-for-delete-timeout",
     "--chunk-size",
+    "--type",
+    "-p",
+    "--patch",
 ]);
 export const KUBECTL_BOOL_FLAGS = new Set([
     "--overwrite",

@@ -1,6 +1,6 @@
 /**
  * The kubectl verbs the rollout scripts use: get, get --raw (etcd health), wait, cordon,
- * uncordon, drain, annotate, label.
+ * uncordon, drain, annotate, label, patch (merge).
  */
 import * as YAML from "yaml";
 import { loadState } from "./host";
@@ -211,6 +211,61 @@ export function kubectlMeta(host: DoubleHostConfig, verb: "annotate" | "label", 
             saveNode(host, rec);
             say(`node/${name} ${verb === "annotate" ? "annotated" : "labeled"}`);
         }
+    });
+    return 0;
+}
+
+/**
+ * `kubectl patch node NAME --type merge -p JSON`: a JSON merge patch (RFC 7386) of the fields
+ * the rollout writes: spec.unschedulable and metadata.annotations/labels, null removing a key.
+ * As the real one (checked against kube-apiserver v1.33.4 and its kubectl): prints
+ * `node/NAME patched`, or `patched (no change)` when nothing moved; an unknown node is
+ * `Error from server (NotFound)`. Any other patch type or field is refused as unsimulated.
+ */
+export function kubectlPatch(host: DoubleHostConfig, rest: string[], flags: Map<string, string>): number {
+    const names = rest[0] !== undefined && ["node", "nodes", "no"].includes(rest[0]) ? [rest[1] ?? ""] : nodeNames(rest.slice(0, 1));
+    if (names.length !== 1 || names[0] === "") fail(1, "error: resource(s) were provided, but no name was specified");
+    const type = flags.get("--type") ?? "strategic";
+    if (type !== "merge") unsupported(`kubectl patch --type ${type} (only merge is simulated)`);
+    const text = flags.get("-p") ?? flags.get("--patch");
+    if (text === undefined) fail(1, "error: must specify --patch or --patch-file containing the contents of the patch");
+    let patch: unknown;
+    try {
+        patch = JSON.parse(text);
+    } catch {
+        fail(1, `error: unable to parse "${text}": yaml: did not find expected node content`);
+    }
+    const { spec, metadata, ...others } = (patch ?? {}) as { spec?: Record<string, unknown>; metadata?: Record<string, unknown> };
+    const { unschedulable, ...otherSpec } = spec ?? {};
+    const { annotations, labels, ...otherMeta } = metadata ?? {};
+    const unhandled = [...Object.keys(others), ...Object.keys(otherSpec).map((k) => `spec.${k}`), ...Object.keys(otherMeta).map((k) => `metadata.${k}`)];
+    if (unhandled.length > 0) unsupported(`kubectl patch of ${unhandled.join(", ")} (only spec.unschedulable and metadata.annotations/labels are simulated)`);
+    if (unschedulable !== undefined && unschedulable !== null && typeof unschedulable !== "boolean")
+        fail(1, 'The request is invalid: spec.unschedulable: Invalid value: "non-boolean"');
+    const name = names[0] ?? "";
+    withLock(host.clusterDir, () => {
+        const rec = getNode(host, name);
+        const before = JSON.stringify(rec);
+        if (unschedulable !== undefined) rec.unschedulable = unschedulable === true;
+        for (const [bagName, change] of [
+            ["annotations", annotations],
+            ["labels", labels],
+        ] as const) {
+            if (change === undefined || change === null) continue;
+            const bag = bagName === "annotations" ? rec.annotations : rec.labels;
+            for (const [k, v] of Object.entries(change as Record<string, unknown>)) {
+                if (!META_KEY.test(k)) fail(1, `The Node "${name}" is invalid: metadata.${bagName}: Invalid value: "${k}"`);
+                if (v === null) delete bag[k];
+                else if (typeof v === "string") bag[k] = v;
+                else fail(1, `error: metadata.${bagName}.${k}: a string or null is required (k3s-test-double)`);
+            }
+        }
+        if (JSON.stringify(rec) === before) {
+            say(`node/${name} patched (no change)`);
+            return;
+        }
+        saveNode(host, rec);
+        say(`node/${name} patched`);
     });
     return 0;
 }

@@ -1,5 +1,5 @@
 import { rolloutOrder } from "../../../components/k3s/order";
-import { CONFIG_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
+import { CONFIG_ANNOTATION, FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
 import { remoteScript } from "../../../components/remote/scripts";
 import { runProgramUnderMocks, stepPayload, stepScript, type MockRecorder } from "../../support/pulumiMocks";
 import { rawFleet, validFleet } from "../../support/fixtures";
@@ -27,19 +27,18 @@ describe("K3sNode chain under strict mocks", () => {
         expect(recorder.resources.filter((resource) => resource.name.startsWith("k3s-aero"))).toEqual([]);
     });
 
-    it("chains the steps inside a node and the nodes in rollout order, one at a time", () => {
+    it("chains the steps inside a node and the nodes in rollout order, one at a time; pre-flight waits for no other node", () => {
         const dependsOn = (name: string): string[] => recorder.named(name).dependsOn;
-        // The first node waits for Headscale to answer: the tailnet must be up before nodes move.
-        // The first node waits for Headscale to answer and the tailnet's relay to serve; every node
-        // for its own Nebula delivery (components/order.ts).
-        expect(dependsOn(`k3s-${order[0]}-prepare`).sort()).toEqual(["control-health", "derp-aero-derper-files", `nebula-${order[0]}-files`].sort());
         order.forEach((name, index) => {
-            if (index > 0) {
-                expect(dependsOn(`k3s-${name}-prepare`).sort()).toEqual([`k3s-${order[index - 1]}-uncordon`, `nebula-${name}-files`].sort());
-            }
-            for (let step = 1; step < STEPS.length; step++) {
-                expect(dependsOn(`k3s-${name}-${STEPS[step]}`)).toEqual([`k3s-${name}-${STEPS[step - 1]}`]);
-            }
+            // Every node's pre-flight waits for Headscale to answer, the tailnet's relay to serve
+            // and its own Nebula delivery (components/order.ts), and for no other node.
+            expect(dependsOn(`k3s-${name}-prepare`).sort()).toEqual(["control-health", "derp-aero-derper-files", `nebula-${name}-files`].sort());
+            // Its drain waits for its own pre-flight and the node before it.
+            expect(dependsOn(`k3s-${name}-drain`).sort()).toEqual(
+                index === 0 ? [`k3s-${name}-prepare`] : [`k3s-${name}-prepare`, `k3s-${order[index - 1]}-uncordon`].sort(),
+            );
+            expect(dependsOn(`k3s-${name}-apply`)).toEqual([`k3s-${name}-drain`]);
+            expect(dependsOn(`k3s-${name}-uncordon`)).toEqual([`k3s-${name}-apply`]);
         });
         expect(order.at(-1)).toBe("toa-fwd-gpu-01");
     });
@@ -92,7 +91,25 @@ describe("K3sNode chain under strict mocks", () => {
         expect(remoteScript("k3s/apply.sh")).toContain(`rec="$(param RECORD_PATH)"`);
         const jsonpathAnnotation = CONFIG_ANNOTATION.replace(/\./g, "\\.");
         expect(remoteScript("k3s/drain.sh")).toContain(`{.metadata.annotations.${jsonpathAnnotation}}`);
-        expect(remoteScript("k3s/uncordon.sh")).toContain(`"${CONFIG_ANNOTATION}=$(param CONFIG_SHA256)"`);
+        expect(remoteScript("k3s/uncordon.sh")).toContain(`kc patch node "$node" --type merge -p "$(param NODE_PATCH)"`);
+        const overwrite = FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION.replace(/\./g, "\\.");
+        expect(remoteScript("k3s/uncordon.sh")).toContain(`{.metadata.annotations.${overwrite}}`);
+    });
+
+    it("uncordons with one merge patch: schedulable, flannel's public-ip, the config's hash, no stale overwrite", () => {
+        const uncordon = recorder.named("k3s-lax-node-01-uncordon");
+        const stdin = stepPayload(uncordon.inputs);
+        const patchLine = stdin.split("\n").find((line) => line.startsWith("NODE_PATCH="));
+        expect(JSON.parse(patchLine!.slice("NODE_PATCH=".length))).toEqual({
+            spec: { unschedulable: null },
+            metadata: {
+                annotations: {
+                    "flannel.alpha.coreos.com/public-ip": "100.67.0.16",
+                    [CONFIG_ANNOTATION]: stepPayload(recorder.named("k3s-lax-node-01-drain").inputs).match(/^CONFIG_SHA256=([0-9a-f]{64})$/m)![1],
+                    [FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION]: null,
+                },
+            },
+        });
     });
 
     it("sends the same script text to every node: only the payload differs", () => {
