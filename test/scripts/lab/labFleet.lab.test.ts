@@ -192,7 +192,7 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
         }
     });
 
-    test("workers join; kubectl on the genesis sees them; drain, cordon, uncordon, annotate", async () => {
+    test("workers join; kubectl on the genesis sees them; drain, cordon, uncordon, annotate, patch; an agent reads and watches only", async () => {
         const f = lab();
         for (const [name, ip] of [
             [WORKER_1, "100.67.0.11"],
@@ -231,9 +231,36 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
         await kc(`annotate node ${WORKER_1} example.test/marker-`);
         expect((await kc(`get node ${WORKER_1} -o json`)).stdout).not.toContain("example.test/marker");
 
+        // patch --type merge, with the outputs kube-apiserver v1.33.4 and its kubectl give (checked
+        // there): null removes a key, an unchanged object is "(no change)", a missing node NotFound.
+        await kc(`cordon ${WORKER_1}`);
+        await kc(`annotate node ${WORKER_1} flannel.alpha.coreos.com/public-ip-overwrite=192.0.2.99`);
+        const patch = JSON.stringify({
+            spec: { unschedulable: null },
+            metadata: { annotations: { "flannel.alpha.coreos.com/public-ip": "100.67.0.11", "flannel.alpha.coreos.com/public-ip-overwrite": null } },
+        });
+        expect((await kc(`patch node ${WORKER_1} --type merge -p '${patch}'`)).stdout).toBe(`node/${WORKER_1} patched\n`);
+        expect((await kc(`patch node ${WORKER_1} --type merge -p '${patch}'`)).stdout).toBe(`node/${WORKER_1} patched (no change)\n`);
+        const patched = f.clusterNodes().find((node) => node.name === WORKER_1);
+        expect(patched?.unschedulable).toBe(false);
+        expect(patched?.annotations["flannel.alpha.coreos.com/public-ip"]).toBe("100.67.0.11");
+        expect(patched?.annotations["flannel.alpha.coreos.com/public-ip-overwrite"]).toBeUndefined();
+        const missing = await f.ssh(GENESIS, `k3s kubectl patch node no-such-node --type merge -p '${patch}'`);
+        expect([missing.code, missing.stderr]).toEqual([1, 'Error from server (NotFound): nodes "no-such-node" not found\n']);
+        const strategic = await f.ssh(GENESIS, `k3s kubectl patch node ${WORKER_1} -p '${patch}'`);
+        expect(strategic.code).toBe(64);
+
         const fromAgent = await f.ssh(WORKER_1, "k3s kubectl get nodes");
         expect(fromAgent.code).toBe(1);
         expect(fromAgent.stderr).toContain("was refused");
+        // With its kubelet's kubeconfig an agent may read and watch nodes (the Node authorizer): get and wait, not write.
+        const asKubelet = "k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig";
+        expect((await f.ssh(WORKER_1, `${asKubelet} wait --for=condition=Ready node/${WORKER_1} --timeout=10s`)).stdout).toBe(
+            `node/${WORKER_1} condition met\n`,
+        );
+        const write = await f.ssh(WORKER_1, `${asKubelet} patch node ${WORKER_1} --type merge -p '${patch}'`);
+        expect(write.code).toBe(1);
+        expect(write.stderr).toContain("Forbidden");
     });
 
     test("an unknown key (or a server-only key on an agent) makes k3s fail", async () => {
