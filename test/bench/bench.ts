@@ -10,7 +10,7 @@ import { renderFleetFiles } from "../../scripts/render/files";
 import { rawFleetFromStackFile, readStackFile, stackFilePath } from "../../stacks/stackFile";
 import { validateFleet } from "../../stacks/validate";
 import { syntheticRawFleet } from "../../scripts/syntheticFleet";
-import { checkLabPrerequisites, startLabFleet } from "../../scripts/lab";
+import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../scripts/lab";
 import { labStackOnBridge } from "../support/labStack";
 import { EngineEmulator, orderedCommands } from "../support/rolloutDriver";
 import { installStrictMocks, setStackConfig, settleRegistrations, type MockRecorder } from "../support/pulumiMocks";
@@ -144,9 +144,37 @@ async function rolloutFigure(readyDelayMs: number): Promise<void> {
                 // Issue #25: at most 0.5 s of overhead per node, and at most 1.05× the floor at 15 s ready.
                 `goal ≤ 0.50 s per node${readyDelayMs >= 15_000 ? " and ratio ≤ 1.05" : ""}`,
         );
+        await rolloutCostsPerCall(fleet, lab.hosts[0].name);
     } finally {
         await fleet.stop();
     }
+}
+
+/** SSH sessions on a node's critical path: drain, apply, uncordon (pre-flight runs beside earlier nodes). */
+const SESSIONS_PER_NODE = 3;
+
+/**
+ * What the rollout's overhead is made of, measured on the same lab fleet right after it: one
+ * SSH session that runs nothing, and one call of the k3s double's kubectl (a node process; the
+ * real kubectl is a Go binary) on top of a session.
+ */
+async function rolloutCostsPerCall(fleet: LabFleet, host: string): Promise<void> {
+    const sessionS: number[] = [];
+    const kubectlS: number[] = [];
+    for (let sample = 0; sample < 5; sample++) {
+        let start = performance.now();
+        await fleet.ssh(host, "true", "", { timeoutMs: 30_000 });
+        sessionS.push((performance.now() - start) / 1000);
+        start = performance.now();
+        await fleet.ssh(host, `k3s kubectl --request-timeout=10s get node ${host} -o name`, "", { timeoutMs: 30_000 });
+        kubectlS.push((performance.now() - start) / 1000);
+    }
+    const session = median(sessionS);
+    const kubectl = median(kubectlS) - session;
+    console.log(
+        `  of which: an SSH session that runs nothing ${session.toFixed(2)} s (median of 5), × ${SESSIONS_PER_NODE} per node = ${(SESSIONS_PER_NODE * session).toFixed(2)} s; ` +
+            `one call of the k3s double's kubectl ${kubectl.toFixed(2)} s (a node process), 4 calls and a systemctl restart per node`,
+    );
 }
 
 async function main(): Promise<void> {
