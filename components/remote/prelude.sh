@@ -147,8 +147,10 @@ read_files() {
     case "$target" in */../* | */.. | */./* | *' '* | '') echo "shortcircuit: bad target in payload" >&2; exit 2 ;; esac
     n=$((n + 1))
     # Exactly $size bytes, whatever they are: dd reads the pipe no further (bash's own read
-    # took the header byte by byte).
-    dd bs=1 count="$size" of="$dir/$n" 2>/dev/null
+    # took the header byte by byte). One block filled by as many reads as it takes
+    # (iflag=fullblock: GNU, a recent macOS); an older BSD dd, or bs=0 for an empty file, fails
+    # before reading anything and bs=1 reads them byte by byte.
+    dd bs="$size" count=1 iflag=fullblock of="$dir/$n" 2>/dev/null || dd bs=1 count="$size" of="$dir/$n" 2>/dev/null
     got="$(wc -c <"$dir/$n" | tr -d ' ')"
     if [ "$got" -ne "$size" ]; then
       echo "shortcircuit: payload cut short at $target ($got of $size bytes)" >&2

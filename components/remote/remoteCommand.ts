@@ -40,8 +40,12 @@ export function stepLauncher(relativePath: string, script: string, logging: Step
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
     const bytes = Buffer.byteLength(script, "utf8");
     const tail = `# shortcircuit sha256:${digest}`;
-    // dd bs=1 stops at exactly the script's end, so the payload behind it stays on stdin for bash.
-    const reader = `script="$(dd bs=1 count=${bytes} 2>/dev/null)" && exec bash -c "$script"`;
+    // Exactly the script's bytes, so the payload behind it stays on stdin for bash. GNU's dd (and
+    // a recent macOS's) fills one block with as many reads as it takes and never reads past it
+    // (iflag=fullblock); an older BSD dd refuses the operand before it reads anything (POSIX:
+    // operands are processed before any input is read), and `bs=1` then reads byte by byte
+    // (about 60 ms for 15 KB here, the slow path every step took before).
+    const reader = `script="$({ dd bs=${bytes} count=1 iflag=fullblock || dd bs=1 count=${bytes}; } 2>/dev/null)" && exec bash -c "$script"`;
     switch (become) {
         case "none":
             return `${reader} ${relativePath} ${logging} ${tail}`;
@@ -62,7 +66,7 @@ const LAUNCHER_TAIL = / (\S+) (stdoutAndStderr|stdout|stderr|none) # shortcircui
 
 /** A recorded step's stdin split back into the script it runs and the payload that script reads. */
 export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string; become: Become } {
-    const count = /(?:^|[ '])script="\$\(dd bs=1 count=(\d+) /.exec(create);
+    const count = /(?:^|[ '])script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock /.exec(create);
     const tail = LAUNCHER_TAIL.exec(create);
     if (count && tail) {
         const raw = Buffer.from(stdin, "utf8");

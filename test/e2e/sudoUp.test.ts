@@ -92,11 +92,11 @@ describe("a real pulumi up with every host reached as admin through sudo", () =>
             expect({ host, ran: commands.length > 0 }).toEqual({ host, ran: true });
             for (const command of commands) {
                 const match =
-                    /^\/bin\/bash -c (?::|'script="\$\(dd bs=1 count=\d+ 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' (\S+) (?:stdoutAndStderr|none))$/.exec(
+                    /^\/bin\/bash -c (?::|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\1; \} 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' (\S+) (?:stdoutAndStderr|none))$/.exec(
                         command,
                     );
                 expect({ host, command, launcher: match !== null }).toEqual({ host, command, launcher: true });
-                if (match?.[1]) scripts.add(match[1]);
+                if (match?.[2]) scripts.add(match[2]);
             }
         }
         // Every kind of step went through sudo: delivery, derper, control, K3s on node and genesis, the kubeconfig.

@@ -9,7 +9,7 @@
  * every other one as BSD does: "<tool>: illegal option -- <c>", the BSD usage text, BSD's exit
  * status (1; 64 for mv, cp and install). stat, readlink, mktemp and wc are implemented here
  * (fileTools.ts); mv, cp, ln, install, chmod, chown (fileTools.ts) and sed, date, head, tail,
- * find (textTools.ts) have their BSD options translated for the real GNU tool, which the host
+ * find, dd (textTools.ts) have their BSD options translated for the real GNU tool, which the host
  * keeps under types.ts MACOS_REAL_BIN. launchctl is launchctl.ts.
  *
  * Every call is logged (one JSON line, ToolInvocation) to tools.log in the host's stand-in
@@ -21,7 +21,7 @@ import { Exit, complain, err, out } from "../service-doubles/common";
 import type { ToolInvocation } from "../service-doubles/types";
 import { chmod, chown, cp, install, ln, mktemp, mv, readlink, stat, wc } from "./fileTools";
 import { launchctl, stateDir } from "./launchctl";
-import { date, find, head, sed, tail } from "./textTools";
+import { date, dd, find, head, sed, tail } from "./textTools";
 
 const TOOLS: Readonly<Record<string, (argv: string[]) => number>> = {
     stat,
@@ -39,6 +39,7 @@ const TOOLS: Readonly<Record<string, (argv: string[]) => number>> = {
     head,
     tail,
     find,
+    dd,
     launchctl,
 };
 

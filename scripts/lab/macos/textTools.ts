@@ -231,3 +231,21 @@ export function find(argv: string[]): number {
     if (has(p, "x")) pre.push("-xdev");
     return forward("find", [...gnu, ...paths, ...pre, ...expr]);
 }
+
+/**
+ * dd as an older macOS has it (macOS 12's dd(1)): operands only, and an operand it does not know
+ * (`iflag=`, `oflag=`, `status=`) or a word without `=` is refused with "dd: unknown operand
+ * <name>" and exit 1 before any input is read (POSIX: all operands are processed first). A
+ * recent macOS's dd also takes iflag=fullblock; the launcher and the prelude work with either
+ * (they fall back to bs=1), so the stand-in plays the older one to exercise the fallback.
+ */
+const BSD_DD_OPERANDS = new Set(["bs", "cbs", "count", "files", "ibs", "if", "iseek", "obs", "of", "oseek", "seek", "skip", "conv"]);
+
+export function dd(argv: string[]): number {
+    for (const operand of argv) {
+        const eq = operand.indexOf("=");
+        const name = eq < 0 ? operand : operand.slice(0, eq);
+        if (eq < 0 || !BSD_DD_OPERANDS.has(name)) throw new Exit(1, `dd: unknown operand ${name}`);
+    }
+    return forward("dd", argv);
+}

@@ -21,7 +21,7 @@ export const MACOS_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 /** BSD (macOS) stand-ins placed in the host's /usr/bin (which is also its /bin). */
 export type BsdTool =
-    "stat" | "readlink" | "sed" | "mv" | "cp" | "ln" | "date" | "mktemp" | "install" | "find" | "chmod" | "chown" | "head" | "tail" | "wc" | "launchctl";
+    "stat" | "readlink" | "sed" | "mv" | "cp" | "ln" | "date" | "mktemp" | "install" | "find" | "chmod" | "chown" | "head" | "tail" | "wc" | "dd" | "launchctl";
 export const BSD_TOOLS: readonly BsdTool[] = [
     "stat",
     "readlink",
@@ -38,6 +38,7 @@ export const BSD_TOOLS: readonly BsdTool[] = [
     "head",
     "tail",
     "wc",
+    "dd",
     "launchctl",
 ];
 

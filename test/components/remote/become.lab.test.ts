@@ -140,7 +140,7 @@ describe("steps on a host reached as a non-root user, through the real sudo", ()
         expect(commands.length).toBeGreaterThanOrEqual(4);
         for (const command of commands) {
             expect(command).toMatch(
-                /^\/bin\/bash -c (:|'script="\$\(dd bs=1 count=\d+ 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' remote\/deliver-files\.sh stdoutAndStderr)$/,
+                /^\/bin\/bash -c (:|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\2; \} 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' remote\/deliver-files\.sh stdoutAndStderr)$/,
             );
         }
         const keyLine = KEY.split("\n")[1];

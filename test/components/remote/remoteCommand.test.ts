@@ -1,5 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { splitStepStdin, stepLauncher, type RemoteStepArgs } from "../../../components/remote/remoteCommand";
 import type { Become } from "../../../stacks/schema";
 import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts";
@@ -12,11 +14,18 @@ import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts
 
 const shells = ["/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/zsh"].filter((shell) => existsSync(shell));
 
-function launch(shell: string, script: string, payload: string, become: Become = "none"): { code: number | null; stdout: string; stderr: string } {
+function launch(
+    shell: string,
+    script: string,
+    payload: string,
+    become: Become = "none",
+    env?: NodeJS.ProcessEnv,
+): { code: number | null; stdout: string; stderr: string } {
     const result = spawnSync(shell, ["-c", stepLauncher("test/echo.sh", script, "stdoutAndStderr", become)], {
         input: `${script}${payload}`,
         encoding: "utf8",
         timeout: 100_000,
+        env,
     });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -71,6 +80,45 @@ describe("the remote step launcher", () => {
         },
     );
 
+    it("reads a script that reaches it in pieces: one block, filled by as many reads as it takes", () => {
+        const dir = mkdtempSync(join(tmpdir(), "sc-launcher-"));
+        try {
+            const payload = "KEY=value\n\n";
+            // The script's first 20 bytes, a pause, then the rest: a plain `dd bs=N count=1` would stop at the first read.
+            writeFileSync(join(dir, "head"), Buffer.from(script).subarray(0, 20));
+            writeFileSync(join(dir, "tail"), Buffer.concat([Buffer.from(script).subarray(20), Buffer.from(payload)]));
+            const launcher = stepLauncher("test/echo.sh", script);
+            const result = spawnSync("bash", ["-c", `{ cat head; sleep 0.3; cat tail; } | sh -c '${launcher.replace(/'/g, "'\\''")}'`], {
+                cwd: dir,
+                encoding: "utf8",
+                timeout: 100_000,
+            });
+            expect(result.stderr).toBe("");
+            expect(result.stdout).toBe(`name=test/echo.sh\n${payload}`);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it.each(shells)("where dd refuses iflag (an older macOS), reads the script byte by byte from %s, payload intact", (shell) => {
+        const dir = mkdtempSync(join(tmpdir(), "sc-bsd-dd-"));
+        try {
+            // An older BSD dd: an unknown operand fails before any input is read (POSIX).
+            writeFileSync(
+                join(dir, "dd"),
+                `#!/bin/sh\ncase " $* " in *" iflag="*) echo iflag >>"${dir}/refused"; echo "dd: unknown operand iflag" >&2; exit 1 ;; esac\nexec /bin/dd "$@"\n`,
+                { mode: 0o755 },
+            );
+            const payload = "KEY=value\n\n@file 0644 3 /tmp/x\nabc";
+            const result = launch(shell, script, payload, "none", { ...process.env, PATH: `${dir}:/usr/bin:/bin` });
+            expect(result.stderr).toBe("");
+            expect(result.stdout).toBe(`name=test/echo.sh\n${payload}`);
+            expect(readFileSync(join(dir, "refused"), "utf8")).toBe("iflag\n");
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     it("fails the step when the script's own exit says so", () => {
         const result = launch("/bin/sh", "echo broken >&2; exit 7\n", "");
         expect(result.code).toBe(7);
@@ -81,7 +129,8 @@ describe("the remote step launcher", () => {
         for (const path of REMOTE_SCRIPTS) {
             const launcher = stepLauncher(path, remoteScript(path));
             expect(launcher).not.toContain("\n");
-            expect(launcher.length).toBeLessThan(160);
+            // Short enough to read in a failure message, which repeats it.
+            expect(launcher.length).toBeLessThan(200);
             const sudoLauncher = stepLauncher(path, remoteScript(path), "stdoutAndStderr", "sudo");
             expect(sudoLauncher).not.toContain("\n");
             // What sudo runs (and logs) is the short reader, never the script.

@@ -222,6 +222,12 @@ describe("the macOS-shaped lab host", () => {
         expect(lines[0]).toBe("mac-step");
         expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(16000 + mark.length);
         expect(r.stdout.split(mark).join("")).toBe(`mac-step\n${"x".repeat(40000)}\n`);
+        // The launcher read its script through the older macOS dd: iflag refused before reading, then bs=1.
+        const dds = lab()
+            .toolInvocations(MAC)
+            .filter((call) => call.tool === "dd");
+        expect(dds.some((call) => call.argv.includes("iflag=fullblock") && call.exitCode === 1)).toBe(true);
+        expect(dds.some((call) => call.argv.includes("bs=1") && call.exitCode === 0)).toBe(true);
     });
 
     test("drift's collector reads a file's mode, owner, hash and mtime and a launchd job's state there", async () => {

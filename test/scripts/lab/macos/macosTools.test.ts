@@ -161,6 +161,18 @@ describe("the macOS forms work", () => {
         expect(sh("find . -maxdepth 1 -name f -type f")).toEqual({ code: 0, stdout: "./f\n", stderr: "" });
     });
 
+    it("dd as an older macOS has it: operands work on a pipe; iflag is an unknown operand, refused before reading", () => {
+        expect(sh("printf 'abcdefgh' | { dd bs=1 count=3 2>/dev/null; echo '|'; cat; }")).toEqual({ code: 0, stdout: "abc|\ndefgh", stderr: "" });
+        // Nothing was read: the pipe still holds every byte for the fallback.
+        expect(sh("printf 'abcdefgh' | { dd bs=3 count=1 iflag=fullblock; echo \"rc=$?\"; cat; }")).toEqual({
+            code: 0,
+            stdout: "rc=1\nabcdefgh",
+            stderr: "dd: unknown operand iflag\n",
+        });
+        expect(sh("dd status=none </dev/null")).toEqual({ code: 1, stdout: "", stderr: "dd: unknown operand status\n" });
+        expect(sh("dd -i </dev/null")).toEqual({ code: 1, stdout: "", stderr: "dd: unknown operand -i\n" });
+    });
+
     it("says it is a stand-in where it does not play a macOS option", () => {
         const r = sh("date -v+1d");
         expect(r.code).toBe(64);
