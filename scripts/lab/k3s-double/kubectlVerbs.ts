@@ -223,7 +223,7 @@ export function kubectlMeta(host: DoubleHostConfig, verb: "annotate" | "label", 
  * `Error from server (NotFound)`. Any other patch type or field is refused as unsimulated.
  */
 export function kubectlPatch(host: DoubleHostConfig, rest: string[], flags: Map<string, string>): number {
-    const names = rest[0] !== undefined && ["node", "nodes", "no"].includes(rest[0]) ? [rest[1] ?? ""] : nodeNames(rest.slice(0, 1));
+    const names = nodeNames(rest);
     if (names.length !== 1 || names[0] === "") fail(1, "error: resource(s) were provided, but no name was specified");
     const type = flags.get("--type") ?? "strategic";
     if (type !== "merge") unsupported(`kubectl patch --type ${type} (only merge is simulated)`);
