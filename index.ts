@@ -76,14 +76,18 @@ async function main(options: MainOptions = {}) {
                 // One component holds all of the control server's steps; it chains them by `waits`.
                 controlServer ??= new ControlServer("control", { plan: plan.control, credentials, order: waits });
                 break;
+            case "nebulaStage":
+                // Built with its host's delivery at the "nebula" step, which the order puts after it.
+                break;
             case "nebula": {
                 const host = planned(nebulaHosts, step.host);
-                const node = new NebulaNode(`nebula-${host.name}`, {
+                // One component holds the host's staging and its turn; it finishes both steps in `waits`.
+                new NebulaNode(`nebula-${host.name}`, {
+                    host: host.name,
                     connection: connectionArgs(host.ssh, credentials),
                     delivery: host.delivery,
-                    after: waits.before(step.id),
+                    order: waits,
                 });
-                waits.finish(step.id, node.done);
                 break;
             }
             case "relay": {

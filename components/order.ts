@@ -10,6 +10,7 @@ export const CONTROL_PARTS = ["bootstrap", "litestream", "headscale", "nebula", 
 export type ControlPart = (typeof CONTROL_PARTS)[number];
 
 export type PlannedStep =
+    | { kind: "nebulaStage"; id: StepId; host: string }
     | { kind: "nebula"; id: StepId; host: string }
     | { kind: "control"; id: StepId; part: ControlPart }
     | { kind: "relay"; id: StepId; host: string }
@@ -17,7 +18,7 @@ export type PlannedStep =
     | { kind: "k3s"; id: StepId; node: string }
     | { kind: "edge"; id: StepId };
 
-/** `nebula:<host>`, `control:<part>`, `relay:<host>`, `k3s-preflight:<node>`, `k3s:<node>` or `edge`. */
+/** `nebula-stage:<host>`, `nebula:<host>`, `control:<part>`, `relay:<host>`, `k3s-preflight:<node>`, `k3s:<node>` or `edge`. */
 export type StepId = string & { readonly __step: unique symbol };
 
 export interface OrderEdge {
@@ -35,6 +36,7 @@ export interface FleetOrder {
 }
 
 export const stepId = {
+    nebulaStage: (host: string): StepId => `nebula-stage:${host}` as StepId,
     nebula: (host: string): StepId => `nebula:${host}` as StepId,
     control: (part: ControlPart): StepId => `control:${part}` as StepId,
     relay: (host: string): StepId => `relay:${host}` as StepId,
@@ -57,7 +59,8 @@ export interface OrderInputs {
 /**
  * The fleet's order. Nebula restarts one member at a time across the whole mesh, the control
  * server included, in nebulaMembers' order: the control server (the main lighthouse) first, so a
- * restarted member finds it up, then the fleet's nodes in file order; derper and the K3s rollout
+ * restarted member finds it up, then the fleet's nodes in file order. A node's keys are staged
+ * beside the live ones (its stage step) before its turn, outside the wave; derper and the K3s rollout
  * start once Headscale answers; a K3s node's pre-flight waits for its own Nebula delivery, its
  * rollout for its pre-flight and the previous node; the edge waits for the last node.
  */
@@ -95,7 +98,12 @@ export function planOrder(inputs: OrderInputs): FleetOrder {
         const id = member.kind === "control" ? stepId.control("nebula") : stepId.nebula(member.host);
         const label = member.kind === "control" ? "the control server" : member.host;
         if (member.kind === "node") {
+            // Staging writes only <key>.shortcircuit-staged and restarts nothing (deliver-files.sh),
+            // so it waits for no other host; the delivery's turn in the wave switches it in.
+            const stage = stepId.nebulaStage(member.host);
+            steps.push({ kind: "nebulaStage", id: stage, host: member.host });
             steps.push({ kind: "nebula", id, host: member.host });
+            wait(id, stage, `${member.host}'s delivery switches in, with its certificate and config, the keys its stage step staged`);
         }
         if (previous) {
             wait(id, previous.id, `Nebula restarts one host at a time: ${previous.label} before ${label}`);

@@ -88,7 +88,7 @@ export class ControlServer extends pulumi.ComponentResource {
         order.finish(stepId.control("bootstrap"), bootstrap);
         for (const delivery of plan.deliveries) {
             const step = stepId.control(controlDeliveryPart(delivery.role));
-            order.finish(step, deliverFiles(`${name}-${delivery.role}`, this, connection, delivery, order.before(step), rebuilt).files);
+            order.finish(step, deliverFiles(`${name}-${delivery.role}`, this, { connection, delivery, after: order.before(step), triggers: rebuilt }).files);
         }
         this.ready = remoteStep(`${name}-health`, this, {
             connection,

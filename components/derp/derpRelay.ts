@@ -32,7 +32,7 @@ export class DerpRelay extends pulumi.ComponentResource {
         });
         let last: pulumi.Resource = install;
         for (const delivery of args.plan.deliveries) {
-            last = deliverFiles(`${name}-${delivery.role}`, this, args.connection, delivery, [last]).files;
+            last = deliverFiles(`${name}-${delivery.role}`, this, { connection: args.connection, delivery, after: [last] }).files;
         }
         this.done = last;
         this.registerOutputs({});

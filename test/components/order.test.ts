@@ -36,7 +36,7 @@ function programEdges(recorder: MockRecorder): string[] {
 }
 
 describe("the fleet's order is plan data", () => {
-    it("states the lab stack's order: one Nebula wave with the control server first, relays and K3s after Headscale answers", () => {
+    it("states the lab stack's order: one Nebula wave with the control server first, each host's keys staged outside it, relays and K3s after Headscale answers", () => {
         const order = orderOf(rawFleet("lab"));
         expect(order.steps.map((step) => step.id)).toEqual([
             "control:bootstrap",
@@ -44,9 +44,13 @@ describe("the fleet's order is plan data", () => {
             "control:headscale",
             "control:nebula",
             "control:health",
+            "nebula-stage:lab-server-01",
             "nebula:lab-server-01",
+            "nebula-stage:lab-agent-01",
             "nebula:lab-agent-01",
+            "nebula-stage:lab-agent-02",
             "nebula:lab-agent-02",
+            "nebula-stage:lab-relay-01",
             "nebula:lab-relay-01",
             "relay:lab-relay-01",
             "k3s-preflight:lab-agent-01",
@@ -68,6 +72,8 @@ describe("the fleet's order is plan data", () => {
                 "nebula:lab-agent-01 <- nebula:lab-server-01",
                 "nebula:lab-agent-02 <- nebula:lab-agent-01",
                 "nebula:lab-relay-01 <- nebula:lab-agent-02",
+                // Staging a host's keys restarts nothing: it waits for no other host, only its turn does.
+                ...["lab-server-01", "lab-agent-01", "lab-agent-02", "lab-relay-01"].map((host) => `nebula:${host} <- nebula-stage:${host}`),
                 "relay:lab-relay-01 <- control:health",
                 // Every node's pre-flight waits only for what it checks, not for the node before it.
                 ...["lab-agent-01", "lab-agent-02", "lab-server-01"].flatMap((node) => [
@@ -97,6 +103,10 @@ describe("the fleet's order is plan data", () => {
         const position = new Map(order.steps.map((step, index) => [step.id, index]));
         for (const edge of order.edges) {
             expect(position.get(edge.after)).toBeLessThan(position.get(edge.step)!);
+        }
+        for (const step of order.steps.filter((each) => each.kind === "nebulaStage")) {
+            expect(order.edges.filter((edge) => edge.step === step.id)).toEqual([]);
+            expect(order.edges).toContainEqual(expect.objectContaining({ step: stepId.nebula(step.host), after: step.id }));
         }
         for (const step of order.steps.filter((each) => each.kind === "k3sPreflight")) {
             const waits = order.edges.filter((edge) => edge.step === step.id).map((edge) => edge.after);

@@ -30,5 +30,9 @@ export function stepOfResource(resource: { type: string; name: string; parent?: 
         // A K3s node's prepare step is its pre-flight; the rest is its rollout.
         return resource.name === `${parent}-prepare` ? stepId.k3sPreflight(host[2]) : stepId.k3s(host[2]);
     }
-    return host[1] === "nebula" ? stepId.nebula(host[2]) : stepId.relay(host[2]);
+    if (host[1] === "nebula") {
+        // A Nebula host's secrets step is its staging; its files step is its turn in the wave.
+        return resource.name === `${parent}-secrets` ? stepId.nebulaStage(host[2]) : stepId.nebula(host[2]);
+    }
+    return stepId.relay(host[2]);
 }

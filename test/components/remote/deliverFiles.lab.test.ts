@@ -32,18 +32,22 @@ beforeEach(() => {
     fs.mkdirSync(state);
     for (const tool of ["systemctl"]) {
         // Queries (is-active, print) are not recorded. Cues: fail-restart (a restart fails),
-        // dead (never active), dead-on (not active while config.yml holds that text),
-        // die-on-restart (the restart kills the delivery, as a dropped session would).
+        // dead (never active), dead-on (not active while config.yml holds that text), exits-on
+        // (while config.yml holds that text, active only at the first look after a restart: a
+        // daemon that exits at once), die-on-restart (the restart kills the delivery, as a
+        // dropped session would).
         fs.writeFileSync(
             path.join(shims, tool),
             [
                 "#!/bin/bash",
                 `dead() { [ -e "${work}/dead" ] || { [ -e "${work}/dead-on" ] && grep -qF "$(cat "${work}/dead-on")" /etc/nebula/config.yml 2>/dev/null; }; }`,
+                `exits() { [ -e "${work}/exits-on" ] && grep -qF "$(cat "${work}/exits-on")" /etc/nebula/config.yml 2>/dev/null; }`,
                 'case "$1" in',
-                "  is-active) ! dead; exit $? ;;",
+                `  is-active) if exits; then [ ! -e "${work}/looked" ] || exit 3; : >"${work}/looked"; fi; ! dead; exit $? ;;`,
                 '  print) dead || echo "state = running"; exit 0 ;;',
                 "esac",
                 `echo "${tool} $*" >> "${work}/calls.log"`,
+                `if [[ "$*" == *restart* ]]; then rm -f "${work}/looked"; fi`,
                 `if [ -e "${work}/die-on-restart" ] && [[ "$*" == *restart* || "$*" == *kickstart* ]]; then rm -f "${work}/die-on-restart"; kill -9 "$PPID"; fi`,
                 `[ ! -e "${work}/fail-restart" ]`,
                 "",
@@ -272,6 +276,18 @@ describe("the file delivery script", () => {
         expect(result.calls.filter((call) => call === "systemctl restart nebula.service")).toHaveLength(2);
         // The wanted files are not in place: every later run tries them again, and fails again.
         expect(deliver(systemd, [broken, unit]).status).not.toBe(0);
+    });
+
+    it("does not take a service that is up at the first look after its restart and gone at the next for healthy", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        const exitsAtOnce = { ...config, content: "tun:\n  mtu: 1300 # exits at once\n" };
+        fs.writeFileSync(path.join(work, "exits-on"), "exits at once");
+        const result = deliver(systemd, [exitsAtOnce, unit]);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toContain(
+            "nebula.service is not healthy 5s after its restart on the new files; put the previous files back and nebula.service is healthy on them",
+        );
+        expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
     });
 
     it("a disk that fills up mid-install: the step fails, nothing half-written is left or installed, nothing restarts; with space again the rerun installs", () => {
