@@ -442,7 +442,8 @@ describe("issue 23: the ControlDroplet split migrates an existing stack in place
         const split = await dl.newStack("split", fleet);
 
         // The stack as the pre-split program made it: its own copy of the program, with the old
-        // component file in place of the current one (nothing else it imports changed shape).
+        // component file in place of the current one (it compiles against today's helpers:
+        // test/components/control/controlServer.preSplit.test.ts).
         const source = path.join(split.projectDir, "components", "control", "controlServer.ts");
         const current = fs.readFileSync(source, "utf8");
         const preSplit = fs.readFileSync(path.join(__dirname, "fixtures", "controlServer.pre-split.ts.txt"), "utf8");

@@ -182,14 +182,17 @@ describe("Nebula delivery in the program", () => {
 });
 
 describe("Nebula restarts", () => {
-    it("reach one host at a time: each delivery waits for the previous host's", async () => {
+    it("reach one host at a time: each host's turn waits for the previous host's; staging its keys waits for no other host", async () => {
         const { recorder } = await runProgramUnderMocks({ stack: "lab" }, rawFleet("lab"));
         const hosts = ["lab-server-01", "lab-agent-01", "lab-agent-02", "lab-relay-01"];
-        const deliveriesBefore = (host: string): string[] => recorder.named(`nebula-${host}-secrets`).dependsOn.filter((name) => name.endsWith("-files"));
+        const otherSteps = (step: string): string[] => recorder.named(step).dependsOn.filter((name) => name.endsWith("-files") || name.endsWith("-secrets"));
         // The control server's Nebula delivery leads the wave (components/order.ts).
-        expect(deliveriesBefore(hosts[0])).toEqual(["control-nebula-files"]);
+        expect(otherSteps(`nebula-${hosts[0]}-files`).sort()).toEqual(["control-nebula-files", `nebula-${hosts[0]}-secrets`]);
         for (let index = 1; index < hosts.length; index++) {
-            expect(deliveriesBefore(hosts[index])).toEqual([`nebula-${hosts[index - 1]}-files`]);
+            expect(otherSteps(`nebula-${hosts[index]}-files`).sort()).toEqual([`nebula-${hosts[index - 1]}-files`, `nebula-${hosts[index]}-secrets`].sort());
+        }
+        for (const host of hosts) {
+            expect(otherSteps(`nebula-${host}-secrets`)).toEqual([]);
         }
     });
 });
