@@ -18,16 +18,12 @@ const componentPath = path.join(repoRoot, "components", "control", "controlServe
 function diagnosticsWithComponent(componentText: string): string[] {
     const configFile = ts.readConfigFile(path.join(repoRoot, "tsconfig.json"), (file) => ts.sys.readFile(file));
     if (configFile.error) throw new Error(ts.flattenDiagnosticMessageText(configFile.error.messageText, "\n"));
-    const { options } = ts.parseJsonConfigFileContent(configFile.config, ts.sys, repoRoot);
-    const host = ts.createCompilerHost({ ...options, noEmit: true });
+    const options = { ...ts.parseJsonConfigFileContent(configFile.config, ts.sys, repoRoot).options, noEmit: true };
+    const host = ts.createCompilerHost(options);
+    // The default host's getSourceFile reads through host.readFile, so this one substitution serves both.
     const readFile = host.readFile.bind(host);
     host.readFile = (file) => (path.resolve(file) === componentPath ? componentText : readFile(file));
-    const getSourceFile = host.getSourceFile.bind(host);
-    host.getSourceFile = (file, languageVersion, onError, shouldCreate) =>
-        path.resolve(file) === componentPath
-            ? ts.createSourceFile(file, componentText, languageVersion, true)
-            : getSourceFile(file, languageVersion, onError, shouldCreate);
-    const program = ts.createProgram({ rootNames: [componentPath], options: { ...options, noEmit: true }, host });
+    const program = ts.createProgram({ rootNames: [componentPath], options, host });
     return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
         const where = diagnostic.file
             ? `${path.relative(repoRoot, diagnostic.file.fileName)}:${diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start ?? 0).line + 1}`
