@@ -106,7 +106,7 @@ if [ "$fresh" = 0 ]; then
     exit 1
   fi
   if [ -n "$current" ] && [ "${current#* }" != true ]; then
-    echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again." >&2
+    echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again; a cordon the rollout did not make stays, so uncordon it once it is healthy." >&2
     exit 1
   fi
 fi

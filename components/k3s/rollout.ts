@@ -25,6 +25,14 @@ export const APPLY_LOCK_PATH = "/var/lib/shortcircuit/lock.k3s";
 export const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig";
 /** Set on a node once its config is applied and healthy: sha256 of that config.yaml. */
 export const CONFIG_ANNOTATION = "shortcircuit.kub0.io/config-sha256";
+/**
+ * On the genesis, where drain and uncordon run: present while a node is cordoned by its own
+ * rollout. Only such a node is made schedulable again; a node someone cordoned before its
+ * rollout stays cordoned. A file, not an annotation: one API write fewer per node.
+ */
+export function rolloutCordonMarker(nodeName: string): string {
+    return `/var/lib/shortcircuit/k3s-cordoned-by-rollout.${nodeName}`;
+}
 
 export function unitFor(node: Pick<K3sNodeConfig, "role">): "k3s" | "k3s-agent" {
     return node.role === "server" ? "k3s" : "k3s-agent";
@@ -90,13 +98,14 @@ export const FLANNEL_PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip"
 export const FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION = "flannel.alpha.coreos.com/public-ip-overwrite";
 
 /**
- * The JSON merge patch (RFC 7386) uncordon.sh applies in one API call: schedulable again
- * (`unschedulable: null` drops the field, as `kubectl uncordon` does), flannel's public-ip on
- * the node's flannel address, the applied config's hash recorded, a stale overwrite removed.
+ * The JSON merge patch (RFC 7386) uncordon.sh applies in one API call: flannel's public-ip on
+ * the node's flannel address, the applied config's hash recorded, a stale overwrite removed,
+ * and, when the rollout cordoned the node, schedulable again (`unschedulable: null` drops the
+ * field, as `kubectl uncordon` does).
  */
-export function uncordonPatch(flannelIp: string, configSha256: string): { spec: object; metadata: object } {
+export function uncordonPatch(flannelIp: string, configSha256: string, options: { uncordon: boolean }): { spec?: object; metadata: object } {
     return {
-        spec: { unschedulable: null },
+        ...(options.uncordon ? { spec: { unschedulable: null } } : {}),
         metadata: {
             annotations: {
                 [FLANNEL_PUBLIC_IP_ANNOTATION]: flannelIp,
@@ -130,6 +139,8 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
     const unit = unitFor(node);
     const paths = k3sNodePaths(node);
     const genesis = genesisNode(fleet);
+    const cordonMarker = rolloutCordonMarker(node.name);
+    const flannelIp = addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node);
     const prepareParams = {
         NODE_NAME: node.name,
         EXPECT_ADDRESSES: expectedAddresses(fleet, node),
@@ -146,6 +157,7 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
         prepare: (token) => framedPayload(prepareParams, [{ target: paths.token, mode: 0o600, content: `${token}\n` }]),
         drain: framedPayload({
             NODE_NAME: node.name,
+            CORDON_MARKER: cordonMarker,
             DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds),
             CONFIG_SHA256: configSha256,
             GENESIS_UNIT: unitFor(genesis),
@@ -172,7 +184,9 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
         ),
         uncordon: framedPayload({
             NODE_NAME: node.name,
-            NODE_PATCH: JSON.stringify(uncordonPatch(addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node), configSha256)),
+            CORDON_MARKER: cordonMarker,
+            NODE_PATCH: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: true })),
+            NODE_PATCH_KEEP_CORDON: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: false })),
         }),
     };
 }

@@ -21,6 +21,8 @@ export function renderServiceUnit(unit: ServiceUnit): string {
         `ExecStart=${unit.execStart}`,
         ...(unit.execReload ? [`ExecReload=${unit.execReload}`] : []),
         "Restart=always",
+        // Longer than the second between deliver-files.sh's two health looks: a daemon that
+        // dies and is started again is caught in between, not seen active twice.
         "RestartSec=2",
         "",
         "[Install]",

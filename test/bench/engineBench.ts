@@ -29,6 +29,10 @@ async function medianOf(runs: number, what: string, run: () => Promise<RunResult
 }
 
 const seconds = (ms: number): string => (ms / 1000).toFixed(1).padStart(8);
+const ratioText = (ratio: number): string => `×${ratio.toFixed(2)}`;
+
+/** Previews with and without Node's compile cache, taken in turn. */
+const COMPILE_CACHE_PAIRS = 5;
 
 /** Issue #25's goals for one stack's figures, printed beside them (seconds). */
 interface Goals {
@@ -72,10 +76,16 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
         const typescriptCompiler = { PULUMI_NODEJS_TSCONFIG_PATH: withoutSwc, PULUMI_NODEJS_TRANSPILE_ONLY: "true" };
         const slow = await medianOf(3, "TypeScript-compiler preview", () => lab.stack.preview([], undefined, typescriptCompiler));
         // Node's on-disk compile cache (NODE_COMPILE_CACHE, Node 22.1+) for the language host's node:
-        // one preview fills it, then the median of three reads it.
+        // one preview fills it, then previews without and with it in turn, so a drift in the
+        // machine's speed falls on both alike and each pair's ratio is read within that pair.
         const compileCache = { NODE_COMPILE_CACHE: path.join(lab.runDir, "node-compile-cache") };
         ok("compile-cache preview (filling)", await lab.stack.preview([], undefined, compileCache));
-        const cached = await medianOf(3, "compile-cache preview", () => lab.stack.preview([], undefined, compileCache));
+        const cachePairs: { without: number; cached: number }[] = [];
+        for (let pair = 0; pair < COMPILE_CACHE_PAIRS; pair++) {
+            const without = ok("preview (compile-cache pair)", await lab.stack.preview());
+            cachePairs.push({ without, cached: ok("compile-cache preview", await lab.stack.preview([], undefined, compileCache)) });
+        }
+        const ratios = cachePairs.map((each) => each.cached / each.without);
         console.log(
             [
                 `${label} (${lab.hosts.length} hosts, ${lab.k3sNodes.length} K3s nodes, ${resources} resources in state):`,
@@ -84,7 +94,8 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
                 `  no-op preview split: CLI start ${seconds(cli)} s; engine + language host + empty TypeScript program ${seconds(emptyPreview)} s;`,
                 `    the program's own graph and diffs ${seconds(programShare)} s${goal(programShare, goals.programShare)}; refresh (Pulumi.yaml refresh: always) ${seconds(Math.max(0, preview - noRefresh))} s`,
                 `  for comparison, ts-node with the TypeScript compiler (transpile only) instead of swc: no-op preview ${seconds(slow)} s`,
-                `  for comparison, with Node's compile cache warm (NODE_COMPILE_CACHE): no-op preview ${seconds(cached)} s`,
+                `  Node's compile cache warm (NODE_COMPILE_CACHE), ${COMPILE_CACHE_PAIRS} pairs taken in turn: no-op preview ${seconds(median(cachePairs.map((each) => each.cached)))} s`,
+                `    against ${seconds(median(cachePairs.map((each) => each.without)))} s without it; with/without per pair: median ${ratioText(median(ratios))}, min ${ratioText(Math.min(...ratios))}, max ${ratioText(Math.max(...ratios))}`,
             ].join("\n"),
         );
     } finally {

@@ -92,6 +92,7 @@ describe("K3sNode chain under strict mocks", () => {
         const jsonpathAnnotation = CONFIG_ANNOTATION.replace(/\./g, "\\.");
         expect(remoteScript("k3s/drain.sh")).toContain(`{.metadata.annotations.${jsonpathAnnotation}}`);
         expect(remoteScript("k3s/uncordon.sh")).toContain(`kc patch node "$node" --type merge -p "$(param NODE_PATCH)"`);
+        expect(remoteScript("k3s/uncordon.sh")).toContain(`kc patch node "$node" --type merge -p "$(param NODE_PATCH_KEEP_CORDON)"`);
         const overwrite = FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION.replace(/\./g, "\\.");
         expect(remoteScript("k3s/uncordon.sh")).toContain(`{.metadata.annotations.${overwrite}}`);
     });
@@ -99,17 +100,23 @@ describe("K3sNode chain under strict mocks", () => {
     it("uncordons with one merge patch: schedulable, flannel's public-ip, the config's hash, no stale overwrite", () => {
         const uncordon = recorder.named("k3s-lax-node-01-uncordon");
         const stdin = stepPayload(uncordon.inputs);
-        const patchLine = stdin.split("\n").find((line) => line.startsWith("NODE_PATCH="));
-        expect(JSON.parse(patchLine!.slice("NODE_PATCH=".length))).toEqual({
-            spec: { unschedulable: null },
-            metadata: {
-                annotations: {
-                    "flannel.alpha.coreos.com/public-ip": "100.67.0.16",
-                    [CONFIG_ANNOTATION]: stepPayload(recorder.named("k3s-lax-node-01-drain").inputs).match(/^CONFIG_SHA256=([0-9a-f]{64})$/m)![1],
-                    [FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION]: null,
-                },
+        const patch = (param: string): unknown =>
+            JSON.parse(
+                stdin
+                    .split("\n")
+                    .find((line) => line.startsWith(`${param}=`))!
+                    .slice(param.length + 1),
+            );
+        const metadata = {
+            annotations: {
+                "flannel.alpha.coreos.com/public-ip": "100.67.0.16",
+                [CONFIG_ANNOTATION]: stepPayload(recorder.named("k3s-lax-node-01-drain").inputs).match(/^CONFIG_SHA256=([0-9a-f]{64})$/m)![1],
+                [FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION]: null,
             },
-        });
+        };
+        expect(patch("NODE_PATCH")).toEqual({ spec: { unschedulable: null }, metadata });
+        // For a node cordoned before its rollout, not by it: the same annotations, the cordon kept.
+        expect(patch("NODE_PATCH_KEEP_CORDON")).toEqual({ metadata });
     });
 
     it("sends the same script text to every node: only the payload differs", () => {

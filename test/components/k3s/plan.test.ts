@@ -2,6 +2,7 @@ import { parsePayload } from "../../../components/remote/payload";
 import { plainValues } from "../../../components/hostPlan";
 import { REMOTE_SCRIPTS, scriptFile } from "../../../components/remote/scripts";
 import { planK3sNodes } from "../../../components/k3s/plan";
+import { rolloutCordonMarker } from "../../../components/k3s/rollout";
 import { validFleet } from "../../support/fixtures";
 
 /*
@@ -30,6 +31,10 @@ describe.each(["prod", "lab"] as const)("the %s fleet's K3s node plans", (stack)
             const genesis = plans.find((each) => JSON.stringify(each.ssh) === JSON.stringify(plan.genesisSsh));
             expect(genesis?.unit).toBe("k3s");
             expect(parsePayload(plan.payloads.drain).params).toMatchObject({ GENESIS_UNIT: genesis?.unit, GENESIS_CONFIG_PATH: genesis?.paths.config });
+            // Drain and uncordon, both on the genesis, share the node's own cordon marker there.
+            const marker = rolloutCordonMarker(plan.name);
+            expect(parsePayload(plan.payloads.drain).params).toMatchObject({ CORDON_MARKER: marker });
+            expect(parsePayload(plan.payloads.uncordon).params).toMatchObject({ CORDON_MARKER: marker });
             expect(plan.files.map((file) => file.path)).toEqual([plan.paths.token, plan.paths.config, plan.paths.rolloutRecord]);
         }
     });

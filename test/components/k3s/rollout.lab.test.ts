@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { renderK3sConfigYaml } from "../../../components/k3s/config";
-import { SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
+import { CONFIG_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, rolloutCordonMarker } from "../../../components/k3s/rollout";
 import type { K3sNodeConfig } from "../../../stacks/fleet";
 import { parseFleet } from "../../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
@@ -42,6 +42,10 @@ const onDisk = (host: string, file = "/etc/rancher/k3s/config.yaml"): string => 
 const rendered = (name: string): string => {
     const parsed = parseFleet(config).fleet;
     return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig);
+};
+const configSha256 = (name: string): string => {
+    const parsed = parseFleet(config).fleet;
+    return nodeRolloutPayloads(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig).configSha256;
 };
 const steps = (node: string): string[] => ["prepare", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
 
@@ -132,6 +136,50 @@ describe("K3s rollout on the lab fleet", () => {
         expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(false);
     });
 
+    it("keeps a node an operator cordoned cordoned through its rollout and any rerun; uncordons only what the rollout cordoned", async () => {
+        const marker = fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_2));
+        const node = () => fleet.clusterNodes().find((each) => each.name === AGENT_2);
+        const kubectl = async (words: string): Promise<void> => {
+            const result = await fleet.ssh(SERVER, `k3s kubectl ${words}`);
+            expect({ words, code: result.code, stderr: result.stderr }).toEqual({ words, code: 0, stderr: "" });
+        };
+        // Cordoned by hand before a config change: drained, restarted onto the new config and
+        // annotated, and still cordoned at the end.
+        await kubectl(`cordon ${AGENT_2}`);
+        const restartsBefore = restarts(AGENT_2);
+        config.nodes[2].labels = { "example.com/role": "maintenance" };
+        const changed = await up();
+        expect(changed.failed).toBeUndefined();
+        expect(ranNames(changed)).toEqual(steps(AGENT_2));
+        const stdoutOf = (result: UpResult, step: string): string => result.ran.find((each) => each.name === `k3s-${AGENT_2}-${step}`)?.result.stdout ?? "";
+        expect(stdoutOf(changed, "drain")).toContain(`drain ${AGENT_2}: already cordoned, not by a rollout: it stays cordoned after this one`);
+        expect(stdoutOf(changed, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned: it was cordoned before its rollout, not by it`);
+        expect(restarts(AGENT_2)).toBe(restartsBefore + 1);
+        expect(onDisk(AGENT_2)).toContain("example.com/role=maintenance");
+        expect(node()?.unschedulable).toBe(true);
+        expect(node()?.annotations[CONFIG_ANNOTATION]).toBe(configSha256(AGENT_2));
+        expect(fs.existsSync(marker)).toBe(false);
+
+        // Every step again with the same configs (a new SSH path): the drain is skipped and the
+        // uncordon step leaves the operator's cordon alone.
+        engine.forgetAll();
+        const rerun = await up();
+        expect(rerun.failed).toBeUndefined();
+        expect(stdoutOf(rerun, "drain")).toContain("already runs this config; not drained");
+        expect(node()?.unschedulable).toBe(true);
+
+        // A drain this rollout began and that was cut short after its cordon (the node is cordoned
+        // and the marker there): the cordon is the rollout's, so the rerun drains and uncordons.
+        fs.writeFileSync(marker, "");
+        config.nodes[2].labels = { "example.com/role": "edge" };
+        const resumed = await up();
+        expect(resumed.failed).toBeUndefined();
+        expect(stdoutOf(resumed, "drain")).not.toContain("already cordoned");
+        expect(stdoutOf(resumed, "uncordon")).not.toContain("left cordoned");
+        expect(node()?.unschedulable).toBe(false);
+        expect(fs.existsSync(marker)).toBe(false);
+    });
+
     it("moves flannel to a new interface: deletes flannel.1 first, sets public-ip, clears a stale overwrite", async () => {
         // lab-agent-02 runs flannel on the LAN (MTU 1450); move it onto the tailnet (MTU 1230).
         expect(fleet.k3sState(AGENT_2)?.flannel).toMatchObject({ parent: "eth0", mtu: 1450 });
@@ -219,6 +267,8 @@ describe("K3s rollout on the lab fleet", () => {
             );
             expect(onDisk(AGENT_1)).toBe(previous);
             expect(fleet.k3sState(AGENT_1)?.config?.["node-label"]).not.toContain("example.com/tier=gold");
+            expect(fleet.clusterNodes().find((node) => node.name === AGENT_1)?.unschedulable).toBe(true);
+            expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(true);
             // AGENT_2's pre-flight may have run beside AGENT_1's rollout; nothing after it did.
             expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
             expect(onDisk(AGENT_2)).toBe(agent2);
@@ -229,6 +279,9 @@ describe("K3s rollout on the lab fleet", () => {
         const retry = await up();
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
+        // The rollout's own cordon, kept across the failed run, is lifted once the node is healthy.
+        expect(fleet.clusterNodes().find((node) => node.name === AGENT_1)?.unschedulable).toBe(false);
+        expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
     });
 
     it("fails a step whose API server never answers instead of waiting on it, and a rerun converges once it answers", async () => {
@@ -330,12 +383,17 @@ describe("K3s rollout on the lab fleet", () => {
         expect(restarts(AGENT_2)).toBe(restartsBefore);
         expect(onDisk(AGENT_2)).toBe(edited);
 
-        // Drained by the operator, the next run puts the rendered file back.
+        expect(result.failed?.result.stderr).toContain("a cordon the rollout did not make stays, so uncordon it once it is healthy");
+
+        // Drained by the operator, the next run puts the rendered file back; the cordon is the
+        // operator's, so it stays until they lift it.
         expect((await fleet.ssh(SERVER, `k3s kubectl drain ${AGENT_2} --ignore-daemonsets`)).code).toBe(0);
         const retry = await up();
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_2)).toBe(rendered(AGENT_2));
-        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(false);
+        expect(retry.ran.find((step) => step.name === `k3s-${AGENT_2}-uncordon`)?.result.stdout).toContain(`uncordon ${AGENT_2}: left cordoned`);
+        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(true);
+        expect((await fleet.ssh(SERVER, `k3s kubectl uncordon ${AGENT_2}`)).code).toBe(0);
     });
 
     it("fails pre-flight when table 52 routes into the cluster CIDR, before anything is written", async () => {
