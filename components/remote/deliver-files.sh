@@ -327,11 +327,7 @@ answering() {
 # Healthy: active twice in a row a second apart (a daemon that exits at once is caught), and
 # answering on its port or link; bounded by CHECK_TIMEOUT. Until the first good look it looks
 # every 0.2 s (a service comes up in well under a second: each host's turn in the Nebula wave
-# waits for this), then once more a second later. Under systemd a crash-restart loop cannot pass
-# the two looks: every unit these steps restart waits at least 2 s before it starts a dead daemon
-# again (RestartSec=2 in systemdUnit.ts; 5 in Litestream's unit and in headscale's .deb unit),
-# unless an operator's drop-in shortens that, and while it waits the unit is `activating`, not
-# active. launchd starts a KeepAlive job again sooner, so there both looks must see one pid.
+# waits for this), then once more a second later.
 healthy() {
   local deadline=$((SECONDS + $(param CHECK_TIMEOUT))) streak=0
   launchd_pid=''

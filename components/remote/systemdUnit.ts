@@ -22,7 +22,9 @@ export function renderServiceUnit(unit: ServiceUnit): string {
         ...(unit.execReload ? [`ExecReload=${unit.execReload}`] : []),
         "Restart=always",
         // Longer than the second between deliver-files.sh's two health looks: a daemon that
-        // dies and is started again is caught in between, not seen active twice.
+        // dies is `activating` for 2 s before its next start, so a crash-restart loop is caught
+        // between the looks, never seen active twice (Litestream's unit and headscale's .deb
+        // unit wait 5 s).
         "RestartSec=2",
         "",
         "[Install]",
