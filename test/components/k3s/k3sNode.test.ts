@@ -1,6 +1,7 @@
 import { rolloutOrder } from "../../../components/k3s/order";
 import { CONFIG_ANNOTATION, FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION, ROLLOUT_RECORD_PATH, SAN_DROPIN_PATH } from "../../../components/k3s/rollout";
 import { remoteScript } from "../../../components/remote/scripts";
+import { parsePayload } from "../../../components/remote/payload";
 import { runProgramUnderMocks, stepPayload, stepScript, type MockRecorder } from "../../support/pulumiMocks";
 import { rawFleet, validFleet } from "../../support/fixtures";
 
@@ -99,14 +100,8 @@ describe("K3sNode chain under strict mocks", () => {
 
     it("uncordons with one merge patch: schedulable, flannel's public-ip, the config's hash, no stale overwrite", () => {
         const uncordon = recorder.named("k3s-lax-node-01-uncordon");
-        const stdin = stepPayload(uncordon.inputs);
-        const patch = (param: string): unknown =>
-            JSON.parse(
-                stdin
-                    .split("\n")
-                    .find((line) => line.startsWith(`${param}=`))!
-                    .slice(param.length + 1),
-            );
+        const params = parsePayload(stepPayload(uncordon.inputs)).params;
+        const patch = (param: string): unknown => JSON.parse(params[param]);
         const metadata = {
             annotations: {
                 "flannel.alpha.coreos.com/public-ip": "100.67.0.16",

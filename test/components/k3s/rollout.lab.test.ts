@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
-import { renderK3sConfigYaml } from "../../../components/k3s/config";
-import { CONFIG_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, rolloutCordonMarker } from "../../../components/k3s/rollout";
+import { CONFIG_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, rolloutCordonMarker, type NodeRolloutPayloads } from "../../../components/k3s/rollout";
 import type { K3sNodeConfig } from "../../../stacks/fleet";
 import { parseFleet } from "../../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
@@ -39,14 +38,15 @@ async function up(): Promise<UpResult> {
 const ranNames = (result: UpResult): string[] => result.ran.map((step) => step.name);
 const restarts = (host: string): number => fleet.k3sState(host)?.history.filter((entry) => entry.action !== "stop").length ?? 0;
 const onDisk = (host: string, file = "/etc/rancher/k3s/config.yaml"): string => fs.readFileSync(fleet.hostPath(host, file), "utf8");
-const rendered = (name: string): string => {
+/** What the plan sends the node now: its config.yaml and that file's hash among it. */
+const wanted = (name: string): NodeRolloutPayloads => {
     const parsed = parseFleet(config).fleet;
-    return renderK3sConfigYaml(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig);
+    return nodeRolloutPayloads(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig);
 };
-const configSha256 = (name: string): string => {
-    const parsed = parseFleet(config).fleet;
-    return nodeRolloutPayloads(parsed, parsed.nodes.find((node) => node.name === name) as K3sNodeConfig).configSha256;
-};
+const rendered = (name: string): string => wanted(name).configYaml;
+const clusterNode = (name: string) => fleet.clusterNodes().find((node) => node.name === name);
+const stepStdout = (result: UpResult, node: string, step: string): string =>
+    result.ran.find((each) => each.name === `k3s-${node}-${step}`)?.result.stdout ?? "";
 const steps = (node: string): string[] => ["prepare", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
 
 beforeAll(async () => {
@@ -85,8 +85,7 @@ describe("K3s rollout on the lab fleet", () => {
                 .map((node) => node.name)
                 .sort(),
         ).toEqual([AGENT_1, AGENT_2, SERVER]);
-        const apply = result.ran.find((step) => step.name === `k3s-${AGENT_1}-apply`)!;
-        expect(apply.result.stdout).toContain(`rollout ${AGENT_1}: restarted k3s-agent and healthy`);
+        expect(stepStdout(result, AGENT_1, "apply")).toContain(`rollout ${AGENT_1}: restarted k3s-agent and healthy`);
     });
 
     it("runs nothing on a no-op rerun, and the apply script itself writes and restarts nothing", async () => {
@@ -112,9 +111,7 @@ describe("K3s rollout on the lab fleet", () => {
         expect(result.failed?.result.stderr).toBeUndefined();
         expect(result.ran).toHaveLength(12);
         for (const node of [SERVER, AGENT_1, AGENT_2]) {
-            expect(result.ran.find((step) => step.name === `k3s-${node}-drain`)?.result.stdout).toContain(
-                `drain ${node}: already runs this config; not drained`,
-            );
+            expect(stepStdout(result, node, "drain")).toContain(`drain ${node}: already runs this config; not drained`);
         }
         expect(fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"))).toHaveLength(drainsBefore);
         expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
@@ -133,12 +130,11 @@ describe("K3s rollout on the lab fleet", () => {
         expect(onDisk(AGENT_2)).toContain("example.com/role=edge");
         const drains = fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"));
         expect(drains.at(-1)?.argv).toEqual(expect.arrayContaining(["drain", AGENT_2, "--ignore-daemonsets"]));
-        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(false);
+        expect(clusterNode(AGENT_2)?.unschedulable).toBe(false);
     });
 
     it("keeps a node an operator cordoned cordoned through its rollout and any rerun; uncordons only what the rollout cordoned", async () => {
         const marker = fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_2));
-        const node = () => fleet.clusterNodes().find((each) => each.name === AGENT_2);
         const kubectl = async (words: string): Promise<void> => {
             const result = await fleet.ssh(SERVER, `k3s kubectl ${words}`);
             expect({ words, code: result.code, stderr: result.stderr }).toEqual({ words, code: 0, stderr: "" });
@@ -151,13 +147,12 @@ describe("K3s rollout on the lab fleet", () => {
         const changed = await up();
         expect(changed.failed).toBeUndefined();
         expect(ranNames(changed)).toEqual(steps(AGENT_2));
-        const stdoutOf = (result: UpResult, step: string): string => result.ran.find((each) => each.name === `k3s-${AGENT_2}-${step}`)?.result.stdout ?? "";
-        expect(stdoutOf(changed, "drain")).toContain(`drain ${AGENT_2}: already cordoned, not by a rollout: it stays cordoned after this one`);
-        expect(stdoutOf(changed, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned: it was cordoned before its rollout, not by it`);
+        expect(stepStdout(changed, AGENT_2, "drain")).toContain(`drain ${AGENT_2}: already cordoned, not by a rollout: it stays cordoned after this one`);
+        expect(stepStdout(changed, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned: it was cordoned before its rollout, not by it`);
         expect(restarts(AGENT_2)).toBe(restartsBefore + 1);
         expect(onDisk(AGENT_2)).toContain("example.com/role=maintenance");
-        expect(node()?.unschedulable).toBe(true);
-        expect(node()?.annotations[CONFIG_ANNOTATION]).toBe(configSha256(AGENT_2));
+        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
+        expect(clusterNode(AGENT_2)?.annotations[CONFIG_ANNOTATION]).toBe(wanted(AGENT_2).configSha256);
         expect(fs.existsSync(marker)).toBe(false);
 
         // Every step again with the same configs (a new SSH path): the drain is skipped and the
@@ -165,8 +160,8 @@ describe("K3s rollout on the lab fleet", () => {
         engine.forgetAll();
         const rerun = await up();
         expect(rerun.failed).toBeUndefined();
-        expect(stdoutOf(rerun, "drain")).toContain("already runs this config; not drained");
-        expect(node()?.unschedulable).toBe(true);
+        expect(stepStdout(rerun, AGENT_2, "drain")).toContain("already runs this config; not drained");
+        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
 
         // A drain this rollout began and that was cut short after its cordon (the node is cordoned
         // and the marker there): the cordon is the rollout's, so the rerun drains and uncordons.
@@ -174,9 +169,9 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[2].labels = { "example.com/role": "edge" };
         const resumed = await up();
         expect(resumed.failed).toBeUndefined();
-        expect(stdoutOf(resumed, "drain")).not.toContain("already cordoned");
-        expect(stdoutOf(resumed, "uncordon")).not.toContain("left cordoned");
-        expect(node()?.unschedulable).toBe(false);
+        expect(stepStdout(resumed, AGENT_2, "drain")).not.toContain("already cordoned");
+        expect(stepStdout(resumed, AGENT_2, "uncordon")).not.toContain("left cordoned");
+        expect(clusterNode(AGENT_2)?.unschedulable).toBe(false);
         expect(fs.existsSync(marker)).toBe(false);
     });
 
@@ -188,12 +183,10 @@ describe("K3s rollout on the lab fleet", () => {
         delete config.nodes[2].flannelIfaceFrom;
         const result = await up();
         expect(result.failed?.result.stderr).toBeUndefined();
-        const apply = result.ran.find((step) => step.name === `k3s-${AGENT_2}-apply`)!;
-        expect(apply.result.stdout).toContain(`rollout ${AGENT_2}: deleted flannel.1: flannel-iface or node-ip moved`);
+        expect(stepStdout(result, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: deleted flannel.1: flannel-iface or node-ip moved`);
         expect(fleet.k3sState(AGENT_2)?.flannel).toMatchObject({ parent: "tailscale0", mtu: 1230 });
-        const uncordon = result.ran.find((step) => step.name === `k3s-${AGENT_2}-uncordon`)!;
-        expect(uncordon.result.stdout).toContain(`uncordon ${AGENT_2}: removed stale public-ip-overwrite 192.0.2.99`);
-        const annotations = fleet.clusterNodes().find((node) => node.name === AGENT_2)?.annotations ?? {};
+        expect(stepStdout(result, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: removed stale public-ip-overwrite 192.0.2.99`);
+        const annotations = clusterNode(AGENT_2)?.annotations ?? {};
         expect(annotations["flannel.alpha.coreos.com/public-ip"]).toBe("100.68.0.22");
         expect(annotations["flannel.alpha.coreos.com/public-ip-overwrite"]).toBeUndefined();
     });
@@ -215,9 +208,9 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[0].nodeIpFrom = "nebula";
         const result = await up();
         expect(result.failed?.result.stderr).toBeUndefined();
-        const apply = result.ran.find((step) => step.name === `k3s-${SERVER}-apply`)!;
-        expect(apply.result.stdout).toContain("pass 1 of 2: tls-san lacks 10.68.1.11; adding the new SANs with the old node-ip");
-        expect(apply.result.stdout).toContain("pass 1 of 2 done");
+        const apply = stepStdout(result, SERVER, "apply");
+        expect(apply).toContain("pass 1 of 2: tls-san lacks 10.68.1.11; adding the new SANs with the old node-ip");
+        expect(apply).toContain("pass 1 of 2 done");
         expect(restarts(SERVER)).toBe(before + 2);
         const state = fleet.k3sState(SERVER)!;
         expect(state.config?.["node-ip"]).toEqual(["10.68.1.11"]);
@@ -267,7 +260,7 @@ describe("K3s rollout on the lab fleet", () => {
             );
             expect(onDisk(AGENT_1)).toBe(previous);
             expect(fleet.k3sState(AGENT_1)?.config?.["node-label"]).not.toContain("example.com/tier=gold");
-            expect(fleet.clusterNodes().find((node) => node.name === AGENT_1)?.unschedulable).toBe(true);
+            expect(clusterNode(AGENT_1)?.unschedulable).toBe(true);
             expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(true);
             // AGENT_2's pre-flight may have run beside AGENT_1's rollout; nothing after it did.
             expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
@@ -280,7 +273,7 @@ describe("K3s rollout on the lab fleet", () => {
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
         // The rollout's own cordon, kept across the failed run, is lifted once the node is healthy.
-        expect(fleet.clusterNodes().find((node) => node.name === AGENT_1)?.unschedulable).toBe(false);
+        expect(clusterNode(AGENT_1)?.unschedulable).toBe(false);
         expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
     });
 
@@ -339,9 +332,9 @@ describe("K3s rollout on the lab fleet", () => {
         const before = restarts(AGENT_1);
         const rerun = await up();
         expect(rerun.failed?.result.stderr).toBeUndefined();
-        const apply = rerun.ran.find((step) => step.name === `k3s-${AGENT_1}-apply`);
-        expect(apply?.result.stdout).toContain("an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it");
-        expect(apply?.result.stdout).toContain("restarted k3s-agent and healthy");
+        const apply = stepStdout(rerun, AGENT_1, "apply");
+        expect(apply).toContain("an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it");
+        expect(apply).toContain("restarted k3s-agent and healthy");
         expect(restarts(AGENT_1)).toBe(before + 1);
         expect(fs.existsSync(pending)).toBe(false);
         expect(onDisk(AGENT_1, "/etc/rancher/k3s/shortcircuit-rollout.env")).toBeDefined();
@@ -391,8 +384,8 @@ describe("K3s rollout on the lab fleet", () => {
         const retry = await up();
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_2)).toBe(rendered(AGENT_2));
-        expect(retry.ran.find((step) => step.name === `k3s-${AGENT_2}-uncordon`)?.result.stdout).toContain(`uncordon ${AGENT_2}: left cordoned`);
-        expect(fleet.clusterNodes().find((node) => node.name === AGENT_2)?.unschedulable).toBe(true);
+        expect(stepStdout(retry, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned`);
+        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
         expect((await fleet.ssh(SERVER, `k3s kubectl uncordon ${AGENT_2}`)).code).toBe(0);
     });
 
