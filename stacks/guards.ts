@@ -409,6 +409,12 @@ function checkControlAndRelays(fleet: Pick<Fleet, "controlServer" | "derpRelays"
         } else if (relay.serviceManager === "systemd" && host.os === "macos") {
             problems.error(`${ROOT}.derpRelays[${index}].serviceManager`, `systemd needs a Linux host; ${host.name} runs macOS (use launchd)`);
         }
+        if (relay.adoptDerperLabel !== undefined && relay.serviceManager !== "launchd") {
+            problems.error(
+                `${ROOT}.derpRelays[${index}].adoptDerperLabel`,
+                "only a launchd relay takes over an operator's job; under systemd the program writes its own unit in place",
+            );
+        }
     });
 }
 

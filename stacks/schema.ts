@@ -165,7 +165,7 @@ const SshSchema = z.strictObject({
 /**
  * Settings only a macOS host has. Nebula runs there as the program's own LaunchDaemon
  * (components/nebula/service.ts); derper needs no path here: derp/install.sh installs it at
- * /usr/local/bin/derper itself.
+ * /usr/local/lib/derper/<version>/derper itself.
  */
 const MacosSchema = z.strictObject({
     nebulaBinary: absolutePlainPath
@@ -543,6 +543,12 @@ const DerpRelaySchema = DerpRegionSchema.extend({
     derpPort: PortSchema.default(443).describe("The HTTPS port derper serves on."),
     serviceManager: z.enum(["systemd", "launchd"]).describe("`systemd` on Linux hosts, `launchd` on macOS hosts."),
     certMode: z.enum(["letsencrypt", "self-signed"]).describe("How derper gets its TLS certificate."),
+    adoptDerperLabel: launchdLabel
+        .meta({ title: "launchd label" })
+        .optional()
+        .describe(
+            "launchd relays only: the label of an operator's own derper LaunchDaemon that the program takes over: the derper step boots it out and moves its /Library/LaunchDaemons/<label>.plist aside (to <plist>.shortcircuit-adopted) before loading its own job (com.tailscale.derper). Without it, a step that finds another LaunchDaemon running derper fails before changing anything. A job under com.tailscale.derper itself is replaced in place and needs no field. See docs/runbooks/adopting.md.",
+        ),
 });
 
 const MiddlewareSchema = z.strictObject({

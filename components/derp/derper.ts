@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { build as buildPlist } from "plist";
 import { headscaleServerUrl } from "../control/headscale";
 import { renderServiceUnit } from "../remote/systemdUnit";
+import { versions } from "../versions";
 import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
 
 /*
@@ -10,12 +11,27 @@ import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
  * Headscale must not turn the relay into an open relay.
  */
 
-export const DERPER_BIN = "/usr/local/bin/derper";
+/** Where derp/install.sh puts each derper version, one directory per version (`go install`'s GOBIN). */
+export const DERPER_INSTALL_DIR = "/usr/local/lib/derper";
+/**
+ * The derper the unit or job runs: the pinned version's own path, not the /usr/local/bin/derper
+ * link. A version change is then a change to the unit or job file, so the delivery restarts
+ * derper onto the new binary; through the link, the old process would run on unnoticed.
+ */
+export function derperBinary(version: string = versions.tailscale): string {
+    return `${DERPER_INSTALL_DIR}/${version}/derper`;
+}
 export const DERPER_CERT_DIR = "/var/lib/derper/certs";
 /** The relay's own key; named explicitly so it stays put across restarts and reinstalls. */
 export const DERPER_KEY_PATH = "/var/lib/derper/derper.key";
 export const DERPER_UNIT = "derper.service";
 export const DERPER_UNIT_PATH = `/etc/systemd/system/${DERPER_UNIT}`;
+/**
+ * The program's label for derper's LaunchDaemon. A job file of the operator's under this same
+ * label is replaced in place (its previous file comes back if derper is not healthy on the new
+ * one); a job under any other label that runs derper is taken over only when the stack names it
+ * (`derpRelays[].adoptDerperLabel`), otherwise the step stops before changing anything.
+ */
 export const DERPER_LAUNCHD_LABEL = "com.tailscale.derper";
 export const DERPER_PLIST_PATH = `/Library/LaunchDaemons/${DERPER_LAUNCHD_LABEL}.plist`;
 
@@ -51,14 +67,14 @@ export function derperArgs(fleet: Fleet, relay: DerpRelayConfig): string[] {
 export function renderDerperUnit(fleet: Fleet, relay: DerpRelayConfig): string {
     return renderServiceUnit({
         description: `Tailscale DERP relay ${relay.hostname} (region ${relay.regionId} ${relay.regionCode})`,
-        execStart: [DERPER_BIN, ...derperArgs(fleet, relay)].join(" "),
+        execStart: [derperBinary(), ...derperArgs(fleet, relay)].join(" "),
     });
 }
 
 export function renderDerperPlist(fleet: Fleet, relay: DerpRelayConfig): string {
     return buildPlist({
         Label: DERPER_LAUNCHD_LABEL,
-        ProgramArguments: [DERPER_BIN, ...derperArgs(fleet, relay)],
+        ProgramArguments: [derperBinary(), ...derperArgs(fleet, relay)],
         RunAtLoad: true,
         KeepAlive: true,
         StandardOutPath: "/var/log/derper.log",

@@ -1,5 +1,7 @@
 # Installs derper at the pinned version with `go install` (Tailscale's documented way to get
-# derper), once per version; needs Go on the host. Params: VERSION.
+# derper), once per version, into a directory of its own: the relay's unit or job runs that
+# path, so a new version is a changed unit or job and the delivery after this step restarts
+# derper onto it. Needs Go on the host. Params: VERSION.
 version="$(param VERSION)"
 target="/usr/local/lib/derper/$version/derper"
 if [ ! -x "$target" ]; then
@@ -13,9 +15,18 @@ if [ ! -x "$target" ]; then
   mkdir -p "$(dirname "$target")"
   GOBIN="$(dirname "$target")" "$go_bin" install "tailscale.com/cmd/derper@$version"
 fi
-# A fresh Mac has no /usr/local/bin.
-[ -d /usr/local/bin ] || mkdir -p /usr/local/bin
-ln -sfn "$target" /usr/local/bin/derper
+# /usr/local/bin/derper is only a convenience for a shell on the host. It is set where it is
+# missing or already one of this script's links; an operator's own derper there (a file, or a
+# link elsewhere) is left as it is, since their running job may use it.
+link=/usr/local/bin/derper
+link_target="$(readlink "$link" 2>/dev/null || true)"
+if { [ ! -e "$link" ] && [ ! -L "$link" ]; } || [ "${link_target#/usr/local/lib/derper/}" != "$link_target" ]; then
+  # A fresh Mac has no /usr/local/bin.
+  [ -d /usr/local/bin ] || mkdir -p /usr/local/bin
+  ln -sfn "$target" "$link"
+else
+  echo "derper install: left $link as it is (not a link this step made); the relay runs $target"
+fi
 # derper keeps its key here (-c) and, self-signed or ACME, its certificates below it.
 mkdir -p /var/lib/derper/certs
 echo "derper $version at $target"

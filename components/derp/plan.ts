@@ -4,13 +4,13 @@ import { versions } from "../versions";
 import { nodeByName } from "../../stacks/fleet";
 import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
 import {
-    DERPER_BIN,
     DERPER_CERT_DIR,
     DERPER_LAUNCHD_LABEL,
     DERPER_PLIST_PATH,
     DERPER_UNIT,
     DERPER_UNIT_PATH,
     renderDerperPlist,
+    derperBinary,
     renderDerperUnit,
 } from "./derper";
 
@@ -33,6 +33,7 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: V
         throw new Error(`fleet.derpRelays: host ${relay.host} is not in the fleet (validation should have refused it)`);
     }
     const launchd = relay.serviceManager === "launchd";
+    const field = `fleet.derpRelays[${fleet.derpRelays.indexOf(relay)}]`;
     const serviceFile = launchd
         ? { path: DERPER_PLIST_PATH, mode: 0o644, content: values.text(renderDerperPlist(fleet, relay)) }
         : { path: DERPER_UNIT_PATH, mode: 0o644, content: values.text(renderDerperUnit(fleet, relay)) };
@@ -45,9 +46,20 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: V
             delivery(values, {
                 role: "derper",
                 checkPort: relay.derpPort,
-                // derp/install.sh (the step before) puts derper at DERPER_BIN on either system.
+                // derp/install.sh (the step before) puts the pinned derper at derperBinary() on either system.
                 service: launchd
-                    ? { kind: "launchd", label: DERPER_LAUNCHD_LABEL, plist: DERPER_PLIST_PATH, program: DERPER_BIN }
+                    ? {
+                          kind: "launchd",
+                          label: DERPER_LAUNCHD_LABEL,
+                          plist: DERPER_PLIST_PATH,
+                          program: derperBinary(),
+                          // Two derpers would fight over the DERP and STUN ports.
+                          takeover: {
+                              program: "derper",
+                              field: `${field}.adoptDerperLabel`,
+                              ...(relay.adoptDerperLabel !== undefined ? { adoptLabel: relay.adoptDerperLabel } : {}),
+                          },
+                      }
                     : { kind: "systemd", unit: DERPER_UNIT },
                 // macOS has no root group: root:wheel, as launchd wants its job files.
                 ...(launchd ? { fileOwner: "root:wheel" } : {}),

@@ -7,6 +7,7 @@ import { isHostPath, parsePayload } from "../../../components/remote/payload";
 import { remoteScript } from "../../../components/remote/scripts";
 import { derpCertName, derperArgs, renderDerperPlist, renderDerperUnit } from "../../../components/derp/derper";
 import { renderDerpMap, renderDerpMapYaml, renderHeadscaleConfig, renderHeadscaleConfigYaml } from "../../../components/control/headscale";
+import { versions } from "../../../components/versions";
 import { validFleet } from "../../support/fixtures";
 
 const prod = validFleet("prod");
@@ -120,11 +121,11 @@ describe("derper", () => {
     it("runs under launchd on macOS and systemd elsewhere", () => {
         const job = parsePlist(renderDerperPlist(prod, prod.derpRelays[0])) as { Label: string; ProgramArguments: string[]; KeepAlive: boolean };
         expect(job.Label).toBe("com.tailscale.derper");
-        expect(job.ProgramArguments[0]).toBe("/usr/local/bin/derper");
+        expect(job.ProgramArguments[0]).toBe(`/usr/local/lib/derper/${versions.tailscale}/derper`);
         expect(job.ProgramArguments).toContain("-verify-client-url-fail-open=false");
         expect(job.KeepAlive).toBe(true);
         expect(renderDerperUnit(lab, lab.derpRelays[0])).toContain(
-            "ExecStart=/usr/local/bin/derper -c /var/lib/derper/derper.key -a :443 -hostname derp-lab.kub0.io -certmode manual",
+            `ExecStart=/usr/local/lib/derper/${versions.tailscale}/derper -c /var/lib/derper/derper.key -a :443 -hostname derp-lab.kub0.io -certmode manual`,
         );
     });
 });

@@ -1,40 +1,103 @@
 import { parse as parsePlist } from "plist";
+import { remoteScript } from "../../../components/remote/scripts";
 import { parsePayload } from "../../../components/remote/payload";
+import { versions } from "../../../components/versions";
 import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
-import { validFleet } from "../../support/fixtures";
+import type { Fleet } from "../../../stacks/schema";
+import { validateFleet } from "../../../stacks/validate";
+import { rawFleet, validFleet, type Raw } from "../../support/fixtures";
 
 /*
- * derper on prod's Mac: its LaunchDaemon, delivered root:wheel, running the derper that
- * derp/install.sh puts at /usr/local/bin/derper.
+ * derper on prod's Mac: its LaunchDaemon, delivered root:wheel, running the pinned derper at the
+ * path derp/install.sh puts it (one directory per version), and refusing or taking over an
+ * operator's own derper job.
  */
 
 const NOW = new Date("2026-11-22T00:00:00Z");
 
+const PINNED = `/usr/local/lib/derper/${versions.tailscale}/derper`;
+
+function aeroRelay(fleet: Fleet) {
+    const { plan } = throwawayPlan(fleet, { now: NOW, pkiSeedHex: "7e".repeat(32) });
+    return plan.relays.find((each) => each.name === "aero");
+}
+
+function prodWith(mutate: (raw: Raw) => void) {
+    const raw: Raw = rawFleet("prod");
+    mutate(raw);
+    return validateFleet(raw, { now: NOW });
+}
+
 describe("the Austin relay on prod's Mac", () => {
-    it("is derper's LaunchDaemon, root:wheel, running /usr/local/bin/derper", () => {
-        const { plan } = throwawayPlan(validFleet("prod"), { now: NOW, pkiSeedHex: "7e".repeat(32) });
-        const relay = plan.relays.find((each) => each.name === "aero");
+    it("is derper's LaunchDaemon, root:wheel, running the pinned version's own binary", () => {
+        const relay = aeroRelay(validFleet("prod"));
         expect(relay?.ssh).toMatchObject({ user: "admin" });
         const derper = relay?.deliveries[0];
         expect(derper?.service).toEqual({
             kind: "launchd",
             label: "com.tailscale.derper",
             plist: "/Library/LaunchDaemons/com.tailscale.derper.plist",
-            program: "/usr/local/bin/derper",
+            program: PINNED,
+            takeover: { program: "derper", field: "fleet.derpRelays[0].adoptDerperLabel" },
         });
         expect(derper?.fileOwner).toBe("root:wheel");
         expect(derper?.publicFiles.map((file) => [file.path, file.mode.toString(8)])).toEqual([["/Library/LaunchDaemons/com.tailscale.derper.plist", "644"]]);
         const job = parsePlist(derper?.publicFiles[0].content ?? "") as Record<string, unknown>;
         expect(job).toMatchObject({ Label: "com.tailscale.derper", RunAtLoad: true, KeepAlive: true });
-        expect((job.ProgramArguments as string[])[0]).toBe("/usr/local/bin/derper");
+        expect((job.ProgramArguments as string[])[0]).toBe(PINNED);
         expect(parsePayload(derper?.payloads.public ?? "").params).toMatchObject({
             SERVICE_MANAGER: "launchd",
             OWNER: "root:wheel",
-            PROGRAM: "/usr/local/bin/derper",
+            PROGRAM: PINNED,
             PROGRAM_FIELD: "",
-            CONFLICT_PROGRAM: "",
+            CONFLICT_PROGRAM: "derper",
             ADOPT_LABEL: "",
+            ADOPT_FIELD: "fleet.derpRelays[0].adoptDerperLabel",
             CHECK_PORT: "443",
         });
+    });
+
+    it("is where derp/install.sh puts the pinned version", () => {
+        const relay = aeroRelay(validFleet("prod"));
+        expect(parsePayload(relay?.installPayload ?? "").params).toEqual({ VERSION: versions.tailscale });
+        expect(remoteScript("derp/install.sh")).toContain('target="/usr/local/lib/derper/$version/derper"');
+    });
+
+    it("a new derper version changes the job file, so the delivery restarts derper onto it", () => {
+        const before = aeroRelay(validFleet("prod"));
+        jest.replaceProperty(versions, "tailscale", "v1.104.0" as typeof versions.tailscale);
+        try {
+            const after = aeroRelay(validFleet("prod"));
+            const job = parsePlist(after?.deliveries[0].publicFiles[0].content ?? "") as { ProgramArguments: string[] };
+            expect(job.ProgramArguments[0]).toBe("/usr/local/lib/derper/v1.104.0/derper");
+            expect(after?.deliveries[0].payloads.public).not.toBe(before?.deliveries[0].payloads.public);
+            expect(parsePayload(after?.installPayload ?? "").params).toEqual({ VERSION: "v1.104.0" });
+        } finally {
+            jest.restoreAllMocks();
+        }
+    });
+
+    it("takes over the operator's own derper job when the stack names its label", () => {
+        const result = prodWith((raw) => (raw.derpRelays[0].adoptDerperLabel = "io.kub0.derp-aus"));
+        expect(result.problems).toEqual([]);
+        const relay = aeroRelay(result.fleet as Fleet);
+        expect(parsePayload(relay?.deliveries[0].payloads.public ?? "").params).toMatchObject({
+            CONFLICT_PROGRAM: "derper",
+            ADOPT_LABEL: "io.kub0.derp-aus",
+            ADOPT_FIELD: "fleet.derpRelays[0].adoptDerperLabel",
+        });
+    });
+
+    it("refuses adoptDerperLabel on a systemd relay, and a value that is not a launchd label", () => {
+        const lab: Raw = rawFleet("lab");
+        lab.derpRelays[0].adoptDerperLabel = "io.kub0.derper";
+        expect(validateFleet(lab, { now: NOW }).problems).toContainEqual(
+            expect.objectContaining({
+                path: "fleet.derpRelays[0].adoptDerperLabel",
+                message: "only a launchd relay takes over an operator's job; under systemd the program writes its own unit in place",
+            }),
+        );
+        const hostile = prodWith((raw) => (raw.derpRelays[0].adoptDerperLabel = "x; rm -rf /"));
+        expect(hostile.problems.map((problem) => problem.path)).toEqual(["fleet.derpRelays[0].adoptDerperLabel"]);
     });
 });

@@ -1,8 +1,10 @@
 import * as fs from "node:fs";
+import { build as buildPlist } from "plist";
 import type { Delivery } from "../../../components/hostPlan";
 import type { FleetPlan } from "../../../components/plan";
 import { parsePayload } from "../../../components/remote/payload";
 import { remoteScript } from "../../../components/remote/scripts";
+import { versions } from "../../../components/versions";
 import { compareHost } from "../../../scripts/drift/compare";
 import { driftExpectation } from "../../../scripts/drift/expect";
 import { collectorPayload, parseCollectorOutput } from "../../../scripts/drift/observe";
@@ -40,6 +42,13 @@ const DERPER = "com.tailscale.derper";
 const DERPER_PLIST = `/Library/LaunchDaemons/${DERPER}.plist`;
 const OPERATOR = "homebrew.mxcl.nebula";
 const OPERATOR_PLIST = `/Library/LaunchDaemons/${OPERATOR}.plist`;
+/** The operator's own derper job, from before the program ran the relay. */
+const OPERATOR_DERPER = "io.kub0.derp-aus";
+const OPERATOR_DERPER_PLIST = `/Library/LaunchDaemons/${OPERATOR_DERPER}.plist`;
+/** Where derp/install.sh puts the pinned derper, and what the program's job runs. */
+const PINNED_DERPER = `/usr/local/lib/derper/${versions.tailscale}/derper`;
+const NEXT_TAILSCALE = "v1.104.0";
+const RELAY_KEY = "/var/lib/derper/certs/derp-lab.kub0.io.key";
 const SEED = "3e".repeat(32);
 const OTHER_SEED = "9b".repeat(32);
 /** One issuing instant, so equal inputs give byte-equal payloads. */
@@ -84,6 +93,13 @@ let fleet: LabFleet;
 async function step(script: "remote/deliver-files.sh" | "derp/install.sh", payload: string): Promise<ExecResult> {
     const result = await fleet.ssh(MAC, remoteScript(script), payload, { timeoutMs: 150_000 });
     expect(result.timedOut).toBe(false);
+    return result;
+}
+
+/** derp/install.sh must pass; the lab's `go` stand-in says on stderr what it installed. */
+async function install(payload: string): Promise<ExecResult> {
+    const result = await step("derp/install.sh", payload);
+    expect(result.code).toBe(0);
     return result;
 }
 
@@ -143,8 +159,9 @@ beforeAll(async () => {
                             `require("net").createServer((socket) => socket.destroy()).listen(${derpPort}, "127.0.0.1")`,
                         ],
                     },
-                    // The operator's own job: a process that stays up, standing in for their Nebula.
+                    // The operator's own jobs: processes that stay up, standing in for their Nebula and derper.
                     [OPERATOR]: { program: ["/bin/sleep", "100000"] },
+                    [OPERATOR_DERPER]: { program: ["/bin/sleep", "100000"] },
                     // The program's Nebula job: Debian's nebula, run here, kept exiting soon after
                     // each start (launchd's KeepAlive started it again: see the report of issue 22),
                     // so a process that stays up and takes SIGHUP stands in for it; the job file's
@@ -164,26 +181,96 @@ afterAll(async () => {
 });
 
 describe("derper as a LaunchDaemon", () => {
-    it("is installed, loaded with bootstrap and answering; its files root:wheel", async () => {
-        const relay = planOf(labConfig()).relays[0];
-        const install = await step("derp/install.sh", relay.installPayload);
-        expect(install.code).toBe(0);
-        expect(install.stdout).toContain("derper v");
+    const relayOf = (raw: Raw) => planOf(raw).relays[0];
+    const adoptingDerper = (): Raw => labConfig((raw) => (raw.derpRelays[0].adoptDerperLabel = OPERATOR_DERPER));
+
+    it("installs the pinned derper, then stops before changing anything while an operator's job runs derper, naming the file and the field", async () => {
+        const relay = relayOf(labConfig());
+        expect((await install(relay.installPayload)).stdout).toContain(`derper ${versions.tailscale} at ${PINNED_DERPER}`);
         // A link into the host's /usr/local/lib/derper (not followed from this side).
-        expect(fs.lstatSync(on("/usr/local/bin/derper")).isSymbolicLink()).toBe(true);
+        expect(fs.readlinkSync(on("/usr/local/bin/derper"))).toBe(PINNED_DERPER);
+
+        fs.writeFileSync(
+            on(OPERATOR_DERPER_PLIST),
+            buildPlist({ Label: OPERATOR_DERPER, ProgramArguments: ["/Users/admin/go/bin/derper", "-hostname", "derp-aus.kub0.io"], KeepAlive: true }),
+        );
+        const plist = OPERATOR_DERPER_PLIST;
+        ok(await fleet.exec(MAC, `chown root:wheel ${plist} && chmod 0644 ${plist} && launchctl bootstrap system ${plist}`));
+        expect(running(OPERATOR_DERPER)).toBe(true);
+
+        const refusal = `${plist} (launchd job ${OPERATOR_DERPER}) runs derper; set fleet.derpRelays[0].adoptDerperLabel: ${OPERATOR_DERPER} to have it taken over, or remove it; nothing changed`;
+        const secrets = await step("remote/deliver-files.sh", relay.deliveries[0].payloads.secret);
+        expect({ code: secrets.code, stderr: secrets.stderr.trim() }).toEqual({ code: 1, stderr: `derper secrets: ${refusal}` });
+        const files = await step("remote/deliver-files.sh", relay.deliveries[0].payloads.public);
+        expect({ code: files.code, stderr: files.stderr.trim() }).toEqual({ code: 1, stderr: `derper: ${refusal}` });
+        expect(exists(DERPER_PLIST)).toBe(false);
+        expect(exists(RELAY_KEY)).toBe(false);
+        expect(jobs()).toEqual([OPERATOR_DERPER]);
+        expect(running(OPERATOR_DERPER)).toBe(true);
+    });
+
+    it("takes the operator's job over when the stack names it: loaded with bootstrap and answering, its files root:wheel; a rerun changes nothing", async () => {
+        const relay = relayOf(adoptingDerper());
         const from = mark(DERPER);
+        const fromOperator = mark(OPERATOR_DERPER);
         const result = ok(await deliver(relay.deliveries[0]));
+        expect(result.stdout).toContain(`took over ${OPERATOR_DERPER}: moved ${OPERATOR_DERPER_PLIST} aside to ${OPERATOR_DERPER_PLIST}.shortcircuit-adopted`);
         expect(result.stdout).toContain(`derper: restarted ${DERPER}; it is active and answering`);
+        expect(changes(OPERATOR_DERPER, fromOperator)).toEqual(["bootout"]);
         expect(changes(DERPER, from)).toEqual(["bootstrap"]);
+        expect(jobs()).toEqual([DERPER]);
         expect(running(DERPER)).toBe(true);
+        expect(fleet.launchdState(MAC).jobs[DERPER].programArguments[0]).toBe(PINNED_DERPER);
+        expect(exists(OPERATOR_DERPER_PLIST)).toBe(false);
+        expect(exists(`${OPERATOR_DERPER_PLIST}.shortcircuit-adopted`)).toBe(true);
         const stat = fs.statSync(on(DERPER_PLIST));
         expect({ uid: stat.uid, gid: stat.gid, mode: (stat.mode & 0o7777).toString(8) }).toEqual({ uid: 0, gid: 0, mode: "644" });
-        const key = fs.statSync(on("/var/lib/derper/certs/derp-lab.kub0.io.key"));
+        const key = fs.statSync(on(RELAY_KEY));
         expect({ uid: key.uid, gid: key.gid, mode: (key.mode & 0o7777).toString(8) }).toEqual({ uid: 0, gid: 0, mode: "600" });
-        // A no-op `up` touches nothing.
-        const again = ok(await deliver(relay.deliveries[0]));
-        expect(again.stdout).toContain("derper: no change");
+
+        // A no-op `up` touches nothing, with the field or after it is deleted (nothing is left to take over).
+        expect(ok(await deliver(relay.deliveries[0])).stdout).toContain("derper: no change");
+        expect(ok(await deliver(relayOf(labConfig()).deliveries[0])).stdout).toContain("derper: no change");
         expect(changes(DERPER, from)).toEqual(["bootstrap"]);
+    });
+
+    it("a new derper version is installed beside the old one and the job file names it, so derper restarts onto it; going back does the same", async () => {
+        const pinned = relayOf(labConfig());
+        const next = (() => {
+            jest.replaceProperty(versions, "tailscale", NEXT_TAILSCALE as typeof versions.tailscale);
+            try {
+                return relayOf(labConfig());
+            } finally {
+                jest.restoreAllMocks();
+            }
+        })();
+        const nextBinary = `/usr/local/lib/derper/${NEXT_TAILSCALE}/derper`;
+        const from = mark(DERPER);
+        expect((await install(next.installPayload)).stdout).toContain(`derper ${NEXT_TAILSCALE} at ${nextBinary}`);
+        expect(fs.readlinkSync(on("/usr/local/bin/derper"))).toBe(nextBinary);
+        expect(ok(await deliver(next.deliveries[0])).stdout).toContain(`derper: restarted ${DERPER}`);
+        expect(changes(DERPER, from)).toEqual(["bootout", "bootstrap"]);
+        expect(fleet.launchdState(MAC).jobs[DERPER].programArguments[0]).toBe(nextBinary);
+
+        await install(pinned.installPayload);
+        expect(ok(await deliver(pinned.deliveries[0])).stdout).toContain(`derper: restarted ${DERPER}`);
+        expect(changes(DERPER, from)).toEqual(["bootout", "bootstrap", "bootout", "bootstrap"]);
+        expect(fleet.launchdState(MAC).jobs[DERPER].programArguments[0]).toBe(PINNED_DERPER);
+        expect(running(DERPER)).toBe(true);
+    });
+
+    it("an operator's own /usr/local/bin/derper is left as it is; the relay's job does not use it", async () => {
+        const relay = relayOf(labConfig());
+        ok(await fleet.exec(MAC, "rm -f /usr/local/bin/derper && printf '#!/bin/sh\\n' > /usr/local/bin/derper && chmod 0755 /usr/local/bin/derper"));
+        expect((await install(relay.installPayload)).stdout).toContain(`derper install: left /usr/local/bin/derper as it is (not a link this step made); the relay runs ${PINNED_DERPER}`);
+        expect(fs.lstatSync(on("/usr/local/bin/derper")).isSymbolicLink()).toBe(false);
+        expect(read("/usr/local/bin/derper")).toBe("#!/bin/sh\n");
+        expect(ok(await deliver(relay.deliveries[0])).stdout).toContain("derper: no change");
+
+        // Once it is gone, the link is the program's again.
+        ok(await fleet.exec(MAC, "rm -f /usr/local/bin/derper"));
+        await install(relay.installPayload);
+        expect(fs.readlinkSync(on("/usr/local/bin/derper"))).toBe(PINNED_DERPER);
     });
 });
 
