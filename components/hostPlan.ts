@@ -109,6 +109,14 @@ export interface Delivery<V> {
      * enough only if they did not move (remote/deliver-files.sh). No networks: never a reload.
      */
     nebulaCert?: { path: string; networks: readonly string[] };
+    /**
+     * The version of the service's binary that an earlier step on the host installs (the control
+     * server's bootstrap), where the program installs one. It is in the files step's payload only
+     * so that a new version runs that step again: the bootstrap marks a restart pending before it
+     * replaces a binary, and this step then restarts the service and checks it is healthy on the
+     * new binary, files changed or not.
+     */
+    binaryVersion?: string;
     /** What the two steps read on stdin (remote/deliver-files.sh). */
     payloads: { secret: V; public: V; secretSha256: V };
 }
@@ -159,6 +167,8 @@ function deliveryParams<V>(spec: DeliverySpec<V>, restart: boolean, checkTimeout
         RELOAD_PATHS: (spec.reloadPaths ?? []).join(" "),
         NEBULA_CERT: spec.nebulaCert?.path ?? "",
         NEBULA_CERT_NETWORKS: (spec.nebulaCert?.networks ?? []).join(" "),
+        // Only where set, so no other host's payload changes for it.
+        ...(restart && spec.binaryVersion !== undefined ? { BINARY_VERSION: spec.binaryVersion } : {}),
         ...launchdParams(spec.service),
     };
 }

@@ -59,6 +59,16 @@ verify() {
     exit 1
   fi
 }
+# A service whose binary this run replaces runs the old one until it restarts. Its delivery, the
+# step after this one (which runs again whenever the pinned version changes), restarts it and
+# checks it is healthy. Marked before the binary is replaced, so a run cut short leaves the
+# restart to do. From cloud-init the services start below, on the new binaries.
+restart_pending() {
+  if [ "$start" != yes ]; then
+    mkdir -p /var/lib/shortcircuit
+    : >"/var/lib/shortcircuit/restart-pending.$1"
+  fi
+}
 # Litestream before Headscale: should the .deb start an enabled headscale.service, its drop-in's
 # restore (cloud-init wrote it) already finds the binary. Release archives name the architecture
 # as goreleaser does (amd64 -> x86_64); its checksums.txt lists them (the release's .goreleaser.yml).
@@ -74,6 +84,7 @@ if [ "$litestream_version" != none ] && ! litestream version 2>/dev/null | grep 
   download "$work/litestream-checksums.txt" "$release/checksums.txt" "litestream ${litestream_version} checksums"
   verify "$work/$tarball" "$work/litestream-checksums.txt" "$tarball" "litestream ${litestream_version}"
   tar -xzf "$work/$tarball" -C "$work" litestream
+  restart_pending litestream.service
   install -m 0755 "$work/litestream" /usr/local/bin/litestream.shortcircuit-new
   mv -f /usr/local/bin/litestream.shortcircuit-new /usr/local/bin/litestream
   log "installed litestream ${litestream_version}"
@@ -90,6 +101,8 @@ if ! headscale version 2>/dev/null | grep -F "$headscale_version" >/dev/null; th
   download "$work/$deb" "$release/$deb" "headscale ${headscale_version}"
   download "$work/headscale-checksums.txt" "$release/checksums.txt" "headscale ${headscale_version} checksums"
   verify "$work/$deb" "$work/headscale-checksums.txt" "$deb" "headscale ${headscale_version}"
+  # The package's postinst restarts Headscale itself on an upgrade, but checks nothing.
+  restart_pending headscale.service
   DEBIAN_FRONTEND=noninteractive apt-get install -y "${dpkg_keeps_ours[@]}" "$work/$deb"
   log "installed headscale ${headscale_version}"
 fi
@@ -101,6 +114,7 @@ if ! nebula -version 2>/dev/null | grep -F "${nebula_version#v}" >/dev/null; the
   verify "$work/$tarball" "$work/nebula-checksums.txt" "$tarball" "nebula ${nebula_version}"
   # Unpacked beside the binaries and renamed in: a running nebula is never half overwritten.
   tar -xzf "$work/$tarball" -C "$work" nebula nebula-cert
+  restart_pending nebula.service
   install -m 0755 "$work/nebula" /usr/local/bin/nebula.shortcircuit-new
   install -m 0755 "$work/nebula-cert" /usr/local/bin/nebula-cert.shortcircuit-new
   mv -f /usr/local/bin/nebula.shortcircuit-new /usr/local/bin/nebula

@@ -163,6 +163,7 @@ export function planControlServer<V>(
                   delivery(values, {
                       role: "litestream",
                       service: { kind: "systemd", unit: LITESTREAM_UNIT },
+                      binaryVersion: versions.litestream,
                       secretFiles: [
                           {
                               path: LITESTREAM_FILES.env,
@@ -183,6 +184,7 @@ export function planControlServer<V>(
         delivery(values, {
             role: "headscale",
             service: { kind: "systemd", unit: "headscale.service" },
+            binaryVersion: versions.headscale,
             // Headscale opens its loopback metrics listener only once it has read its config and
             // keys and opened its database: a restart is healthy when that port answers.
             checkPort: HEADSCALE_METRICS_PORT,
@@ -202,7 +204,7 @@ export function planControlServer<V>(
             ...nebulaConfig,
             caCertPem: ids.nebulaCaCertPem,
             identity: ids.nebula,
-            service: { kind: "systemd", interfaceName: fleet.overlays.nebula.interface },
+            service: { kind: "systemd", interfaceName: fleet.overlays.nebula.interface, binaryVersion: versions.nebula },
         }),
     ];
     const bootstrapParams = (start: boolean): string =>

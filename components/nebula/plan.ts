@@ -14,8 +14,11 @@ export interface NebulaIdentityValues<V> {
  * How Nebula runs on the host: a systemd unit (Linux), or the program's LaunchDaemon (macOS),
  * running `nebulaBinary`, taking over the operator's job `adoptLabel` if the stack names one;
  * `fieldPrefix` is the host's config path (`fleet.nodes[7].macos`) for the step's messages.
+ * `binaryVersion`: the nebula version the host's bootstrap installs (the control server's), so
+ * a new one restarts Nebula onto it (Delivery.binaryVersion); other hosts bring their own nebula.
  */
-export type NebulaService = { kind: "systemd"; interfaceName: string } | { kind: "launchd"; nebulaBinary: string; adoptLabel?: string; fieldPrefix: string };
+export type NebulaService =
+    { kind: "systemd"; interfaceName: string; binaryVersion?: string } | { kind: "launchd"; nebulaBinary: string; adoptLabel?: string; fieldPrefix: string };
 
 interface NebulaFileArgs<V> {
     configYaml: string;
@@ -59,6 +62,7 @@ export function planNebulaDelivery<V>(values: Values<V>, args: NebulaFileArgs<V>
                 // On Linux the tun link is how Nebula answers.
                 checkInterface: service.interfaceName,
                 ...reload,
+                ...(service.binaryVersion !== undefined ? { binaryVersion: service.binaryVersion } : {}),
                 service: { kind: "systemd", unit: NEBULA_UNIT },
                 secretFiles: files.secretFiles,
                 publicFiles: [...files.publicFiles, { path: NEBULA_UNIT_PATH, mode: 0o644, content: values.text(renderNebulaUnit()) }],

@@ -92,7 +92,8 @@ export function curl(argv: string[]): number {
     if (failFlag && (answer.httpStatus ?? 200) >= 400) return errLine(22, `The requested URL returned error: ${answer.httpStatus ?? 0}`);
     const code = answer.exitCode ?? 0;
     if (code !== 0) return errLine(code, `cued failure (${TAG})`);
-    if (output !== null && output !== "-") fs.writeFileSync(output, answer.body ?? "");
-    else out.push(answer.body ?? "");
+    const body = answer.bodyBase64 !== undefined ? Buffer.from(answer.bodyBase64, "base64") : (answer.body ?? "");
+    if (output !== null && output !== "-") fs.writeFileSync(output, body);
+    else out.push(body.toString());
     return 0;
 }

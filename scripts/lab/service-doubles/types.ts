@@ -8,6 +8,8 @@ export const STAND_IN_TOOLS: readonly StandInTool[] = ["headscale", "nebula", "g
 
 export interface CurlResponse {
     body?: string;
+    /** A binary body (a release archive), base64; written in place of `body`. */
+    bodyBase64?: string;
     /** curl's exit code (default 0). */
     exitCode?: number;
     /** With -f/--fail and >= 400: exit 22, no body. */

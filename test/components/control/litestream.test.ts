@@ -10,6 +10,8 @@ import {
     staleStateCleanup,
 } from "../../../components/control/litestream";
 import { parsePayload } from "../../../components/remote/payload";
+import { remoteScript } from "../../../components/remote/scripts";
+import { versions } from "../../../components/versions";
 import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import { checkStack, refusalLines } from "../../../stacks/check";
 import type { SecretReader } from "../../../stacks/secrets";
@@ -135,6 +137,21 @@ describe("the plan with a replica", () => {
 
     it("has the bootstrap install the pinned Litestream", () => {
         expect(parsePayload(plan.control.bootstrapPayload).params.LITESTREAM_VERSION).toBe("v0.5.18");
+    });
+
+    it("names the version of each binary the bootstrap installs in that service's files step only, so a new version restarts it (fleet hosts' Nebula: none)", () => {
+        expect(plan.control.deliveries.map((each) => [each.role, parsePayload(each.payloads.public).params.BINARY_VERSION])).toEqual([
+            ["litestream", versions.litestream],
+            ["headscale", versions.headscale],
+            ["nebula", versions.nebula],
+        ]);
+        for (const each of plan.control.deliveries) {
+            expect([each.role, parsePayload(each.payloads.secret).params.BINARY_VERSION]).toEqual([each.role, undefined]);
+        }
+        expect(plan.nebulaHosts.map((host) => parsePayload(host.delivery.payloads.public).params.BINARY_VERSION)).toEqual(
+            plan.nebulaHosts.map(() => undefined),
+        );
+        expect(remoteScript("control/bootstrap.sh")).toMatch(/restart_pending nebula\.service\n\s*install -m 0755 "\$work\/nebula"/);
     });
 
     it("puts the restore between Headscale's install and its start in the order", () => {

@@ -262,7 +262,9 @@ describe("derper as a LaunchDaemon", () => {
     it("an operator's own /usr/local/bin/derper is left as it is; the relay's job does not use it", async () => {
         const relay = relayOf(labConfig());
         ok(await fleet.exec(MAC, "rm -f /usr/local/bin/derper && printf '#!/bin/sh\\n' > /usr/local/bin/derper && chmod 0755 /usr/local/bin/derper"));
-        expect((await install(relay.installPayload)).stdout).toContain(`derper install: left /usr/local/bin/derper as it is (not a link this step made); the relay runs ${PINNED_DERPER}`);
+        expect((await install(relay.installPayload)).stdout).toContain(
+            `derper install: left /usr/local/bin/derper as it is (not a link this step made); the relay runs ${PINNED_DERPER}`,
+        );
         expect(fs.lstatSync(on("/usr/local/bin/derper")).isSymbolicLink()).toBe(false);
         expect(read("/usr/local/bin/derper")).toBe("#!/bin/sh\n");
         expect(ok(await deliver(relay.deliveries[0])).stdout).toContain("derper: no change");

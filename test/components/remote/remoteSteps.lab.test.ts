@@ -1,6 +1,7 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { FleetPlan } from "../../../components/plan";
 import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
@@ -830,6 +831,109 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
         expect(fleet.toolInvocations(CONTROL, "curl").at(-1)?.argv).toEqual(
             expect.arrayContaining(["--resolve", `${hostname}:443:127.0.0.1`, `https://${hostname}/health`]),
         );
+    });
+
+    it("a new pinned Headscale and Nebula: bootstrap installs them and marks both restarts pending; each delivery runs again for the version and restarts its service on the same files, checked; a rerun changes nothing", async () => {
+        const next = { headscale: "v0.29.2", nebula: "v1.9.8" };
+        const bumped = (() => {
+            jest.replaceProperty(versions, "headscale", next.headscale as typeof versions.headscale);
+            jest.replaceProperty(versions, "nebula", next.nebula as typeof versions.nebula);
+            try {
+                return planOf(labConfig(), SEED);
+            } finally {
+                jest.restoreAllMocks();
+            }
+        })();
+        const bumpedDelivery = (role: string) => {
+            const found = bumped.control.deliveries.find((each) => each.role === role);
+            if (!found) throw new Error(`no ${role} delivery`);
+            return found.payloads;
+        };
+        // Only the version differs: the same files, and the files step's payload names the version.
+        for (const [role, version] of [
+            ["headscale", next.headscale],
+            ["nebula", next.nebula],
+        ] as const) {
+            expect(filesOf(bumpedDelivery(role).public)).toEqual(filesOf(delivery(role).public));
+            expect(bumpedDelivery(role).secret).toBe(delivery(role).secret);
+            expect(parsePayload(bumpedDelivery(role).public).params.BINARY_VERSION).toBe(version);
+        }
+
+        // The releases, served by the lab's curl: a .deb the apt-get stand-in records, and a
+        // nebula archive whose nebula is the host's own nebula stand-in (it reads the version cue).
+        const release = fs.mkdtempSync(path.join(os.tmpdir(), "shortcircuit-release-"));
+        try {
+            fs.copyFileSync(on(CONTROL, "/usr/local/bin/nebula"), path.join(release, "nebula"));
+            fs.writeFileSync(path.join(release, "nebula-cert"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+            execFileSync("tar", ["-czf", path.join(release, "nebula.tar.gz"), "-C", release, "nebula", "nebula-cert"]);
+            const archive = fs.readFileSync(path.join(release, "nebula.tar.gz"));
+            const deb = Buffer.from("a headscale .deb, as far as the lab's apt-get can tell\n");
+            const debName = `headscale_${next.headscale.slice(1)}_linux_amd64.deb`;
+            const headscaleRelease = `https://github.com/juanfont/headscale/releases/download/${next.headscale}`;
+            const nebulaRelease = `https://github.com/slackhq/nebula/releases/download/${next.nebula}`;
+            const digest = (bytes: Buffer): string => createHash("sha256").update(bytes).digest("hex");
+            await fleet.setToolBehaviour(CONTROL, {
+                curlResponses: {
+                    [`${headscaleRelease}/${debName}`]: { bodyBase64: deb.toString("base64") },
+                    [`${headscaleRelease}/checksums.txt`]: { body: `${digest(deb)}  ${debName}\n` },
+                    [`${nebulaRelease}/nebula-linux-amd64.tar.gz`]: { bodyBase64: archive.toString("base64") },
+                    [`${nebulaRelease}/SHASUM256.txt`]: { body: `${digest(archive)}  nebula-linux-amd64.tar.gz\n` },
+                },
+            });
+            const events = fleet.serviceEvents(CONTROL).length;
+            const bootstrap = ok(await step(CONTROL, BOOTSTRAP, bumped.control.bootstrapPayload));
+            expect(bootstrap.stdout).toContain(`bootstrap: installed headscale ${next.headscale.slice(1)}`);
+            expect(bootstrap.stdout).toContain(`bootstrap: installed nebula ${next.nebula}`);
+            expect(fleet.toolInvocations(CONTROL, "apt-get").at(-1)?.argv.at(-1)).toMatch(new RegExp(`/${debName.replace(/\./g, "\\.")}$`));
+            // It starts nothing itself: both restarts are left, marked, to the deliveries.
+            expect(fleet.serviceEvents(CONTROL)).toHaveLength(events);
+            for (const unit of ["headscale.service", "nebula.service"]) {
+                expect([unit, fs.existsSync(pendingMarker(CONTROL, unit))]).toEqual([unit, true]);
+            }
+            // What the installed binaries now report.
+            await fleet.setToolBehaviour(CONTROL, { headscaleVersion: next.headscale, nebulaVersion: next.nebula });
+
+            const metrics = await listenOn(CONTROL, 9090);
+            const headscale = await (async () => {
+                ok(await step(CONTROL, DELIVER, bumpedDelivery("headscale").secret));
+                return step(CONTROL, DELIVER, bumpedDelivery("headscale").public);
+            })().finally(() => metrics.stop());
+            ok(headscale);
+            expect(wrote(headscale)).toEqual([]);
+            expect(headscale.stdout).toContain("a restart of headscale.service is pending");
+            expect(headscale.stdout).toContain("headscale: restarted headscale.service; it is active and answering");
+            expect(metrics.connections()).toBeGreaterThanOrEqual(2);
+            ok(await step(CONTROL, DELIVER, bumpedDelivery("nebula").secret));
+            const nebula = ok(await step(CONTROL, DELIVER, bumpedDelivery("nebula").public));
+            expect(wrote(nebula)).toEqual([]);
+            expect(nebula.stdout).toContain("nebula: restarted nebula.service; it is active and answering");
+            expect(
+                fleet
+                    .serviceEvents(CONTROL)
+                    .slice(events)
+                    .filter((event) => START_VERBS.has(event.verb))
+                    .map((event) => [event.unit, event.verb, event.exitCode]),
+            ).toEqual([
+                ["headscale.service", "restart", 0],
+                ["nebula.service", "restart", 0],
+            ]);
+            for (const unit of ["headscale.service", "nebula.service"]) {
+                expect([unit, fs.existsSync(pendingMarker(CONTROL, unit))]).toEqual([unit, false]);
+            }
+
+            // Converged: the new versions are there, nothing to install or restart.
+            const after = fleet.serviceEvents(CONTROL).length;
+            expect(ok(await step(CONTROL, BOOTSTRAP, bumped.control.bootstrapPayload)).stdout).not.toContain("installed");
+            for (const role of ["headscale", "nebula"]) {
+                ok(await step(CONTROL, DELIVER, bumpedDelivery(role).secret));
+                expect(ok(await step(CONTROL, DELIVER, bumpedDelivery(role).public)).stdout).toContain(`${role}: no change`);
+            }
+            expect(fleet.serviceEvents(CONTROL)).toHaveLength(after);
+        } finally {
+            fs.rmSync(release, { recursive: true, force: true });
+            // The host's nebula stand-in back, and the pinned versions.
+            await fleet.setToolBehaviour(CONTROL, { headscaleVersion: versions.headscale, nebulaVersion: versions.nebula, curlResponses: {}, missing: [] });
+        }
     });
 });
 
