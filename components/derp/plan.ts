@@ -9,8 +9,8 @@ import {
     DERPER_PLIST_PATH,
     DERPER_UNIT,
     DERPER_UNIT_PATH,
-    renderDerperPlist,
     derperBinary,
+    renderDerperPlist,
     renderDerperUnit,
 } from "./derper";
 
