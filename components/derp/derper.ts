@@ -11,15 +11,15 @@ import type { DerpRelayConfig, Fleet } from "../../stacks/schema";
  * Headscale must not turn the relay into an open relay.
  */
 
-/** Where derp/install.sh puts each derper version, one directory per version (`go install`'s GOBIN). */
+/** Where derp/install.sh puts derper, one directory per version (`go install`'s GOBIN). */
 export const DERPER_INSTALL_DIR = "/usr/local/lib/derper";
 /**
  * The derper the unit or job runs: the pinned version's own path, not the /usr/local/bin/derper
  * link. A version change is then a change to the unit or job file, so the delivery restarts
  * derper onto the new binary; through the link, the old process would run on unnoticed.
  */
-export function derperBinary(version: string = versions.tailscale): string {
-    return `${DERPER_INSTALL_DIR}/${version}/derper`;
+export function derperBinary(): string {
+    return `${DERPER_INSTALL_DIR}/${versions.tailscale}/derper`;
 }
 export const DERPER_CERT_DIR = "/var/lib/derper/certs";
 /** The relay's own key; named explicitly so it stays put across restarts and reinstalls. */

@@ -1,9 +1,11 @@
 # Installs derper at the pinned version with `go install` (Tailscale's documented way to get
 # derper), once per version, into a directory of its own: the relay's unit or job runs that
 # path, so a new version is a changed unit or job and the delivery after this step restarts
-# derper onto it. Needs Go on the host. Params: VERSION.
+# derper onto it. Needs Go on the host. Params: VERSION, TARGET (the plan's path for that
+# version, components/derp/derper.ts: <install dir>/<version>/derper).
 version="$(param VERSION)"
-target="/usr/local/lib/derper/$version/derper"
+target="$(param TARGET)"
+install_dir="$(dirname "$(dirname "$target")")"
 if [ ! -x "$target" ]; then
   # An SSH session on a Mac has no Homebrew on PATH: Go is also looked for where Homebrew (Apple
   # silicon, Intel) and the go.dev installer put it.
@@ -20,7 +22,7 @@ fi
 # link elsewhere) is left as it is, since their running job may use it.
 link=/usr/local/bin/derper
 link_target="$(readlink "$link" 2>/dev/null || true)"
-if { [ ! -e "$link" ] && [ ! -L "$link" ]; } || [ "${link_target#/usr/local/lib/derper/}" != "$link_target" ]; then
+if { [ ! -e "$link" ] && [ ! -L "$link" ]; } || [ "${link_target#"$install_dir"/}" != "$link_target" ]; then
   # A fresh Mac has no /usr/local/bin.
   [ -d /usr/local/bin ] || mkdir -p /usr/local/bin
   ln -sfn "$target" "$link"

@@ -22,7 +22,7 @@ export interface RelayCertValues<V> {
 
 export interface RelayPlan<V> extends HostPlan<V> {
     hostname: string;
-    /** derp/install.sh's payload: the pinned derper version. */
+    /** derp/install.sh's payload: the pinned derper version and where the unit or job runs it. */
     installPayload: string;
 }
 
@@ -41,7 +41,7 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: V
         name: relay.host,
         hostname: relay.hostname,
         ssh: plannedSsh(fleet, host),
-        installPayload: framedPayload({ VERSION: versions.tailscale }),
+        installPayload: framedPayload({ VERSION: versions.tailscale, TARGET: derperBinary() }),
         deliveries: [
             delivery(values, {
                 role: "derper",

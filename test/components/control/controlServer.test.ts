@@ -151,7 +151,10 @@ describe("ControlServer under strict mocks (prod: a droplet in SFO3)", () => {
 
 describe("DerpRelay under strict mocks", () => {
     it("installs the pinned derper on the Austin Mac and runs it under launchd", () => {
-        expect(parsePayload(stepPayload(recorder.named("derp-aero-install").inputs)).params).toEqual({ VERSION: "v1.102.5" });
+        expect(parsePayload(stepPayload(recorder.named("derp-aero-install").inputs)).params).toEqual({
+            VERSION: "v1.102.5",
+            TARGET: "/usr/local/lib/derper/v1.102.5/derper",
+        });
         const files = parsePayload(stepPayload(recorder.named("derp-aero-derper-files").inputs));
         expect(files.params).toMatchObject({
             SERVICE_MANAGER: "launchd",

@@ -1,11 +1,10 @@
 import { parse as parsePlist } from "plist";
-import { remoteScript } from "../../../components/remote/scripts";
 import { parsePayload } from "../../../components/remote/payload";
 import { versions } from "../../../components/versions";
 import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import type { Fleet } from "../../../stacks/schema";
 import { validateFleet } from "../../../stacks/validate";
-import { rawFleet, validFleet, type Raw } from "../../support/fixtures";
+import { rawFleet, validFleet, withPinnedVersions, type Raw } from "../../support/fixtures";
 
 /*
  * derper on prod's Mac: its LaunchDaemon, delivered root:wheel, running the pinned derper at the
@@ -57,24 +56,18 @@ describe("the Austin relay on prod's Mac", () => {
         });
     });
 
-    it("is where derp/install.sh puts the pinned version", () => {
+    it("has derp/install.sh put the pinned version where the job runs it", () => {
         const relay = aeroRelay(validFleet("prod"));
-        expect(parsePayload(relay?.installPayload ?? "").params).toEqual({ VERSION: versions.tailscale });
-        expect(remoteScript("derp/install.sh")).toContain('target="/usr/local/lib/derper/$version/derper"');
+        expect(parsePayload(relay?.installPayload ?? "").params).toEqual({ VERSION: versions.tailscale, TARGET: PINNED });
     });
 
     it("a new derper version changes the job file, so the delivery restarts derper onto it", () => {
         const before = aeroRelay(validFleet("prod"));
-        jest.replaceProperty(versions, "tailscale", "v1.104.0" as typeof versions.tailscale);
-        try {
-            const after = aeroRelay(validFleet("prod"));
-            const job = parsePlist(after?.deliveries[0].publicFiles[0].content ?? "") as { ProgramArguments: string[] };
-            expect(job.ProgramArguments[0]).toBe("/usr/local/lib/derper/v1.104.0/derper");
-            expect(after?.deliveries[0].payloads.public).not.toBe(before?.deliveries[0].payloads.public);
-            expect(parsePayload(after?.installPayload ?? "").params).toEqual({ VERSION: "v1.104.0" });
-        } finally {
-            jest.restoreAllMocks();
-        }
+        const after = withPinnedVersions({ tailscale: "v1.104.0" }, () => aeroRelay(validFleet("prod")));
+        const job = parsePlist(after?.deliveries[0].publicFiles[0].content ?? "") as { ProgramArguments: string[] };
+        expect(job.ProgramArguments[0]).toBe("/usr/local/lib/derper/v1.104.0/derper");
+        expect(after?.deliveries[0].payloads.public).not.toBe(before?.deliveries[0].payloads.public);
+        expect(parsePayload(after?.installPayload ?? "").params).toEqual({ VERSION: "v1.104.0", TARGET: "/usr/local/lib/derper/v1.104.0/derper" });
     });
 
     it("takes over the operator's own derper job when the stack names its label", () => {

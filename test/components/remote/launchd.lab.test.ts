@@ -14,7 +14,7 @@ import { MACOS_RUNTIME } from "../../../scripts/lab/macos/types";
 import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
 import type { Fleet } from "../../../stacks/schema";
 import { validateFleet } from "../../../stacks/validate";
-import { rawFleet, type Raw } from "../../support/fixtures";
+import { rawFleet, withPinnedVersions, type Raw } from "../../support/fixtures";
 
 /*
  * derper and Nebula as LaunchDaemons on a macOS-shaped lab host (scripts/lab/macos: BSD userland
@@ -236,14 +236,7 @@ describe("derper as a LaunchDaemon", () => {
 
     it("a new derper version is installed beside the old one and the job file names it, so derper restarts onto it; going back does the same", async () => {
         const pinned = relayOf(labConfig());
-        const next = (() => {
-            jest.replaceProperty(versions, "tailscale", NEXT_TAILSCALE as typeof versions.tailscale);
-            try {
-                return relayOf(labConfig());
-            } finally {
-                jest.restoreAllMocks();
-            }
-        })();
+        const next = withPinnedVersions({ tailscale: NEXT_TAILSCALE }, () => relayOf(labConfig()));
         const nextBinary = `/usr/local/lib/derper/${NEXT_TAILSCALE}/derper`;
         const from = mark(DERPER);
         expect((await install(next.installPayload)).stdout).toContain(`derper ${NEXT_TAILSCALE} at ${nextBinary}`);

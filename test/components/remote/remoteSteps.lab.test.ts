@@ -10,7 +10,7 @@ import { remoteScript } from "../../../components/remote/scripts";
 import { versions } from "../../../components/versions";
 import type { Fleet } from "../../../stacks/schema";
 import { validateFleet } from "../../../stacks/validate";
-import { labWithExistingControlHost, type Raw } from "../../support/fixtures";
+import { labWithExistingControlHost, withPinnedVersions, type Raw } from "../../support/fixtures";
 import { checkLabPrerequisites, LAB_PRIVATE_DIRS, startLabFleet, type ExecResult, type LabFleet, type ServiceEvent } from "../../../scripts/lab";
 
 /*
@@ -625,8 +625,8 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
     const BOOTSTRAP = "control/bootstrap.sh";
     const headscaleUrl = `https://github.com/juanfont/headscale/releases/download/${versions.headscale}/headscale_${versions.headscale.replace(/^v/, "")}_linux_amd64.deb`;
     const nebulaUrl = `https://github.com/slackhq/nebula/releases/download/${versions.nebula}/nebula-linux-amd64.tar.gz`;
-    const delivery = (role: string) => {
-        const found = planA.control.deliveries.find((each) => each.role === role);
+    const delivery = (role: string, plan: FleetPlan<string> = planA) => {
+        const found = plan.control.deliveries.find((each) => each.role === role);
         if (!found) throw new Error(`no ${role} delivery`);
         return found.payloads;
     };
@@ -835,20 +835,8 @@ describe("control server on an existing host (control/bootstrap.sh, deliveries, 
 
     it("a new pinned Headscale and Nebula: bootstrap installs them and marks both restarts pending; each delivery runs again for the version and restarts its service on the same files, checked; a rerun changes nothing", async () => {
         const next = { headscale: "v0.29.2", nebula: "v1.9.8" };
-        const bumped = (() => {
-            jest.replaceProperty(versions, "headscale", next.headscale as typeof versions.headscale);
-            jest.replaceProperty(versions, "nebula", next.nebula as typeof versions.nebula);
-            try {
-                return planOf(labConfig(), SEED);
-            } finally {
-                jest.restoreAllMocks();
-            }
-        })();
-        const bumpedDelivery = (role: string) => {
-            const found = bumped.control.deliveries.find((each) => each.role === role);
-            if (!found) throw new Error(`no ${role} delivery`);
-            return found.payloads;
-        };
+        const bumped = withPinnedVersions(next, () => planOf(labConfig(), SEED));
+        const bumpedDelivery = (role: string) => delivery(role, bumped);
         // Only the version differs: the same files, and the files step's payload names the version.
         for (const [role, version] of [
             ["headscale", next.headscale],
@@ -946,7 +934,7 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
     const RELAY_KEY = `/var/lib/derper/certs/${String(labConfig().derpRelays[0].hostname)}.key`;
 
     it("fails with a clear message when Go is missing", async () => {
-        expect(parsePayload(relay().installPayload)).toEqual({ params: { VERSION: version }, files: [] });
+        expect(parsePayload(relay().installPayload)).toEqual({ params: { VERSION: version, TARGET: target }, files: [] });
         await fleet.setToolBehaviour(RELAY, { missing: ["go"] });
         try {
             const result = await step(RELAY, INSTALL, relay().installPayload);
