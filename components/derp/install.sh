@@ -2,10 +2,46 @@
 # derper), once per version, into a directory of its own: the relay's unit or job runs that
 # path, so a new version is a changed unit or job and the delivery after this step restarts
 # derper onto it. Needs Go on the host. Params: VERSION, TARGET (the plan's path for that
-# version, components/derp/derper.ts: <install dir>/<version>/derper).
+# version, components/derp/derper.ts: <install dir>/<version>/derper), SERVICE_FILE (the
+# relay's unit or job file), SYSTEMD_UNIT (the relay's own unit under systemd; empty under
+# launchd, where the delivery checks for another derper job itself).
 version="$(param VERSION)"
 target="$(param TARGET)"
+service_file="$(param SERVICE_FILE)"
+own_unit="$(param SYSTEMD_UNIT)"
 install_dir="$(dirname "$(dirname "$target")")"
+# The step removes other versions' directories beside the target's, so it takes only the plan's
+# shape of path: <a directory named derper>/<version>/derper.
+if [ "$(basename "$install_dir")" != derper ] || [ "$target" != "$install_dir/$version/derper" ]; then
+  echo "shortcircuit: TARGET must be <dir>/derper/$version/derper, not $target" >&2
+  exit 2
+fi
+
+# Another systemd unit that runs derper holds the DERP and STUN ports: the relay's own unit
+# would not come up on them. Stop before anything changes, naming each such unit that is active
+# or enabled, and how to retire it. A unit file under the relay's own name is the program's to
+# replace. Template units (name@.service) and drop-ins that replace ExecStart are not read.
+runs_derper() { grep -Eq '^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!]*([^[:space:]]*/)?derper([[:space:]]|$)' "$1"; }
+if [ -n "$own_unit" ]; then
+  seen=' '
+  conflicts=0
+  for file in /etc/systemd/system/*.service /run/systemd/system/*.service /usr/local/lib/systemd/system/*.service \
+    /lib/systemd/system/*.service /usr/lib/systemd/system/*.service; do
+    unit="$(basename "$file")"
+    # The first directory that has a unit wins, as in systemd's own search order.
+    case "$seen" in *" $unit "*) continue ;; esac
+    [ -f "$file" ] || continue
+    seen="$seen$unit "
+    if [ "$unit" = "$own_unit" ] || ! runs_derper "$file"; then continue; fi
+    active="$(systemctl is-active "$unit" 2>/dev/null || true)"
+    enabled="$(systemctl is-enabled "$unit" 2>/dev/null || true)"
+    # Running (a derper crash-looping under Restart= is "activating"), or started at boot.
+    case "$active/$enabled" in active/* | activating/* | reloading/* | deactivating/* | */enabled*) ;; *) continue ;; esac
+    echo "derper install: $file (systemd unit $unit: ${active:-unknown}, ${enabled:-unknown}) runs derper; the relay's $own_unit needs its ports: stop and disable it (systemctl disable --now $unit), then re-run; nothing changed" >&2
+    conflicts=$((conflicts + 1))
+  done
+  [ "$conflicts" -eq 0 ] || exit 1
+fi
 if [ ! -x "$target" ]; then
   # An SSH session on a Mac has no Homebrew on PATH: Go is also looked for where Homebrew (Apple
   # silicon, Intel) and the go.dev installer put it.
@@ -15,7 +51,16 @@ if [ ! -x "$target" ]; then
   done
   [ -n "$go_bin" ] || { echo "derper install: Go is not installed on $(hostname); install Go, then re-run" >&2; exit 1; }
   mkdir -p "$(dirname "$target")"
-  GOBIN="$(dirname "$target")" "$go_bin" install "tailscale.com/cmd/derper@$version"
+  # Go keeps its module and build caches under $HOME, and a Mac's sudo keeps the login user's
+  # HOME (macOS's /etc/sudoers: env_keep += "HOME MAIL"): this root `go install` would leave
+  # root-owned caches in the operator's home, where their own `go` then cannot write. The caches
+  # live in a directory of this step's own instead, removed when it ends (one left by an
+  # interrupted run goes first). -modcacherw: Go leaves module files read-only otherwise.
+  rm -rf "$install_dir"/.go-install.*
+  go_work="$(mktemp -d "$install_dir/.go-install.XXXXXX")"
+  cleanup_paths+=("$go_work")
+  GOBIN="$(dirname "$target")" GOPATH="$go_work/gopath" GOMODCACHE="$go_work/mod" GOCACHE="$go_work/build" GOFLAGS=-modcacherw \
+    "$go_bin" install "tailscale.com/cmd/derper@$version"
 fi
 # /usr/local/bin/derper is only a convenience for a shell on the host. It is set where it is
 # missing or already one of this script's links; an operator's own derper there (a file, or a
@@ -29,6 +74,16 @@ if { [ ! -e "$link" ] && [ ! -L "$link" ]; } || [ "${link_target#"$install_dir"/
 else
   echo "derper install: left $link as it is (not a link this step made); the relay runs $target"
 fi
+# Versions no longer wanted go, so the relay keeps at most two: the one installed here and the
+# one its unit or job runs now, which the delivery after this step puts back if the new one is
+# not healthy.
+for dir in "$install_dir"/*/; do
+  dir="${dir%/}"
+  if [ ! -d "$dir" ] || [ "$dir" = "$(dirname "$target")" ]; then continue; fi
+  if [ -f "$service_file" ] && grep -qF -- "$dir/" "$service_file"; then continue; fi
+  rm -rf "$dir"
+  echo "derper install: removed $dir (neither the pinned version nor the one $service_file runs)"
+done
 # derper keeps its key here (-c) and, self-signed or ACME, its certificates below it.
 mkdir -p /var/lib/derper/certs
 echo "derper $version at $target"

@@ -22,7 +22,11 @@ export interface RelayCertValues<V> {
 
 export interface RelayPlan<V> extends HostPlan<V> {
     hostname: string;
-    /** derp/install.sh's payload: the pinned derper version and where the unit or job runs it. */
+    /**
+     * derp/install.sh's payload: the pinned derper version, where the unit or job runs it, the
+     * unit or job file (the version it names is kept), and the relay's own systemd unit (empty
+     * under launchd).
+     */
     installPayload: string;
 }
 
@@ -41,7 +45,12 @@ export function planDerpRelay<V>(fleet: Fleet, relay: DerpRelayConfig, values: V
         name: relay.host,
         hostname: relay.hostname,
         ssh: plannedSsh(fleet, host),
-        installPayload: framedPayload({ VERSION: versions.tailscale, TARGET: derperBinary() }),
+        installPayload: framedPayload({
+            VERSION: versions.tailscale,
+            TARGET: derperBinary(),
+            SERVICE_FILE: serviceFile.path,
+            SYSTEMD_UNIT: launchd ? "" : DERPER_UNIT,
+        }),
         deliveries: [
             delivery(values, {
                 role: "derper",

@@ -68,8 +68,10 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
     }
     if (h.spec.login !== undefined) {
         // HOST_BOOT adds the user and its sudo rule inside the host (sshd.ts).
-        // Its login shell is the OS's default one: zsh on macOS (so a step's launcher meets zsh).
-        fs.writeFileSync(path.join(h.hostDir, "login"), `${h.spec.login.user} ${h.spec.login.sudo} ${h.spec.os === "macos" ? "/bin/zsh" : "/bin/bash"}\n`);
+        // Its login shell is the OS's default one: zsh on macOS (so a step's launcher meets zsh);
+        // the OS also picks the sudoers defaults (macOS's keep the login user's HOME).
+        const os = h.spec.os === "macos" ? "macos" : "linux";
+        fs.writeFileSync(path.join(h.hostDir, "login"), `${h.spec.login.user} ${h.spec.login.sudo} ${os === "macos" ? "/bin/zsh" : "/bin/bash"} ${os}\n`);
         fs.mkdirSync(path.join(h.hostDir, "usr-bin", "upper"), { recursive: true });
         fs.mkdirSync(path.join(h.hostDir, "usr-bin", "work"), { recursive: true });
     }
@@ -85,6 +87,7 @@ export async function layOutHost(ctx: HostLayoutContext, h: PlannedHost): Promis
         hostSideStateDir: stateDir,
         k3sVersion: ctx.k3sVersion,
         ipPath: ctx.ip,
+        os: macos ? "macos" : "linux",
     };
     fs.writeFileSync(hostConfigPath, JSON.stringify(hostConfig, null, 2));
     writeCue(stateDir, h.spec.k3sBehaviour ?? {});

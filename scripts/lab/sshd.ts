@@ -69,7 +69,7 @@ if [ "$private_tmp" = yes ]; then mount -t tmpfs -o size=64m,mode=1777 lab-tmp /
 if [ -f /root/.bashrc ]; then mount --bind "$bashrc" /root/.bashrc; fi
 login="$(dirname "$cfg")/login"
 if [ -f "$login" ]; then
-  read -r user sudo_rule shell < "$login"
+  read -r user sudo_rule shell os < "$login"
   mount -t tmpfs -o size=16m,mode=0755 lab-home /home
   mount -t tmpfs -o size=16m,mode=0755 lab-log /var/log
   # sudo resolves the host's name: without this line every call waits for DNS that never answers.
@@ -82,6 +82,8 @@ if [ -f "$login" ]; then
   # BASH_ENV/BASH_COMPAT: a macOS-shaped host's bash 3.2 setup (scripts/lab/macos) also holds
   # under sudo, whose env_reset would drop it (elsewhere they are unset: nothing to keep).
   printf 'Defaults logfile=/var/log/sudo.log\nDefaults env_keep += "BASH_ENV BASH_COMPAT"\n' > /etc/sudoers.d/lab-log
+  # macOS's own /etc/sudoers keeps the login user's HOME (and MAIL) under sudo; Debian's sets root's.
+  if [ "$os" = macos ]; then printf 'Defaults env_keep += "HOME MAIL"\n' >> /etc/sudoers.d/lab-log; fi
   case "$sudo_rule" in
     nopasswd) printf '%s ALL=(root) NOPASSWD: /bin/bash\n' "$user" > /etc/sudoers.d/lab-login ;;
     password)

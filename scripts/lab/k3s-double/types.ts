@@ -19,6 +19,8 @@ export interface DoubleHostConfig {
     hostSideStateDir: string;
     k3sVersion: string;
     ipPath: string;
+    /** The OS the host plays: the go stand-in keeps its build cache where Go does on it. */
+    os: "linux" | "macos";
 }
 
 export interface K3sBehaviourCue {

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { DoubleHostConfig } from "../k3s-double/types";
 import type { ToolBehaviour } from "./types";
 
 export const STATE_DIR = "/var/lib/rancher/k3s-test-double";
@@ -36,6 +37,12 @@ export function readJson<T>(file: string, fallback: T): T {
     } catch {
         return fallback;
     }
+}
+
+/** The host's double-host.json, which its wrapper names; null outside the lab fleet's wrappers. */
+export function loadHostConfig(): DoubleHostConfig | null {
+    const file = process.env.K3S_TEST_DOUBLE_HOST_CONFIG ?? "";
+    return file !== "" ? readJson<DoubleHostConfig | null>(file, null) : null;
 }
 
 export function cue(): ToolBehaviour {

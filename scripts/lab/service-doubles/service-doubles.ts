@@ -20,7 +20,9 @@
  *               nebulaTestFails set: prints it, exit 1; running the daemon is refused (64)
  *   go          `GOBIN=DIR go install PKG@VERSION` writes an executable stand-in named after
  *               PKG's last element (a shell script saying it is a test double; `-version`
- *               prints VERSION) into DIR (default $HOME/go/bin); goInstallFails: exit 1;
+ *               prints VERSION) into DIR (default $HOME/go/bin), and leaves module and build
+ *               cache entries where Go would (GOMODCACHE/GOPATH/HOME; GOCACHE, then the OS's
+ *               user cache directory), owned by the caller; goInstallFails: exit 1;
  *               `go version`
  *   curl        fails with exit 7 ("Failed to connect", hosts have no internet) unless the
  *               URL is a key of curlResponses: then writes body to -o FILE or stdout, exit
@@ -40,19 +42,13 @@
  *   tools.log        one JSON line per call (ToolInvocation)
  *   tool-state.json  ToolState: ownership recorded by the chown stand-in
  */
-import type { DoubleHostConfig } from "../k3s-double/types";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Exit, STATE_DIR, TAG, complain, err, fail, out, readJson } from "./common";
+import { Exit, STATE_DIR, TAG, complain, err, fail, loadHostConfig, out } from "./common";
 import { curl } from "./curl";
 import { aptGet, chown, cloudInit, dpkg } from "./systemTools";
 import { go, headscale, nebula } from "./tailnetTools";
 import type { ToolInvocation } from "./types";
-
-export function loadHost(): DoubleHostConfig | null {
-    const p = process.env.K3S_TEST_DOUBLE_HOST_CONFIG ?? "";
-    return p !== "" ? readJson<DoubleHostConfig | null>(p, null) : null;
-}
 
 export function main(): void {
     const atMs = Date.now();
@@ -62,7 +58,7 @@ export function main(): void {
     const env: Record<string, string> = {};
     let code = 0;
     try {
-        if (loadHost() === null) fail(2, `${tool} (${TAG}): K3S_TEST_DOUBLE_HOST_CONFIG is not set; run it through the lab fleet wrappers`);
+        if (loadHostConfig() === null) fail(2, `${tool} (${TAG}): K3S_TEST_DOUBLE_HOST_CONFIG is not set; run it through the lab fleet wrappers`);
         switch (tool) {
             case "headscale":
                 code = headscale(argv);

@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { TAG, complain, cue, err, fail, flagValue, help, out, say, unsupported } from "./common";
+import { TAG, complain, cue, err, fail, flagValue, help, loadHostConfig, out, say, unsupported } from "./common";
 
 export function headscale(argv: string[]): number {
     const c = cue();
@@ -59,13 +59,56 @@ echo ${JSON.stringify(`${name} (${TAG}): a stand-in binary; the lab's systemctl 
 exit 64
 `;
 
+/**
+ * Where Go keeps what `go install` downloads and builds, by cmd/go's rules: GOMODCACHE, else
+ * pkg/mod under GOPATH's first entry, GOPATH defaulting to $HOME/go; GOCACHE, else go-build under
+ * os.UserCacheDir(): $HOME/Library/Caches on macOS, $XDG_CACHE_HOME or else $HOME/.cache on
+ * Linux. Without them Go refuses to build, with its own messages.
+ */
+function goCaches(): { modules: string; build: string } {
+    const home = process.env.HOME ?? "";
+    const gopath = (process.env.GOPATH ?? (home !== "" ? path.join(home, "go") : "")).split(":")[0];
+    const modules = process.env.GOMODCACHE || (gopath !== "" ? path.join(gopath, "pkg", "mod") : "");
+    if (modules === "") fail(1, "go: module cache not found: neither GOMODCACHE nor GOPATH is set");
+    const userCache =
+        loadHostConfig()?.os === "macos"
+            ? home !== ""
+                ? path.join(home, "Library", "Caches")
+                : ""
+            : process.env.XDG_CACHE_HOME || (home !== "" ? path.join(home, ".cache") : "");
+    const build = process.env.GOCACHE || (userCache !== "" ? path.join(userCache, "go-build") : "");
+    if (build === "") fail(1, "build cache is required, but could not be located: GOCACHE is not defined and neither $XDG_CACHE_HOME nor $HOME are defined");
+    return { modules, build };
+}
+
+/**
+ * What an install leaves in the caches, owned by whoever ran it: the module's download record and
+ * its extracted tree (read-only, as Go leaves them, unless GOFLAGS has -modcacherw) and the build
+ * cache's README. The stand-in takes the package path's first element as its module.
+ */
+function fillGoCaches(caches: { modules: string; build: string }, pkg: string, version: string): void {
+    const module = pkg.split("/")[0];
+    const download = path.join(caches.modules, "cache", "download", module, "@v");
+    fs.mkdirSync(download, { recursive: true });
+    fs.writeFileSync(path.join(download, `${version}.info`), `${JSON.stringify({ Version: version })}\n`);
+    const tree = path.join(caches.modules, `${module}@${version}`);
+    fs.mkdirSync(tree, { recursive: true });
+    fs.writeFileSync(path.join(tree, "go.mod"), `module ${module}\n`);
+    if (!(process.env.GOFLAGS ?? "").split(/\s+/).includes("-modcacherw")) {
+        fs.chmodSync(path.join(tree, "go.mod"), 0o444);
+        fs.chmodSync(tree, 0o555);
+    }
+    fs.mkdirSync(caches.build, { recursive: true });
+    fs.writeFileSync(path.join(caches.build, "README"), `This directory holds cached build artifacts from the Go build system (${TAG}).\n`);
+}
+
 export function go(argv: string[], env: Record<string, string>): number {
     const c = cue();
     const [cmd, ...rest] = argv;
     if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h")
         return help("go", "version, install PKG@VERSION (writes a stand-in binary into $GOBIN)");
     if (cmd === "version") {
-        say(`go version go1.26.0 linux/amd64 (${TAG}, not Go)`);
+        say(`go version go1.26.0 ${loadHostConfig()?.os === "macos" ? "darwin/arm64" : "linux/amd64"} (${TAG}, not Go)`);
         return 0;
     }
     if (cmd === "install") {
@@ -73,13 +116,17 @@ export function go(argv: string[], env: Record<string, string>): number {
         if (specs.length === 0) fail(1, `go: no install location for directory (${TAG}: give PKG@VERSION)`);
         if (typeof c.goInstallFails === "string") fail(1, c.goInstallFails);
         const gobin = process.env.GOBIN ?? path.join(process.env.HOME ?? "/root", "go", "bin");
+        const caches = goCaches();
         env.GOBIN = gobin;
+        env.GOMODCACHE = caches.modules;
+        env.GOCACHE = caches.build;
         for (const spec of specs) {
             const at = spec.lastIndexOf("@");
             if (at < 0) fail(1, `go: 'go install' requires a version when current directory is not in a module (${TAG}: give ${spec}@VERSION)`);
             const pkg = spec.slice(0, at);
             const version = spec.slice(at + 1);
             const name = pkg.split("/").pop() ?? pkg;
+            fillGoCaches(caches, pkg, version);
             fs.mkdirSync(gobin, { recursive: true });
             const target = path.join(gobin, name);
             fs.writeFileSync(`${target}.tmp-${process.pid}`, DERPER_LIKE(name, spec, version), { mode: 0o755 });

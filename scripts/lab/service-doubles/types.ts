@@ -45,7 +45,7 @@ export interface ToolInvocation {
     tool: string;
     argv: string[];
     cwd: string;
-    /** GOBIN for go; absent otherwise. */
+    /** GOBIN, GOMODCACHE and GOCACHE (as Go resolves them) for go; absent otherwise. */
     env?: Record<string, string>;
     exitCode: number;
     stdoutHead: string;

@@ -154,6 +154,8 @@ describe("DerpRelay under strict mocks", () => {
         expect(parsePayload(stepPayload(recorder.named("derp-aero-install").inputs)).params).toEqual({
             VERSION: "v1.102.5",
             TARGET: "/usr/local/lib/derper/v1.102.5/derper",
+            SERVICE_FILE: "/Library/LaunchDaemons/com.tailscale.derper.plist",
+            SYSTEMD_UNIT: "",
         });
         const files = parsePayload(stepPayload(recorder.named("derp-aero-derper-files").inputs));
         expect(files.params).toMatchObject({

@@ -56,9 +56,25 @@ describe("the Austin relay on prod's Mac", () => {
         });
     });
 
-    it("has derp/install.sh put the pinned version where the job runs it", () => {
+    it("has derp/install.sh put the pinned version where the job runs it; under launchd it looks for no systemd unit (the delivery checks for another derper job)", () => {
         const relay = aeroRelay(validFleet("prod"));
-        expect(parsePayload(relay?.installPayload ?? "").params).toEqual({ VERSION: versions.tailscale, TARGET: PINNED });
+        expect(parsePayload(relay?.installPayload ?? "").params).toEqual({
+            VERSION: versions.tailscale,
+            TARGET: PINNED,
+            SERVICE_FILE: "/Library/LaunchDaemons/com.tailscale.derper.plist",
+            SYSTEMD_UNIT: "",
+        });
+    });
+
+    it("under systemd derp/install.sh is told the relay's own unit, so another unit that runs derper stops it", () => {
+        const [relay] = throwawayPlan(validFleet("lab"), { now: NOW, pkiSeedHex: "7e".repeat(32) }).plan.relays;
+        expect(parsePayload(relay.installPayload).params).toEqual({
+            VERSION: versions.tailscale,
+            TARGET: PINNED,
+            SERVICE_FILE: "/etc/systemd/system/derper.service",
+            SYSTEMD_UNIT: "derper.service",
+        });
+        expect(relay.deliveries[0].service).toEqual({ kind: "systemd", unit: "derper.service" });
     });
 
     it("a new derper version changes the job file, so the delivery restarts derper onto it", () => {
@@ -67,7 +83,12 @@ describe("the Austin relay on prod's Mac", () => {
         const job = parsePlist(after?.deliveries[0].publicFiles[0].content ?? "") as { ProgramArguments: string[] };
         expect(job.ProgramArguments[0]).toBe("/usr/local/lib/derper/v1.104.0/derper");
         expect(after?.deliveries[0].payloads.public).not.toBe(before?.deliveries[0].payloads.public);
-        expect(parsePayload(after?.installPayload ?? "").params).toEqual({ VERSION: "v1.104.0", TARGET: "/usr/local/lib/derper/v1.104.0/derper" });
+        expect(parsePayload(after?.installPayload ?? "").params).toEqual({
+            VERSION: "v1.104.0",
+            TARGET: "/usr/local/lib/derper/v1.104.0/derper",
+            SERVICE_FILE: "/Library/LaunchDaemons/com.tailscale.derper.plist",
+            SYSTEMD_UNIT: "",
+        });
     });
 
     it("takes over the operator's own derper job when the stack names its label", () => {

@@ -1,11 +1,20 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import * as fs from "node:fs";
 import { delivery, plainValues, type Delivery, type PlannedSsh } from "../../../components/hostPlan";
 import { stepLauncher } from "../../../components/remote/remoteCommand";
 import { remoteScript } from "../../../components/remote/scripts";
 import { runDrift } from "../../../scripts/drift/run";
 import type { ExpectedHost } from "../../../scripts/drift/expect";
 import { checkLabPrerequisites, startLabFleet, type LabFleet, type LabSudo } from "../../../scripts/lab";
+import { MACOS_RUNTIME } from "../../../scripts/lab/macos/types";
+import { throwawayPlan } from "../../../scripts/render/throwawayPlan";
+import type { RelayPlan } from "../../../components/derp/plan";
+import { parsePayload } from "../../../components/remote/payload";
+import { versions } from "../../../components/versions";
+import type { Fleet } from "../../../stacks/schema";
+import { validateFleet } from "../../../stacks/validate";
+import { rawFleet, type Raw } from "../../support/fixtures";
 
 /*
  * The privilege model (ssh.become, components/remote/remoteCommand.ts) on lab hosts reached as a
@@ -29,6 +38,21 @@ const ONE_LINE =
 
 /** A macOS-shaped host (scripts/lab/macos) reached as admin, whose login shell is zsh as a Mac's is. */
 const MAC = "sudo-mac";
+/** The program's derper LaunchDaemon. */
+const DERPER_LABEL = "com.tailscale.derper";
+const NOW = new Date();
+
+/** The lab stack's relay played as prod's Austin relay: a Mac, derper under launchd. */
+function macRelay(): RelayPlan<string> {
+    const raw: Raw = rawFleet("lab");
+    const relayNode = raw.nodes.find((node: Raw) => node.name === "lab-relay-01");
+    relayNode.os = "macos";
+    relayNode.macos = { nebulaBinary: "/usr/bin/nebula" };
+    raw.derpRelays[0].serviceManager = "launchd";
+    const result = validateFleet(raw, { now: NOW });
+    expect(result.problems.filter((problem) => problem.severity === "error")).toEqual([]);
+    return throwawayPlan(result.fleet as Fleet, { now: NOW, pkiSeedHex: "5c".repeat(32) }).plan.relays[0];
+}
 
 let fleet: LabFleet;
 const plan: Delivery<string> = delivery(plainValues, {
@@ -99,10 +123,26 @@ function expectedHost(host: string): ExpectedHost {
 beforeAll(async () => {
     const missing = checkLabPrerequisites();
     if (missing.length > 0) throw new Error(`the lab fleet needs: ${missing.join("; ")}`);
+    const derpPort = macRelay().deliveries[0].checkPort;
     fleet = await startLabFleet({
         hosts: [
             ...(Object.keys(HOSTS) as LabSudo[]).map((sudo) => ({ name: HOSTS[sudo], role: "agent" as const, login: { user: USER, sudo } })),
-            { name: MAC, role: "agent", os: "macos", login: { user: USER, sudo: "nopasswd" } },
+            {
+                name: MAC,
+                role: "agent",
+                os: "macos",
+                login: { user: USER, sudo: "nopasswd" },
+                // derper's job: a listener on the relay's port (the `go` stand-in's derper serves nothing).
+                launchd: {
+                    [DERPER_LABEL]: {
+                        program: [
+                            `${MACOS_RUNTIME}/node/bin/node`,
+                            "-e",
+                            `require("net").createServer((socket) => socket.destroy()).listen(${derpPort}, "127.0.0.1")`,
+                        ],
+                    },
+                },
+            },
         ],
     });
 }, 120_000);
@@ -178,11 +218,12 @@ describe("steps on a host reached as a non-root user, through the real sudo", ()
 
     it("on a macOS-shaped host whose login shell is zsh: the launcher reaches bash (3.2-shaped: no mapfile) as root through sudo, and drift reads the host", async () => {
         expect(await inHost(MAC, `grep "^${USER}:" /etc/passwd | cut -d: -f7`)).toBe("/bin/zsh\n");
-        const script = '# shellcheck shell=bash\nprintf "%s %s %s\\n" "$(id -un)" "$0" "$(type -t mapfile || echo no-mapfile)"\ncat\n';
+        const script = '# shellcheck shell=bash\nprintf "%s %s %s %s\\n" "$(id -un)" "$0" "$(type -t mapfile || echo no-mapfile)" "$HOME"\ncat\n';
         const result = await step(MAC, "PAYLOAD=1\n\n", script, "test/whoami.sh");
         expect(result.stderr).toBe("");
         expect(result.code).toBe(0);
-        expect(result.stdout).toBe("root test/whoami.sh no-mapfile\nPAYLOAD=1\n\n");
+        // Root, with the login user's HOME: macOS's sudoers keeps it (env_keep += "HOME MAIL").
+        expect(result.stdout).toBe(`root test/whoami.sh no-mapfile /home/${USER}\nPAYLOAD=1\n\n`);
         const report = await runDrift(
             { hosts: [{ ...expectedHost(MAC), files: [] }], notes: [] },
             {
@@ -201,6 +242,44 @@ describe("steps on a host reached as a non-root user, through the real sudo", ()
         );
         expect(report.hosts[0].reason).toBeUndefined();
         expect(report.hosts[0].status).toBe("ok");
+    });
+
+    it("prod's relay shape, a Mac reached as admin: derper's install leaves nothing of root's in admin's home (sudo keeps it as HOME); its LaunchDaemon is root's, loaded and answering; a rerun changes nothing", async () => {
+        const owner = (file: string) => {
+            const stat = fs.statSync(fleet.hostPath(MAC, file));
+            return { uid: stat.uid, gid: stat.gid, mode: (stat.mode & 0o7777).toString(8) };
+        };
+        const relay = macRelay();
+        const target = parsePayload(relay.installPayload).params.TARGET;
+        const goBefore = fleet.toolInvocations(MAC, "go").length;
+        const install = await step(MAC, relay.installPayload, remoteScript("derp/install.sh"), "derp/install.sh");
+        expect(install.code).toBe(0);
+        expect(install.stdout).toContain(`derper ${versions.tailscale} at ${target}`);
+        expect(await inHost(MAC, `find /home/${USER} -uid 0 -print`)).toBe("");
+        const [goCall] = fleet.toolInvocations(MAC, "go").slice(goBefore);
+        expect(goCall.env?.GOMODCACHE).toMatch(/^\/usr\/local\/lib\/derper\/\.go-install\.[^/]+\/mod$/);
+        expect(await inHost(MAC, "ls -A /usr/local/lib/derper")).toBe(`${versions.tailscale}\n`);
+        expect(owner(target)).toEqual({ uid: 0, gid: 0, mode: "755" });
+
+        const [derper] = relay.deliveries;
+        for (const payload of [derper.payloads.secret, derper.payloads.public]) {
+            const result = await step(MAC, payload);
+            expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });
+        }
+        const job = fleet.launchdState(MAC).jobs[DERPER_LABEL];
+        expect(job.pid).not.toBeNull();
+        expect(job.programArguments[0]).toBe(target);
+        expect(owner(`/Library/LaunchDaemons/${DERPER_LABEL}.plist`)).toEqual({ uid: 0, gid: 0, mode: "644" });
+
+        // The next `up`: the install finds its version, the delivery nothing to change.
+        const again = await step(MAC, relay.installPayload, remoteScript("derp/install.sh"), "derp/install.sh");
+        expect(again.code).toBe(0);
+        expect(fleet.toolInvocations(MAC, "go").length).toBe(goBefore + 1);
+        const secrets = await step(MAC, derper.payloads.secret);
+        const files = await step(MAC, derper.payloads.public);
+        expect([secrets.code, files.code]).toEqual([0, 0]);
+        expect(files.stdout).toContain("derper: no change");
+        expect(fleet.launchdEvents(MAC, DERPER_LABEL).filter((event) => event.verb === "bootstrap")).toHaveLength(1);
     });
 
     it.each([

@@ -241,6 +241,8 @@ describe("derper as a LaunchDaemon", () => {
         const from = mark(DERPER);
         expect((await install(next.installPayload)).stdout).toContain(`derper ${NEXT_TAILSCALE} at ${nextBinary}`);
         expect(fs.readlinkSync(on("/usr/local/bin/derper"))).toBe(nextBinary);
+        // The job still runs the pinned one: it stays, for the delivery to go back to.
+        expect(exists(PINNED_DERPER)).toBe(true);
         expect(ok(await deliver(next.deliveries[0])).stdout).toContain(`derper: restarted ${DERPER}`);
         expect(changes(DERPER, from)).toEqual(["bootout", "bootstrap"]);
         expect(fleet.launchdState(MAC).jobs[DERPER].programArguments[0]).toBe(nextBinary);
@@ -250,6 +252,12 @@ describe("derper as a LaunchDaemon", () => {
         expect(changes(DERPER, from)).toEqual(["bootout", "bootstrap", "bootout", "bootstrap"]);
         expect(fleet.launchdState(MAC).jobs[DERPER].programArguments[0]).toBe(PINNED_DERPER);
         expect(running(DERPER)).toBe(true);
+        // The install after that keeps only the pinned version, which the job runs.
+        expect(exists(nextBinary)).toBe(true);
+        expect((await install(pinned.installPayload)).stdout).toContain(
+            `derper install: removed /usr/local/lib/derper/${NEXT_TAILSCALE} (neither the pinned version nor the one ${DERPER_PLIST} runs)`,
+        );
+        expect(fs.readdirSync(on("/usr/local/lib/derper"))).toEqual([versions.tailscale]);
     });
 
     it("an operator's own /usr/local/bin/derper is left as it is; the relay's job does not use it", async () => {

@@ -934,7 +934,10 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
     const RELAY_KEY = `/var/lib/derper/certs/${String(labConfig().derpRelays[0].hostname)}.key`;
 
     it("fails with a clear message when Go is missing", async () => {
-        expect(parsePayload(relay().installPayload)).toEqual({ params: { VERSION: version, TARGET: target }, files: [] });
+        expect(parsePayload(relay().installPayload)).toEqual({
+            params: { VERSION: version, TARGET: target, SERVICE_FILE: `/etc/systemd/system/${DERPER}`, SYSTEMD_UNIT: DERPER },
+            files: [],
+        });
         await fleet.setToolBehaviour(RELAY, { missing: ["go"] });
         try {
             const result = await step(RELAY, INSTALL, relay().installPayload);
@@ -947,13 +950,39 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
         }
     });
 
-    it("installs the pinned derper with go install once, and links it", async () => {
+    it("takes only the plan's shape of target path, since it removes other versions beside it", async () => {
+        for (const bad of ["/derper", `/usr/local/lib/${version}/derper`, "/usr/local/lib/derper/other/derper"]) {
+            const params = { ...parsePayload(relay().installPayload).params, TARGET: bad };
+            const result = await step(RELAY, INSTALL, framedPayload(params));
+            expect({ code: result.code, stderr: result.stderr.trim() }).toEqual({
+                code: 2,
+                stderr: `shortcircuit: TARGET must be <dir>/derper/${version}/derper, not ${bad}`,
+            });
+        }
+        expect(fleet.toolInvocations(RELAY, "go")).toEqual([]);
+    });
+
+    it("installs the pinned derper with go install once, its caches in a directory of the step's own that goes with it, and links it", async () => {
+        // What an install cut short would leave: read-only, as Go leaves its module cache.
+        const stale = on(RELAY, "/usr/local/lib/derper/.go-install.interrupted/mod/tailscale.com@v1.0.0");
+        fs.mkdirSync(stale, { recursive: true });
+        fs.writeFileSync(path.join(stale, "go.mod"), "module tailscale.com\n", { mode: 0o444 });
+        fs.chmodSync(stale, 0o555);
+
         const first = ok(await step(RELAY, INSTALL, relay().installPayload));
         expect(first.stdout).toContain(`derper ${version} at ${target}`);
         const calls = fleet.toolInvocations(RELAY, "go");
+        const ownCaches = /^\/usr\/local\/lib\/derper\/\.go-install\.[A-Za-z0-9]{6}\/(mod|build)$/;
         expect(calls.map((call) => [call.argv, call.env, call.exitCode])).toEqual([
-            [["install", `tailscale.com/cmd/derper@${version}`], { GOBIN: path.dirname(target) }, 0],
+            [
+                ["install", `tailscale.com/cmd/derper@${version}`],
+                { GOBIN: path.dirname(target), GOMODCACHE: expect.stringMatching(ownCaches), GOCACHE: expect.stringMatching(ownCaches) },
+                0,
+            ],
         ]);
+        // Neither that run's caches nor the interrupted one's are left.
+        expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
+        expect(path.dirname(calls[0].env?.GOMODCACHE ?? "")).toBe(path.dirname(calls[0].env?.GOCACHE ?? ""));
         expect(fs.statSync(on(RELAY, target)).mode & 0o111).not.toBe(0);
         expect(fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"))).toBe(target);
         expect(fs.statSync(on(RELAY, "/var/lib/derper/certs")).isDirectory()).toBe(true);
@@ -963,6 +992,51 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
         const second = ok(await step(RELAY, INSTALL, relay().installPayload));
         expect(second.stdout).toContain(`derper ${version} at ${target}`);
         expect(fleet.toolInvocations(RELAY, "go")).toHaveLength(1);
+    });
+
+    it("another systemd unit that runs derper, active or enabled, stops the install before anything changes, naming it and how to retire it; stopped and disabled, it is no obstacle", async () => {
+        const next = withPinnedVersions({ tailscale: "v1.104.0" }, () => planOf(labConfig(), SEED).relays[0]);
+        const nextDir = "/usr/local/lib/derper/v1.104.0";
+        const operatorUnit = "/etc/systemd/system/derp-relay.service";
+        fs.writeFileSync(
+            on(RELAY, operatorUnit),
+            "[Unit]\nDescription=the operator's derper\n[Service]\nExecStart=/root/go/bin/derper -hostname derp-lab.kub0.io -a :443\nRestart=always\n[Install]\nWantedBy=multi-user.target\n",
+        );
+        // The same program under another name, and a unit that only mentions derper, are told apart.
+        fs.writeFileSync(
+            on(RELAY, "/etc/systemd/system/derper-exporter.service"),
+            "[Service]\nExecStart=/usr/local/bin/derper-exporter --derper-url http://127.0.0.1\n",
+        );
+        const goCalls = fleet.toolInvocations(RELAY, "go").length;
+        const linkBefore = fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"));
+        const refused = (active: string, enabled: string) =>
+            `derper install: ${operatorUnit} (systemd unit derp-relay.service: ${active}, ${enabled}) runs derper; the relay's ${DERPER} needs its ports: stop and disable it (systemctl disable --now derp-relay.service), then re-run; nothing changed`;
+        try {
+            ok(await fleet.ssh(RELAY, "systemctl enable --now derp-relay.service derper-exporter.service 2>/dev/null"));
+            const running = await step(RELAY, INSTALL, next.installPayload);
+            expect({ code: running.code, stderr: running.stderr.trim() }).toEqual({ code: 1, stderr: refused("active", "enabled") });
+
+            ok(await fleet.ssh(RELAY, "systemctl stop derp-relay.service"));
+            const atBoot = await step(RELAY, INSTALL, next.installPayload);
+            expect({ code: atBoot.code, stderr: atBoot.stderr.trim() }).toEqual({ code: 1, stderr: refused("inactive", "enabled") });
+            expect(fleet.toolInvocations(RELAY, "go")).toHaveLength(goCalls);
+            expect(exists(RELAY, nextDir)).toBe(false);
+            expect(fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"))).toBe(linkBefore);
+
+            ok(await fleet.ssh(RELAY, "systemctl disable derp-relay.service 2>/dev/null"));
+            expect(ok(await step(RELAY, INSTALL, next.installPayload)).stdout).toContain(`derper v1.104.0 at ${nextDir}/derper`);
+            // No unit runs the pinned version yet (nothing was delivered), so the new one's install took it away.
+            expect(exists(RELAY, path.dirname(target))).toBe(false);
+        } finally {
+            ok(await fleet.ssh(RELAY, "systemctl disable --now derp-relay.service derper-exporter.service 2>/dev/null; true"));
+            fs.rmSync(on(RELAY, operatorUnit), { force: true });
+            fs.rmSync(on(RELAY, "/etc/systemd/system/derper-exporter.service"), { force: true });
+        }
+        // Back to the pinned version: installed again, the link the program's again, v1.104.0 gone.
+        const back = ok(await step(RELAY, INSTALL, relay().installPayload));
+        expect(back.stdout).toContain(`derper install: removed ${nextDir} (neither the pinned version nor the one /etc/systemd/system/${DERPER} runs)`);
+        expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
+        expect(fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"))).toBe(target);
     });
 
     it("derper's health check asks its derp port: with nothing listening the step fails and takes back what it wrote, the key waiting staged", async () => {

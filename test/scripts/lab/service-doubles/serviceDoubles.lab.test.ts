@@ -300,15 +300,30 @@ describe("lab fleet private directories and service stand-ins (root, network nam
         await f.setToolBehaviour(H1, { nebulaTestFails: null });
     });
 
-    test("go install writes a stand-in derper into GOBIN; curl fails without a cue; chown records unknown owners", async () => {
+    test("go install writes a stand-in derper into GOBIN and fills the caches Go would; curl fails without a cue; chown records unknown owners", async () => {
         const f = lab();
+        // Without HOME, GOPATH or GOMODCACHE, Go has no module cache and refuses before writing anything.
+        const homeless = await f.ssh(H1, 'env -u HOME -u GOPATH -u GOMODCACHE GOBIN=/usr/local/lib/derper/none go install "tailscale.com/cmd/derper@v1.102.5"');
+        expect([homeless.code, homeless.stderr.trim()]).toEqual([1, "go: module cache not found: neither GOMODCACHE nor GOPATH is set"]);
+        const noBuildCache = await f.ssh(
+            H1,
+            'env -u HOME -u GOCACHE -u XDG_CACHE_HOME GOMODCACHE=/usr/local/lib/derper/none GOBIN=/usr/local/lib/derper/none go install "tailscale.com/cmd/derper@v1.102.5"',
+        );
+        expect([noBuildCache.code, noBuildCache.stderr.trim()]).toEqual([
+            1,
+            "build cache is required, but could not be located: GOCACHE is not defined and neither $XDG_CACHE_HOME nor $HOME are defined",
+        ]);
+        expect(fs.existsSync(f.hostPath(H1, "/usr/local/lib/derper/none"))).toBe(false);
+
+        // The caches go where the caller says (a private directory here: this host's $HOME is the machine's /root).
+        const caches = "/usr/local/lib/derper/.caches";
         const install = await f.ssh(
             H1,
             [
                 "set -euo pipefail",
                 'target="/usr/local/lib/derper/v1.102.5/derper"',
                 'mkdir -p "$(dirname "$target")"',
-                'GOBIN="$(dirname "$target")" go install "tailscale.com/cmd/derper@v1.102.5"',
+                `GOBIN="$(dirname "$target")" GOMODCACHE=${caches}/mod XDG_CACHE_HOME=${caches}/user go install "tailscale.com/cmd/derper@v1.102.5"`,
                 'ln -sfn "$target" /usr/local/bin/derper',
                 "derper -version",
             ].join("\n"),
@@ -319,8 +334,19 @@ describe("lab fleet private directories and service stand-ins (root, network nam
         expect(fs.statSync(bin).mode & 0o111).not.toBe(0);
         expect(fs.readlinkSync(f.hostPath(H1, "/usr/local/bin/derper"))).toBe("/usr/local/lib/derper/v1.102.5/derper");
         expect(fs.existsSync("/usr/local/lib/derper/v1.102.5")).toBe(false);
-        const goCalls = f.toolInvocations(H1, "go");
-        expect(goCalls.map((c) => [c.argv, c.env?.GOBIN])).toEqual([[["install", "tailscale.com/cmd/derper@v1.102.5"], "/usr/local/lib/derper/v1.102.5"]]);
+        const goCalls = f.toolInvocations(H1, "go").filter((c) => c.exitCode === 0);
+        expect(goCalls.map((c) => [c.argv, c.env])).toEqual([
+            [
+                ["install", "tailscale.com/cmd/derper@v1.102.5"],
+                { GOBIN: "/usr/local/lib/derper/v1.102.5", GOMODCACHE: `${caches}/mod`, GOCACHE: `${caches}/user/go-build` },
+            ],
+        ]);
+        // Read-only module files, as Go leaves them without -modcacherw; the build cache's README.
+        const tree = f.hostPath(H1, `${caches}/mod/tailscale.com@v1.102.5`);
+        expect([(fs.statSync(tree).mode & 0o777).toString(8), (fs.statSync(path.join(tree, "go.mod")).mode & 0o777).toString(8)]).toEqual(["555", "444"]);
+        expect(fs.existsSync(f.hostPath(H1, `${caches}/mod/cache/download/tailscale.com/@v/v1.102.5.info`))).toBe(true);
+        expect(fs.existsSync(f.hostPath(H1, `${caches}/user/go-build/README`))).toBe(true);
+        expect((await f.ssh(H1, `rm -rf ${caches}`)).code).toBe(0);
 
         const curl = await f.ssh(H1, "curl -fsSL --retry 5 -o /tmp/headscale.deb https://github.com/juanfont/headscale/releases/download/v0.29.1/x.deb");
         expect(curl.code).toBe(7);
