@@ -67,7 +67,8 @@ exit 64
  */
 function goCaches(): { modules: string; build: string } {
     const home = process.env.HOME ?? "";
-    const gopath = (process.env.GOPATH ?? (home !== "" ? path.join(home, "go") : "")).split(":")[0];
+    // An empty variable counts as unset, as in Go.
+    const gopath = (process.env.GOPATH || (home !== "" ? path.join(home, "go") : "")).split(":")[0];
     const modules = process.env.GOMODCACHE || (gopath !== "" ? path.join(gopath, "pkg", "mod") : "");
     if (modules === "") fail(1, "go: module cache not found: neither GOMODCACHE nor GOPATH is set");
     const userCache =
