@@ -400,10 +400,22 @@ function checkControlAndRelays(fleet: Pick<Fleet, "controlServer" | "derpRelays"
             );
         }
     }
+    const controlHost = control.host.kind === "existing" ? control.host.host : undefined;
     fleet.derpRelays.forEach((relay, index) => {
         const host = fleet.nodes.find((node) => node.name === relay.host);
+        const first = fleet.derpRelays.findIndex((other) => other.host === relay.host);
         if (!host) {
             problems.error(`${ROOT}.derpRelays[${index}].host`, `unknown fleet host "${relay.host}"`);
+        } else if (first < index) {
+            problems.error(
+                `${ROOT}.derpRelays[${index}].host`,
+                `${relay.host} already runs ${ROOT}.derpRelays[${first}]'s derper: one relay per host (both would be its one derper unit or job, on its ports)`,
+            );
+        } else if (relay.host === controlHost) {
+            problems.error(
+                `${ROOT}.derpRelays[${index}].host`,
+                `${relay.host} is the control server's host, whose Headscale serves DERP region ${control.derp.regionId} itself: a relay there adds no path and would contend for its ports`,
+            );
         } else if (relay.serviceManager === "launchd" && host.os !== "macos") {
             problems.error(`${ROOT}.derpRelays[${index}].serviceManager`, `launchd needs a macOS host; ${host.name} runs ${host.os}`);
         } else if (relay.serviceManager === "systemd" && host.os === "macos") {

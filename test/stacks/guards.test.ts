@@ -257,6 +257,21 @@ describe("control server and DERP guards", () => {
         ]);
     });
 
+    it("rejects a second relay on a host that runs one, and a relay on an existing control server's host", () => {
+        const addSecond = (fleet: Raw): void => {
+            fleet.derpRelays.push({ ...fleet.derpRelays[0], regionId: 990, regionCode: "labtwo", hostname: "derp-two.lab.kub0.io" });
+        };
+        expect(errorsAfter(addSecond)).toEqual([
+            "fleet.derpRelays[1].host: lab-relay-01 already runs fleet.derpRelays[0]'s derper: one relay per host (both would be its one derper unit or job, on its ports)",
+        ]);
+        const existing: Raw = labWithExistingControlHost();
+        existing.derpRelays[0].host = existing.controlServer.host.host;
+        const result = validateFleet(existing, { now: new Date() });
+        expect(result.problems.filter((problem) => problem.severity === "error").map(formatProblem)).toEqual([
+            `fleet.derpRelays[0].host: lab-control-01 is the control server's host, whose Headscale serves DERP region ${existing.controlServer.derp.regionId} itself: a relay there adds no path and would contend for its ports`,
+        ]);
+    });
+
     it("rejects a droplet nobody may SSH to", () => {
         expect(errorsAfter((fleet) => (fleet.controlServer.host.adminCidrs = []))).toEqual([
             "fleet.controlServer.host.adminCidrs: list the CIDRs the program and operators SSH from: the droplet's firewall admits SSH only from these and the overlays, and a rebuilt droplet is reached over its public IP",
@@ -369,6 +384,8 @@ describe("Nebula guards", () => {
                 fleet.controlServer.host = { kind: "existing", host: "lab-relay-01" };
             }),
         ).toEqual([
+            // That host is also the lab's relay: both problems at once.
+            "fleet.derpRelays[0].host: lab-relay-01 is the control server's host, whose Headscale serves DERP region 900 itself: a relay there adds no path and would contend for its ports",
             "fleet.nodes[3].nebula: lab-relay-01 runs the control server, whose Nebula identity is fleet.controlServer.nebula; remove the node's own nebula section",
         ]);
     });
