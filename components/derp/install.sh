@@ -50,17 +50,22 @@ if [ ! -x "$target" ]; then
     if [ -z "$go_bin" ] && [ -x "$candidate" ]; then go_bin="$candidate"; fi
   done
   [ -n "$go_bin" ] || { echo "derper install: Go is not installed on $(hostname); install Go, then re-run" >&2; exit 1; }
-  mkdir -p "$(dirname "$target")"
   # Go keeps its module and build caches under $HOME, and a Mac's sudo keeps the login user's
   # HOME (macOS's /etc/sudoers: env_keep += "HOME MAIL"): this root `go install` would leave
   # root-owned caches in the operator's home, where their own `go` then cannot write. The caches
   # live in a directory of this step's own instead, removed when it ends (one left by an
   # interrupted run goes first). -modcacherw: Go leaves module files read-only otherwise.
+  mkdir -p "$install_dir"
   rm -rf "$install_dir"/.go-install.*
   go_work="$(mktemp -d "$install_dir/.go-install.XXXXXX")"
   cleanup_paths+=("$go_work")
-  GOBIN="$(dirname "$target")" GOPATH="$go_work/gopath" GOMODCACHE="$go_work/mod" GOCACHE="$go_work/build" GOFLAGS=-modcacherw \
+  GOBIN="$go_work/bin" GOPATH="$go_work/gopath" GOMODCACHE="$go_work/mod" GOCACHE="$go_work/build" GOFLAGS=-modcacherw \
     "$go_bin" install "tailscale.com/cmd/derper@$version"
+  # go install copies the binary into GOBIN in place (cmd/go opens it with O_TRUNC and copies),
+  # so one cut short would leave part of a derper at the target, which the check above would then
+  # take for installed. It is built beside the caches and moved to the target in one rename.
+  mkdir -p "$(dirname "$target")"
+  mv -f "$go_work/bin/derper" "$target"
 fi
 # /usr/local/bin/derper is only a convenience for a shell on the host. It is set where it is
 # missing or already one of this script's links; an operator's own derper there (a file, or a

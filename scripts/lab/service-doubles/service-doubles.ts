@@ -22,7 +22,9 @@
  *               PKG's last element (a shell script saying it is a test double; `-version`
  *               prints VERSION) into DIR (default $HOME/go/bin), and leaves module and build
  *               cache entries where Go would (GOMODCACHE/GOPATH/HOME; GOCACHE, then the OS's
- *               user cache directory), owned by the caller; goInstallFails: exit 1;
+ *               user cache directory), owned by the caller; the binary is copied into
+ *               place as cmd/go does (O_TRUNC, not atomic); goInstallFails: exit 1;
+ *               goInstallCutShort: half the binary copied, exit 2;
  *               `go version`
  *   curl        fails with exit 7 ("Failed to connect", hosts have no internet) unless the
  *               URL is a key of curlResponses: then writes body to -o FILE or stdout, exit

@@ -130,8 +130,16 @@ export function go(argv: string[], env: Record<string, string>): number {
             fillGoCaches(caches, pkg, version);
             fs.mkdirSync(gobin, { recursive: true });
             const target = path.join(gobin, name);
-            fs.writeFileSync(`${target}.tmp-${process.pid}`, DERPER_LIKE(name, spec, version), { mode: 0o755 });
-            fs.renameSync(`${target}.tmp-${process.pid}`, target);
+            // As cmd/go puts a built binary into GOBIN (Shell.CopyFile): the old file removed,
+            // the new one opened with O_TRUNC at its final mode and copied in. Not atomic: a
+            // `go install` killed mid-copy leaves part of an executable there.
+            const binary = DERPER_LIKE(name, spec, version);
+            fs.rmSync(target, { force: true });
+            if (c.goInstallCutShort === true) {
+                fs.writeFileSync(target, binary.slice(0, Math.floor(binary.length / 2)), { mode: 0o755 });
+                fail(2, `go (${TAG}): killed while copying ${name} into ${gobin} (goInstallCutShort)`);
+            }
+            fs.writeFileSync(target, binary, { mode: 0o755 });
             complain(`go (${TAG}): installed a stand-in ${name} ${version} at ${target}`);
         }
         return 0;

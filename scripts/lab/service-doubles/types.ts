@@ -29,6 +29,8 @@ export interface ToolBehaviour {
     nebulaTestFails?: string | null;
     /** When a string, `go install` prints it and exits 1. */
     goInstallFails?: string | null;
+    /** `go install` stops halfway through copying the binary into GOBIN (a killed install), exit 2. */
+    goInstallCutShort?: boolean;
     /** Answers by exact URL; every other URL fails with exit 7. */
     curlResponses?: Record<string, CurlResponse>;
     /** `dpkg --print-architecture` (default amd64). */

@@ -972,17 +972,18 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
         const first = ok(await step(RELAY, INSTALL, relay().installPayload));
         expect(first.stdout).toContain(`derper ${version} at ${target}`);
         const calls = fleet.toolInvocations(RELAY, "go");
-        const ownCaches = /^\/usr\/local\/lib\/derper\/\.go-install\.[A-Za-z0-9]{6}\/(mod|build)$/;
+        const ownDir = /^\/usr\/local\/lib\/derper\/\.go-install\.[A-Za-z0-9]{6}\/(bin|mod|build)$/;
         expect(calls.map((call) => [call.argv, call.env, call.exitCode])).toEqual([
             [
                 ["install", `tailscale.com/cmd/derper@${version}`],
-                { GOBIN: path.dirname(target), GOMODCACHE: expect.stringMatching(ownCaches), GOCACHE: expect.stringMatching(ownCaches) },
+                { GOBIN: expect.stringMatching(ownDir), GOMODCACHE: expect.stringMatching(ownDir), GOCACHE: expect.stringMatching(ownDir) },
                 0,
             ],
         ]);
-        // Neither that run's caches nor the interrupted one's are left.
+        // Neither that run's directory nor the interrupted one's is left.
         expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
-        expect(path.dirname(calls[0].env?.GOMODCACHE ?? "")).toBe(path.dirname(calls[0].env?.GOCACHE ?? ""));
+        const env = calls[0].env ?? {};
+        expect(new Set([env.GOBIN, env.GOMODCACHE, env.GOCACHE].map((dir) => path.dirname(dir ?? "")))).toEqual(new Set([path.dirname(env.GOBIN ?? "")]));
         expect(fs.statSync(on(RELAY, target)).mode & 0o111).not.toBe(0);
         expect(fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"))).toBe(target);
         expect(fs.statSync(on(RELAY, "/var/lib/derper/certs")).isDirectory()).toBe(true);
@@ -1037,6 +1038,27 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
         expect(back.stdout).toContain(`derper install: removed ${nextDir} (neither the pinned version nor the one /etc/systemd/system/${DERPER} runs)`);
         expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
         expect(fs.readlinkSync(on(RELAY, "/usr/local/bin/derper"))).toBe(target);
+    });
+
+    it("a go install cut short leaves no derper at the target (Go copies a binary into GOBIN in place), so the next install builds it again", async () => {
+        const next = withPinnedVersions({ tailscale: "v1.104.0" }, () => planOf(labConfig(), SEED).relays[0]);
+        const nextTarget = "/usr/local/lib/derper/v1.104.0/derper";
+        await fleet.setToolBehaviour(RELAY, { goInstallCutShort: true });
+        try {
+            const cut = await step(RELAY, INSTALL, next.installPayload);
+            expect(cut.code).toBe(2);
+            expect(cut.stderr).toContain("killed while copying derper");
+            expect(exists(RELAY, nextTarget)).toBe(false);
+            expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
+        } finally {
+            await fleet.setToolBehaviour(RELAY, { goInstallCutShort: false });
+        }
+        expect(ok(await step(RELAY, INSTALL, next.installPayload)).stdout).toContain(`derper v1.104.0 at ${nextTarget}`);
+        expect(ok(await fleet.ssh(RELAY, `${nextTarget} -version`)).stdout).toBe("v1.104.0 (lab fleet test double, not derper)\n");
+
+        // Back to the pinned version, as the next `up` would.
+        expect(ok(await step(RELAY, INSTALL, relay().installPayload)).stdout).toContain("derper install: removed /usr/local/lib/derper/v1.104.0");
+        expect(fs.readdirSync(on(RELAY, "/usr/local/lib/derper"))).toEqual([version]);
     });
 
     it("derper's health check asks its derp port: with nothing listening the step fails and takes back what it wrote, the key waiting staged", async () => {
