@@ -21,25 +21,31 @@ fi
 # would not come up on them. Stop before anything changes, naming each such unit that is active
 # or enabled, and how to retire it. A unit file under the relay's own name is the program's to
 # replace. Template units (name@.service) and drop-ins that replace ExecStart are not read.
-runs_derper() { grep -Eq '^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!]*([^[:space:]]*/)?derper([[:space:]]|$)' "$1"; }
 if [ -n "$own_unit" ]; then
+  # Each unit's file from the first directory that has one, as systemd searches them.
   seen=' '
-  conflicts=0
+  unit_files=()
   for file in /etc/systemd/system/*.service /run/systemd/system/*.service /usr/local/lib/systemd/system/*.service \
     /lib/systemd/system/*.service /usr/lib/systemd/system/*.service; do
-    unit="$(basename "$file")"
-    # The first directory that has a unit wins, as in systemd's own search order.
+    unit="${file##*/}"
     case "$seen" in *" $unit "*) continue ;; esac
     [ -f "$file" ] || continue
     seen="$seen$unit "
-    if [ "$unit" = "$own_unit" ] || ! runs_derper "$file"; then continue; fi
-    active="$(systemctl is-active "$unit" 2>/dev/null || true)"
-    enabled="$(systemctl is-enabled "$unit" 2>/dev/null || true)"
+    [ "$unit" = "$own_unit" ] || unit_files+=("$file")
+  done
+  conflicts=0
+  # One grep for all of them: the files whose ExecStart runs a program named derper.
+  while IFS= read -r file; do
+    unit="${file##*/}"
+    active="$(systemctl is-active "$unit" </dev/null 2>/dev/null || true)"
+    enabled="$(systemctl is-enabled "$unit" </dev/null 2>/dev/null || true)"
     # Running (a derper crash-looping under Restart= is "activating"), or started at boot.
     case "$active/$enabled" in active/* | activating/* | reloading/* | deactivating/* | */enabled*) ;; *) continue ;; esac
     echo "derper install: $file (systemd unit $unit: ${active:-unknown}, ${enabled:-unknown}) runs derper; the relay's $own_unit needs its ports: stop and disable it (systemctl disable --now $unit), then re-run; nothing changed" >&2
     conflicts=$((conflicts + 1))
-  done
+  done < <(if [ "${#unit_files[@]}" -gt 0 ]; then
+    grep -lE '^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!]*([^[:space:]]*/)?derper([[:space:]]|$)' -- "${unit_files[@]}" || true
+  fi)
   [ "$conflicts" -eq 0 ] || exit 1
 fi
 if [ ! -x "$target" ]; then
