@@ -27,9 +27,10 @@ echo "setup: node $(node --version)"
 
 # Debian tools used by the real-tool tests: nebula-cert and nebula, ip netns, ping, sshd and ssh
 # for the lab test hosts, nft to block direct UDP in the tailnet test, openssl for its test CA,
-# the shellcheck linter for every shell script the project runs, and etcd-server, the store of the
+# the shellcheck linter for every shell script the project runs, shfmt's parser to prove a shipped
+# step script is the written one without its comments, and etcd-server, the store of the
 # end-to-end suite's real kube-apiserver.
-debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck etcd-server sudo zsh)
+debian_packages=(nebula iproute2 iputils-ping openssh-server openssh-client nftables openssl shellcheck shfmt etcd-server sudo zsh)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")

@@ -36,9 +36,39 @@ export const REMOTE_SCRIPTS = [
 /** A step script's path under components/: one of REMOTE_SCRIPTS, so a misspelled step is a compile error. */
 export type RemoteScriptPath = (typeof REMOTE_SCRIPTS)[number];
 
-/** A step's script as it runs: the prelude, then `components/<relativePath>`. */
-export function remoteScript(relativePath: string): string {
+/** A step's script as written: the prelude, then `components/<relativePath>` (what shellcheck reads, directives and all). */
+export function remoteScriptSource(relativePath: string): string {
     return `${read("remote/prelude.sh")}${read(relativePath)}`;
+}
+
+/**
+ * Drops whole-line comments and blank lines. Only for the project's own step scripts, none of
+ * which has a heredoc or a multi-line string: test/components/remote/scripts.test.ts proves with
+ * shfmt's parser that each shipped script is the written one, token for token.
+ */
+export function withoutCommentLines(script: string): string {
+    return script
+        .split("\n")
+        .filter((line) => !/^\s*(#|$)/.test(line))
+        .map((line) => `${line}\n`)
+        .join("");
+}
+
+const shipped = new Map<string, string>();
+
+/**
+ * A step's script as it runs on a host: the prelude, then `components/<relativePath>`, without
+ * comment and blank lines. Every step carries its script in its stdin, so the script is in every
+ * registration the SDK encodes (one character at a time, google-protobuf's writeString) and the
+ * engine decodes, previews included; comments were about 40 % of those bytes.
+ */
+export function remoteScript(relativePath: string): string {
+    let script = shipped.get(relativePath);
+    if (script === undefined) {
+        script = withoutCommentLines(remoteScriptSource(relativePath));
+        shipped.set(relativePath, script);
+    }
+    return script;
 }
 
 /** A script file as it is, for scripts that run without the payload reader (cloud-init). */
