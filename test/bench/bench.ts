@@ -183,6 +183,21 @@ async function main(): Promise<void> {
         await (await import("./engineBench")).engineFigures();
         return;
     }
+    // `npm run bench -- --paired-preview REV [--agents N] [--rounds N]`: no-op previews of this
+    // tree's program and REV's, taken in turn (test/bench/pairedPreview.ts).
+    const paired = process.argv.indexOf("--paired-preview");
+    if (paired !== -1) {
+        const option = (name: string, fallback: number): number => {
+            const at = process.argv.indexOf(name);
+            const value = at === -1 ? fallback : Number(process.argv[at + 1]);
+            if (!Number.isInteger(value) || value < 0) throw new Error(`bench: ${name} takes a whole number`);
+            return value;
+        };
+        const rev = process.argv[paired + 1];
+        if (rev === undefined || rev.startsWith("--")) throw new Error("bench: --paired-preview takes a commit (e.g. HEAD~1)");
+        await (await import("./pairedPreview")).pairedPreviewFigures(rev, option("--agents", 17), Math.max(1, option("--rounds", 9)));
+        return;
+    }
     // `npm run bench -- --lag-only`: just Headscale's replica lag (test/bench/replicationLag.ts).
     if (process.argv.includes("--lag-only")) {
         await (await import("./replicationLag")).replicationLagFigure();
