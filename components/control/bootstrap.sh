@@ -65,8 +65,10 @@ verify() {
 # restart to do. From cloud-init the services start below, on the new binaries.
 restart_pending() {
   if [ "$start" != yes ]; then
-    mkdir -p /var/lib/shortcircuit
-    : >"/var/lib/shortcircuit/restart-pending.$1"
+    local marker
+    marker="$(restart_pending_marker "$1")"
+    mkdir -p "$(dirname "$marker")"
+    : >"$marker"
   fi
 }
 # Litestream before Headscale: should the .deb start an enabled headscale.service, its drop-in's

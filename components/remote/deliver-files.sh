@@ -48,7 +48,7 @@ log() { echo "$step: $*"; }
 umask 077
 state_dir=/var/lib/shortcircuit
 mkdir -p "$state_dir"
-pending="$state_dir/restart-pending.$service"
+pending="$(restart_pending_marker "$service")"
 take_lock "$state_dir/lock.$service"
 stage="$(mktemp -d "${TMPDIR:-/tmp}/shortcircuit.XXXXXX")"
 cleanup_paths+=("$stage")

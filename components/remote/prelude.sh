@@ -228,6 +228,10 @@ rename_into_place() {
   mv -f "$1" "$2" || return 1
   flush "$(dirname "$2")"
 }
+# The file that says a service's restart is still to do: a delivery or the control server's
+# bootstrap leaves it from the first write until the service is back up on the new files, the next
+# run restarts a service that has one, and drift reports it. One spelling for all three.
+restart_pending_marker() { printf '/var/lib/shortcircuit/restart-pending.%s\n' "$1"; }
 # Prints tailscale's accept-routes preference: yes, no or unknown. `tailscale get accept-routes`
 # prints the value alone (true/false; the pinned v1.102.5 has `get`). An older client has only
 # `tailscale debug prefs`, the prefs as indented JSON (one tab per level, one key per line), where

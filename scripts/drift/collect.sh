@@ -15,7 +15,7 @@
 #   svc <name> <KEY>=<value>                systemd properties, or launchd's state (LoadState,
 #                                           ActiveState, LoadedJobSha256: the job file it was
 #                                           loaded from, as deliver-files.sh recorded it)
-#   pending <service> <mtime s.ns>          /var/lib/shortcircuit/restart-pending.<service>
+#   pending <service> <mtime s.ns>          prelude's restart_pending_marker <service> exists
 #   knode <node> <config annotation|-> <unschedulable true|false>
 #   kerror <first line of kubectl's error>
 #   end
@@ -168,7 +168,7 @@ for entry in ${services[@]+"${services[@]}"}; do
       if [ -f "$record" ]; then echo "svc $name LoadedJobSha256=$(sha256_of "$record")"; fi
       ;;
   esac
-  marker="/var/lib/shortcircuit/restart-pending.$name"
+  marker="$(restart_pending_marker "$name")"
   if [ -e "$marker" ]; then
     echo "pending $name $(mtime_of "$marker")"
   fi
