@@ -480,7 +480,7 @@ describe("Nebula delivery (remote/deliver-files.sh) on a fleet host", () => {
             // The run's lock names its pid: the remote bash running this very script.
             const pid = Number(fs.readFileSync(path.join(lockDir(NEBULA_HOST, UNIT), "pid"), "utf8").trim());
             expect(fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("bash");
-            expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain("Installs one service's files on the host");
+            expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain(remoteScript(DELIVER));
             process.kill(pid, "SIGHUP");
             return await running;
         };
