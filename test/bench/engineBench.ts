@@ -11,12 +11,13 @@ import * as path from "node:path";
 import { startLabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, runProcess, type RunResult } from "../../scripts/lab/stack/engine";
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)];
 }
 
-function ok(what: string, result: RunResult): number {
+/** A pulumi run's duration; throws with its output's tail when it failed. */
+export function ok(what: string, result: RunResult): number {
     if (result.code !== 0) throw new Error(`${what}: pulumi exited ${result.code}:\n${result.output.slice(-4000)}`);
     return result.durationMs;
 }

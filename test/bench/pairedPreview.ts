@@ -12,17 +12,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
-import type { RunResult } from "../../scripts/lab/stack/engine";
+import { median, ok } from "./engineBench";
 
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const seconds = (ms: number): string => (ms / 1000).toFixed(2);
-
-function ok(what: string, result: RunResult): number {
-    if (result.code !== 0) throw new Error(`${what}: pulumi exited ${result.code}:\n${result.output.slice(-4000)}`);
-    return result.durationMs;
-}
 
 /** REV's tree in a scratch directory, laid out like a clone (../shared beside it, node_modules linked). */
 function checkOut(rev: string, scratch: string): string {
