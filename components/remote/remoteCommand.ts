@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { BecomeSchema, type Become } from "../../stacks/schema";
 import type { StepConnection } from "./connection";
+import { packScript, unpackScript } from "./packedScript";
 import { remoteScript, type RemoteScriptPath } from "./scripts";
 
 /*
@@ -12,16 +13,18 @@ import { remoteScript, type RemoteScriptPath } from "./scripts";
  *
  * `create` is a one-line launcher, not the script: the command provider repeats `create` in every
  * failure message, and a 10 KB script printed three times buried the two lines that said what went
- * wrong. stdin carries the script first, then the payload; the launcher reads exactly the script's
- * bytes and hands the rest of stdin to it. The script's digest in `create` keeps a changed script
- * visible in a preview diff even when the secret stdin is hidden.
+ * wrong. stdin carries the script first, packed (packedScript.ts), then the payload; the launcher
+ * reads exactly the packed script's bytes, unpacks it and hands the rest of stdin to it. The
+ * script's digest in `create` keeps a changed script visible in a preview diff even when the
+ * secret stdin is hidden.
  */
 
 /** Which of a step's streams the command provider sends, line by line, to the engine's log. */
 export type StepLogging = "stdoutAndStderr" | "stdout" | "stderr" | "none";
 
 /**
- * `create` for `relativePath`: reads the script's bytes from stdin and runs them with bash,
+ * `create` for `relativePath`: reads the packed script's bytes from stdin, unpacks them and runs
+ * the script with bash,
  * telling the script (as $1) which streams the provider logs: remote/prelude.sh bounds the
  * lines of exactly those, because the provider hangs on a logged line of 64 KiB.
  *
@@ -38,14 +41,15 @@ export function stepLauncher(relativePath: string, script: string, logging: Step
     // own, so here it is a string that must look like a path, never a value.
     if (!/^[a-z0-9][a-z0-9/._-]*\.sh$/.test(relativePath)) throw new Error(`not a step script path: ${relativePath}`);
     const digest = createHash("sha256").update(script).digest("hex").slice(0, 16);
-    const bytes = Buffer.byteLength(script, "utf8");
+    const bytes = Buffer.byteLength(packScript(script), "utf8");
     const tail = `# shortcircuit sha256:${digest}`;
-    // Exactly the script's bytes, so the payload behind it stays on stdin for bash. GNU's dd (and
-    // a recent macOS's) fills one block with as many reads as it takes and never reads past it
-    // (iflag=fullblock); an older BSD dd refuses the operand before it reads anything (POSIX:
-    // operands are processed before any input is read), and `bs=1` then reads byte by byte
-    // (about 60 ms for 15 KB here, the slow path every step took before).
-    const reader = `script="$({ dd bs=${bytes} count=1 iflag=fullblock || dd bs=1 count=${bytes}; } 2>/dev/null)" && exec bash -c "$script"`;
+    // Exactly the packed script's bytes, so the payload behind it stays on stdin for bash. GNU's
+    // dd (and a recent macOS's) fills one block with as many reads as it takes and never reads
+    // past it (iflag=fullblock); an older BSD dd refuses the operand before it reads anything
+    // (POSIX: operands are processed before any input is read), and `bs=1` then reads byte by
+    // byte. A script that cannot be unpacked (a tool missing, the text cut short) runs nothing:
+    // gzip fails on empty or truncated input, says why, and the launcher exits with its status.
+    const reader = `script="$({ dd bs=${bytes} count=1 iflag=fullblock || dd bs=1 count=${bytes}; } 2>/dev/null | base64 --decode | gzip -dc)" && exec bash -c "$script"`;
     switch (become) {
         case "none":
             return `${reader} ${relativePath} ${logging} ${tail}`;
@@ -64,6 +68,11 @@ const SUDO_PROBE =
 
 const LAUNCHER_TAIL = / (\S+) (stdoutAndStderr|stdout|stderr|none) # shortcircuit sha256:[0-9a-f]{16}$/;
 
+/** A step's stdin: its script, packed, then the payload the script reads. */
+export function stepStdin(script: string, payload: string): string {
+    return `${packScript(script)}${payload}`;
+}
+
 /** A recorded step's stdin split back into the script it runs and the payload that script reads. */
 export function splitStepStdin(create: string, stdin: string): { path: string; script: string; payload: string; become: Become } {
     const count = /(?:^|[ '])script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock /.exec(create);
@@ -71,7 +80,12 @@ export function splitStepStdin(create: string, stdin: string): { path: string; s
     if (count && tail) {
         const raw = Buffer.from(stdin, "utf8");
         const bytes = Number(count[1]);
-        const script = raw.subarray(0, bytes).toString("utf8");
+        let script: string;
+        try {
+            script = unpackScript(raw.subarray(0, bytes).toString("utf8"));
+        } catch {
+            throw new Error(`not a shortcircuit step's stdin: its first ${bytes} bytes are not a packed script`);
+        }
         const logging = tail[2] as StepLogging;
         for (const become of BecomeSchema.options) {
             // Only a launcher this module builds, byte for byte, for the script it carries.
@@ -107,7 +121,7 @@ export function remoteStep(name: string, parent: pulumi.Resource, args: RemoteSt
     // all the text but folds a line over 16 KiB.
     const logging: StepLogging = args.secretOutput ? "none" : "stdoutAndStderr";
     const launcher = stepLauncher(args.script, script, logging, args.connection.become);
-    const stdin = pulumi.output(args.stdin).apply((payload) => `${script}${payload}`);
+    const stdin = pulumi.output(args.stdin).apply((payload) => stepStdin(script, payload));
     return new command.remote.Command(
         name,
         {

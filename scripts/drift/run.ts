@@ -14,7 +14,7 @@ import type { DriftExpectation, ExpectedHost } from "./expect";
 import { CollectorOutputError, collectorPayload, parseCollectorOutput, type Observation } from "./observe";
 import { hostStatus, type DriftReport, type HostResult } from "./report";
 import type { PlannedSsh } from "../../components/hostPlan";
-import { stepLauncher } from "../../components/remote/remoteCommand";
+import { stepLauncher, stepStdin } from "../../components/remote/remoteCommand";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -133,7 +133,7 @@ function readHost(ssh: PlannedSsh, script: string, payload: string, options: Ssh
                 }
             }
         });
-        child.stdin.end(`${script}${payload}`);
+        child.stdin.end(stepStdin(script, payload));
     });
 }
 

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { stepLauncher } from "../../components/remote/remoteCommand";
+import { stepLauncher, stepStdin } from "../../components/remote/remoteCommand";
 import { scriptFile } from "../../components/remote/scripts";
 import { CONTROL, GENESIS, startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, writeTinyProgram, type RunResult } from "../../scripts/lab/stack/engine";
@@ -131,7 +131,7 @@ describe("a step that prints a 70 KiB line, on the real engine", () => {
         const script = `${scriptFile("remote/prelude.sh")}${body}`;
         const stack = await commandStack("step-folded", {
             create: stepLauncher("test/long-line.sh", script, "stdoutAndStderr"),
-            stdin: `${script}STEP=long-line\n\n`,
+            stdin: stepStdin(script, "STEP=long-line\n\n"),
             logging: "stdoutAndStderr",
         });
         const result = await stack.up(SMALL_UP_MS);

@@ -92,7 +92,7 @@ describe("a real pulumi up with every host reached as admin through sudo", () =>
             expect({ host, ran: commands.length > 0 }).toEqual({ host, ran: true });
             for (const command of commands) {
                 const match =
-                    /^\/bin\/bash -c (?::|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\1; \} 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' (\S+) (?:stdoutAndStderr|none))$/.exec(
+                    /^\/bin\/bash -c (?::|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\1; \} 2>\/dev\/null \| base64 --decode \| gzip -dc\)" && exec bash -c "\$script" "\$0" "\$1"' (\S+) (?:stdoutAndStderr|none))$/.exec(
                         command,
                     );
                 expect({ host, command, launcher: match !== null }).toEqual({ host, command, launcher: true });

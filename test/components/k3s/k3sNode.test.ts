@@ -82,7 +82,7 @@ describe("K3sNode chain under strict mocks", () => {
         expect(apply.inputs.create).toBe(apply.inputs.update);
         // A failure message repeats `create`: one line, the script itself rides at the head of stdin.
         expect(String(apply.inputs.create)).not.toContain("\n");
-        expect(String(apply.inputs.create).length).toBeLessThan(200);
+        expect(String(apply.inputs.create).length).toBeLessThan(240);
         expect(stepScript(apply.inputs)).toBe(remoteScript("k3s/apply.sh"));
     });
 

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { delivery, plainValues, type Delivery, type PlannedSsh } from "../../../components/hostPlan";
-import { stepLauncher } from "../../../components/remote/remoteCommand";
+import { stepLauncher, stepStdin } from "../../../components/remote/remoteCommand";
 import { remoteScript } from "../../../components/remote/scripts";
 import { runDrift } from "../../../scripts/drift/run";
 import type { ExpectedHost } from "../../../scripts/drift/expect";
@@ -88,7 +88,7 @@ function step(host: string, payload: string, script = remoteScript("remote/deliv
             clearTimeout(timer);
             resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
         });
-        child.stdin.end(`${script}${payload}`);
+        child.stdin.end(stepStdin(script, payload));
     });
 }
 
@@ -180,7 +180,7 @@ describe("steps on a host reached as a non-root user, through the real sudo", ()
         expect(commands.length).toBeGreaterThanOrEqual(4);
         for (const command of commands) {
             expect(command).toMatch(
-                /^\/bin\/bash -c (:|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\2; \} 2>\/dev\/null\)" && exec bash -c "\$script" "\$0" "\$1"' remote\/deliver-files\.sh stdoutAndStderr)$/,
+                /^\/bin\/bash -c (:|'script="\$\(\{ dd bs=(\d+) count=1 iflag=fullblock \|\| dd bs=1 count=\2; \} 2>\/dev\/null \| base64 --decode \| gzip -dc\)" && exec bash -c "\$script" "\$0" "\$1"' remote\/deliver-files\.sh stdoutAndStderr)$/,
             );
         }
         const keyLine = KEY.split("\n")[1];

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { splitStepStdin, stepLauncher, type StepLogging } from "../../../components/remote/remoteCommand";
+import { splitStepStdin, stepLauncher, stepStdin, type StepLogging } from "../../../components/remote/remoteCommand";
 import { scriptFile } from "../../../components/remote/scripts";
 
 /*
@@ -33,7 +33,7 @@ function runStep(
     const script = `${scriptFile("remote/prelude.sh")}${body}`;
     const launcher = stepLauncher("test/long-lines.sh", script, options.logging ?? "stdoutAndStderr");
     const result = spawnSync(options.shell ?? "/bin/sh", ["-c", launcher], {
-        input: Buffer.from(`${script}${options.payload ?? "STEP=test\n\n"}`, "utf8"),
+        input: Buffer.from(stepStdin(script, options.payload ?? "STEP=test\n\n"), "utf8"),
         timeout: options.timeoutMs ?? 60_000,
         maxBuffer: 64 * 1024 * 1024,
         env: { ...process.env, ...(options.env ?? {}) },
@@ -187,7 +187,7 @@ describe("the launcher", () => {
         for (const logging of ["stdoutAndStderr", "stdout", "stderr", "none"] as const) {
             const launcher = stepLauncher("edge/read-kubeconfig.sh", "cat\n", logging);
             expect(launcher).toContain(` edge/read-kubeconfig.sh ${logging} # `);
-            expect(splitStepStdin(launcher, "cat\nrest").payload).toBe("rest");
+            expect(splitStepStdin(launcher, stepStdin("cat\n", "rest")).payload).toBe("rest");
         }
     });
 });

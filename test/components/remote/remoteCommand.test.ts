@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { splitStepStdin, stepLauncher, type RemoteStepArgs } from "../../../components/remote/remoteCommand";
+import { splitStepStdin, stepLauncher, stepStdin, type RemoteStepArgs } from "../../../components/remote/remoteCommand";
 import type { Become } from "../../../stacks/schema";
 import { REMOTE_SCRIPTS, remoteScript } from "../../../components/remote/scripts";
 
@@ -22,7 +22,7 @@ function launch(
     env?: NodeJS.ProcessEnv,
 ): { code: number | null; stdout: string; stderr: string } {
     const result = spawnSync(shell, ["-c", stepLauncher("test/echo.sh", script, "stdoutAndStderr", become)], {
-        input: `${script}${payload}`,
+        input: stepStdin(script, payload),
         encoding: "utf8",
         timeout: 100_000,
         env,
@@ -65,7 +65,7 @@ describe("the remote step launcher", () => {
             const marker = `/tmp/shortcircuit-launcher-ran-${process.pid}`;
             const ran = `touch ${marker}\n`;
             const result = spawnSync("su", ["nobody", "-s", shell, "-c", stepLauncher("test/echo.sh", ran, "stdoutAndStderr", "sudo")], {
-                input: `${ran}PAYLOAD=1\n\n`,
+                input: stepStdin(ran, "PAYLOAD=1\n\n"),
                 encoding: "utf8",
                 timeout: 100_000,
             });
@@ -84,9 +84,10 @@ describe("the remote step launcher", () => {
         const dir = mkdtempSync(join(tmpdir(), "sc-launcher-"));
         try {
             const payload = "KEY=value\n\n";
-            // The script's first 20 bytes, a pause, then the rest: a plain `dd bs=N count=1` would stop at the first read.
-            writeFileSync(join(dir, "head"), Buffer.from(script).subarray(0, 20));
-            writeFileSync(join(dir, "tail"), Buffer.concat([Buffer.from(script).subarray(20), Buffer.from(payload)]));
+            // The packed script's first 20 bytes, a pause, then the rest: a plain `dd bs=N count=1` would stop at the first read.
+            const stdin = Buffer.from(stepStdin(script, payload));
+            writeFileSync(join(dir, "head"), stdin.subarray(0, 20));
+            writeFileSync(join(dir, "tail"), stdin.subarray(20));
             const launcher = stepLauncher("test/echo.sh", script);
             const result = spawnSync("bash", ["-c", `{ cat head; sleep 0.3; cat tail; } | sh -c '${launcher.replace(/'/g, "'\\''")}'`], {
                 cwd: dir,
@@ -130,7 +131,7 @@ describe("the remote step launcher", () => {
             const launcher = stepLauncher(path, remoteScript(path));
             expect(launcher).not.toContain("\n");
             // Short enough to read in a failure message, which repeats it.
-            expect(launcher.length).toBeLessThan(200);
+            expect(launcher.length).toBeLessThan(240);
             const sudoLauncher = stepLauncher(path, remoteScript(path), "stdoutAndStderr", "sudo");
             expect(sudoLauncher).not.toContain("\n");
             // What sudo runs (and logs) is the short reader, never the script.
@@ -149,8 +150,13 @@ describe("the remote step launcher", () => {
 
     it("splits a recorded stdin back into script and payload", () => {
         const payload = "NODE=ä\n\n";
-        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script), `${script}${payload}`)).toEqual({ path: "k3s/apply.sh", script, payload, become: "none" });
-        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script, "stdout", "sudo"), `${script}${payload}`)).toEqual({
+        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script), stepStdin(script, payload))).toEqual({
+            path: "k3s/apply.sh",
+            script,
+            payload,
+            become: "none",
+        });
+        expect(splitStepStdin(stepLauncher("k3s/apply.sh", script, "stdout", "sudo"), stepStdin(script, payload))).toEqual({
             path: "k3s/apply.sh",
             script,
             payload,

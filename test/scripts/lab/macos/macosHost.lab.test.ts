@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { build as buildPlist } from "plist";
 import { framedPayload } from "../../../../components/remote/payload";
-import { stepLauncher } from "../../../../components/remote/remoteCommand";
+import { stepLauncher, stepStdin } from "../../../../components/remote/remoteCommand";
 import { remoteScript, scriptFile } from "../../../../components/remote/scripts";
 import { checkLabPrerequisites, startLabFleet, type ExecResult, type LabFleet } from "../../../../scripts/lab";
 import { collectorScript } from "../../../../scripts/drift/run";
@@ -214,7 +214,7 @@ describe("the macOS-shaped lab host", () => {
 
     test("a step launched as the program launches it folds a long logged line there (prelude's FIFOs, mktemp -d, read -n under bash 3.2 setup)", async () => {
         const script = `${scriptFile("remote/prelude.sh")}printf '%s\\n' "$(param STEP)"\nhead -c 40000 /dev/zero | tr '\\0' x; echo\necho done >&2\n`;
-        const r = await ssh(stepLauncher("test/mac-long-line.sh", script, "stdoutAndStderr"), `${script}STEP=mac-step\n\n`);
+        const r = await ssh(stepLauncher("test/mac-long-line.sh", script, "stdoutAndStderr"), stepStdin(script, "STEP=mac-step\n\n"));
         expect(r.code).toBe(0);
         expect(r.stderr).toBe("done\n");
         const mark = " [shortcircuit: line folded here, it goes on in the next line]\n";
