@@ -18,6 +18,25 @@ const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
 const seconds = (ms: number): string => (ms / 1000).toFixed(2);
 
+const kilobytes = (bytes: number): string => (bytes / 1000).toFixed(0);
+
+/** The remote steps in a stack's state and the bytes of their plain stdin (a secret one is ciphertext there, and only counted). */
+async function stdinBytes(lab: LabStack): Promise<{ steps: number; secret: number; bytes: number }> {
+    const state = await lab.stack.exportState();
+    const resources = (state.deployment.resources ?? []) as { type: string; inputs?: Record<string, unknown> }[];
+    let steps = 0;
+    let secret = 0;
+    let bytes = 0;
+    for (const resource of resources) {
+        if (resource.type !== "command:remote:Command") continue;
+        steps++;
+        const stdin = resource.inputs?.stdin;
+        if (typeof stdin === "string") bytes += Buffer.byteLength(stdin, "utf8");
+        else if (stdin !== undefined) secret++;
+    }
+    return { steps, secret, bytes };
+}
+
 /** REV's tree in a scratch directory, laid out like a clone (../shared beside it, node_modules linked). */
 function checkOut(rev: string, scratch: string): string {
     const tree = path.join(scratch, "main");
@@ -46,6 +65,11 @@ export async function pairedPreviewFigures(rev: string, extraAgents: number, rou
         const hosts = ours.hosts.length;
         console.log(`paired no-op previews, ${hosts} hosts (${ours.k3sNodes.length} K3s nodes): A = this tree (${head}), B = ${other}`);
         console.log(`  first up (one each, not paired): A ${seconds(firstOurs)} s, B ${seconds(firstTheirs)} s`);
+        const [stdinOurs, stdinTheirs] = [await stdinBytes(ours), await stdinBytes(theirs)];
+        console.log(
+            `  steps' plain stdin in the state (every step's registration carries its stdin): A ${kilobytes(stdinOurs.bytes)} KB, B ${kilobytes(stdinTheirs.bytes)} KB ` +
+                `(${stdinOurs.steps} steps, ${stdinOurs.secret} of them secret and not counted)`,
+        );
         const a: number[] = [];
         const b: number[] = [];
         for (let round = 0; round < rounds; round++) {

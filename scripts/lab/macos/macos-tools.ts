@@ -7,10 +7,11 @@
  *
  * Each stand-in accepts the options of the macOS tool (BSD getopt: getopt.ts) and refuses
  * every other one as BSD does: "<tool>: illegal option -- <c>", the BSD usage text, BSD's exit
- * status (1; 64 for mv, cp and install). stat, readlink, mktemp and wc are implemented here
- * (fileTools.ts); mv, cp, ln, install, chmod, chown (fileTools.ts) and sed, date, head, tail,
- * find, dd (textTools.ts) have their BSD options translated for the real GNU tool, which the host
- * keeps under types.ts MACOS_REAL_BIN. launchctl is launchctl.ts.
+ * status (1; 64 for mv, cp, install and base64). stat, readlink, mktemp and wc are implemented
+ * here (fileTools.ts); mv, cp, ln, install, chmod, chown (fileTools.ts), sed, date, head, tail,
+ * find, dd (textTools.ts), base64 and gzip (codecTools.ts) have their BSD options translated for
+ * the real GNU tool, which the host keeps under types.ts MACOS_REAL_BIN. launchctl is
+ * launchctl.ts.
  *
  * Every call is logged (one JSON line, ToolInvocation) to tools.log in the host's stand-in
  * state directory, as service-doubles does; a call by a user who may not write there is not.
@@ -20,6 +21,7 @@ import * as path from "node:path";
 import { Exit, complain, err, out } from "../service-doubles/common";
 import type { ToolInvocation } from "../service-doubles/types";
 import { chmod, chown, cp, install, ln, mktemp, mv, readlink, stat, wc } from "./fileTools";
+import { base64, gzip } from "./codecTools";
 import { launchctl, stateDir } from "./launchctl";
 import { date, dd, find, head, sed, tail } from "./textTools";
 
@@ -40,6 +42,8 @@ const TOOLS: Readonly<Record<string, (argv: string[]) => number>> = {
     tail,
     find,
     dd,
+    base64,
+    gzip,
     launchctl,
 };
 

@@ -21,7 +21,25 @@ export const MACOS_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 /** BSD (macOS) stand-ins placed in the host's /usr/bin (which is also its /bin). */
 export type BsdTool =
-    "stat" | "readlink" | "sed" | "mv" | "cp" | "ln" | "date" | "mktemp" | "install" | "find" | "chmod" | "chown" | "head" | "tail" | "wc" | "dd" | "launchctl";
+    | "stat"
+    | "readlink"
+    | "sed"
+    | "mv"
+    | "cp"
+    | "ln"
+    | "date"
+    | "mktemp"
+    | "install"
+    | "find"
+    | "chmod"
+    | "chown"
+    | "head"
+    | "tail"
+    | "wc"
+    | "dd"
+    | "base64"
+    | "gzip"
+    | "launchctl";
 export const BSD_TOOLS: readonly BsdTool[] = [
     "stat",
     "readlink",
@@ -39,6 +57,8 @@ export const BSD_TOOLS: readonly BsdTool[] = [
     "tail",
     "wc",
     "dd",
+    "base64",
+    "gzip",
     "launchctl",
 ];
 

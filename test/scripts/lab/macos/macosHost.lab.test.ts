@@ -228,6 +228,10 @@ describe("the macOS-shaped lab host", () => {
             .filter((call) => call.tool === "dd");
         expect(dds.some((call) => call.argv.includes("iflag=fullblock") && call.exitCode === 1)).toBe(true);
         expect(dds.some((call) => call.argv.includes("bs=1") && call.exitCode === 0)).toBe(true);
+        // It unpacked the script with macOS's base64 and gzip (their stand-ins refuse GNU-only options).
+        const calls = lab().toolInvocations(MAC);
+        expect(calls.some((call) => call.tool === "base64" && call.argv.join(" ") === "--decode" && call.exitCode === 0)).toBe(true);
+        expect(calls.some((call) => call.tool === "gzip" && call.argv.join(" ") === "-dc" && call.exitCode === 0)).toBe(true);
     });
 
     test("drift's collector reads a file's mode, owner, hash and mtime and a launchd job's state there", async () => {

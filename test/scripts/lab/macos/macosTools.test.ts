@@ -64,6 +64,11 @@ describe("GNU-only options are refused as BSD refuses them", () => {
         ["sed -z s/a/b/ f", 1, "sed: illegal option -- z\n"],
         ["sed --posix s/a/b/ f", 1, "sed: illegal option -- -\n"],
         ["wc --total=never f", 1, "wc: illegal option -- -\nusage: wc [-Lclmw] [file ...]\n"],
+        ["base64 -w 0 f", 64, "base64: invalid argument -w\nUsage:\tbase64 [-hDd] [-b num] [-i in_file] [-o out_file]\n"],
+        ["base64 --wrap=0 f", 64, "base64: invalid argument --wrap=0\n"],
+        ["base64 -di f", 64, "base64: invalid argument -di\n"],
+        ["gzip --rsyncable f", 1, "gzip: unrecognized option `--rsyncable'\nusage: gzip [-123456789acdfhklLNnqrtVv]"],
+        ["gzip -dcX f", 1, "gzip: illegal option -- X\n"],
     ])("%s", (cmd, code, stderrStart) => {
         const r = sh(cmd);
         expect(r.code).toBe(code);
@@ -171,6 +176,19 @@ describe("the macOS forms work", () => {
         });
         expect(sh("dd status=none </dev/null")).toEqual({ code: 1, stdout: "", stderr: "dd: unknown operand status\n" });
         expect(sh("dd -i </dev/null")).toEqual({ code: 1, stdout: "", stderr: "dd: unknown operand -i\n" });
+    });
+
+    it("base64 -d, -D and --decode, -i and -o; gzip -dc and its long forms: the launcher's unpacking", () => {
+        const packed = "H4sIAAAAAAACA0tNzshXyEjNycnnAgBRDeHWCwAAAA==\n";
+        for (const decode of ["--decode", "-d", "-D"]) {
+            expect(sh(`printf '%s' '${packed}' | base64 ${decode} | gzip -dc`)).toEqual({ code: 0, stdout: "echo hello\n", stderr: "" });
+        }
+        expect(sh(`printf '%s' '${packed}' | base64 --decode | gzip --decompress --stdout`)).toEqual({ code: 0, stdout: "echo hello\n", stderr: "" });
+        expect(sh("base64 -i f -o f.b64 && base64 -D -i f.b64")).toEqual({ code: 0, stdout: "hello\nworld\n", stderr: "" });
+        // One line, ending in a newline, as Apple's encoder prints it; -b breaks it.
+        expect(sh("printf 'hello' | base64; printf 'hello' | base64 -b 4")).toEqual({ code: 0, stdout: "aGVsbG8=\naGVs\nbG8=\n", stderr: "" });
+        // Cut short: gzip fails, so the launcher runs nothing.
+        expect(sh(`printf '%s' '${packed.slice(0, 20)}' | base64 --decode | gzip -dc`).code).not.toBe(0);
     });
 
     it("says it is a stand-in where it does not play a macOS option", () => {
