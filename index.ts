@@ -3,6 +3,8 @@
  * (components/plan.ts, the same plan `render` writes) → one component per planned host, in
  * the graph's order → outputs. No logic of its own.
  */
+// First: it turns Node's compile cache on as it loads, for every module imported after it.
+import "./components/compileCache";
 import { ControlServer } from "./components/control/controlServer";
 import { DerpRelay } from "./components/derp/derpRelay";
 import { RelayCertificate } from "./components/derp/relayCertificate";
