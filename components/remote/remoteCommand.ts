@@ -24,9 +24,8 @@ export type StepLogging = "stdoutAndStderr" | "stdout" | "stderr" | "none";
 
 /**
  * `create` for `relativePath`: reads the packed script's bytes from stdin, unpacks them and runs
- * the script with bash,
- * telling the script (as $1) which streams the provider logs: remote/prelude.sh bounds the
- * lines of exactly those, because the provider hangs on a logged line of 64 KiB.
+ * the script with bash, telling it (as $1) which streams the provider logs: remote/prelude.sh
+ * bounds the lines of exactly those, because the provider hangs on a logged line of 64 KiB.
  *
  * With `become: "sudo"` the same reader runs under `sudo -n /bin/bash`, so the script, its
  * payload and any secret in it stay on stdin (never in argv, so never in `ps` or sudo's log,

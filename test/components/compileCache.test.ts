@@ -24,7 +24,7 @@ function loadInFreshNode(env: NodeJS.ProcessEnv, loadModule = true): { dir: stri
 
 /** The environment without either of Node's compile-cache variables, and TMPDIR set to `dir`. */
 function cleanEnv(dir: string): NodeJS.ProcessEnv {
-    const env = { ...process.env, TMPDIR: dir };
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: dir };
     delete env.NODE_COMPILE_CACHE;
     delete env.NODE_DISABLE_COMPILE_CACHE;
     return env;

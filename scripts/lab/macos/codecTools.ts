@@ -59,8 +59,9 @@ export function base64(argv: string[]): number {
     if (r.error) throw new Exit(126, `base64: ${r.error.message}`);
     // Apple's encoder ends its one line with a newline (paste -s); GNU's -w 0 does not.
     const text = !decode && breakAt === "0" && r.stdout.length > 0 ? Buffer.concat([r.stdout, Buffer.from("\n")]) : r.stdout;
-    if (output === "-") fs.writeSync(1, text);
-    else fs.writeFileSync(output, text);
+    if (output === "-") {
+        for (let written = 0; written < text.length;) written += fs.writeSync(1, text, written);
+    } else fs.writeFileSync(output, text);
     return r.status ?? 128 + 15;
 }
 

@@ -163,5 +163,8 @@ describe("the remote step launcher", () => {
             become: "sudo",
         });
         expect(() => splitStepStdin("bash -c 'echo hi'", "")).toThrow(/not a shortcircuit step launcher/);
+        // A stdin that holds the script as plain text (as before scripts were packed) is not one of ours.
+        const launcher = stepLauncher("k3s/apply.sh", script);
+        expect(() => splitStepStdin(launcher, `${script}${payload}`.padEnd(4096, "x"))).toThrow(/not a packed script/);
     });
 });
