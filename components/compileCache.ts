@@ -12,7 +12,7 @@ import * as nodeModule from "node:module";
  */
 
 /** Turns on Node's on-disk compile cache for every module loaded after this call. */
-export function enableCompileCache(): void {
+function enableCompileCache(): void {
     const api = nodeModule as { enableCompileCache?: (directory?: string) => unknown };
     try {
         api.enableCompileCache?.();

@@ -20,27 +20,7 @@ export const MACOS_BASH_ENV = `${MACOS_RUNTIME}/bash32.sh`;
 export const MACOS_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 /** BSD (macOS) stand-ins placed in the host's /usr/bin (which is also its /bin). */
-export type BsdTool =
-    | "stat"
-    | "readlink"
-    | "sed"
-    | "mv"
-    | "cp"
-    | "ln"
-    | "date"
-    | "mktemp"
-    | "install"
-    | "find"
-    | "chmod"
-    | "chown"
-    | "head"
-    | "tail"
-    | "wc"
-    | "dd"
-    | "base64"
-    | "gzip"
-    | "launchctl";
-export const BSD_TOOLS: readonly BsdTool[] = [
+export const BSD_TOOLS = [
     "stat",
     "readlink",
     "sed",
@@ -60,7 +40,8 @@ export const BSD_TOOLS: readonly BsdTool[] = [
     "base64",
     "gzip",
     "launchctl",
-];
+] as const;
+export type BsdTool = (typeof BSD_TOOLS)[number];
 
 /**
  * GNU/Linux tools a Mac does not have: absent from the macOS-shaped host's /usr/bin (`command

@@ -3,8 +3,8 @@
  * log and the chown record.
  */
 
-export type StandInTool = "headscale" | "nebula" | "go" | "curl" | "apt-get" | "dpkg" | "cloud-init" | "chown";
-export const STAND_IN_TOOLS: readonly StandInTool[] = ["headscale", "nebula", "go", "curl", "apt-get", "dpkg", "cloud-init", "chown"];
+export const STAND_IN_TOOLS = ["headscale", "nebula", "go", "curl", "apt-get", "dpkg", "cloud-init", "chown"] as const;
+export type StandInTool = (typeof STAND_IN_TOOLS)[number];
 
 export interface CurlResponse {
     body?: string;
