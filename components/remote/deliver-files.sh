@@ -271,12 +271,34 @@ launchd_restart() {
   bootstrap_job "$plist" || return 1
   cp "$plist" "$loaded_record" || return 1
 }
+# systemd reads unit files again only on daemon-reload, a reload of every unit, and `systemctl
+# enable` does one by itself unless told --no-reload (systemd's systemctl-enable.c). So a unit
+# already enabled is not enabled again, and the manager reloads once, only when something needs
+# it: this run wrote (or put back) a file under a systemd directory, systemd says its copy is
+# stale (NeedDaemonReload: a run that wrote the unit stopped before reloading), the unit is not
+# loaded, or it was just enabled. A `show` that fails reloads and enables, as every run did.
+systemd_restart() {
+  local props line reload=no enabled=no
+  if grep -Eq '^(/etc|/run|/lib|/usr/lib)/systemd/' "$stage/.changed"; then reload=yes; fi
+  props="$(systemctl show -p LoadState -p UnitFileState -p NeedDaemonReload "$service" 2>/dev/null)" || props='LoadState=unknown'
+  while IFS= read -r line; do
+    case "$line" in
+      UnitFileState=enabled) enabled=yes ;;
+      NeedDaemonReload=yes) reload=yes ;;
+      LoadState=loaded) ;;
+      LoadState=*) reload=yes ;;
+    esac
+  done <<<"$props"
+  if [ "$enabled" = no ]; then
+    systemctl enable --quiet --no-reload "$service" || return 1
+    reload=yes
+  fi
+  if [ "$reload" = yes ]; then systemctl daemon-reload || return 1; fi
+  systemctl restart "$service"
+}
 restart_service() {
   case "$manager" in
-    systemd)
-      # Chained: set -e does not apply inside a function called from `&&` (below).
-      systemctl daemon-reload && systemctl enable --quiet "$service" && systemctl restart "$service"
-      ;;
+    systemd) systemd_restart ;;
     launchd) launchd_restart ;;
     *)
       echo "$step: unknown service manager $manager" >&2
@@ -332,7 +354,8 @@ healthy() {
   local deadline=$((SECONDS + $(param CHECK_TIMEOUT))) streak=0
   launchd_pid=''
   while [ "$SECONDS" -lt "$deadline" ]; do
-    if active && answering; then streak=$((streak + 1)); else streak=0; fi
+    # Its port or link first: that look is a builtin or `ip`, while a service comes up.
+    if answering && active; then streak=$((streak + 1)); else streak=0; fi
     if [ "$streak" -ge 2 ]; then return 0; fi
     if [ "$streak" -eq 1 ]; then sleep 1; else sleep 0.2; fi
   done

@@ -47,7 +47,8 @@
  * runs): any unit other than k3s/k3s-agent exists when its file is in the host's (private)
  * /etc/systemd/system ("nebula" means "nebula.service"). daemon-reload; start, restart,
  * try-restart, reload-or-restart, reload, stop (several units per call, the first error's exit
- * code, like systemctl); enable/disable [--now]; is-active/is-failed/is-enabled [--quiet] with
+ * code, like systemctl); enable/disable [--now] [--no-reload] (without it, a reload of the manager
+ * as systemctl does after them); is-active/is-failed/is-enabled [--quiet] with
  * systemd's words and exit codes (is-active: 0 active, 3 otherwise); status (0/3, 4 unknown);
  * show [-p P,...] [--value] with ActiveState, SubState, Result, LoadState, UnitFileState,
  * NeedDaemonReload, ActiveEnterTimestamp(Monotonic), InactiveEnterTimestamp(Monotonic),

@@ -129,24 +129,31 @@ export interface SystemctlFlags {
     value: boolean;
     props: string[];
     now: boolean;
+    /** --no-reload: enable and disable leave the manager's loaded units as they are. */
+    noReload: boolean;
+}
+
+/** What a reload of the manager does to the stand-in's state: every unit file is read again. */
+export function reloadUnitFiles(st: ServiceManagerState): void {
+    st.daemonReloads += 1;
+    let files: string[] = [];
+    try {
+        files = fs.readdirSync(UNIT_DIR).filter((f) => fs.statSync(path.join(UNIT_DIR, f)).isFile());
+    } catch {
+        files = [];
+    }
+    for (const f of files) {
+        if (isK3sUnit(f)) continue;
+        const u = st.units[f] ?? newUnitState(f);
+        u.loadedSha256 = sha256(unitFileText(f) ?? "");
+        st.units[f] = u;
+    }
 }
 
 export function serviceDaemonReload(): void {
     withLock(STATE_DIR, () => {
         const st = loadServices();
-        st.daemonReloads += 1;
-        let files: string[] = [];
-        try {
-            files = fs.readdirSync(UNIT_DIR).filter((f) => fs.statSync(path.join(UNIT_DIR, f)).isFile());
-        } catch {
-            files = [];
-        }
-        for (const f of files) {
-            if (isK3sUnit(f)) continue;
-            const u = st.units[f] ?? newUnitState(f);
-            u.loadedSha256 = sha256(unitFileText(f) ?? "");
-            st.units[f] = u;
-        }
+        reloadUnitFiles(st);
         st.events.push({ unit: "", verb: "daemon-reload", atMs: Date.now(), monoUs: monoUs(), exitCode: 0, result: "active" });
         st.events = st.events.slice(-SERVICE_EVENT_LIMIT);
         writeJsonAtomic(servicesPath(), st);

@@ -12,6 +12,7 @@ import {
     loadServices,
     monoUs,
     newUnitState,
+    reloadUnitFiles,
     serviceCue,
     serviceLog,
     servicesPath,
@@ -139,6 +140,11 @@ export function serviceOne(host: DoubleHostConfig, cmd: string, unit: string, fl
             if (cmd === "disable" && u.enabled && !flags.quiet)
                 complain(`Removed "/etc/systemd/system/multi-user.target.wants/${unit}". (test double: no symlink)`);
             u.enabled = cmd === "enable";
+            // systemctl enable and disable reload the manager afterwards unless --no-reload.
+            if (!flags.noReload) {
+                st.units[unit] = u;
+                reloadUnitFiles(st);
+            }
             if (flags.now) {
                 if (cmd === "enable") code = u.status === "active" ? 0 : startAttempt("start");
                 else if (u.status === "active") {

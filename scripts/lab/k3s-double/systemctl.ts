@@ -27,6 +27,7 @@ export function serviceSystemctl(host: DoubleHostConfig, cmd: string, units: str
                     raw,
                     ...(flags.quiet ? ["--quiet"] : []),
                     ...(flags.now ? ["--now"] : []),
+                    ...(flags.noReload ? ["--no-reload"] : []),
                     ...flags.props.flatMap((p) => ["-p", p]),
                 ]);
             } catch (e) {
@@ -55,7 +56,8 @@ export function systemctl(host: DoubleHostConfig, argv: string[]): number {
         else if (a === "--value") value = true;
         else if (a === "-p" || a === "--property") props.push(...(argv[++i] ?? "").split(","));
         else if (a.startsWith("--property=")) props.push(...a.slice(11).split(","));
-        else if (["--no-pager", "--no-block", "--now", "-l", "--full", "--system", "--no-ask-password", "--no-legend", "--plain"].includes(a)) continue;
+        else if (["--no-pager", "--no-block", "--now", "-l", "--full", "--system", "--no-ask-password", "--no-legend", "--plain", "--no-reload"].includes(a))
+            continue;
         else if (a.startsWith("--lines=") || a === "-n") {
             if (a === "-n") i++;
         } else if (a.startsWith("-")) fail(1, `systemctl (k3s-test-double shim): unrecognized option '${a}'`);
@@ -63,7 +65,7 @@ export function systemctl(host: DoubleHostConfig, argv: string[]): number {
     }
     const [cmd, ...units] = positional;
     if (cmd !== undefined && SERVICE_VERBS.includes(cmd) && units.some((u) => !isK3sUnit(u))) {
-        return serviceSystemctl(host, cmd, units, { quiet, value, props, now: argv.includes("--now") });
+        return serviceSystemctl(host, cmd, units, { quiet, value, props, now: argv.includes("--now"), noReload: argv.includes("--no-reload") });
     }
     const known = (u: string): boolean => unitName(u) === host.unit;
     const notFound = (verb: string, u: string): never => fail(5, `Failed to ${verb} ${unitName(u)}.service: Unit ${unitName(u)}.service not found.`);

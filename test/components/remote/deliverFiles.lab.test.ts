@@ -31,11 +31,14 @@ beforeEach(() => {
     fs.mkdirSync(shims);
     fs.mkdirSync(state);
     for (const tool of ["systemctl"]) {
-        // Queries (is-active, print) are not recorded. Cues: fail-restart (a restart fails),
-        // dead (never active), dead-on (not active while config.yml holds that text), exits-on
-        // (while config.yml holds that text, active only at the first look after a restart: a
-        // daemon that exits at once), die-on-restart (the restart kills the delivery, as a
-        // dropped session would).
+        // Queries (is-active, print, show) are not recorded. `show` answers from the shim's
+        // state: UnitFileState enabled once `enable` ran, NeedDaemonReload from the
+        // stale-unit cue. Cues: fail-restart (a restart fails), dead (never active), dead-on (not
+        // active while config.yml holds that text), exits-on (while config.yml holds that text,
+        // active only at the first look after a restart: a daemon that exits at once),
+        // die-on-restart (the restart kills the delivery, as a dropped session would),
+        // stale-unit (systemd's copy of the unit is older than its file: NeedDaemonReload=yes
+        // until a daemon-reload), show-fails (`show` fails, as without a bus).
         fs.writeFileSync(
             path.join(shims, tool),
             [
@@ -45,9 +48,11 @@ beforeEach(() => {
                 'case "$1" in',
                 `  is-active) if exits; then [ ! -e "${work}/looked" ] || exit 3; : >"${work}/looked"; fi; ! dead; exit $? ;;`,
                 '  print) dead || echo "state = running"; exit 0 ;;',
+                `  show) [ ! -e "${work}/show-fails" ] || exit 1; echo LoadState=loaded; echo "UnitFileState=$([ -e "${work}/enabled" ] && echo enabled || echo disabled)"; echo "NeedDaemonReload=$([ -e "${work}/stale-unit" ] && echo yes || echo no)"; exit 0 ;;`,
                 "esac",
                 `echo "${tool} $*" >> "${work}/calls.log"`,
                 `if [[ "$*" == *restart* ]]; then rm -f "${work}/looked"; fi`,
+                `case "$1" in enable) : >"${work}/enabled" ;; daemon-reload) rm -f "${work}/stale-unit" ;; esac`,
                 `if [ -e "${work}/die-on-restart" ] && [[ "$*" == *restart* || "$*" == *kickstart* ]]; then rm -f "${work}/die-on-restart"; kill -9 "$PPID"; fi`,
                 `[ ! -e "${work}/fail-restart" ]`,
                 "",
@@ -208,7 +213,8 @@ describe("the file delivery script", () => {
         expect(fs.readFileSync(delivered("etc/nebula/config.yml"), "utf8")).toBe(config.content);
         expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(delivered("etc/nebula/config.yml")).mode & 0o777).toBe(0o644);
-        expect(result.calls).toEqual(["systemctl daemon-reload", "systemctl enable --quiet nebula.service", "systemctl restart nebula.service"]);
+        // Enabled without the reload `systemctl enable` does by itself, then one reload for both.
+        expect(result.calls).toEqual(["systemctl enable --quiet --no-reload nebula.service", "systemctl daemon-reload", "systemctl restart nebula.service"]);
         expect(result.stdout).toContain("nebula: wrote /etc/nebula/config.yml");
         expect(result.stdout).toContain("nebula: restarted nebula.service; it is active");
         // Command output lands in Pulumi state and logs: it names files, never their content.
@@ -238,6 +244,31 @@ describe("the file delivery script", () => {
         expect(fs.readFileSync(delivered("etc/nebula/config.yml.previous"), "utf8")).toBe(config.content);
         expect(result.calls.filter((call) => call.startsWith("systemctl restart"))).toHaveLength(1);
         expect(fs.readdirSync(delivered("etc/nebula")).filter((name) => name.includes(".shortcircuit."))).toEqual([]);
+    });
+
+    it("reloads systemd only when a unit file changed or systemd's copy is stale, and enables only a unit that is not enabled", () => {
+        expect(deliver(systemd, [config, unit]).status).toBe(0);
+        // Only the config changed: the unit is enabled and systemd's copy current, so a restart is all.
+        const mtu = (value: number): PlannedFile<string> => ({ ...config, content: `tun:\n  mtu: ${value}\n` });
+        expect(deliver(systemd, [mtu(1280), unit]).calls).toEqual(["systemctl restart nebula.service"]);
+        // The unit file changed: one reload, no enable.
+        const newUnit = { ...unit, content: `${unit.content}Restart=always\n` };
+        expect(deliver(systemd, [mtu(1280), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
+        // A run that wrote the unit and stopped before its reload left systemd's copy stale: reloaded.
+        fs.writeFileSync(path.join(work, "stale-unit"), "");
+        expect(deliver(systemd, [mtu(1300), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
+        // Disabled by hand: enabled again, then reloaded.
+        fs.rmSync(path.join(work, "enabled"));
+        expect(deliver(systemd, [mtu(1320), newUnit]).calls).toEqual([
+            "systemctl enable --quiet --no-reload nebula.service",
+            "systemctl daemon-reload",
+            "systemctl restart nebula.service",
+        ]);
+        // systemctl show failing: enable and reload, as when nothing is known.
+        fs.writeFileSync(path.join(work, "show-fails"), "");
+        const blind = deliver(systemd, [mtu(1340), newUnit]);
+        expect(blind.status).toBe(0);
+        expect(blind.calls).toEqual(["systemctl enable --quiet --no-reload nebula.service", "systemctl daemon-reload", "systemctl restart nebula.service"]);
     });
 
     it("carries content verbatim: quotes, $(…), backslashes and no trailing newline never reach a shell", () => {

@@ -191,7 +191,7 @@ describe("lab fleet private directories and service stand-ins (root, network nam
         expect((await f.ssh(H1, "systemctl is-active --quiet headscale.service")).stdout).toBe("");
     });
 
-    test("an edited unit file draws systemd's warning until daemon-reload", async () => {
+    test("an edited unit file draws systemd's warning until daemon-reload, or an enable or disable without --no-reload", async () => {
         const f = lab();
         await f.ssh(H1, writeFileScript("/etc/systemd/system/nebula.service", "0644"), NEBULA_UNIT.replace("# test unit", "# test unit, edited"));
         const stale = await f.ssh(H1, "systemctl restart nebula.service");
@@ -201,6 +201,18 @@ describe("lab fleet private directories and service stand-ins (root, network nam
         const fresh = await f.ssh(H1, "systemctl daemon-reload && systemctl restart nebula.service");
         expect(fresh.stderr).toBe("");
         expect(f.serviceEvents(H1, "nebula").at(-1)?.staleUnitFile).toBeUndefined();
+
+        // `systemctl enable` reloads the manager by itself, unless --no-reload.
+        const edit = (note: string): Promise<unknown> =>
+            f.ssh(H1, writeFileScript("/etc/systemd/system/nebula.service", "0644"), NEBULA_UNIT.replace("# test unit", `# test unit, ${note}`));
+        await edit("edited again");
+        const noReload = await f.ssh(H1, "systemctl enable --quiet --no-reload nebula.service && systemctl show -p NeedDaemonReload --value nebula.service");
+        expect(noReload.stdout).toBe("yes\n");
+        const reloadedByEnable = await f.ssh(H1, "systemctl enable --quiet nebula.service && systemctl show -p NeedDaemonReload --value nebula.service");
+        expect(reloadedByEnable.stdout).toBe("no\n");
+        await edit("and again");
+        const reloadedByDisable = await f.ssh(H1, "systemctl disable --quiet nebula.service && systemctl show -p NeedDaemonReload --value nebula.service");
+        expect(reloadedByDisable.stdout).toBe("no\n");
     });
 
     test("failRestarts: the next n restarts exit 1 and leave the unit failed; then it starts", async () => {
