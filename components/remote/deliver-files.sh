@@ -272,23 +272,27 @@ launchd_restart() {
   cp "$plist" "$loaded_record" || return 1
 }
 # systemd reads unit files again only on daemon-reload, a reload of every unit, and `systemctl
-# enable` does one by itself unless told --no-reload (systemd's systemctl-enable.c). So a unit
-# already enabled is not enabled again, and the manager reloads once, only when something needs
-# it: this run wrote (or put back) a file under a systemd directory, systemd says its copy is
-# stale (NeedDaemonReload: a run that wrote the unit stopped before reloading), the unit is not
-# loaded, or it was just enabled. A `show` that fails reloads and enables, as every run did.
+# enable` does one by itself unless told --no-reload (systemd's systemctl-enable.c). So the
+# manager reloads once per restart at most, and only when something needs it. When this run
+# wrote (or put back) a file under a systemd directory, it reloads, after an enable that changes
+# nothing if the unit is enabled already. Otherwise `systemctl show` says whether systemd's copy
+# is stale (NeedDaemonReload: a run that wrote the unit stopped before reloading), the unit is
+# not loaded, or it is not enabled (by hand); a `show` that fails enables and reloads.
 systemd_restart() {
   local props line reload=no enabled=no
-  if grep -Eq '^(/etc|/run|/lib|/usr/lib)/systemd/' "$stage/.changed"; then reload=yes; fi
-  props="$(systemctl show -p LoadState -p UnitFileState -p NeedDaemonReload "$service" 2>/dev/null)" || props='LoadState=unknown'
-  while IFS= read -r line; do
-    case "$line" in
-      UnitFileState=enabled) enabled=yes ;;
-      NeedDaemonReload=yes) reload=yes ;;
-      LoadState=loaded) ;;
-      LoadState=*) reload=yes ;;
-    esac
-  done <<<"$props"
+  if grep -Eq '^(/etc|/run|/lib|/usr/lib)/systemd/' "$stage/.changed"; then
+    reload=yes
+  else
+    props="$(systemctl show -p LoadState -p UnitFileState -p NeedDaemonReload "$service" 2>/dev/null)" || props='LoadState=unknown'
+    while IFS= read -r line; do
+      case "$line" in
+        UnitFileState=enabled) enabled=yes ;;
+        NeedDaemonReload=yes) reload=yes ;;
+        LoadState=loaded) ;;
+        LoadState=*) reload=yes ;;
+      esac
+    done <<<"$props"
+  fi
   if [ "$enabled" = no ]; then
     systemctl enable --quiet --no-reload "$service" || return 1
     reload=yes

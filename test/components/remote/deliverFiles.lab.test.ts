@@ -246,14 +246,19 @@ describe("the file delivery script", () => {
         expect(fs.readdirSync(delivered("etc/nebula")).filter((name) => name.includes(".shortcircuit."))).toEqual([]);
     });
 
-    it("reloads systemd only when a unit file changed or systemd's copy is stale, and enables only a unit that is not enabled", () => {
+    it("reloads systemd once, only when a unit file changed or systemd's copy is stale, and enables only then or when the unit is not enabled", () => {
         expect(deliver(systemd, [config, unit]).status).toBe(0);
         // Only the config changed: the unit is enabled and systemd's copy current, so a restart is all.
         const mtu = (value: number): PlannedFile<string> => ({ ...config, content: `tun:\n  mtu: ${value}\n` });
         expect(deliver(systemd, [mtu(1280), unit]).calls).toEqual(["systemctl restart nebula.service"]);
-        // The unit file changed: one reload, no enable.
+        // The unit file changed: one reload, after an enable without its own reload (no `show`:
+        // the reload is needed anyway, and enabling an enabled unit changes nothing).
         const newUnit = { ...unit, content: `${unit.content}Restart=always\n` };
-        expect(deliver(systemd, [mtu(1280), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
+        expect(deliver(systemd, [mtu(1280), newUnit]).calls).toEqual([
+            "systemctl enable --quiet --no-reload nebula.service",
+            "systemctl daemon-reload",
+            "systemctl restart nebula.service",
+        ]);
         // A run that wrote the unit and stopped before its reload left systemd's copy stale: reloaded.
         fs.writeFileSync(path.join(work, "stale-unit"), "");
         expect(deliver(systemd, [mtu(1300), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
