@@ -1,14 +1,15 @@
 /*
  * The real engine's figures (`npm run bench`, or alone: `npm run bench -- --engine-only`):
- * first up, no-op up, one-node up and no-op preview of the lab stack, and of a 22-host
- * prod-sized stack (the lab stack plus 17 K3s agents), on the lab fleet with the real Pulumi
+ * first up, no-op up, one-node up, an up that restarts every host's Nebula, and no-op preview
+ * of the lab stack, and of a 22-host prod-sized stack (the lab stack plus 17 K3s agents), on
+ * the lab fleet with the real Pulumi
  * CLI, language host, kubernetes plugin and API server and the command/tls TEST DOUBLES
  * (test/e2e). Plus where a no-op preview's time goes: the CLI alone (`pulumi version`), the
  * engine with an empty program, and the program. Numbers only; nothing here asserts a timing.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { startLabStack } from "../../scripts/lab/stack/labStack";
+import { startLabStack, type LabStack } from "../../scripts/lab/stack/labStack";
 import { PulumiStack, runProcess, type RunResult } from "../../scripts/lab/stack/engine";
 
 export function median(values: number[]): number {
@@ -45,6 +46,27 @@ interface Goals {
 const goal = (measuredMs: number, goalS: number | undefined): string =>
     goalS === undefined ? "" : ` (goal ≤ ${goalS.toFixed(1)} s, ×${(measuredMs / 1000 / goalS).toFixed(2)})`;
 
+/**
+ * An `up` after a change to every host's Nebula config (its listen port): the wave restarts
+ * every member in turn, as a CA rotation or a firewall change does. The wave is serial, so the
+ * gaps between successive restarts (the service doubles' records) are its turns: one SSH
+ * session, `nebula -test`, the service manager's calls and the health check each.
+ */
+async function nebulaWaveFigure(lab: LabStack): Promise<{ upMs: number; restarts: number; medianTurnS: number; minTurnS: number; maxTurnS: number }> {
+    const nebula = lab.config.overlays.nebula;
+    nebula.listenPort = (nebula.listenPort ?? 4242) + 1;
+    lab.stack.setFleet(lab.config);
+    const changedAt = Date.now();
+    const upMs = ok("fleet-wide Nebula up", await lab.stack.up());
+    const restarts = lab.nebulaMembers
+        .flatMap((host) => lab.fleet.serviceEvents(host, "nebula.service").filter((event) => event.verb === "restart" && event.atMs >= changedAt))
+        .map((event) => event.atMs)
+        .sort((a, b) => a - b);
+    if (restarts.length < 2) throw new Error(`fleet-wide Nebula up: ${restarts.length} Nebula restarts on ${lab.nebulaMembers.join(", ")}`);
+    const turns = restarts.slice(1).map((at, index) => (at - restarts[index]) / 1000);
+    return { upMs, restarts: restarts.length, medianTurnS: median(turns), minTurnS: Math.min(...turns), maxTurnS: Math.max(...turns) };
+}
+
 async function figuresFor(label: string, extraAgents: number, goals: Goals): Promise<void> {
     const lab = await startLabStack({ stack: "bench", readyTimeoutSeconds: 30, extraAgents });
     try {
@@ -56,6 +78,7 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
         changed.labels = { "shortcircuit.bench/changed": "yes" };
         lab.stack.setFleet(lab.config);
         const oneNode = ok("one-node up", await lab.stack.up());
+        const wave = await nebulaWaveFigure(lab);
         const preview = await medianOf(3, "no-op preview", () => lab.stack.preview());
         const resources = (JSON.parse(fs.readFileSync(lab.stack.stateFile, "utf8")) as { checkpoint: { latest: { resources: unknown[] } } }).checkpoint.latest
             .resources.length;
@@ -91,6 +114,8 @@ async function figuresFor(label: string, extraAgents: number, goals: Goals): Pro
             [
                 `${label} (${lab.hosts.length} hosts, ${lab.k3sNodes.length} K3s nodes, ${resources} resources in state):`,
                 `  first up ${seconds(first)} s${goal(first, goals.firstUp)}   no-op up ${seconds(noop)} s   one-node up ${seconds(oneNode)} s`,
+                `  every host's Nebula config changed (the wave restarts each host in turn): up ${seconds(wave.upMs)} s; ${wave.restarts} restarts, ` +
+                    `a host's turn (from one restart to the next) median ${wave.medianTurnS.toFixed(2)} s, min ${wave.minTurnS.toFixed(2)}, max ${wave.maxTurnS.toFixed(2)}`,
                 `  no-op preview ${seconds(preview)} s (median of 3)${goal(preview, goals.noopPreview)}`,
                 `  no-op preview split: CLI start ${seconds(cli)} s; engine + language host + empty TypeScript program ${seconds(emptyPreview)} s;`,
                 `    the program's own graph and diffs ${seconds(programShare)} s${goal(programShare, goals.programShare)}; refresh (Pulumi.yaml refresh: always) ${seconds(Math.max(0, preview - noRefresh))} s`,
