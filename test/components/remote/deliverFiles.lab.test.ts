@@ -38,7 +38,8 @@ beforeEach(() => {
         // active only at the first look after a restart: a daemon that exits at once),
         // die-on-restart (the restart kills the delivery, as a dropped session would),
         // stale-unit (systemd's copy of the unit is older than its file: NeedDaemonReload=yes
-        // until a daemon-reload), show-fails (`show` fails, as without a bus).
+        // until a daemon-reload), not-loaded (systemd has no unit loaded under the name),
+        // show-fails (`show` fails, as without a bus).
         fs.writeFileSync(
             path.join(shims, tool),
             [
@@ -48,7 +49,7 @@ beforeEach(() => {
                 'case "$1" in',
                 `  is-active) if exits; then [ ! -e "${work}/looked" ] || exit 3; : >"${work}/looked"; fi; ! dead; exit $? ;;`,
                 '  print) dead || echo "state = running"; exit 0 ;;',
-                `  show) [ ! -e "${work}/show-fails" ] || exit 1; echo LoadState=loaded; echo "UnitFileState=$([ -e "${work}/enabled" ] && echo enabled || echo disabled)"; echo "NeedDaemonReload=$([ -e "${work}/stale-unit" ] && echo yes || echo no)"; exit 0 ;;`,
+                `  show) [ ! -e "${work}/show-fails" ] || exit 1; echo "LoadState=$([ -e "${work}/not-loaded" ] && echo not-found || echo loaded)"; echo "UnitFileState=$([ -e "${work}/enabled" ] && echo enabled || echo disabled)"; echo "NeedDaemonReload=$([ -e "${work}/stale-unit" ] && echo yes || echo no)"; exit 0 ;;`,
                 "esac",
                 `echo "${tool} $*" >> "${work}/calls.log"`,
                 `if [[ "$*" == *restart* ]]; then rm -f "${work}/looked"; fi`,
@@ -262,6 +263,10 @@ describe("the file delivery script", () => {
         // A run that wrote the unit and stopped before its reload left systemd's copy stale: reloaded.
         fs.writeFileSync(path.join(work, "stale-unit"), "");
         expect(deliver(systemd, [mtu(1300), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
+        // systemd has not loaded the unit (it held a lookup that found no file): reloaded.
+        fs.writeFileSync(path.join(work, "not-loaded"), "");
+        expect(deliver(systemd, [mtu(1310), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
+        fs.rmSync(path.join(work, "not-loaded"));
         // Disabled by hand: enabled again, then reloaded.
         fs.rmSync(path.join(work, "enabled"));
         expect(deliver(systemd, [mtu(1320), newUnit]).calls).toEqual([
