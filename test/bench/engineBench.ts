@@ -2,9 +2,8 @@
  * The real engine's figures (`npm run bench`, or alone: `npm run bench -- --engine-only`):
  * first up, no-op up, one-node up, an up that restarts every host's Nebula, and no-op preview
  * of the lab stack, and of a 22-host prod-sized stack (the lab stack plus 17 K3s agents), on
- * the lab fleet with the real Pulumi
- * CLI, language host, kubernetes plugin and API server and the command/tls TEST DOUBLES
- * (test/e2e). Plus where a no-op preview's time goes: the CLI alone (`pulumi version`), the
+ * the lab fleet with the real Pulumi CLI, language host, kubernetes plugin and API server and
+ * the command/tls TEST DOUBLES (test/e2e). Plus where a no-op preview's time goes: the CLI alone (`pulumi version`), the
  * engine with an empty program, and the program. Numbers only; nothing here asserts a timing.
  */
 import * as fs from "node:fs";
