@@ -147,3 +147,22 @@ export function processTree(pid: number): { pid: number; pgid: number; command: 
     }
     return tree.map(({ pid: id, pgid, command }) => ({ pid: id, pgid, command }));
 }
+
+/**
+ * Processes of this machine with an argument inside `dir` (a run's own daemons outside its
+ * namespaces, such as the API server and etcd started from its run directory), this one excepted.
+ */
+export function processesUsing(dir: string): number[] {
+    const inside = `${path.resolve(dir)}/`;
+    const found: number[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+        try {
+            const args = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+            if (args.some((arg) => arg.startsWith(inside) || arg.includes(`=${inside}`))) found.push(Number(entry));
+        } catch {
+            // gone meanwhile
+        }
+    }
+    return found;
+}

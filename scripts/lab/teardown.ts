@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { BRIDGE_PREFIX, DEFAULT_BASE_DIR, RUN_PREFIX, VETH_PREFIX } from "./constants";
 import { listLinks, listNetns, netnsPids, quiet } from "./network";
-import { alive, killAll } from "./processes";
+import { alive, killAll, processesUsing } from "./processes";
 import { allRunDirs, ownerLive, readOwner, removeCreatedMountPoints } from "./runDir";
 
 export interface CleanupReport {
@@ -21,14 +21,17 @@ export interface CleanupReport {
 
 /**
  * Synchronous teardown of one run: kills every process in its namespaces (the hosts' sshd and
- * whatever entered them; the mounts go with the last process of each mount namespace), deletes
+ * whatever entered them; the mounts go with the last process of each mount namespace) and every
+ * process started from its run directory (the API server and etcd), deletes
  * veths, namespaces and the bridge, removes the run directory and the mount points only it still
  * uses. Returns what it removed; safe to repeat.
  */
 export function teardownSync(runId: string, runDir: string | null, extraPids: number[] = []): CleanupReport {
     const report: CleanupReport = { runs: [runId], namespaces: [], links: [], dirs: [], killedPids: [] };
     const namespaces = listNetns().filter((n) => n.startsWith(`${RUN_PREFIX}${runId}-`));
-    const pids = [...new Set([...extraPids, ...namespaces.flatMap(netnsPids)])];
+    // The API server and etcd run in the machine's own namespace, from the run directory.
+    const daemons = runDir !== null && fs.existsSync(runDir) ? processesUsing(runDir) : [];
+    const pids = [...new Set([...extraPids, ...daemons, ...namespaces.flatMap(netnsPids)])];
     report.killedPids = pids.filter(alive);
     killAll(pids);
     // Processes that entered the namespaces after the first sweep (exec/ssh children).

@@ -150,6 +150,15 @@ export function reloadUnitFiles(st: ServiceManagerState): void {
     }
 }
 
+/** The reload `systemctl enable`/`disable` do by themselves: no daemon-reload call in the records. */
+export function serviceManagerReload(): void {
+    withLock(STATE_DIR, () => {
+        const st = loadServices();
+        reloadUnitFiles(st);
+        writeJsonAtomic(servicesPath(), st);
+    });
+}
+
 export function serviceDaemonReload(): void {
     withLock(STATE_DIR, () => {
         const st = loadServices();

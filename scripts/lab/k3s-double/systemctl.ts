@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { STATE_DIR } from "./constants";
 import { loadState, statePath } from "./host";
-import { SERVICE_VERBS, fullUnit, isK3sUnit, serviceDaemonReload, unitName } from "./serviceManager";
+import { SERVICE_VERBS, fullUnit, isK3sUnit, serviceDaemonReload, serviceManagerReload, unitName } from "./serviceManager";
 import type { SystemctlFlags } from "./serviceManager";
 import { serviceJournal, serviceOne } from "./serviceVerbs";
 import type { DoubleHostConfig } from "./types";
@@ -16,6 +16,9 @@ import { ToolExit, complain, fail, say, unsupported, withLock, writeJsonAtomic }
 /** One verb for units of which at least one is not k3s: each unit in turn, first error's exit code. */
 export function serviceSystemctl(host: DoubleHostConfig, cmd: string, units: string[], flags: SystemctlFlags): number {
     if (units.length === 0) fail(1, "Too few arguments.");
+    // `systemctl enable a b` reloads the manager once, after every unit (systemctl-enable.c).
+    const reloadAfter = (cmd === "enable" || cmd === "disable") && !flags.noReload && units.some((raw) => !isK3sUnit(raw));
+    const unitFlags = reloadAfter ? { ...flags, noReload: true } : flags;
     let rc = 0;
     let first = true;
     for (const raw of units) {
@@ -37,11 +40,12 @@ export function serviceSystemctl(host: DoubleHostConfig, cmd: string, units: str
             }
         } else {
             if (cmd === "show" && !first) say("");
-            code = withLock(STATE_DIR, () => serviceOne(host, cmd, fullUnit(raw), flags));
+            code = withLock(STATE_DIR, () => serviceOne(host, cmd, fullUnit(raw), unitFlags));
         }
         first = false;
         if (rc === 0 && code !== 0) rc = code;
     }
+    if (reloadAfter && rc === 0) serviceManagerReload();
     return rc;
 }
 

@@ -199,10 +199,11 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
         }
     };
     process.once("exit", onExit);
+    // The hook stays until both have stopped: a run that exits while stop() waits still kills them.
     const stop = async (): Promise<void> => {
-        process.removeListener("exit", onExit);
         await stopChild(apiserver);
         await stopChild(etcd);
+        process.removeListener("exit", onExit);
     };
     // Ready: /readyz answers ok (about 5 s on an idle machine; bounded at 90 s).
     const deadline = Date.now() + 90_000;

@@ -207,6 +207,9 @@ const nebulaPlist = (logPath?: string): PlannedFile<string> => {
 };
 const loadedJobs = (): string[] => (fs.existsSync(path.join(work, "launchd")) ? fs.readdirSync(path.join(work, "launchd")).sort() : []);
 
+/** A restart after a unit file was written, or with nothing known: enabled without the reload `systemctl enable` does by itself, one reload, the restart. */
+const ENABLE_RELOAD_RESTART = ["systemctl enable --quiet --no-reload nebula.service", "systemctl daemon-reload", "systemctl restart nebula.service"];
+
 describe("the file delivery script", () => {
     it("writes every file with its mode and restarts once on first delivery", () => {
         const result = deliver(systemd, [config, key, unit]);
@@ -215,7 +218,7 @@ describe("the file delivery script", () => {
         expect(fs.statSync(delivered("etc/nebula/host.key")).mode & 0o777).toBe(0o600);
         expect(fs.statSync(delivered("etc/nebula/config.yml")).mode & 0o777).toBe(0o644);
         // Enabled without the reload `systemctl enable` does by itself, then one reload for both.
-        expect(result.calls).toEqual(["systemctl enable --quiet --no-reload nebula.service", "systemctl daemon-reload", "systemctl restart nebula.service"]);
+        expect(result.calls).toEqual(ENABLE_RELOAD_RESTART);
         expect(result.stdout).toContain("nebula: wrote /etc/nebula/config.yml");
         expect(result.stdout).toContain("nebula: restarted nebula.service; it is active");
         // Command output lands in Pulumi state and logs: it names files, never their content.
@@ -255,11 +258,7 @@ describe("the file delivery script", () => {
         // The unit file changed: one reload, after an enable without its own reload (no `show`:
         // the reload is needed anyway, and enabling an enabled unit changes nothing).
         const newUnit = { ...unit, content: `${unit.content}Restart=always\n` };
-        expect(deliver(systemd, [mtu(1280), newUnit]).calls).toEqual([
-            "systemctl enable --quiet --no-reload nebula.service",
-            "systemctl daemon-reload",
-            "systemctl restart nebula.service",
-        ]);
+        expect(deliver(systemd, [mtu(1280), newUnit]).calls).toEqual(ENABLE_RELOAD_RESTART);
         // A run that wrote the unit and stopped before its reload left systemd's copy stale: reloaded.
         fs.writeFileSync(path.join(work, "stale-unit"), "");
         expect(deliver(systemd, [mtu(1300), newUnit]).calls).toEqual(["systemctl daemon-reload", "systemctl restart nebula.service"]);
@@ -269,16 +268,12 @@ describe("the file delivery script", () => {
         fs.rmSync(path.join(work, "not-loaded"));
         // Disabled by hand: enabled again, then reloaded.
         fs.rmSync(path.join(work, "enabled"));
-        expect(deliver(systemd, [mtu(1320), newUnit]).calls).toEqual([
-            "systemctl enable --quiet --no-reload nebula.service",
-            "systemctl daemon-reload",
-            "systemctl restart nebula.service",
-        ]);
+        expect(deliver(systemd, [mtu(1320), newUnit]).calls).toEqual(ENABLE_RELOAD_RESTART);
         // systemctl show failing: enable and reload, as when nothing is known.
         fs.writeFileSync(path.join(work, "show-fails"), "");
         const blind = deliver(systemd, [mtu(1340), newUnit]);
         expect(blind.status).toBe(0);
-        expect(blind.calls).toEqual(["systemctl enable --quiet --no-reload nebula.service", "systemctl daemon-reload", "systemctl restart nebula.service"]);
+        expect(blind.calls).toEqual(ENABLE_RELOAD_RESTART);
     });
 
     it("carries content verbatim: quotes, $(…), backslashes and no trailing newline never reach a shell", () => {

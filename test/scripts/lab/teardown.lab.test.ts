@@ -1,10 +1,11 @@
 /**
  * teardownLabRun (scripts/lab/teardown.ts): what `npm run lab -- down` will call. A small fleet
- * with a process left running inside a host is torn down by run id alone, and nothing of the run
+ * with a process left running inside a host, and one started from its run directory outside its
+ * namespaces (as the lab's API server is), is torn down by run id alone, and nothing of the run
  * is left: no namespace, process, mount, link, bridge or file; a second teardown finds nothing.
  * Needs root and Debian's openssh-server/openssh-client/iproute2 (scripts/setup.sh).
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
@@ -67,7 +68,14 @@ describe("teardownLabRun", () => {
         // A process the run did not start itself: teardown finds it by its network namespace.
         const started = await f.exec("down-wk-01", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!", { check: true, timeoutMs: 10_000 });
         const stray = Number(started.stdout.trim());
-        const pids = [...f.hosts.map((h) => h.pid), stray];
+        // A daemon in the machine's own namespace started from the run directory, as the lab's API
+        // server and etcd are (--data-dir=<run>/apiserver/etcd): no namespace leads to it.
+        const daemon = spawn(process.execPath, ["-e", "setTimeout(() => undefined, 300_000)", "--", `--data-dir=${path.join(f.runDir, "apiserver", "etcd")}`], {
+            stdio: "ignore",
+            detached: true,
+        });
+        daemon.unref();
+        const pids = [...f.hosts.map((h) => h.pid), stray, daemon.pid ?? -1];
         for (const pid of pids) expect(pidAlive(pid)).toBe(true);
         expect(processesMounting(f.runDir).length).toBeGreaterThan(0);
         expect(netnsNames()).toEqual(expect.arrayContaining(f.hosts.map((h) => h.netns)));

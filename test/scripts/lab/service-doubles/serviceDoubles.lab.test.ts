@@ -213,6 +213,23 @@ describe("lab fleet private directories and service stand-ins (root, network nam
         await edit("and again");
         const reloadedByDisable = await f.ssh(H1, "systemctl disable --quiet nebula.service && systemctl show -p NeedDaemonReload --value nebula.service");
         expect(reloadedByDisable.stdout).toBe("no\n");
+        // Several units in one enable: one reload after them all leaves every one current.
+        const extra = (note: string): Promise<unknown> =>
+            f.ssh(H1, writeFileScript("/etc/systemd/system/lab-extra.service", "0644"), NEBULA_UNIT.replace("Nebula overlay", `lab extra, ${note}`));
+        await extra("loaded");
+        expect((await f.ssh(H1, "systemctl daemon-reload")).code).toBe(0);
+        await edit("once more");
+        await extra("edited");
+        const bothStale = await f.ssh(H1, "systemctl show -p NeedDaemonReload --value nebula.service lab-extra.service");
+        expect(bothStale.stdout.split("\n").filter((line) => line !== "")).toEqual(["yes", "yes"]);
+        const both = await f.ssh(
+            H1,
+            "systemctl enable --quiet nebula.service lab-extra.service && systemctl show -p NeedDaemonReload --value nebula.service lab-extra.service",
+        );
+        expect(both.stdout.split("\n").filter((line) => line !== "")).toEqual(["no", "no"]);
+        expect(
+            (await f.ssh(H1, "systemctl disable --quiet lab-extra.service && rm /etc/systemd/system/lab-extra.service && systemctl daemon-reload")).code,
+        ).toBe(0);
     });
 
     test("failRestarts: the next n restarts exit 1 and leave the unit failed; then it starts", async () => {
