@@ -16,21 +16,52 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
     hangOnUnansweringApi(host, flags);
     if (host.role !== "server") {
         // An agent has no admin kubeconfig; its kubelet's credentials reach the API through the
-        // agent's local load balancer (127.0.0.1:6444) and, under the Node authorizer, may read
-        // (get, list, watch) nodes: `get` and `wait`, which watches.
+        // agent's local load balancer (127.0.0.1:6444).
         if (flags.get("--kubeconfig") !== AGENT_KUBELET_KUBECONFIG)
             fail(1, "The connection to the server localhost:8080 was refused - did you specify the right host or port?");
         if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
         if (!allNodes(host).some((n) => n.role === "server" && liveness(n).status === "active")) {
             fail(1, "The connection to the server 127.0.0.1:6444 was refused - did you specify the right host or port?");
         }
-        if (verb === "wait") return kubectlWait(host, rest, flags);
-        if (verb !== "get")
-            fail(
-                1,
-                `Error from server (Forbidden): nodes is forbidden: User "system:node:${loadState(host).nodeName ?? host.hostName}" cannot ${verb ?? "use"} resource "nodes"`,
-            );
-        return kubectlGet(host, rest, flags);
+        const self = loadState(host).nodeName ?? host.hostName;
+        const forbidden = (what: string): never => fail(1, `Error from server (Forbidden): ${what}`);
+        // Kubernetes 1.33's Node authorizer and NodeRestriction, as the real API server answers
+        // them (test/scripts/lab/stack/apiServer.lab.test.ts): a node reads its own Node object
+        // only, by name (kubectl reads before it writes), and may cordon, annotate and patch it.
+        const ownNodeOnly = (names: string[]): void => {
+            const other = names.find((name) => name !== self);
+            if (other !== undefined)
+                forbidden(
+                    `nodes "${other}" is forbidden: User "system:node:${self}" cannot get resource "nodes" in API group "" at the cluster scope: node '${self}' cannot read '${other}', only its own Node object`,
+                );
+        };
+        switch (verb) {
+            case "get":
+            case "wait": {
+                if (flags.get("--raw") !== undefined) return kubectlGet(host, rest, flags);
+                const names = nodeNames(rest, false);
+                if (names.length === 0 && verb === "get")
+                    forbidden(
+                        `nodes is forbidden: User "system:node:${self}" cannot list resource "nodes" in API group "" at the cluster scope: node '${self}' cannot read all nodes, only its own Node object`,
+                    );
+                ownNodeOnly(names);
+                return verb === "wait" ? kubectlWait(host, rest, flags) : kubectlGet(host, rest, flags);
+            }
+            case "cordon":
+            case "uncordon":
+                ownNodeOnly(nodeNames(rest));
+                return kubectlCordon(host, verb, nodeNames(rest), true);
+            case "annotate":
+                ownNodeOnly(nodeNames(rest.slice(0, rest[0] !== undefined && ["node", "nodes", "no"].includes(rest[0]) ? 2 : 1)));
+                return kubectlMeta(host, verb, rest, flags);
+            case "patch":
+                ownNodeOnly(nodeNames(rest));
+                return kubectlPatch(host, rest, flags);
+            default:
+                return forbidden(
+                    `nodes is forbidden: User "system:node:${self}" cannot ${verb ?? "use"} resource "nodes" (k3s-test-double: not simulated for a node's own credentials)`,
+                );
+        }
     }
     // The API server lives on servers only, and only while k3s runs.
     if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");

@@ -2,13 +2,17 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import * as YAML from "yaml";
 
 /*
  * A real Kubernetes API server for the end-to-end suite: Debian's etcd (etcd-server) and
  * kube-apiserver built from the Go module proxy (scripts/tools/build-engine.sh), on one
  * address of the lab bridge's root side, with a throw-away CA, serving certificate,
  * service-account keys and an admin client certificate (O=system:masters) made by openssl.
- * No controllers, scheduler or kubelets run: objects are stored and served, nothing
+ * It authorizes and admits as k3s's own API server does (pkg/daemons/control/server.go:
+ * --authorization-mode=Node,RBAC, --enable-admission-plugins=NodeRestriction,
+ * --anonymous-auth=false), so a kubelet's credentials (nodeKubeconfig) are limited here as on a
+ * K3s node. No controllers, scheduler or kubelets run: objects are stored and served, nothing
  * reconciles them. The shared CRDs (../shared/schemas) are installed before it is handed out.
  */
 
@@ -18,8 +22,13 @@ export interface ApiServer {
     kubeconfig: string;
     kubeconfigPath: string;
     version: string;
-    /** Runs the built kubectl against it. */
-    kubectl(args: string[], opts?: { stdin?: string; check?: boolean }): { code: number; stdout: string; stderr: string };
+    /** Runs the built kubectl against it, as the admin unless `kubeconfig` names another identity's. */
+    kubectl(args: string[], opts?: { stdin?: string; check?: boolean; kubeconfig?: string }): { code: number; stdout: string; stderr: string };
+    /**
+     * A kubeconfig (its path) with a kubelet's client certificate for node `nodeName`
+     * (CN=system:node:<name>, O=system:nodes): what a K3s agent's kubelet.kubeconfig holds.
+     */
+    nodeKubeconfig(nodeName: string): string;
     /** kube-apiserver's and etcd's pids: they run in the machine's own namespace, so a lab run's teardown does not reach them. */
     pids: number[];
     stop(): Promise<void>;
@@ -43,31 +52,34 @@ function openssl(dir: string, args: string[]): void {
     execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 });
 }
 
+/** Signs a client or serving certificate `<name>.crt` (key `<name>.key`) with the throw-away CA in `dir`. */
+function signCertificate(dir: string, name: string, subject: string, ext: string): void {
+    openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`]);
+    openssl(dir, ["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`]);
+    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+    openssl(dir, [
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        `${name}.ext`,
+        "-out",
+        `${name}.crt`,
+    ]);
+}
+
 function makePki(dir: string, address: string): void {
     openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
     openssl(dir, ["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=shortcircuit-e2e-kube-ca", "-days", "2", "-out", "ca.crt"]);
-    const sign = (name: string, subject: string, ext: string): void => {
-        openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`]);
-        openssl(dir, ["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`]);
-        fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
-        openssl(dir, [
-            "x509",
-            "-req",
-            "-in",
-            `${name}.csr`,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            `${name}.ext`,
-            "-out",
-            `${name}.crt`,
-        ]);
-    };
+    const sign = (name: string, subject: string, ext: string): void => signCertificate(dir, name, subject, ext);
     sign(
         "apiserver",
         "/CN=kube-apiserver",
@@ -78,28 +90,20 @@ function makePki(dir: string, address: string): void {
     openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
 
-function kubeconfigFor(dir: string, url: string): string {
+function kubeconfigFor(dir: string, url: string, user: string): string {
     const b64 = (file: string): string => fs.readFileSync(path.join(dir, file)).toString("base64");
-    return [
-        "apiVersion: v1",
-        "kind: Config",
-        "clusters:",
-        "- name: e2e",
-        "  cluster:",
-        `    server: ${url}`,
-        `    certificate-authority-data: ${b64("ca.crt")}`,
-        "users:",
-        "- name: e2e-admin",
-        "  user:",
-        `    client-certificate-data: ${b64("admin.crt")}`,
-        `    client-key-data: ${b64("admin.key")}`,
-        "contexts:",
-        "- name: e2e",
-        "  context: { cluster: e2e, user: e2e-admin }",
-        "current-context: e2e",
-        "",
-    ].join("\n");
+    return YAML.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "e2e", cluster: { server: url, "certificate-authority-data": b64("ca.crt") } }],
+        users: [{ name: user, user: { "client-certificate-data": b64(`${user}.crt`), "client-key-data": b64(`${user}.key`) } }],
+        contexts: [{ name: "e2e", context: { cluster: "e2e", user } }],
+        "current-context": "e2e",
+    });
 }
+
+/** A Kubernetes node name (RFC 1123 subdomain): safe in a certificate subject and a file name. */
+const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function spawnLogged(file: string, args: string[], log: string): ChildProcess {
     const fd = fs.openSync(log, "a");
@@ -116,8 +120,13 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
     } catch {
         return;
     }
-    const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000));
-    if ((await Promise.race([exited, timer])) === "timeout") {
+    let timeout: NodeJS.Timeout | undefined;
+    const timer = new Promise<"timeout">((resolve) => {
+        timeout = setTimeout(() => resolve("timeout"), 10_000);
+    });
+    const first = await Promise.race([exited, timer]);
+    clearTimeout(timeout);
+    if (first === "timeout") {
         try {
             process.kill(-child.pid, "SIGKILL");
         } catch {
@@ -164,22 +173,31 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
             `--service-account-issuer=https://kubernetes.default.svc`,
             `--service-account-key-file=${path.join(dir, "sa.pub")}`,
             `--service-account-signing-key-file=${path.join(dir, "sa.key")}`,
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--anonymous-auth=false",
             `--cert-dir=${path.join(dir, "certs")}`,
         ],
         path.join(dir, "kube-apiserver.log"),
     );
-    const kubeconfig = kubeconfigFor(dir, url);
+    const kubeconfig = kubeconfigFor(dir, url, "admin");
     const kubeconfigPath = path.join(dir, "admin.kubeconfig");
     fs.writeFileSync(kubeconfigPath, kubeconfig, { mode: 0o600 });
-    const kubectl = (args: string[], kopts: { stdin?: string; check?: boolean } = {}): { code: number; stdout: string; stderr: string } => {
+    const kubectl = (
+        args: string[],
+        kopts: { stdin?: string; check?: boolean; kubeconfig?: string } = {},
+    ): { code: number; stdout: string; stderr: string } => {
         try {
-            const stdout = execFileSync(path.join(opts.kubeBin, "kubectl"), ["--kubeconfig", kubeconfigPath, "--request-timeout=20s", ...args], {
-                encoding: "utf8",
-                input: kopts.stdin,
-                stdio: ["pipe", "pipe", "pipe"],
-                timeout: 60_000,
-            });
+            const stdout = execFileSync(
+                path.join(opts.kubeBin, "kubectl"),
+                ["--kubeconfig", kopts.kubeconfig ?? kubeconfigPath, "--request-timeout=20s", ...args],
+                {
+                    encoding: "utf8",
+                    input: kopts.stdin,
+                    stdio: ["pipe", "pipe", "pipe"],
+                    timeout: 60_000,
+                },
+            );
             return { code: 0, stdout, stderr: "" };
         } catch (error) {
             const e = error as { status?: number; stdout?: string; stderr?: string };
@@ -224,7 +242,17 @@ export async function startApiServer(opts: { dir: string; address: string; kubeB
     const version = (JSON.parse(kubectl(["version", "-o", "json"], { check: true }).stdout) as { serverVersion: { gitVersion: string } }).serverVersion
         .gitVersion;
     const pids = [apiserver.pid, etcd.pid].filter((pid): pid is number => pid !== undefined);
-    return { url, kubeconfig, kubeconfigPath, version, kubectl, pids, stop };
+    const nodeKubeconfig = (nodeName: string): string => {
+        if (!NODE_NAME.test(nodeName) || nodeName.length > 253) throw new Error(`not a node name: ${JSON.stringify(nodeName)}`);
+        const user = `node-${nodeName}`;
+        const file = path.join(dir, `${user}.kubeconfig`);
+        if (!fs.existsSync(file)) {
+            signCertificate(dir, user, `/O=system:nodes/CN=system:node:${nodeName}`, "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n");
+            fs.writeFileSync(file, kubeconfigFor(dir, url, user), { mode: 0o600 });
+        }
+        return file;
+    };
+    return { url, kubeconfig, kubeconfigPath, version, kubectl, nodeKubeconfig, pids, stop };
 }
 
 function tail(file: string): string {

@@ -1034,7 +1034,8 @@ describe("derper on a relay (derp/install.sh, then its delivery)", () => {
             on(RELAY, operatorUnit),
             "[Unit]\nDescription=the operator's derper\n[Service]\nExecStart=/root/go/bin/derper -hostname derp-lab.kub0.io -a :443\nRestart=always\n[Install]\nWantedBy=multi-user.target\n",
         );
-        // The same program under another name, and a unit that only mentions derper, are told apart.
+        // A unit that only mentions derper (it runs derper-exporter) is told apart from the one above,
+        // which runs derper under another unit name: only that one is refused.
         fs.writeFileSync(
             on(RELAY, "/etc/systemd/system/derper-exporter.service"),
             "[Service]\nExecStart=/usr/local/bin/derper-exporter --derper-url http://127.0.0.1\n",

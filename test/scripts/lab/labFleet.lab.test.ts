@@ -253,14 +253,25 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
         const fromAgent = await f.ssh(WORKER_1, "k3s kubectl get nodes");
         expect(fromAgent.code).toBe(1);
         expect(fromAgent.stderr).toContain("was refused");
-        // With its kubelet's kubeconfig an agent may read and watch nodes (the Node authorizer): get and wait, not write.
+        // With its kubelet's kubeconfig an agent reads, watches, cordons and patches its own node
+        // only (Kubernetes 1.33's Node authorizer and NodeRestriction, as apiServer.lab pins them).
         const asKubelet = "k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig";
         expect((await f.ssh(WORKER_1, `${asKubelet} wait --for=condition=Ready node/${WORKER_1} --timeout=10s`)).stdout).toBe(
             `node/${WORKER_1} condition met\n`,
         );
-        const write = await f.ssh(WORKER_1, `${asKubelet} patch node ${WORKER_1} --type merge -p '${patch}'`);
-        expect(write.code).toBe(1);
-        expect(write.stderr).toContain("Forbidden");
+        expect((await f.ssh(WORKER_1, `${asKubelet} cordon ${WORKER_1}`)).code).toBe(0);
+        expect(f.clusterNodes().find((node) => node.name === WORKER_1)?.unschedulable).toBe(true);
+        expect((await f.ssh(WORKER_1, `${asKubelet} patch node ${WORKER_1} --type merge -p '${patch}'`)).code).toBe(0);
+        expect(f.clusterNodes().find((node) => node.name === WORKER_1)?.unschedulable).toBe(false);
+        const onlyOwn = `node '${WORKER_1}' cannot read '${WORKER_2}', only its own Node object`;
+        for (const command of [`get node ${WORKER_2}`, `cordon ${WORKER_2}`, `patch node ${WORKER_2} --type merge -p '${patch}'`]) {
+            const other = await f.ssh(WORKER_1, `${asKubelet} ${command}`);
+            expect({ command, code: other.code, stderr: other.stderr }).toEqual({ command, code: 1, stderr: expect.stringContaining(onlyOwn) as unknown });
+        }
+        const list = await f.ssh(WORKER_1, `${asKubelet} get nodes`);
+        expect([list.code, list.stderr]).toEqual([1, expect.stringContaining(`node '${WORKER_1}' cannot read all nodes, only its own Node object`)]);
+        const selfDrain = await f.ssh(WORKER_1, `${asKubelet} drain ${WORKER_1} --ignore-daemonsets`);
+        expect([selfDrain.code, selfDrain.stderr]).toEqual([1, expect.stringContaining("Forbidden")]);
     });
 
     test("an unknown key (or a server-only key on an agent) makes k3s fail", async () => {
