@@ -29,7 +29,7 @@ export interface ApiServer {
      * (CN=system:node:<name>, O=system:nodes): what a K3s agent's kubelet.kubeconfig holds.
      */
     nodeKubeconfig(nodeName: string): string;
-    /** kube-apiserver's and etcd's pids: they run in the machine's own namespace, so a lab run's teardown does not reach them. */
+    /** kube-apiserver's and etcd's pids: they run in the machine's own namespace, where a lab run's teardown finds them only if started from its run directory. */
     pids: number[];
     stop(): Promise<void>;
 }
