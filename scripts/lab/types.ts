@@ -105,6 +105,8 @@ export interface K3sBehaviour {
     kubeconfig?: string | null;
     /** A server's API accepts connections and never answers (kubectl waits for its --request-timeout). */
     apiHangs?: boolean;
+    /** A pod on this node whose disruption budget forbids its eviction: a drain retries it every 5 s until its --timeout. */
+    evictionBlocked?: boolean;
 }
 
 export interface LabHost {

@@ -23,6 +23,7 @@ export const DEFAULT_CUE: K3sBehaviourCue = {
     keepStaleFlannelLink: false,
     kubeconfig: null,
     apiHangs: false,
+    evictionBlocked: false,
 };
 
 export type Kind = "bool" | "string" | "list" | "int";

@@ -3,7 +3,7 @@
  * uncordon, drain, annotate, label, patch (merge).
  */
 import * as YAML from "yaml";
-import { loadState } from "./host";
+import { loadCue, loadState } from "./host";
 import { jsonpath } from "./jsonpath";
 import { nodeNames, nodeObject } from "./kubectlArgs";
 import { allNodes, getNode, liveness, nodeFile, saveNode } from "./nodes";
@@ -148,8 +148,7 @@ export function kubectlCordon(host: DoubleHostConfig, verb: "cordon" | "uncordon
 export function kubectlDrain(host: DoubleHostConfig, names: string[], flags: Map<string, string>): number {
     if (names.length === 0) fail(1, "error: USAGE: drain NODE [flags]");
     for (const name of names) {
-        kubectlCordon(host, "cordon", [name], false);
-        say(`node/${name} cordoned`);
+        kubectlCordon(host, "cordon", [name], true);
         if (flags.get("--ignore-daemonsets") !== "true") {
             fail(
                 1,
@@ -157,9 +156,56 @@ export function kubectlDrain(host: DoubleHostConfig, names: string[], flags: Map
             );
         }
         if (flags.has("--ignore-daemonsets")) complain(`Warning: ignoring DaemonSet-managed Pods: kube-system/svclb-traefik-${name}`);
+        evictGuardedPod(getNode(host, name), flags);
         say(`node/${name} drained`);
     }
     return 0;
+}
+
+/** The pod the evictionBlocked cue guards with a disruption budget. */
+export const BUDGET_GUARDED_POD = { namespace: "lab-apps", name: "guarded" } as const;
+
+/** A duration as Go prints it (time.Duration.String), as kubectl's messages carry it: 6s, 5m0s, 1h0m0s. */
+export function goDuration(ms: number): string {
+    const seconds = Math.round(ms / 1000);
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}
+
+/**
+ * kubectl drain's eviction of a pod a processed disruption budget guards (kubectl v1.33.4): each
+ * attempt is refused with 429, kubectl says it will retry after 5 s and sleeps, and once its
+ * --timeout has passed it gives up with "global timeout reached" (so a 6 s timeout fails after
+ * 10 s). Without the cue the node has no such pod and nothing is printed.
+ */
+function evictGuardedPod(rec: NodeRecord, flags: Map<string, string>): void {
+    const { namespace, name } = BUDGET_GUARDED_POD;
+    if (!loadCue(rec.hostSideStateDir).evictionBlocked) return;
+    // --timeout=0 waits forever in kubectl; here every wait is bounded (parseDuration caps it).
+    const timeoutText = flags.get("--timeout") ?? "0s";
+    const timeoutMs = parseDuration(timeoutText) || parseDuration("1h");
+    const started = Date.now();
+    for (let attempt = 0; attempt < 1000; attempt++) {
+        say(`evicting pod ${namespace}/${name}`);
+        if (!loadCue(rec.hostSideStateDir).evictionBlocked) {
+            say(`pod/${name} evicted`);
+            return;
+        }
+        complain(
+            `error when evicting pods/"${name}" -n "${namespace}" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.`,
+        );
+        sleepSync(5000);
+        if (Date.now() - started >= timeoutMs) break;
+    }
+    const error = `error when evicting pods/"${name}" -n "${namespace}": global timeout reached: ${goDuration(timeoutMs)}`;
+    complain(`There are pending pods in node "${rec.name}" when an error occurred: ${error}`);
+    complain(`pod/${name}`);
+    fail(
+        1,
+        `error: unable to drain node "${rec.name}" due to error: ${error}, continuing command...\nThere are pending nodes to be drained:\n ${rec.name}\n${error}`,
+    );
 }
 
 export const META_KEY = /^(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;

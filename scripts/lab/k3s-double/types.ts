@@ -44,6 +44,13 @@ export interface K3sBehaviourCue {
      * --request-timeout and then fails as kubectl does, or waits (10 min) when it has none.
      */
     apiHangs: boolean;
+    /**
+     * A pod on this node whose disruption budget forbids its eviction (its name in
+     * BUDGET_GUARDED_POD): `kubectl drain` retries it every 5 s and fails at its --timeout, with
+     * the words kubectl v1.33.4 gives against a processed budget (test/scripts/lab/stack/apiServer.lab.test.ts).
+     * Read at every attempt, so lifting it mid-drain lets the drain finish.
+     */
+    evictionBlocked: boolean;
 }
 
 export interface LoadedConfigFile {

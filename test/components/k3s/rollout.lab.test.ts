@@ -169,7 +169,7 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[2].labels = { "example.com/role": "edge" };
         const resumed = await up();
         expect(resumed.failed).toBeUndefined();
-        expect(stepStdout(resumed, AGENT_2, "drain")).not.toContain("already cordoned");
+        expect(stepStdout(resumed, AGENT_2, "drain")).not.toContain("not by a rollout");
         expect(stepStdout(resumed, AGENT_2, "uncordon")).not.toContain("left cordoned");
         expect(clusterNode(AGENT_2)?.unschedulable).toBe(false);
         expect(fs.existsSync(marker)).toBe(false);
@@ -273,6 +273,41 @@ describe("K3s rollout on the lab fleet", () => {
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
         // The rollout's own cordon, kept across the failed run, is lifted once the node is healthy.
+        expect(clusterNode(AGENT_1)?.unschedulable).toBe(false);
+        expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
+    });
+
+    it("stops at a node whose drain a disruption budget blocks: nothing written or restarted, the node left cordoned; the next up finishes it", async () => {
+        await fleet.setK3sBehaviour(AGENT_1, { evictionBlocked: true });
+        const previous = onDisk(AGENT_1);
+        const agent1Restarts = restarts(AGENT_1);
+        const agent2 = onDisk(AGENT_2);
+        const agent2Restarts = restarts(AGENT_2);
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": "b" };
+        config.nodes[2].labels = { "example.com/role": "drained-after" };
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-drain`);
+            // kubectl drain retried the eviction until the drain timeout, then gave up.
+            expect(result.failed?.result.stderr).toContain("Cannot evict pod as it would violate the pod's disruption budget.");
+            expect(result.failed?.result.stderr).toContain(`error: unable to drain node "${AGENT_1}" due to error:`);
+            expect(result.failed?.result.stderr).toContain(`global timeout reached: ${READY_TIMEOUT_SECONDS}s`);
+            expect(onDisk(AGENT_1)).toBe(previous);
+            expect(restarts(AGENT_1)).toBe(agent1Restarts);
+            expect(clusterNode(AGENT_1)?.unschedulable).toBe(true);
+            expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(true);
+            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
+            expect(onDisk(AGENT_2)).toBe(agent2);
+            expect(restarts(AGENT_2)).toBe(agent2Restarts);
+        } finally {
+            await fleet.setK3sBehaviour(AGENT_1, { evictionBlocked: false });
+        }
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(onDisk(AGENT_1)).toContain("example.com/zone=b");
+        expect(restarts(AGENT_1)).toBe(agent1Restarts + 1);
+        expect(onDisk(AGENT_2)).toContain("example.com/role=drained-after");
+        // The cordon the failed drain made is the rollout's (its marker), so it is lifted now.
         expect(clusterNode(AGENT_1)?.unschedulable).toBe(false);
         expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
     });

@@ -220,6 +220,34 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
         expect(noDs.stderr).toContain("--ignore-daemonsets");
         await kc(`uncordon ${WORKER_2}`);
 
+        // A pod whose disruption budget forbids its eviction (evictionBlocked): retried every 5 s,
+        // then "global timeout reached", in kubectl v1.33.4's words (apiServer.lab has them from
+        // the real API server); lifted, the drain goes through.
+        await f.setK3sBehaviour(WORKER_2, { evictionBlocked: true });
+        const blocked = await kc(`drain ${WORKER_2} --ignore-daemonsets --timeout=6s`);
+        const error = `error when evicting pods/"guarded" -n "lab-apps": global timeout reached: 6s`;
+        expect(blocked.code).toBe(1);
+        expect(blocked.stdout).toBe(`node/${WORKER_2} cordoned\nevicting pod lab-apps/guarded\nevicting pod lab-apps/guarded\n`);
+        expect(blocked.stderr).toBe(
+            [
+                `Warning: ignoring DaemonSet-managed Pods: kube-system/svclb-traefik-${WORKER_2}`,
+                `error when evicting pods/"guarded" -n "lab-apps" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.`,
+                `error when evicting pods/"guarded" -n "lab-apps" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.`,
+                `There are pending pods in node "${WORKER_2}" when an error occurred: ${error}`,
+                "pod/guarded",
+                `error: unable to drain node "${WORKER_2}" due to error: ${error}, continuing command...`,
+                "There are pending nodes to be drained:",
+                ` ${WORKER_2}`,
+                error,
+                "",
+            ].join("\n"),
+        );
+        expect((await kc(`get node ${WORKER_2} -o jsonpath='{.spec.unschedulable}'`)).stdout).toBe("true");
+        await f.setK3sBehaviour(WORKER_2, { evictionBlocked: false });
+        const lifted = await kc(`drain ${WORKER_2} --ignore-daemonsets --timeout=6s`);
+        expect([lifted.code, lifted.stdout]).toEqual([0, `node/${WORKER_2} already cordoned\nnode/${WORKER_2} drained\n`]);
+        await kc(`uncordon ${WORKER_2}`);
+
         const pub = `'{.metadata.annotations.flannel\\.alpha\\.coreos\\.com/public-ip}'`;
         expect((await kc(`get node ${WORKER_1} -o jsonpath=${pub}`)).stdout).toBe("100.67.0.11");
         expect((await kc(`annotate node ${WORKER_1} flannel.alpha.coreos.com/public-ip=100.67.0.99 --overwrite`)).stdout).toBe(`node/${WORKER_1} annotated\n`);

@@ -81,6 +81,11 @@ beforeAll(async () => {
         metadata: { name: "guarded", namespace: NS },
         spec: { minAvailable: 1, selector: { matchLabels: { app: "guarded" } } },
     });
+    // The budget as the disruption controller (not running here) would leave it: processed, its one
+    // pod healthy, no disruption allowed. Unprocessed, the API answers 429 with a retry time that
+    // kubectl's client spends waiting inside one request instead.
+    const processed = { status: { observedGeneration: 1, disruptionsAllowed: 0, currentHealthy: 1, desiredHealthy: 1, expectedPods: 1 } };
+    admin(["patch", "pdb", "guarded", "-n", NS, "--subresource=status", "--type", "merge", "-p", JSON.stringify(processed)]);
     ownKubeconfig = api.nodeKubeconfig(OWN);
 });
 
@@ -154,8 +159,10 @@ describe("a K3s node's own kubelet credentials on the lab's API server", () => {
 
     it("are refused with 429 where a disruption budget forbids the eviction", () => {
         const refused = evict("guarded-own");
-        expect(failure(refused)).toEqual({ code: 1, stderr: expect.stringContaining("TooManyRequests") as unknown });
-        expect(refused.stderr).toContain("disruption budget");
+        expect(failure(refused)).toEqual({
+            code: 1,
+            stderr: "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.\n",
+        });
         expect(admin(["get", "pod", "-n", NS, "guarded-own", "-o", "jsonpath={.metadata.deletionTimestamp}"]).stdout).toBe("");
     });
 
@@ -163,11 +170,24 @@ describe("a K3s node's own kubelet credentials on the lab's API server", () => {
         const drained = asNode(["drain", OWN, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=10s"]);
         expect(drained.code).not.toBe(0);
         expect(drained.stderr).toContain(`daemonsets.apps "svclb" is forbidden: User "system:node:${OWN}" cannot get resource "daemonsets"`);
-        // The same drain as the admin gets past the DaemonSet's pod and stops at the budget.
-        const asAdmin = api.kubectl(["drain", OWN, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=5s"]);
-        expect(asAdmin.code).not.toBe(0);
-        expect(asAdmin.stderr).not.toContain("forbidden");
-        expect(asAdmin.stderr).toContain(`ignoring DaemonSet-managed Pods: ${NS}/svclb-own`);
-        expect(asAdmin.stderr).toContain(`error when evicting pods/"guarded-own" -n "${NS}"`);
+    });
+
+    it("as the admin instead, drain retries an eviction the budget forbids every 5 s and fails at its timeout (the k3s double's evictionBlocked cue)", () => {
+        // Only the guarded pod is left to evict: the one evicted above is gone as a kubelet would confirm it.
+        admin(["delete", "pod", "web-own", "-n", NS, "--grace-period=0", "--force"]);
+        const drained = api.kubectl(["drain", OWN, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=6s"]);
+        const error = `error when evicting pods/"guarded-own" -n "${NS}": global timeout reached: 6s`;
+        expect({ code: drained.code, stdout: drained.stdout }).toEqual({
+            code: 1,
+            stdout: expect.stringContaining(`evicting pod ${NS}/guarded-own\n`) as unknown,
+        });
+        expect(drained.stderr).toContain(`Warning: ignoring DaemonSet-managed Pods: ${NS}/svclb-own\n`);
+        expect(drained.stderr).toContain(
+            `error when evicting pods/"guarded-own" -n "${NS}" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.\n`,
+        );
+        expect(drained.stderr).toContain(`There are pending pods in node "${OWN}" when an error occurred: ${error}\npod/guarded-own\n`);
+        expect(drained.stderr).toContain(
+            `error: unable to drain node "${OWN}" due to error: ${error}, continuing command...\nThere are pending nodes to be drained:\n ${OWN}\n${error}\n`,
+        );
     });
 });
