@@ -187,8 +187,10 @@ function evictGuardedPod(rec: NodeRecord, flags: Map<string, string>): void {
     const timeoutText = flags.get("--timeout") ?? "0s";
     const timeoutMs = parseDuration(timeoutText) || parseDuration("1h");
     const started = Date.now();
+    // kubectl says "evicting pod" at the top of each attempt, before it looks at its timeout.
     for (let attempt = 0; attempt < 1000; attempt++) {
         say(`evicting pod ${namespace}/${name}`);
+        if (attempt > 0 && Date.now() - started >= timeoutMs) break;
         if (!loadCue(rec.hostSideStateDir).evictionBlocked) {
             say(`pod/${name} evicted`);
             return;
@@ -197,7 +199,6 @@ function evictGuardedPod(rec: NodeRecord, flags: Map<string, string>): void {
             `error when evicting pods/"${name}" -n "${namespace}" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.`,
         );
         sleepSync(5000);
-        if (Date.now() - started >= timeoutMs) break;
     }
     const error = `error when evicting pods/"${name}" -n "${namespace}": global timeout reached: ${goDuration(timeoutMs)}`;
     complain(`There are pending pods in node "${rec.name}" when an error occurred: ${error}`);
