@@ -111,7 +111,6 @@ async function main(options: MainOptions = {}) {
                 new K3sNode(`k3s-${node.name}`, {
                     plan: node,
                     connection: connectionArgs(node.ssh, credentials),
-                    genesisConnection: connectionArgs(node.genesisSsh, credentials),
                     order: waits,
                 });
                 break;

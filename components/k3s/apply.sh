@@ -1,20 +1,27 @@
-# On the node: write config.yaml atomically (previous kept as config.yaml.previous) only when it
-# changed, restart, and wait for health instead of sleeping; roll back on failure. A server whose
-# recorded tls-san lacks its new node-ip is rolled twice: first the new SANs with the old
-# node-ip, then the move. A changed flannel iface or node-ip deletes flannel.1 first so flannel
-# rebuilds it on the new parent.
+# On the node: drain itself (k3s/self-drain.sh, sourced before this file), write config.yaml
+# atomically (previous kept as config.yaml.previous) only when it changed, restart, wait for health
+# instead of sleeping, and uncordon itself; roll back on failure. A server whose recorded tls-san
+# lacks its new node-ip is rolled twice: first the new SANs with the old node-ip, then the move. A
+# changed flannel iface or node-ip deletes flannel.1 first so flannel rebuilds it on the new parent.
 # An apply is pending from its first write until the node is healthy on the new file (or rolled
 # back): a run cut short (a dropped session, a killed step) leaves the marker, and the next run
-# restarts onto the file and gates on health again instead of taking "unchanged" for success.
-# Every wait is bounded: kubectl by --request-timeout, the restart by READY_TIMEOUT.
-# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT, and every path it touches (the
-# plan's K3sNodePaths, k3s/rollout.ts): CONFIG_PATH, RECORD_PATH (the rollout record),
-# SAN_DROPIN_PATH, PENDING_PATH, LOCK_PATH, KUBECONFIG (for its own kubectl calls; empty: k3s's
-# admin kubeconfig). Files: config.yaml and the rollout record at their paths, and the
-# attachment tls-san.yaml (the first pass's drop-in).
+# drains, restarts onto the file and gates on health again instead of taking "unchanged" for
+# success. An unchanged file on a stopped k3s is started the same way; on a running one, the step
+# succeeds only once the node is healthy, and finishes what an interrupted run left (its cordon).
+# Every wait is bounded: kubectl by --request-timeout, the restart by READY_TIMEOUT, the drain by
+# DRAIN_TIMEOUT.
+# Params: NODE_NAME, ROLE (server | agent), UNIT, READY_TIMEOUT, DRAIN_TIMEOUT, NODE_STATE_JSONPATH,
+# CORDON_PATCH, UNCORDON_PATCH, KEEP_CORDON_PATCH (k3s/rollout.ts), and every path it touches (the
+# plan's K3sNodePaths): CONFIG_PATH, RECORD_PATH (the rollout record), SAN_DROPIN_PATH,
+# PENDING_PATH, LOCK_PATH, KUBECONFIG (for its own kubectl calls; empty: k3s's admin kubeconfig).
+# Files: config.yaml and the rollout record at their paths, and the attachment tls-san.yaml (the
+# first pass's drop-in).
 node="$(param NODE_NAME)"; role="$(param ROLE)"; unit="$(param UNIT)"; timeout="$(param READY_TIMEOUT)"
 cfg="$(param CONFIG_PATH)"; rec="$(param RECORD_PATH)"; dropin="$(param SAN_DROPIN_PATH)"
-pending="$(param PENDING_PATH)"; kubeconfig="$(param KUBECONFIG)"
+pending="$(param PENDING_PATH)"; kubeconfig="$(param KUBECONFIG)"; drain_timeout="$(param DRAIN_TIMEOUT)"
+node_state_jsonpath="$(param NODE_STATE_JSONPATH)"; cordon_patch="$(param CORDON_PATCH)"
+uncordon_patch="$(param UNCORDON_PATCH)"; keep_cordon_patch="$(param KEEP_CORDON_PATCH)"
+node_known=''
 dir="$(dirname "$cfg")"
 log() { echo "rollout $node: $*"; }
 mkdir -p "$dir" "$(dirname "$rec")" "$(dirname "$dropin")" "$(dirname "$pending")"
@@ -29,13 +36,6 @@ new_rec="$(staged "$stage" "$rec")" || lacks "$rec"
 new_san="$(staged "$stage" tls-san.yaml)" || lacks tls-san.yaml
 recorded() { if [ -f "$rec" ]; then sed -n "s/^$1=//p" "$rec" | head -n 1; fi; }
 wanted() { sed -n "s/^$1=//p" "$new_rec" | head -n 1; }
-kube() {
-  if [ -z "$kubeconfig" ]; then
-    k3s kubectl --request-timeout=10s "$@"
-  else
-    k3s kubectl --request-timeout=10s --kubeconfig "$kubeconfig" "$@"
-  fi
-}
 # k3s's unit is Type=notify with TimeoutStartSec=0: a start that never notifies would block here.
 restart_unit() { timeout --kill-after=10 "$timeout" systemctl restart "$unit"; }
 # Healthy: the node Ready and, on a server, etcd healthy. `kubectl wait` watches the node, so
@@ -82,34 +82,35 @@ if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
     # This file went in, but no run saw the node healthy on it: finish that apply now.
     fresh=0; [ -f "$cfg.previous" ] || fresh=1
     log "an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it"
+    drain_self
     restart_unit || rollback "k3s did not restart with the new config"
     wait_healthy || rollback "not healthy within ${timeout}s"
     install_file "$new_rec" "$rec"
     rm -f "$pending"
+    finish_node
     log "restarted $unit and healthy"
     exit 0
+  fi
+  done_what="config.yaml unchanged; nothing written, nothing restarted"
+  if ! systemctl is-active --quiet "$unit"; then
+    # Stopped on the wanted file: there is nothing to drain or roll back; start it and gate.
+    log "config.yaml unchanged, but $unit is not running; starting it"
+    restart_unit || { echo "rollout $node failed: $unit did not start on its unchanged config" >&2; exit 1; }
+    done_what="config.yaml unchanged; started $unit"
   fi
   if [ ! -f "$rec" ] || ! cmp -s "$new_rec" "$rec"; then
     install_file "$new_rec" "$rec"
   fi
-  log "config.yaml unchanged; nothing written, nothing restarted"
+  if ! wait_healthy; then
+    echo "rollout $node failed: config.yaml is unchanged, but the node is not healthy within ${timeout}s" >&2
+    exit 1
+  fi
+  finish_node
+  log "$done_what"
   exit 0
 fi
 fresh=0; [ -f "$cfg" ] || fresh=1
-# The genesis skips the drain of a node the cluster records as running this config; if the
-# file on disk still differs (edited by hand), a restart now would hit an undrained node.
-# A node the API does not know yet prints nothing (--ignore-not-found): nothing to check. Any
-# failure is an API that did not answer; kubectl's error text is never matched.
-if [ "$fresh" = 0 ]; then
-  if ! current="$(kube get node "$node" --ignore-not-found -o jsonpath='{.metadata.name}{" "}{.spec.unschedulable}' 2>&1)"; then
-    echo "rollout $node: cannot read its node from the API: $current" >&2
-    exit 1
-  fi
-  if [ -n "$current" ] && [ "${current#* }" != true ]; then
-    echo "rollout $node: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained (edited by hand?); refusing to restart it undrained. Drain it (k3s kubectl drain $node --ignore-daemonsets) and run again; a cordon the rollout did not make stays, so uncordon it once it is healthy." >&2
-    exit 1
-  fi
-fi
+drain_self
 ip_moved=0; [ "$(recorded NODE_IP)" = "$(wanted NODE_IP)" ] || ip_moved=1
 iface_moved=0; [ "$(recorded FLANNEL_IFACE)" = "$(wanted FLANNEL_IFACE)" ] || iface_moved=1
 rm -f "$cfg.previous" "$rec.previous"
@@ -139,4 +140,5 @@ restart_unit || rollback "k3s did not restart with the new config"
 wait_healthy || rollback "not healthy within ${timeout}s"
 install_file "$new_rec" "$rec"
 rm -f "$pending"
+finish_node
 log "restarted $unit and healthy"

@@ -7,28 +7,27 @@ import { stepId } from "../order";
 import type { StepGate } from "../stepWaits";
 
 /*
- * One K3s node's pre-flight and rollout (k3s/plan.ts): prepare (pre-flight and token, on the
- * node), then drain (on the genesis), apply with health gate and rollback (on the node), uncordon
- * (on the genesis). Each step's payload carries the config or its hash, so it runs only when that
- * node's config changed; a no-op `up` runs nothing. The plan's order (components/order.ts) says
- * what each half waits for: pre-flight restarts nothing, so it waits only for what it checks and
- * runs while earlier nodes roll; the drain waits for this node's pre-flight and the previous
- * node, so exactly one node changes at a time and a failed node stops every node behind it.
- * Destroying it leaves the node's files.
+ * One K3s node's pre-flight and rollout (k3s/plan.ts), two steps on the node: prepare (pre-flight
+ * and token), then apply (the node drains itself, writes, restarts, gates on health or rolls
+ * back, and uncordons itself: one SSH session; k3s/self-drain.sh says why the node can). Each
+ * step's payload carries the config or its hash, so it runs only when that node's config
+ * changed; a no-op `up` runs nothing. The plan's order (components/order.ts) says what each
+ * waits for: pre-flight restarts nothing, so it waits only for what it checks and runs while
+ * earlier nodes roll; apply waits for this node's pre-flight and the previous node, so exactly
+ * one node changes at a time and a failed node stops every node behind it. Destroying it leaves
+ * the node's files.
  */
 
 export interface K3sNodeArgs {
     plan: K3sNodePlan<pulumi.Output<string>>;
     /** How the program reaches this node. */
     connection: StepConnection;
-    /** How the program reaches the genesis server, which drains and uncordons. */
-    genesisConnection: StepConnection;
     /** The plan's order: what this node's pre-flight and rollout wait for (k3s-preflight:<node>, k3s:<node>). */
     order: StepGate;
 }
 
 export class K3sNode extends pulumi.ComponentResource {
-    /** The last step; the next node in the rollout waits for it. */
+    /** The node's apply step; the next node in the rollout waits for it. */
     public readonly done: command.remote.Command;
 
     constructor(name: string, args: K3sNodeArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -44,18 +43,11 @@ export class K3sNode extends pulumi.ComponentResource {
             after: order.before(preflightStep),
         });
         order.finish(preflightStep, prepare);
-        const drain = remoteStep(`${name}-drain`, this, {
-            connection: args.genesisConnection,
-            script: "k3s/drain.sh",
-            stdin: plan.payloads.drain,
+        this.done = remoteStep(`${name}-apply`, this, {
+            connection: args.connection,
+            script: "k3s/apply.sh",
+            stdin: plan.payloads.apply,
             after: order.before(rolloutStep),
-        });
-        const apply = remoteStep(`${name}-apply`, this, { connection: args.connection, script: "k3s/apply.sh", stdin: plan.payloads.apply, after: [drain] });
-        this.done = remoteStep(`${name}-uncordon`, this, {
-            connection: args.genesisConnection,
-            script: "k3s/uncordon.sh",
-            stdin: plan.payloads.uncordon,
-            after: [apply],
         });
         order.finish(rolloutStep, this.done);
         this.registerOutputs({});

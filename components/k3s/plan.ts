@@ -1,5 +1,5 @@
 import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
-import { genesisNode, type K3sNodeConfig } from "../../stacks/fleet";
+import { type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { rolloutOrder } from "./order";
 import { nodeRolloutPayloads, type K3sNodePaths } from "./rollout";
@@ -8,8 +8,6 @@ import { nodeRolloutPayloads, type K3sNodePaths } from "./rollout";
 export interface K3sNodePlan<V> {
     name: string;
     ssh: PlannedSsh;
-    /** The genesis server, which drains and uncordons. */
-    genesisSsh: PlannedSsh;
     /** The systemd unit that runs k3s on the node. */
     unit: "k3s" | "k3s-agent";
     /** Every path its steps touch on the node; the scripts receive them as parameters. */
@@ -18,18 +16,16 @@ export interface K3sNodePlan<V> {
     configSha256: string;
     /** Files the rollout leaves on the node (for render and the program/render comparison). */
     files: { path: string; mode: number; content: V }[];
-    payloads: { prepare: V; drain: string; apply: string; uncordon: string };
+    payloads: { prepare: V; apply: string };
 }
 
 /** Every K3s node in rollout order. */
 export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sNodePlan<V>[] {
-    const genesisSsh = plannedSsh(fleet, genesisNode(fleet));
     return rolloutOrder(fleet).map((node: K3sNodeConfig) => {
         const payloads = nodeRolloutPayloads(fleet, node);
         return {
             name: node.name,
             ssh: plannedSsh(fleet, node),
-            genesisSsh,
             unit: payloads.unit,
             paths: payloads.paths,
             configYaml: payloads.configYaml,
@@ -41,9 +37,7 @@ export function planK3sNodes<V>(fleet: Fleet, values: Values<V>, token: V): K3sN
             ],
             payloads: {
                 prepare: values.derive([token], ([text]) => payloads.prepare(text)),
-                drain: payloads.drain,
                 apply: payloads.apply,
-                uncordon: payloads.uncordon,
             },
         };
     });

@@ -1,13 +1,13 @@
 import { Document } from "yaml";
-import { addressOn, flannelPath, genesisNode, interfaceOn, nodeIp, type K3sNodeConfig } from "../../stacks/fleet";
+import { addressOn, flannelPath, interfaceOn, nodeIp, type K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { framedPayload } from "../remote/payload";
 import { K3S_CONFIG_PATH, K3S_TOKEN_FILE, renderK3sConfigYaml, renderedConfigSha256, serverTlsSans } from "./config";
 
 /*
- * What a K3s node's rollout steps read on stdin (the scripts are prepare.sh, drain.sh, apply.sh
- * and uncordon.sh beside this file). Every path the scripts touch and the unit they restart are
- * plan facts (K3sNodePaths, unitFor) that reach them as parameters; no script spells one
+ * What a K3s node's rollout steps read on stdin (the scripts are prepare.sh and apply.sh beside
+ * this file; apply.sh drains and uncordons the node itself with self-drain.sh's functions). Every
+ * path the scripts touch and the unit they restart are plan facts (K3sNodePaths, unitFor) that reach them as parameters; no script spells one
  * (test/components/k3s/plan.test.ts). Every step carries the config's hash or the config
  * itself, so each re-runs exactly when the node's config changed; apply's payload shows the new
  * config.yaml as text in a preview diff.
@@ -26,13 +26,12 @@ export const AGENT_KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kube
 /** Set on a node once its config is applied and healthy: sha256 of that config.yaml. */
 export const CONFIG_ANNOTATION = "shortcircuit.kub0.io/config-sha256";
 /**
- * On the genesis, where drain and uncordon run: present while a node is cordoned by its own
- * rollout. Only such a node is made schedulable again; a node someone cordoned before its
- * rollout stays cordoned. A file, not an annotation: one API write fewer per node.
+ * Set on a node in the same patch that cordons it for its rollout, removed in the one that lifts
+ * it: only a cordon the rollout made is lifted; a node someone cordoned before its rollout stays
+ * cordoned. On the node itself, so the node's own step reads it (it may read no other node) and
+ * drift tells the rollout's cordon from an operator's.
  */
-export function rolloutCordonMarker(nodeName: string): string {
-    return `/var/lib/shortcircuit/k3s-cordoned-by-rollout.${nodeName}`;
-}
+export const ROLLOUT_CORDON_ANNOTATION = "shortcircuit.kub0.io/cordoned-by-rollout";
 
 export function unitFor(node: Pick<K3sNodeConfig, "role">): "k3s" | "k3s-agent" {
     return node.role === "server" ? "k3s" : "k3s-agent";
@@ -98,10 +97,10 @@ export const FLANNEL_PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip"
 export const FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION = "flannel.alpha.coreos.com/public-ip-overwrite";
 
 /**
- * The JSON merge patch (RFC 7386) uncordon.sh applies in one API call: flannel's public-ip on
- * the node's flannel address, the applied config's hash recorded, a stale overwrite removed,
- * and, when the rollout cordoned the node, schedulable again (`unschedulable: null` drops the
- * field, as `kubectl uncordon` does).
+ * The JSON merge patch (RFC 7386) a node's apply step ends with, in one API call: flannel's
+ * public-ip on the node's flannel address, the applied config's hash recorded, a stale overwrite
+ * removed, and, when the rollout cordoned the node, schedulable again (`unschedulable: null`
+ * drops the field, as `kubectl uncordon` does) with the rollout's cordon annotation gone.
  */
 export function uncordonPatch(flannelIp: string, configSha256: string, options: { uncordon: boolean }): { spec?: object; metadata: object } {
     return {
@@ -111,10 +110,31 @@ export function uncordonPatch(flannelIp: string, configSha256: string, options: 
                 [FLANNEL_PUBLIC_IP_ANNOTATION]: flannelIp,
                 [CONFIG_ANNOTATION]: configSha256,
                 [FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION]: null,
+                ...(options.uncordon ? { [ROLLOUT_CORDON_ANNOTATION]: null } : {}),
             },
         },
     };
 }
+
+/** The merge patch that cordons a node for its rollout, marking the cordon as the rollout's. */
+export const CORDON_PATCH = { spec: { unschedulable: true }, metadata: { annotations: { [ROLLOUT_CORDON_ANNOTATION]: "true" } } };
+
+/** A jsonpath field for an annotation key: kubectl's jsonpath reads a dot as a step unless escaped. */
+function annotationField(key: string): string {
+    return `{.metadata.annotations.${key.replace(/\./g, "\\.")}}`;
+}
+
+/**
+ * What self-drain.sh reads of its node, `|`-separated: its name (first, so a registered node is
+ * told from an empty answer), whether it is cordoned, the rollout's cordon annotation, and a
+ * public-ip-overwrite the final patch removes.
+ */
+export const NODE_STATE_JSONPATH = [
+    "{.metadata.name}",
+    "{.spec.unschedulable}",
+    annotationField(ROLLOUT_CORDON_ANNOTATION),
+    annotationField(FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION),
+].join('{"|"}');
 
 export interface NodeRolloutPayloads {
     unit: "k3s" | "k3s-agent";
@@ -125,9 +145,8 @@ export interface NodeRolloutPayloads {
     rolloutRecord: string;
     /** Pre-flight and the token file; the token makes this payload secret. */
     prepare: (token: string) => string;
-    drain: string;
+    /** Drain, write, restart, health gate, uncordon: all on the node. */
     apply: string;
-    uncordon: string;
 }
 
 /** Everything one node's rollout sends, as plain text: the component feeds it to its steps. */
@@ -138,8 +157,6 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
     const rolloutRecord = renderRolloutRecord(fleet, node);
     const unit = unitFor(node);
     const paths = k3sNodePaths(node);
-    const genesis = genesisNode(fleet);
-    const cordonMarker = rolloutCordonMarker(node.name);
     const flannelIp = addressOn(node, flannelPath(fleet, node)) ?? nodeIp(fleet, node);
     const prepareParams = {
         NODE_NAME: node.name,
@@ -155,20 +172,17 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
         configSha256,
         rolloutRecord,
         prepare: (token) => framedPayload(prepareParams, [{ target: paths.token, mode: 0o600, content: `${token}\n` }]),
-        drain: framedPayload({
-            NODE_NAME: node.name,
-            CORDON_MARKER: cordonMarker,
-            DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds),
-            CONFIG_SHA256: configSha256,
-            GENESIS_UNIT: unitFor(genesis),
-            GENESIS_CONFIG_PATH: k3sNodePaths(genesis).config,
-        }),
         apply: framedPayload(
             {
                 NODE_NAME: node.name,
                 ROLE: node.role,
                 UNIT: unit,
                 READY_TIMEOUT: String(cluster.readyTimeoutSeconds),
+                DRAIN_TIMEOUT: String(cluster.readyTimeoutSeconds),
+                NODE_STATE_JSONPATH,
+                CORDON_PATCH: JSON.stringify(CORDON_PATCH),
+                UNCORDON_PATCH: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: true })),
+                KEEP_CORDON_PATCH: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: false })),
                 CONFIG_PATH: paths.config,
                 RECORD_PATH: paths.rolloutRecord,
                 SAN_DROPIN_PATH: paths.sanDropIn,
@@ -182,11 +196,5 @@ export function nodeRolloutPayloads(fleet: Fleet, node: K3sNodeConfig): NodeRoll
                 { target: "tls-san.yaml", mode: 0o600, content: renderSanDropIn(fleet, node) },
             ],
         ),
-        uncordon: framedPayload({
-            NODE_NAME: node.name,
-            CORDON_MARKER: cordonMarker,
-            NODE_PATCH: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: true })),
-            NODE_PATCH_KEEP_CORDON: JSON.stringify(uncordonPatch(flannelIp, configSha256, { uncordon: false })),
-        }),
     };
 }

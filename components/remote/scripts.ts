@@ -23,9 +23,7 @@ function read(relativePath: string): string {
 export const REMOTE_SCRIPTS = [
     "remote/deliver-files.sh",
     "k3s/prepare.sh",
-    "k3s/drain.sh",
     "k3s/apply.sh",
-    "k3s/uncordon.sh",
     "control/bootstrap.sh",
     "control/health.sh",
     "control/authorize.sh",
@@ -36,9 +34,30 @@ export const REMOTE_SCRIPTS = [
 /** A step script's path under components/: one of REMOTE_SCRIPTS, so a misspelled step is a compile error. */
 export type RemoteScriptPath = (typeof REMOTE_SCRIPTS)[number];
 
-/** A step's script as written: the prelude, then `components/<relativePath>` (what shellcheck reads, directives and all). */
+/**
+ * Functions a step's script runs, in files of their own so a test can run them alone against a
+ * real tool (k3s/self-drain.sh against the real API server: test/scripts/lab/stack/apiServer.lab.test.ts).
+ */
+export const SCRIPT_LIBRARIES: Partial<Record<RemoteScriptPath, readonly string[]>> = {
+    "k3s/apply.sh": ["k3s/self-drain.sh"],
+};
+
+/** Every library file, for shellcheck and tests. */
+export const REMOTE_LIBRARIES = [...new Set(Object.values(SCRIPT_LIBRARIES).flat())];
+
+/** A library as written, for tests that run its functions alone. */
+export function remoteLibrarySource(relativePath: string): string {
+    if (!REMOTE_LIBRARIES.includes(relativePath)) throw new Error(`${relativePath} is not a step library`);
+    return read(relativePath);
+}
+
+/**
+ * A step's script as written: the prelude, its libraries, then `components/<relativePath>` (what
+ * shellcheck reads, directives and all).
+ */
 export function remoteScriptSource(relativePath: string): string {
-    return `${read("remote/prelude.sh")}${read(relativePath)}`;
+    const libraries = SCRIPT_LIBRARIES[relativePath as RemoteScriptPath] ?? [];
+    return [read("remote/prelude.sh"), ...libraries.map(read), read(relativePath)].join("");
 }
 
 /**

@@ -16,7 +16,7 @@
 #                                           ActiveState, LoadedJobSha256: the job file it was
 #                                           loaded from, as deliver-files.sh recorded it)
 #   pending <service> <mtime s.ns>          prelude's restart_pending_marker <service> exists
-#   knode <node> <config annotation|-> <unschedulable true|false>
+#   knode <node> <config annotation|-> <unschedulable true|false> <cordoned by a rollout true|false>
 #   kerror <first line of kubectl's error>
 #   end
 # Params: PATHS (paths to stat and hash), TEXT_PATHS (public paths whose content to print,
@@ -176,11 +176,13 @@ done
 
 if [ "$kubectl" = yes ]; then
   if command -v k3s >/dev/null 2>&1; then
-    template='{range .items[*]}{.metadata.name}{" "}{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}{" "}{.spec.unschedulable}{"\n"}{end}'
+    # `|` between the fields: read splits on runs of blanks, so an empty field would shift the rest.
+    template='{range .items[*]}{.metadata.name}{"|"}{.metadata.annotations.shortcircuit\.kub0\.io/config-sha256}{"|"}{.spec.unschedulable}{"|"}{.metadata.annotations.shortcircuit\.kub0\.io/cordoned-by-rollout}{"\n"}{end}'
     if out="$(KUBECACHEDIR=/dev/null/shortcircuit-drift k3s kubectl --request-timeout=10s get nodes -o "jsonpath=$template" 2>&1)"; then
-      while read -r node annotation unschedulable; do
+      while IFS='|' read -r node annotation unschedulable by_rollout; do
         [ -n "$node" ] || continue
-        echo "knode $node ${annotation:--} ${unschedulable:-false}"
+        [ -z "$by_rollout" ] || by_rollout=true
+        echo "knode $node ${annotation:--} ${unschedulable:-false} ${by_rollout:-false}"
       done <<<"$out"
     else
       echo "kerror ${out%%$'\n'*}"

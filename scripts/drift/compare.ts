@@ -234,8 +234,11 @@ function compareK3s(host: ExpectedHost, seen: Observation, cluster: ClusterView 
             );
         }
     }
-    if (node.unschedulable) {
-        add("drift", "cordoned (unschedulable)");
+    // The rollout marks its own cordon; a node an operator cordoned is theirs to lift.
+    if (node.unschedulable && node.cordonedByRollout) {
+        add("drift", "cordoned by a rollout that did not finish: the next up drains it again and lifts the cordon once it is healthy");
+    } else if (node.unschedulable) {
+        add("warning", `cordoned, not by a rollout: it stays so through rollouts (kubectl uncordon ${host.name} lifts it)`);
     }
 }
 

@@ -35,7 +35,7 @@ export interface Observation {
     services: Map<string, ObservedService>;
     /** service → marker mtime (s). */
     pending: Map<string, number>;
-    knodes: Map<string, { annotation?: string; unschedulable: boolean }>;
+    knodes: Map<string, { annotation?: string; unschedulable: boolean; cordonedByRollout: boolean }>;
     kubectlError?: string;
     complete: boolean;
 }
@@ -145,7 +145,11 @@ export function parseCollectorOutput(output: Buffer): Observation {
                 observation.pending.set(fields[1], Number(fields[2]));
                 break;
             case "knode":
-                observation.knodes.set(fields[1], { annotation: fields[2] === "-" ? undefined : fields[2], unschedulable: fields[3] === "true" });
+                observation.knodes.set(fields[1], {
+                    annotation: fields[2] === "-" ? undefined : fields[2],
+                    unschedulable: fields[3] === "true",
+                    cordonedByRollout: fields[4] === "true",
+                });
                 break;
             case "kerror":
                 observation.kubectlError = fields.slice(1).join(" ");

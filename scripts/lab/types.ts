@@ -107,6 +107,10 @@ export interface K3sBehaviour {
     apiHangs?: boolean;
     /** A pod on this node whose disruption budget forbids its eviction: a drain retries it every 5 s until its --timeout. */
     evictionBlocked?: boolean;
+    /** A ReplicaSet's pod on this node: a drain evicts it; it is back once the node is schedulable. */
+    workloadPod?: boolean;
+    /** A pod no controller owns on this node: a drain refuses to evict it. */
+    unmanagedPod?: boolean;
 }
 
 export interface LabHost {

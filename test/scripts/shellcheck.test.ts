@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { REMOTE_SCRIPTS, remoteScriptSource } from "../../components/remote/scripts";
+import { REMOTE_LIBRARIES, REMOTE_SCRIPTS, remoteScriptSource } from "../../components/remote/scripts";
 
 /*
  * Every shell script the project runs passes shellcheck: each remote step as written
@@ -21,7 +21,7 @@ function shellcheck(args: string[], input?: string): { status: number | null; ou
 }
 
 describe("shellcheck", () => {
-    it.each(REMOTE_SCRIPTS)("passes %s with the prelude", (script) => {
+    it.each(REMOTE_SCRIPTS)("passes %s with the prelude and its libraries", (script) => {
         expect(shellcheck(["-s", "bash", "-"], remoteScriptSource(script))).toEqual({ status: 0, output: "" });
     });
 
@@ -31,7 +31,7 @@ describe("shellcheck", () => {
             .filter((entry) => entry.isFile() && entry.name.endsWith(".sh") && entry.name !== "prelude.sh")
             .map((entry) => path.relative(path.join(root, "components"), path.join(entry.parentPath, entry.name)))
             .sort();
-        expect(onDisk).toEqual([...REMOTE_SCRIPTS].sort());
+        expect(onDisk).toEqual([...REMOTE_SCRIPTS, ...REMOTE_LIBRARIES].sort());
     });
 
     it("passes the operator-side scripts", () => {

@@ -96,16 +96,14 @@ export async function startDriftLab(bridgePrefix: string): Promise<DriftLab> {
             await deliver(DROPLET, delivery);
         }
         for (const node of plan.k3sNodes) {
-            const steps: [string, string, string][] = [
-                [node.name, "k3s/prepare.sh", node.payloads.prepare],
-                [plan.k3sNodes[0].name, "k3s/drain.sh", node.payloads.drain],
-                [node.name, "k3s/apply.sh", node.payloads.apply],
-                [plan.k3sNodes[0].name, "k3s/uncordon.sh", node.payloads.uncordon],
+            const steps: [string, string][] = [
+                ["k3s/prepare.sh", node.payloads.prepare],
+                ["k3s/apply.sh", node.payloads.apply],
             ];
-            for (const [host, script, payload] of steps) {
-                const result = await fleet.ssh(host, remoteScript(script), payload, { timeoutMs: 90_000 });
+            for (const [script, payload] of steps) {
+                const result = await fleet.ssh(node.name, remoteScript(script), payload, { timeoutMs: 90_000 });
                 if (result.code !== 0) {
-                    throw new Error(`${script} for ${node.name} on ${host} failed: ${result.stderr}${result.stdout}`);
+                    throw new Error(`${script} on ${node.name} failed: ${result.stderr}${result.stdout}`);
                 }
             }
         }

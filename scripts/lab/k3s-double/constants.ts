@@ -24,6 +24,8 @@ export const DEFAULT_CUE: K3sBehaviourCue = {
     kubeconfig: null,
     apiHangs: false,
     evictionBlocked: false,
+    workloadPod: false,
+    unmanagedPod: false,
 };
 
 export type Kind = "bool" | "string" | "list" | "int";

@@ -1,12 +1,14 @@
 /**
- * kubectl: only on an active server (else "connection refused"), one verb per call.
+ * kubectl: the admin's on an active server (else "connection refused"), an agent's kubelet's
+ * credentials on an agent; one verb per call.
  */
 import * as fs from "node:fs";
 import { AGENT_KUBELET_KUBECONFIG } from "./constants";
 import { loadState } from "./host";
-import { hangOnUnansweringApi, nodeNames, parseKubectl } from "./kubectlArgs";
+import { hangOnUnansweringApi, metaTargetNames, namesPods, nodeNames, parseKubectl } from "./kubectlArgs";
 import { kubectlCordon, kubectlDrain, kubectlGet, kubectlMeta, kubectlPatch, kubectlWait } from "./kubectlVerbs";
 import { allNodes, getNode, liveness, nodeFile } from "./nodes";
+import { isEviction, kubectlEviction, kubectlGetPods } from "./podVerbs";
 import type { DoubleHostConfig } from "./types";
 import { fail, say, unsupported, withLock } from "./util";
 
@@ -39,6 +41,7 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
             case "get":
             case "wait": {
                 if (flags.get("--raw") !== undefined) return kubectlGet(host, rest, flags);
+                if (verb === "get" && namesPods(rest)) return kubectlGetPods(host, flags, self);
                 const names = nodeNames(rest, false);
                 if (names.length === 0 && verb === "get")
                     forbidden(
@@ -48,15 +51,22 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
                 return verb === "wait" ? kubectlWait(host, rest, flags) : kubectlGet(host, rest, flags);
             }
             case "cordon":
-            case "uncordon":
-                ownNodeOnly(nodeNames(rest));
-                return kubectlCordon(host, verb, nodeNames(rest), true);
+            case "uncordon": {
+                const names = nodeNames(rest);
+                ownNodeOnly(names);
+                return kubectlCordon(host, verb, names, true);
+            }
             case "annotate":
-                ownNodeOnly(nodeNames(rest.slice(0, rest[0] !== undefined && ["node", "nodes", "no"].includes(rest[0]) ? 2 : 1)));
+                ownNodeOnly(metaTargetNames(rest));
                 return kubectlMeta(host, verb, rest, flags);
             case "patch":
                 ownNodeOnly(nodeNames(rest));
                 return kubectlPatch(host, rest, flags);
+            case "create": {
+                const raw = flags.get("--raw") ?? "";
+                if (isEviction(raw)) return kubectlEviction(host, raw, flags, self);
+                return forbidden(`k3s-test-double: kubectl create ${JSON.stringify(rest.join(" "))} is not simulated for a node's own credentials`);
+            }
             default:
                 return forbidden(
                     `nodes is forbidden: User "system:node:${self}" cannot ${verb ?? "use"} resource "nodes" (k3s-test-double: not simulated for a node's own credentials)`,
@@ -67,7 +77,12 @@ export function kubectl(host: DoubleHostConfig, argv: string[]): number {
     if (loadState(host).status !== "active") fail(1, "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
     switch (verb) {
         case "get":
-            return kubectlGet(host, rest, flags);
+            return namesPods(rest) ? kubectlGetPods(host, flags, null) : kubectlGet(host, rest, flags);
+        case "create": {
+            const raw = flags.get("--raw");
+            if (raw === undefined) return unsupported(`kubectl create ${JSON.stringify(rest.join(" "))} (only pod evictions through --raw are simulated)`);
+            return kubectlEviction(host, raw, flags, null);
+        }
         case "wait":
             return kubectlWait(host, rest, flags);
         case "cordon":

@@ -30,6 +30,9 @@ export const KUBECTL_VALUE_FLAGS = new Set([
     "--type",
     "-p",
     "--patch",
+    "--field-selector",
+    "-f",
+    "--filename",
 ]);
 export const KUBECTL_BOOL_FLAGS = new Set([
     "--overwrite",
@@ -62,7 +65,7 @@ export function parseKubectl(argv: string[]): KubectlArgs {
         if (a.startsWith("-") && a !== "-") {
             const eq = a.indexOf("=");
             const name = eq > 0 ? a.slice(0, eq) : a;
-            const canonical = name === "--output" ? "-o" : name === "--namespace" ? "-n" : name;
+            const canonical = name === "--output" ? "-o" : name === "--namespace" ? "-n" : name === "--filename" ? "-f" : name;
             if (KUBECTL_VALUE_FLAGS.has(name)) {
                 const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
                 if (v === undefined) fail(1, `error: flag needs an argument: ${name}`);
@@ -141,6 +144,16 @@ export function hangOnUnansweringApi(host: DoubleHostConfig, flags: Map<string, 
     const limit = requestTimeoutMs(flags.get("--request-timeout"));
     sleepSync(limit === 0 ? WAIT_MAX_MS : limit);
     fail(1, "Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded while awaiting headers)");
+}
+
+/** Whether the positional arguments after the verb name pods (`pods`, `pod`, `po`). */
+export function namesPods(rest: string[]): boolean {
+    return rest[0] !== undefined && ["pods", "pod", "po"].includes(rest[0]);
+}
+
+/** The nodes `annotate`/`label` change: `node NAME` or `node/NAME`, before the changes. */
+export function metaTargetNames(rest: string[]): string[] {
+    return nodeNames(rest.slice(0, rest[0] !== undefined && ["node", "nodes", "no"].includes(rest[0]) ? 2 : 1));
 }
 
 /** Accepts `node NAME...`, `nodes NAME`, `node/NAME`, or bare names (cordon/drain). */

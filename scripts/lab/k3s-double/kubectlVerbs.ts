@@ -7,6 +7,7 @@ import { loadCue, loadState } from "./host";
 import { jsonpath } from "./jsonpath";
 import { nodeNames, nodeObject } from "./kubectlArgs";
 import { allNodes, getNode, liveness, nodeFile, saveNode } from "./nodes";
+import { BUDGET_GUARDED_POD, rescheduleOnto } from "./pods";
 import type { DoubleHostConfig, NodeRecord } from "./types";
 import { age, complain, fail, out, parseDuration, readJson, say, sleepSync, unsupported, withLock } from "./util";
 
@@ -138,6 +139,7 @@ export function kubectlCordon(host: DoubleHostConfig, verb: "cordon" | "uncordon
                 continue;
             }
             rec.unschedulable = want;
+            rescheduleOnto(rec);
             saveNode(host, rec);
             if (print) say(`node/${name} ${verb}ed`);
         }
@@ -161,9 +163,6 @@ export function kubectlDrain(host: DoubleHostConfig, names: string[], flags: Map
     }
     return 0;
 }
-
-/** The pod the evictionBlocked cue guards with a disruption budget. */
-export const BUDGET_GUARDED_POD = { namespace: "lab-apps", name: "guarded" } as const;
 
 /** A duration as Go prints it (time.Duration.String), as kubectl's messages carry it: 6s, 5m0s, 1h0m0s. */
 export function goDuration(ms: number): string {
@@ -292,8 +291,11 @@ export function kubectlPatch(host: DoubleHostConfig, rest: string[], flags: Map<
     const name = names[0] ?? "";
     withLock(host.clusterDir, () => {
         const rec = getNode(host, name);
-        const before = JSON.stringify(rec);
+        // Pods coming back to a node are not a change of its Node object.
+        const nodeObjectText = (): string => JSON.stringify({ ...rec, evictedPods: undefined });
+        const before = nodeObjectText();
         if (unschedulable !== undefined) rec.unschedulable = unschedulable === true;
+        rescheduleOnto(rec);
         for (const [bagName, change] of [
             ["annotations", annotations],
             ["labels", labels],
@@ -307,7 +309,7 @@ export function kubectlPatch(host: DoubleHostConfig, rest: string[], flags: Map<
                 else fail(1, `error: metadata.${bagName}.${k}: a string or null is required (k3s-test-double)`);
             }
         }
-        if (JSON.stringify(rec) === before) {
+        if (nodeObjectText() === before) {
             say(`node/${name} patched (no change)`);
             return;
         }

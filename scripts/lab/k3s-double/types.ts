@@ -51,6 +51,10 @@ export interface K3sBehaviourCue {
      * Read at every attempt, so lifting it mid-drain lets the drain finish.
      */
     evictionBlocked: boolean;
+    /** A ReplicaSet's pod on this node (pods.ts): evicted by a drain, back once the node is schedulable. */
+    workloadPod: boolean;
+    /** A pod no controller owns on this node (pods.ts): a drain refuses to evict it. */
+    unmanagedPod: boolean;
 }
 
 export interface LoadedConfigFile {
@@ -208,4 +212,6 @@ export interface NodeRecord {
     addresses: string[];
     kubeletVersion: string;
     critical: Record<string, string>;
+    /** `namespace/name` of pods evicted from it; they come back when it is schedulable again (pods.ts). */
+    evictedPods?: string[];
 }

@@ -1,8 +1,7 @@
 import { parsePayload } from "../../../components/remote/payload";
 import { plainValues } from "../../../components/hostPlan";
-import { REMOTE_SCRIPTS, scriptFile } from "../../../components/remote/scripts";
+import { REMOTE_LIBRARIES, REMOTE_SCRIPTS, scriptFile } from "../../../components/remote/scripts";
 import { planK3sNodes } from "../../../components/k3s/plan";
-import { rolloutCordonMarker } from "../../../components/k3s/rollout";
 import { validFleet } from "../../support/fixtures";
 
 /*
@@ -28,25 +27,23 @@ describe.each(["prod", "lab"] as const)("the %s fleet's K3s node plans", (stack)
                 KUBECONFIG: plan.paths.kubeconfig,
             });
             expect(parsePayload(plan.payloads.prepare).params).toMatchObject({ TOKEN_PATH: plan.paths.token });
-            const genesis = plans.find((each) => JSON.stringify(each.ssh) === JSON.stringify(plan.genesisSsh));
-            expect(genesis?.unit).toBe("k3s");
-            expect(parsePayload(plan.payloads.drain).params).toMatchObject({ GENESIS_UNIT: genesis?.unit, GENESIS_CONFIG_PATH: genesis?.paths.config });
-            // Drain and uncordon, both on the genesis, share the node's own cordon marker there.
-            const marker = rolloutCordonMarker(plan.name);
-            expect(parsePayload(plan.payloads.drain).params).toMatchObject({ CORDON_MARKER: marker });
-            expect(parsePayload(plan.payloads.uncordon).params).toMatchObject({ CORDON_MARKER: marker });
             expect(plan.files.map((file) => file.path)).toEqual([plan.paths.token, plan.paths.config, plan.paths.rolloutRecord]);
         }
     });
 
-    it.each(K3S_SCRIPTS)("%s spells none of the paths or units the plan owns", (script) => {
-        const text = scriptFile(script);
-        const owned = new Set(plans.flatMap((plan) => [...(Object.values(plan.paths) as string[]).filter((value) => value !== ""), `${plan.unit}.service`]));
-        for (const value of owned) {
-            expect({ script, spells: text.includes(value) ? value : undefined }).toEqual({ script, spells: undefined });
-        }
-        // Nor any path under k3s's own directories, owned by the plan or not.
-        expect(text).not.toMatch(/\/etc\/rancher|\/var\/lib\/rancher/);
-        expect(text).not.toMatch(/systemctl \w+ ("?)k3s/);
-    });
+    it.each([...K3S_SCRIPTS, ...REMOTE_LIBRARIES.filter((library) => library.startsWith("k3s/"))])(
+        "%s spells none of the paths or units the plan owns",
+        (script) => {
+            const text = scriptFile(script);
+            const owned = new Set(
+                plans.flatMap((plan) => [...(Object.values(plan.paths) as string[]).filter((value) => value !== ""), `${plan.unit}.service`]),
+            );
+            for (const value of owned) {
+                expect({ script, spells: text.includes(value) ? value : undefined }).toEqual({ script, spells: undefined });
+            }
+            // Nor any path under k3s's own directories, owned by the plan or not.
+            expect(text).not.toMatch(/\/etc\/rancher|\/var\/lib\/rancher/);
+            expect(text).not.toMatch(/systemctl \w+ ("?)k3s/);
+        },
+    );
 });

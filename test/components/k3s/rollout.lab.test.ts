@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { CONFIG_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, rolloutCordonMarker, type NodeRolloutPayloads } from "../../../components/k3s/rollout";
+import { CONFIG_ANNOTATION, ROLLOUT_CORDON_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, type NodeRolloutPayloads } from "../../../components/k3s/rollout";
 import type { K3sNodeConfig } from "../../../stacks/fleet";
 import { parseFleet } from "../../../stacks/validate";
 import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
@@ -13,6 +13,8 @@ import type { Raw } from "../../support/fixtures";
  * its own /etc/rancher and the k3s TEST DOUBLE (scripts/lab/k3s-double). The program runs
  * under mocks to produce its commands; their exact scripts and stdin then run over real SSH,
  * in the engine's order and with its skip-if-unchanged and stop-at-first-failure semantics.
+ * Each node drains and uncordons itself inside its apply step (components/k3s/self-drain.sh),
+ * an agent with its kubelet's credentials, which the double restricts as the real API server does.
  */
 
 jest.setTimeout(180000);
@@ -47,7 +49,34 @@ const rendered = (name: string): string => wanted(name).configYaml;
 const clusterNode = (name: string) => fleet.clusterNodes().find((node) => node.name === name);
 const stepStdout = (result: UpResult, node: string, step: string): string =>
     result.ran.find((each) => each.name === `k3s-${node}-${step}`)?.result.stdout ?? "";
-const steps = (node: string): string[] => ["prepare", "drain", "apply", "uncordon"].map((step) => `k3s-${node}-${step}`);
+const steps = (node: string): string[] => ["prepare", "apply"].map((step) => `k3s-${node}-${step}`);
+/** The rollout's own cordon: the node unschedulable with the rollout's annotation. */
+const cordonedByRollout = (name: string): { unschedulable: boolean | undefined; annotation: string | undefined } => ({
+    unschedulable: clusterNode(name)?.unschedulable,
+    annotation: clusterNode(name)?.annotations[ROLLOUT_CORDON_ANNOTATION],
+});
+/** kubectl calls the double saw on a host, as argument lists. */
+const kubectlCalls = (host: string): string[][] =>
+    fleet
+        .k3sInvocations(host)
+        .filter((call) => call.argv[0] === "kubectl")
+        .map((call) => call.argv);
+/** The pods the API lists on a node (as the admin, on the server). */
+const podsOn = async (node: string): Promise<string[]> => {
+    const listed = await fleet.ssh(SERVER, `k3s kubectl get pods -A --field-selector spec.nodeName=${node} -o name`);
+    expect(listed.code).toBe(0);
+    return listed.stdout.trim().split("\n").sort();
+};
+/**
+ * A rollout stopped at AGENT_1: left cordoned by the rollout, and AGENT_2 untouched (its
+ * pre-flight may have run beside AGENT_1's rollout; nothing after it did).
+ */
+function expectRolloutStoppedAtAgent1(result: UpResult, agent2: { config: string; restarts: number }): void {
+    expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: true, annotation: "true" });
+    expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
+    expect(onDisk(AGENT_2)).toBe(agent2.config);
+    expect(restarts(AGENT_2)).toBe(agent2.restarts);
+}
 
 beforeAll(async () => {
     const missing = checkLabPrerequisites();
@@ -72,7 +101,9 @@ describe("K3s rollout on the lab fleet", () => {
         // Every node's pre-flight first (they wait for no other node), then one node at a time.
         const preflights = [SERVER, AGENT_1, AGENT_2].map((node) => `k3s-${node}-prepare`);
         expect(ranNames(result).slice(0, 3).sort()).toEqual([...preflights].sort());
-        expect(ranNames(result).slice(3)).toEqual([SERVER, AGENT_1, AGENT_2].flatMap((node) => steps(node).slice(1)));
+        expect(ranNames(result).slice(3)).toEqual([SERVER, AGENT_1, AGENT_2].map((node) => `k3s-${node}-apply`));
+        // Nothing ran yet to drain: no node had k3s running.
+        expect(stepStdout(result, SERVER, "apply")).toContain(`rollout ${SERVER}: k3s is not running: nothing runs on the node to drain`);
         for (const host of [SERVER, AGENT_1, AGENT_2]) {
             expect(onDisk(host)).toBe(rendered(host));
             expect(onDisk(host, "/etc/rancher/k3s/cluster-token")).toBe("K10-test-token\n");
@@ -93,7 +124,7 @@ describe("K3s rollout on the lab fleet", () => {
         const before = [SERVER, AGENT_1, AGENT_2].map(restarts);
         const result = await up();
         expect(result.ran).toEqual([]);
-        expect(result.skipped).toHaveLength(12);
+        expect(result.skipped).toHaveLength(6);
 
         // Even if the engine did run it (state lost), an unchanged config is left alone.
         engine.forget(`k3s-${AGENT_1}-apply`);
@@ -103,38 +134,61 @@ describe("K3s rollout on the lab fleet", () => {
         expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
     });
 
-    it("drains and restarts nothing when every step re-runs with unchanged configs (a new SSH path)", async () => {
+    it("cordons, drains and restarts nothing when every step re-runs with unchanged configs (a new SSH path)", async () => {
         const before = [SERVER, AGENT_1, AGENT_2].map(restarts);
-        const drainsBefore = fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain")).length;
+        const callsBefore = [SERVER, AGENT_1, AGENT_2].map((node) => kubectlCalls(node).length);
         engine.forgetAll();
         const result = await up();
         expect(result.failed?.result.stderr).toBeUndefined();
-        expect(result.ran).toHaveLength(12);
-        for (const node of [SERVER, AGENT_1, AGENT_2]) {
-            expect(stepStdout(result, node, "drain")).toContain(`drain ${node}: already runs this config; not drained`);
-        }
-        expect(fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"))).toHaveLength(drainsBefore);
+        expect(result.ran).toHaveLength(6);
+        [SERVER, AGENT_1, AGENT_2].forEach((node, index) => {
+            expect(stepStdout(result, node, "apply")).toContain(`rollout ${node}: config.yaml unchanged; nothing written, nothing restarted`);
+            const calls = kubectlCalls(node).slice(callsBefore[index]);
+            // Gated on health and its annotations made current; nothing cordoned, nothing listed or evicted.
+            expect(calls.filter((argv) => argv.includes("wait"))).not.toEqual([]);
+            expect(calls.filter((argv) => argv.join(" ").includes('"unschedulable":true') || argv.includes("pods") || argv.includes("create"))).toEqual([]);
+        });
         expect([SERVER, AGENT_1, AGENT_2].map(restarts)).toEqual(before);
     });
 
-    it("changes only the node whose config changed: drained, restarted once, uncordoned", async () => {
+    it("changes only the node whose config changed: it drains itself, restarts once, and uncordons itself", async () => {
         const before = [SERVER, AGENT_1].map(restarts);
         const agent2Before = restarts(AGENT_2);
-        config.nodes[2].labels = { "example.com/role": "edge" };
-        const result = await up();
-        expect(result.failed).toBeUndefined();
-        // Every step of that node runs, pre-flight included; no other node opens a session.
-        expect(ranNames(result)).toEqual(steps(AGENT_2));
-        expect([SERVER, AGENT_1].map(restarts)).toEqual(before);
-        expect(restarts(AGENT_2)).toBe(agent2Before + 1);
-        expect(onDisk(AGENT_2)).toContain("example.com/role=edge");
-        const drains = fleet.k3sInvocations(SERVER).filter((call) => call.argv.includes("drain"));
-        expect(drains.at(-1)?.argv).toEqual(expect.arrayContaining(["drain", AGENT_2, "--ignore-daemonsets"]));
-        expect(clusterNode(AGENT_2)?.unschedulable).toBe(false);
+        await fleet.setK3sBehaviour(AGENT_2, { workloadPod: true });
+        try {
+            const web = `pod/web-${AGENT_2}`;
+            expect(await podsOn(AGENT_2)).toEqual([`pod/svclb-traefik-${AGENT_2}`, web].sort());
+            const serverCalls = kubectlCalls(SERVER).length;
+            const agentCalls = kubectlCalls(AGENT_2).length;
+            config.nodes[2].labels = { "example.com/role": "edge" };
+            const result = await up();
+            expect(result.failed).toBeUndefined();
+            // Every step of that node runs, pre-flight included; no other node opens a session.
+            expect(ranNames(result)).toEqual(steps(AGENT_2));
+            expect([SERVER, AGENT_1].map(restarts)).toEqual(before);
+            expect(restarts(AGENT_2)).toBe(agent2Before + 1);
+            expect(onDisk(AGENT_2)).toContain("example.com/role=edge");
+            const apply = stepStdout(result, AGENT_2, "apply");
+            // The ReplicaSet's pod is evicted; ServiceLB's DaemonSet pod is left, as drain leaves it.
+            expect(apply).toContain(`rollout ${AGENT_2}: cordoned\nrollout ${AGENT_2}: evicted pod lab-apps/web-${AGENT_2}\nrollout ${AGENT_2}: drained\n`);
+            expect(apply).not.toContain("svclb");
+            expect(apply).toContain(`rollout ${AGENT_2}: uncordoned\nrollout ${AGENT_2}: restarted k3s-agent and healthy\n`);
+            // With its kubelet's credentials, on the node; no call reached the genesis.
+            const calls = kubectlCalls(AGENT_2).slice(agentCalls);
+            expect(calls.filter((argv) => argv.includes("create")).map((argv) => argv.find((word) => word.startsWith("/api/")))).toEqual([
+                `/api/v1/namespaces/lab-apps/pods/web-${AGENT_2}/eviction`,
+            ]);
+            expect(calls.every((argv) => argv.includes("/var/lib/rancher/k3s/agent/kubelet.kubeconfig"))).toBe(true);
+            expect(kubectlCalls(SERVER)).toHaveLength(serverCalls);
+            expect(cordonedByRollout(AGENT_2)).toEqual({ unschedulable: false, annotation: undefined });
+            // Schedulable again, the node gets its pod back.
+            expect(await podsOn(AGENT_2)).toEqual([`pod/svclb-traefik-${AGENT_2}`, web].sort());
+        } finally {
+            await fleet.setK3sBehaviour(AGENT_2, { workloadPod: false });
+        }
     });
 
     it("keeps a node an operator cordoned cordoned through its rollout and any rerun; uncordons only what the rollout cordoned", async () => {
-        const marker = fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_2));
         const kubectl = async (words: string): Promise<void> => {
             const result = await fleet.ssh(SERVER, `k3s kubectl ${words}`);
             expect({ words, code: result.code, stderr: result.stderr }).toEqual({ words, code: 0, stderr: "" });
@@ -147,32 +201,31 @@ describe("K3s rollout on the lab fleet", () => {
         const changed = await up();
         expect(changed.failed).toBeUndefined();
         expect(ranNames(changed)).toEqual(steps(AGENT_2));
-        expect(stepStdout(changed, AGENT_2, "drain")).toContain(`drain ${AGENT_2}: already cordoned, not by a rollout: it stays cordoned after this one`);
-        expect(stepStdout(changed, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned: it was cordoned before its rollout, not by it`);
+        expect(stepStdout(changed, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: already cordoned, not by a rollout: it stays cordoned after this one`);
+        expect(stepStdout(changed, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: left cordoned: it was cordoned before its rollout, not by it`);
         expect(restarts(AGENT_2)).toBe(restartsBefore + 1);
         expect(onDisk(AGENT_2)).toContain("example.com/role=maintenance");
-        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
+        expect(cordonedByRollout(AGENT_2)).toEqual({ unschedulable: true, annotation: undefined });
         expect(clusterNode(AGENT_2)?.annotations[CONFIG_ANNOTATION]).toBe(wanted(AGENT_2).configSha256);
-        expect(fs.existsSync(marker)).toBe(false);
 
-        // Every step again with the same configs (a new SSH path): the drain is skipped and the
-        // uncordon step leaves the operator's cordon alone.
+        // Every step again with the same configs (a new SSH path): nothing restarted, and the
+        // operator's cordon left alone.
         engine.forgetAll();
         const rerun = await up();
         expect(rerun.failed).toBeUndefined();
-        expect(stepStdout(rerun, AGENT_2, "drain")).toContain("already runs this config; not drained");
-        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
+        expect(stepStdout(rerun, AGENT_2, "apply")).toContain("config.yaml unchanged; nothing written, nothing restarted");
+        expect(stepStdout(rerun, AGENT_2, "apply")).toContain("left cordoned");
+        expect(cordonedByRollout(AGENT_2)).toEqual({ unschedulable: true, annotation: undefined });
 
-        // A drain this rollout began and that was cut short after its cordon (the node is cordoned
-        // and the marker there): the cordon is the rollout's, so the rerun drains and uncordons.
-        fs.writeFileSync(marker, "");
+        // A drain this rollout began and that was cut short after its cordon (cordoned, with the
+        // rollout's annotation): the cordon is the rollout's, so the rerun drains and lifts it.
+        await kubectl(`annotate node ${AGENT_2} ${ROLLOUT_CORDON_ANNOTATION}=true`);
         config.nodes[2].labels = { "example.com/role": "edge" };
         const resumed = await up();
         expect(resumed.failed).toBeUndefined();
-        expect(stepStdout(resumed, AGENT_2, "drain")).not.toContain("not by a rollout");
-        expect(stepStdout(resumed, AGENT_2, "uncordon")).not.toContain("left cordoned");
-        expect(clusterNode(AGENT_2)?.unschedulable).toBe(false);
-        expect(fs.existsSync(marker)).toBe(false);
+        expect(stepStdout(resumed, AGENT_2, "apply")).not.toContain("not by a rollout");
+        expect(stepStdout(resumed, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: uncordoned`);
+        expect(cordonedByRollout(AGENT_2)).toEqual({ unschedulable: false, annotation: undefined });
     });
 
     it("moves flannel to a new interface: deletes flannel.1 first, sets public-ip, clears a stale overwrite", async () => {
@@ -185,7 +238,7 @@ describe("K3s rollout on the lab fleet", () => {
         expect(result.failed?.result.stderr).toBeUndefined();
         expect(stepStdout(result, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: deleted flannel.1: flannel-iface or node-ip moved`);
         expect(fleet.k3sState(AGENT_2)?.flannel).toMatchObject({ parent: "tailscale0", mtu: 1230 });
-        expect(stepStdout(result, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: removed stale public-ip-overwrite 192.0.2.99`);
+        expect(stepStdout(result, AGENT_2, "apply")).toContain(`rollout ${AGENT_2}: removed stale public-ip-overwrite 192.0.2.99`);
         const annotations = clusterNode(AGENT_2)?.annotations ?? {};
         expect(annotations["flannel.alpha.coreos.com/public-ip"]).toBe("100.68.0.22");
         expect(annotations["flannel.alpha.coreos.com/public-ip-overwrite"]).toBeUndefined();
@@ -260,12 +313,7 @@ describe("K3s rollout on the lab fleet", () => {
             );
             expect(onDisk(AGENT_1)).toBe(previous);
             expect(fleet.k3sState(AGENT_1)?.config?.["node-label"]).not.toContain("example.com/tier=gold");
-            expect(clusterNode(AGENT_1)?.unschedulable).toBe(true);
-            expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(true);
-            // AGENT_2's pre-flight may have run beside AGENT_1's rollout; nothing after it did.
-            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
-            expect(onDisk(AGENT_2)).toBe(agent2);
-            expect(restarts(AGENT_2)).toBe(agent2Restarts);
+            expectRolloutStoppedAtAgent1(result, { config: agent2, restarts: agent2Restarts });
         } finally {
             await fleet.setK3sBehaviour(AGENT_1, { neverReady: false });
         }
@@ -273,8 +321,7 @@ describe("K3s rollout on the lab fleet", () => {
         expect(retry.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_1)).toContain("example.com/tier=gold");
         // The rollout's own cordon, kept across the failed run, is lifted once the node is healthy.
-        expect(clusterNode(AGENT_1)?.unschedulable).toBe(false);
-        expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
+        expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
     });
 
     it("stops at a node whose drain a disruption budget blocks: nothing written or restarted, the node left cordoned; the next up finishes it", async () => {
@@ -287,18 +334,16 @@ describe("K3s rollout on the lab fleet", () => {
         config.nodes[2].labels = { "example.com/role": "drained-after" };
         try {
             const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-drain`);
-            // kubectl drain retried the eviction until the drain timeout, then gave up.
-            expect(result.failed?.result.stderr).toContain("Cannot evict pod as it would violate the pod's disruption budget.");
-            expect(result.failed?.result.stderr).toContain(`error: unable to drain node "${AGENT_1}" due to error:`);
-            expect(result.failed?.result.stderr).toContain(`global timeout reached: ${READY_TIMEOUT_SECONDS}s`);
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+            // The eviction was retried every 5 s until the drain timeout, then the step gave up.
+            const budget = "Cannot evict pod as it would violate the pod's disruption budget.";
+            expect(result.failed?.result.stdout).toContain(`rollout ${AGENT_1}: pod lab-apps/guarded may not be evicted now (${budget}); retrying in 5s\n`);
+            expect(result.failed?.result.stderr).toContain(
+                `rollout ${AGENT_1} failed: the drain timed out after ${READY_TIMEOUT_SECONDS}s: pod lab-apps/guarded may not be evicted now (${budget}). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.`,
+            );
             expect(onDisk(AGENT_1)).toBe(previous);
             expect(restarts(AGENT_1)).toBe(agent1Restarts);
-            expect(clusterNode(AGENT_1)?.unschedulable).toBe(true);
-            expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(true);
-            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
-            expect(onDisk(AGENT_2)).toBe(agent2);
-            expect(restarts(AGENT_2)).toBe(agent2Restarts);
+            expectRolloutStoppedAtAgent1(result, { config: agent2, restarts: agent2Restarts });
         } finally {
             await fleet.setK3sBehaviour(AGENT_1, { evictionBlocked: false });
         }
@@ -307,9 +352,57 @@ describe("K3s rollout on the lab fleet", () => {
         expect(onDisk(AGENT_1)).toContain("example.com/zone=b");
         expect(restarts(AGENT_1)).toBe(agent1Restarts + 1);
         expect(onDisk(AGENT_2)).toContain("example.com/role=drained-after");
-        // The cordon the failed drain made is the rollout's (its marker), so it is lifted now.
-        expect(clusterNode(AGENT_1)?.unschedulable).toBe(false);
-        expect(fs.existsSync(fleet.hostPath(SERVER, rolloutCordonMarker(AGENT_1)))).toBe(false);
+        // The cordon the failed drain made is the rollout's (its annotation), so it is lifted now.
+        expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
+    });
+
+    it("refuses to drain a node running a pod no controller would recreate: nothing written, left cordoned; the next up finishes once it is gone", async () => {
+        await fleet.setK3sBehaviour(AGENT_1, { unmanagedPod: true });
+        const previous = onDisk(AGENT_1);
+        const agent1Restarts = restarts(AGENT_1);
+        const agent2 = onDisk(AGENT_2);
+        const agent2Restarts = restarts(AGENT_2);
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": "c" };
+        config.nodes[2].labels = { "example.com/role": "after-bare" };
+        try {
+            const result = await up();
+            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+            expect(result.failed?.result.stderr).toContain(
+                `rollout ${AGENT_1} failed: pods no controller would recreate run on it: lab-apps/bare-${AGENT_1}; move or delete them (kubectl drain would need --force).`,
+            );
+            // Refused before any eviction: the pod is still there.
+            expect(await podsOn(AGENT_1)).toContain(`pod/bare-${AGENT_1}`);
+            expect(onDisk(AGENT_1)).toBe(previous);
+            expect(restarts(AGENT_1)).toBe(agent1Restarts);
+            expectRolloutStoppedAtAgent1(result, { config: agent2, restarts: agent2Restarts });
+        } finally {
+            await fleet.setK3sBehaviour(AGENT_1, { unmanagedPod: false });
+        }
+        const retry = await up();
+        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(onDisk(AGENT_1)).toContain("example.com/zone=c");
+        expect(onDisk(AGENT_2)).toContain("example.com/role=after-bare");
+        expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
+    });
+
+    it("rolls an agent whose k3s is stopped without a drain (nothing runs there), and starts a stopped one whose file is unchanged", async () => {
+        await fleet.ssh(AGENT_1, "systemctl stop k3s-agent");
+        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": "d" };
+        const changed = await up();
+        expect(changed.failed?.result.stderr).toBeUndefined();
+        const apply = stepStdout(changed, AGENT_1, "apply");
+        expect(apply).toContain(`rollout ${AGENT_1}: k3s-agent is not running: nothing runs on the node to drain`);
+        expect(apply).toContain(`rollout ${AGENT_1}: restarted k3s-agent and healthy`);
+        expect(fleet.k3sState(AGENT_1)?.status).toBe("active");
+        expect(clusterNode(AGENT_1)?.annotations[CONFIG_ANNOTATION]).toBe(wanted(AGENT_1).configSha256);
+
+        // The same file, k3s stopped, and the step run again (state lost): it is started and gated.
+        await fleet.ssh(AGENT_1, "systemctl stop k3s-agent");
+        engine.forget(`k3s-${AGENT_1}-apply`);
+        const rerun = await up();
+        expect(rerun.failed?.result.stderr).toBeUndefined();
+        expect(stepStdout(rerun, AGENT_1, "apply")).toContain(`rollout ${AGENT_1}: config.yaml unchanged, but k3s-agent is not running; starting it`);
+        expect(fleet.k3sState(AGENT_1)?.status).toBe("active");
     });
 
     it("fails a step whose API server never answers instead of waiting on it, and a rerun converges once it answers", async () => {
@@ -322,9 +415,11 @@ describe("K3s rollout on the lab fleet", () => {
         await fleet.setK3sBehaviour(SERVER, { apiHangs: true });
         try {
             const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-drain`);
+            expect(result.failed?.name).toBe(`k3s-${AGENT_2}-apply`);
+            // The agent reaches the API through its own k3s; the call fails at its request timeout.
+            expect(result.failed?.result.stderr).toContain(`rollout ${AGENT_2}: cannot read its node from the API:`);
             expect(result.failed?.result.stderr).toContain("Client.Timeout exceeded while awaiting headers");
-            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`))).toEqual([`k3s-${AGENT_2}-prepare`, `k3s-${AGENT_2}-drain`]);
+            expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`))).toEqual(steps(AGENT_2));
             expect(onDisk(AGENT_2)).toBe(agent2);
             expect(restarts(AGENT_2)).toBe(agent2Restarts);
         } finally {
@@ -398,30 +493,19 @@ describe("K3s rollout on the lab fleet", () => {
         expect((await up()).failed?.result.stderr).toBeUndefined();
     });
 
-    it("refuses to restart a node whose config was edited by hand when its drain was skipped", async () => {
+    it("puts back a config edited by hand, draining the node before its restart", async () => {
         const edited = `${onDisk(AGENT_2)}# edited by hand\n`;
         await fleet.ssh(AGENT_2, "cat > /etc/rancher/k3s/config.yaml", edited);
         const restartsBefore = restarts(AGENT_2);
         engine.forgetAll();
         const result = await up();
-        expect(result.failed?.name).toBe(`k3s-${AGENT_2}-apply`);
-        expect(result.failed?.result.stderr).toContain(
-            `rollout ${AGENT_2}: config.yaml on disk differs from the config the cluster records as applied, and the node is not drained`,
-        );
-        expect(restarts(AGENT_2)).toBe(restartsBefore);
-        expect(onDisk(AGENT_2)).toBe(edited);
-
-        expect(result.failed?.result.stderr).toContain("a cordon the rollout did not make stays, so uncordon it once it is healthy");
-
-        // Drained by the operator, the next run puts the rendered file back; the cordon is the
-        // operator's, so it stays until they lift it.
-        expect((await fleet.ssh(SERVER, `k3s kubectl drain ${AGENT_2} --ignore-daemonsets`)).code).toBe(0);
-        const retry = await up();
-        expect(retry.failed?.result.stderr).toBeUndefined();
+        expect(result.failed?.result.stderr).toBeUndefined();
         expect(onDisk(AGENT_2)).toBe(rendered(AGENT_2));
-        expect(stepStdout(retry, AGENT_2, "uncordon")).toContain(`uncordon ${AGENT_2}: left cordoned`);
-        expect(clusterNode(AGENT_2)?.unschedulable).toBe(true);
-        expect((await fleet.ssh(SERVER, `k3s kubectl uncordon ${AGENT_2}`)).code).toBe(0);
+        expect(restarts(AGENT_2)).toBe(restartsBefore + 1);
+        const apply = stepStdout(result, AGENT_2, "apply");
+        expect(apply).toContain(`rollout ${AGENT_2}: cordoned\nrollout ${AGENT_2}: drained\n`);
+        expect(apply.indexOf("drained")).toBeLessThan(apply.indexOf("wrote /etc/rancher/k3s/config.yaml"));
+        expect(cordonedByRollout(AGENT_2)).toEqual({ unschedulable: false, annotation: undefined });
     });
 
     it("fails pre-flight when table 52 routes into the cluster CIDR, before anything is written", async () => {

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Writable } from "node:stream";
+import { CORDON_PATCH, ROLLOUT_CORDON_ANNOTATION } from "../../../components/k3s/rollout";
 import { runDriftCommand } from "../../../scripts/drift";
 import { checkLabPrerequisites, type LabFleet } from "../../../scripts/lab";
 import { DROPLET, RELAY, startDriftLab, type DriftLab } from "../../support/driftLab";
@@ -177,11 +178,13 @@ describe("drift on the lab fleet", () => {
         }
     });
 
-    it("reports a stopped service, a pending restart and a cordoned node", async () => {
+    it("reports a stopped service, a pending restart and a node an unfinished rollout left cordoned; an operator's cordon is only a warning", async () => {
         await fleet.exec(RELAY, "systemctl stop derper.service", { check: true });
         const marker = fleet.hostPath(SERVER, "/var/lib/shortcircuit/restart-pending.nebula.service");
         fs.writeFileSync(marker, "");
         await fleet.exec(SERVER, `k3s kubectl cordon ${AGENT_1}`, { check: true });
+        // The rollout's own cordon, as self-drain.sh makes it (its annotation in the same patch).
+        await fleet.exec(SERVER, `k3s kubectl patch node ${AGENT_2} --type merge -p '${JSON.stringify(CORDON_PATCH)}'`, { check: true });
         try {
             const result = await drift();
             expect(result.code).toBe(3);
@@ -189,11 +192,18 @@ describe("drift on the lab fleet", () => {
             expect(findingsOf(result.report, SERVER)).toEqual([
                 expect.stringMatching(/^drift service nebula.service: restart pending since .* \(\/var\/lib\/shortcircuit\/restart-pending.nebula.service\)$/),
             ]);
-            expect(findingsOf(result.report, AGENT_1)).toEqual(["drift k3s lab-agent-01: cordoned (unschedulable)"]);
+            expect(findingsOf(result.report, AGENT_1)).toEqual([
+                `warning k3s ${AGENT_1}: cordoned, not by a rollout: it stays so through rollouts (kubectl uncordon ${AGENT_1} lifts it)`,
+            ]);
+            expect(findingsOf(result.report, AGENT_2)).toEqual([
+                `drift k3s ${AGENT_2}: cordoned by a rollout that did not finish: the next up drains it again and lifts the cordon once it is healthy`,
+            ]);
         } finally {
             await fleet.exec(RELAY, "systemctl start derper.service", { check: true });
             fs.rmSync(marker);
             await fleet.exec(SERVER, `k3s kubectl uncordon ${AGENT_1}`, { check: true });
+            const lifted = { spec: { unschedulable: null }, metadata: { annotations: { [ROLLOUT_CORDON_ANNOTATION]: null } } };
+            await fleet.exec(SERVER, `k3s kubectl patch node ${AGENT_2} --type merge -p '${JSON.stringify(lifted)}'`, { check: true });
         }
     });
 
