@@ -150,8 +150,8 @@ async function rolloutFigure(readyDelayMs: number): Promise<void> {
     }
 }
 
-/** SSH sessions on a node's critical path: drain, apply, uncordon (pre-flight runs beside earlier nodes). */
-const SESSIONS_PER_NODE = 3;
+/** SSH sessions on a node's critical path: its apply, which drains and uncordons it too (pre-flight runs beside earlier nodes). */
+const SESSIONS_PER_NODE = 1;
 
 /**
  * What the rollout's overhead is made of, measured on the same lab fleet right after it: one
@@ -173,7 +173,8 @@ async function rolloutCostsPerCall(fleet: LabFleet, host: string): Promise<void>
     const kubectl = median(kubectlS) - session;
     console.log(
         `  of which: an SSH session that runs nothing ${session.toFixed(2)} s (median of 5), × ${SESSIONS_PER_NODE} per node = ${(SESSIONS_PER_NODE * session).toFixed(2)} s; ` +
-            `one call of the k3s double's kubectl ${kubectl.toFixed(2)} s (a node process), 4 calls and a systemctl restart per node`,
+            `one call of the k3s double's kubectl ${kubectl.toFixed(2)} s (a node process); a bootstrapped node makes 3 (wait, get, patch; ` +
+            `a server also /healthz/etcd), a systemctl is-active and a restart`,
     );
 }
 

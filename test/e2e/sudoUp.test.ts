@@ -99,7 +99,7 @@ describe("a real pulumi up with every host reached as admin through sudo", () =>
                 if (match?.[2]) scripts.add(match[2]);
             }
         }
-        // Every kind of step went through sudo: delivery, derper, control, K3s on node and genesis, the kubeconfig.
+        // Every kind of step went through sudo: delivery, derper, control, K3s pre-flight and apply, the kubeconfig.
         expect([...scripts].sort()).toEqual(
             [
                 "control/bootstrap.sh",
@@ -107,9 +107,7 @@ describe("a real pulumi up with every host reached as admin through sudo", () =>
                 "derp/install.sh",
                 "edge/read-kubeconfig.sh",
                 "k3s/apply.sh",
-                "k3s/drain.sh",
                 "k3s/prepare.sh",
-                "k3s/uncordon.sh",
                 "remote/deliver-files.sh",
             ].sort(),
         );

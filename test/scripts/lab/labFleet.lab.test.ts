@@ -305,6 +305,61 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
         expect([selfDrain.code, selfDrain.stderr]).toEqual([1, expect.stringContaining("Forbidden")]);
     });
 
+    test("pods: an agent lists and evicts only its own, a budget answers 429, an evicted ReplicaSet pod is back once the node is schedulable", async () => {
+        const f = lab();
+        const asKubelet = "k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig";
+        const podNames = `-o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.ownerReferences[?(@.controller==true)].kind}{"\\n"}{end}'`;
+        const evict = (ns: string, name: string): string =>
+            `${asKubelet} create --raw /api/v1/namespaces/${ns}/pods/${name}/eviction -f - <<<'${JSON.stringify({
+                apiVersion: "policy/v1",
+                kind: "Eviction",
+                metadata: { name, namespace: ns },
+            })}'`;
+        await f.setK3sBehaviour(WORKER_1, { workloadPod: true, evictionBlocked: true, unmanagedPod: true });
+        try {
+            const own = await f.ssh(WORKER_1, `${asKubelet} get pods -A --field-selector spec.nodeName=${WORKER_1} ${podNames}`);
+            expect([own.code, own.stdout]).toEqual([
+                0,
+                [
+                    `kube-system/svclb-traefik-${WORKER_1} DaemonSet`,
+                    `lab-apps/web-${WORKER_1} ReplicaSet`,
+                    "lab-apps/guarded ReplicaSet",
+                    `lab-apps/bare-${WORKER_1} `,
+                    "",
+                ].join("\n"),
+            ]);
+            // The Node authorizer lets a node list pods only by its own spec.nodeName.
+            for (const selector of ["", `--field-selector spec.nodeName=${WORKER_2}`]) {
+                const refused = await f.ssh(WORKER_1, `${asKubelet} get pods -A ${selector} -o name`);
+                expect({ selector, code: refused.code, stderr: refused.stderr }).toEqual({
+                    selector,
+                    code: 1,
+                    stderr: expect.stringContaining("can only list/watch pods with spec.nodeName field selector") as unknown,
+                });
+            }
+            const blocked = await f.ssh(WORKER_1, evict("lab-apps", "guarded"));
+            expect([blocked.code, blocked.stderr]).toEqual([
+                1,
+                "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.\n",
+            ]);
+            const other = await f.ssh(WORKER_1, evict("kube-system", `svclb-traefik-${WORKER_2}`));
+            expect([other.code, other.stderr]).toEqual([1, expect.stringContaining(`node ${WORKER_1} can only evict pods with spec.nodeName set to itself`)]);
+            const gone = await f.ssh(WORKER_1, evict("lab-apps", "no-such-pod"));
+            expect([gone.code, gone.stderr]).toEqual([1, 'Error from server (NotFound): pods "no-such-pod" not found\n']);
+
+            expect((await f.ssh(WORKER_1, `${asKubelet} cordon ${WORKER_1}`)).code).toBe(0);
+            const evicted = await f.ssh(WORKER_1, evict("lab-apps", `web-${WORKER_1}`));
+            expect([evicted.code, JSON.parse(evicted.stdout)]).toEqual([0, { kind: "Status", apiVersion: "v1", metadata: {}, status: "Success", code: 201 }]);
+            const listed = async (): Promise<string> =>
+                (await f.ssh(GENESIS, `k3s kubectl get pods -A --field-selector spec.nodeName=${WORKER_1} -o name`)).stdout;
+            expect(await listed()).not.toContain(`pod/web-${WORKER_1}`);
+            expect((await f.ssh(WORKER_1, `${asKubelet} uncordon ${WORKER_1}`)).code).toBe(0);
+            expect(await listed()).toContain(`pod/web-${WORKER_1}`);
+        } finally {
+            await f.setK3sBehaviour(WORKER_1, { workloadPod: false, evictionBlocked: false, unmanagedPod: false });
+        }
+    });
+
     test("an unknown key (or a server-only key on an agent) makes k3s fail", async () => {
         const f = lab();
         const bad = await f.ssh(WORKER_2, writeAndRestart("k3s-agent"), agentConfig("100.67.0.12", { "bogus-key": 1 }));

@@ -12,10 +12,20 @@
  *   DaemonSet's pod runs on the node (ServiceLB's svclb pods do on every K3s node).
  * Needs the Go-built kube-apiserver and kubectl (scripts/setup.sh) and etcd-server.
  */
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { CONFIG_ANNOTATION, FLANNEL_PUBLIC_IP_ANNOTATION, FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION, uncordonPatch } from "../../../../components/k3s/rollout";
+import {
+    CONFIG_ANNOTATION,
+    CORDON_PATCH,
+    FLANNEL_PUBLIC_IP_ANNOTATION,
+    FLANNEL_PUBLIC_IP_OVERWRITE_ANNOTATION,
+    NODE_STATE_JSONPATH,
+    ROLLOUT_CORDON_ANNOTATION,
+    uncordonPatch,
+} from "../../../../components/k3s/rollout";
+import { remoteLibrarySource } from "../../../../components/remote/scripts";
 import { startApiServer, type ApiServer } from "../../../../scripts/lab/stack/apiServer";
 import { loadEngine } from "../../../../scripts/lab/stack/engine";
 
@@ -33,10 +43,10 @@ type Kubectl = ReturnType<ApiServer["kubectl"]>;
 const admin = (args: string[], stdin?: string): Kubectl => api.kubectl(args, { check: true, ...(stdin !== undefined ? { stdin } : {}) });
 const asNode = (args: string[], stdin?: string): Kubectl => api.kubectl(args, { kubeconfig: ownKubeconfig, ...(stdin !== undefined ? { stdin } : {}) });
 const create = (object: object): string => admin(["create", "-o", "jsonpath={.metadata.uid}", "-f", "-"], JSON.stringify(object)).stdout;
-const pod = (name: string, nodeName: string, owner: object, labels?: Record<string, string>): object => ({
+const pod = (name: string, nodeName: string, owner: object | null, labels?: Record<string, string>): object => ({
     apiVersion: "v1",
     kind: "Pod",
-    metadata: { name, namespace: NS, ownerReferences: [owner], ...(labels ? { labels } : {}) },
+    metadata: { name, namespace: NS, ...(owner ? { ownerReferences: [owner] } : {}), ...(labels ? { labels } : {}) },
     spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: "main", image: "registry.invalid/lab:1" }] },
 });
 // A ReplicaSet's pods as drain sees them: it reads a DaemonSet owner, never a ReplicaSet.
@@ -189,5 +199,142 @@ describe("a K3s node's own kubelet credentials on the lab's API server", () => {
         expect(drained.stderr).toContain(
             `error: unable to drain node "${OWN}" due to error: ${error}, continuing command...\nThere are pending nodes to be drained:\n ${OWN}\n${error}\n`,
         );
+    });
+});
+
+/*
+ * The rollout's own drain (components/k3s/self-drain.sh), run alone against the real API server
+ * under a node's kubelet credentials, as a K3s agent's apply step runs it: `k3s kubectl` is the
+ * real kubectl, and k3s counts as running (systemctl is-active answers yes).
+ */
+describe("self-drain.sh's functions under a node's own credentials on the real API server", () => {
+    const SELF = "lab-agent-03";
+    let selfKubeconfig: string;
+
+    beforeAll(() => {
+        create({ apiVersion: "v1", kind: "Node", metadata: { name: SELF } });
+        selfKubeconfig = api.nodeKubeconfig(SELF);
+    });
+
+    /** Runs `body` after the library, as the apply step would, and waits for it (bounded). */
+    const run = (body: string, drainTimeout: number): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+        const script = [
+            "set -euo pipefail",
+            'log() { echo "rollout $node: $*"; }',
+            "systemctl() { return 0; }",
+            // `k3s kubectl …` is the real kubectl here.
+            'k3s() { shift; "$KUBECTL" "$@"; }',
+            remoteLibrarySource("k3s/self-drain.sh"),
+            body,
+        ].join("\n");
+        const env = {
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+            KUBECTL: path.join(loadEngine().kubeBin, "kubectl"),
+            node: SELF,
+            unit: "k3s-agent",
+            kubeconfig: selfKubeconfig,
+            drain_timeout: String(drainTimeout),
+            node_state_jsonpath: NODE_STATE_JSONPATH,
+            cordon_patch: JSON.stringify(CORDON_PATCH),
+            uncordon_patch: JSON.stringify(uncordonPatch("10.67.2.13", "b".repeat(64), { uncordon: true })),
+            keep_cordon_patch: JSON.stringify(uncordonPatch("10.67.2.13", "b".repeat(64), { uncordon: false })),
+        };
+        return new Promise((resolve, reject) => {
+            const child = spawn("bash", ["-c", script], { env, stdio: ["ignore", "pipe", "pipe"] });
+            let stdout = "";
+            let stderr = "";
+            child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+            child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+            const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+            child.on("error", reject);
+            child.on("close", (code) => {
+                clearTimeout(timer);
+                resolve({ code, stdout, stderr });
+            });
+        });
+    };
+    const selfNode = (): { unschedulable?: boolean; annotation?: string } => {
+        const node = JSON.parse(admin(["get", "node", SELF, "-o", "json"]).stdout) as {
+            spec: { unschedulable?: boolean };
+            metadata: { annotations?: Record<string, string> };
+        };
+        return { unschedulable: node.spec.unschedulable, annotation: node.metadata.annotations?.[ROLLOUT_CORDON_ANNOTATION] };
+    };
+    const terminating = (name: string): boolean =>
+        admin(["get", "pod", name, "-n", NS, "--ignore-not-found", "-o", "jsonpath={.metadata.deletionTimestamp}"]).stdout !== "";
+
+    it("refuses a pod no controller owns, after its cordon (as drain does without --force), and evicts nothing", async () => {
+        const svclbUid = admin(["get", "daemonset", "svclb", "-n", NS, "-o", "jsonpath={.metadata.uid}"]).stdout;
+        create(pod("svclb-self", SELF, { apiVersion: "apps/v1", kind: "DaemonSet", name: "svclb", uid: svclbUid, controller: true }));
+        create(pod("web-self", SELF, replicaSet));
+        create(pod("bare-self", SELF, null));
+        for (const name of ["svclb-self", "web-self", "bare-self"]) markRunning(name);
+        const refused = await run("drain_self", 20);
+        expect({ code: refused.code, stdout: refused.stdout }).toEqual({ code: 1, stdout: `rollout ${SELF}: cordoned\n` });
+        expect(refused.stderr).toBe(
+            `rollout ${SELF} failed: pods no controller would recreate run on it: ${NS}/bare-self; move or delete them (kubectl drain would need --force). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.\n`,
+        );
+        expect(selfNode()).toEqual({ unschedulable: true, annotation: "true" });
+        expect(terminating("web-self")).toBe(false);
+        admin(["delete", "pod", "bare-self", "-n", NS, "--grace-period=0", "--force"]);
+    });
+
+    it("retries an eviction a disruption budget refuses (429) every 5 s and fails at the drain timeout", async () => {
+        create(pod("guarded-self", SELF, replicaSet, { app: "guarded" }));
+        markRunning("guarded-self");
+        const blocked = await run("drain_self", 6);
+        expect(blocked.code).toBe(1);
+        const budget = "Cannot evict pod as it would violate the pod's disruption budget.";
+        // Resumed: the cordon is the rollout's own (its annotation), so nothing is said of it. The
+        // guarded pod comes first in the list (by name), so nothing else was evicted.
+        const retry = `rollout ${SELF}: pod ${NS}/guarded-self may not be evicted now (${budget}); retrying in 5s\n`;
+        // How many attempts fit in the timeout depends on the clock (one every 5 s): at least one retry.
+        expect(blocked.stdout.replaceAll(retry, "")).toBe("");
+        expect(blocked.stdout.length).toBeGreaterThanOrEqual(retry.length);
+        expect(blocked.stderr).toBe(
+            `rollout ${SELF} failed: the drain timed out after 6s: pod ${NS}/guarded-self may not be evicted now (${budget}). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.\n`,
+        );
+        expect(terminating("guarded-self")).toBe(false);
+        admin(["delete", "pod", "guarded-self", "-n", NS, "--grace-period=0", "--force"]);
+    });
+
+    it("leaves the DaemonSet's pod, waits until the evicted pods are gone, and lifts only its own cordon", async () => {
+        // No kubelet confirms a deletion here: an evicted pod stays terminating until the admin
+        // removes it, as a kubelet would once its containers stopped. The drain waits for that.
+        create(pod("web2-self", SELF, replicaSet));
+        markRunning("web2-self");
+        const drained = run("drain_self", 60);
+        const evicted = (): boolean => terminating("web-self") && terminating("web2-self");
+        for (let poll = 0; poll < 600 && !evicted(); poll++) await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(evicted()).toBe(true);
+        for (const name of ["web-self", "web2-self"]) admin(["delete", "pod", name, "-n", NS, "--grace-period=0", "--force"]);
+        const result = await drained;
+        expect(result).toEqual({
+            code: 0,
+            stdout: [`rollout ${SELF}: evicted pod ${NS}/web-self`, `rollout ${SELF}: evicted pod ${NS}/web2-self`, `rollout ${SELF}: drained`, ""].join("\n"),
+            stderr: "",
+        });
+        expect(terminating("svclb-self")).toBe(false);
+        expect(selfNode()).toEqual({ unschedulable: true, annotation: "true" });
+
+        const finished = await run("finish_node", 60);
+        expect(finished).toEqual({ code: 0, stdout: `rollout ${SELF}: uncordoned\n`, stderr: "" });
+        expect(selfNode()).toEqual({ unschedulable: undefined, annotation: undefined });
+        expect(admin(["get", "node", SELF, "-o", `jsonpath={.metadata.annotations.${CONFIG_ANNOTATION.replace(/\./g, "\\.")}}`]).stdout).toBe("b".repeat(64));
+
+        // Cordoned by an operator: drained, and the cordon stays.
+        admin(["cordon", SELF]);
+        const operator = await run("drain_self && finish_node", 60);
+        expect(operator).toEqual({
+            code: 0,
+            stdout: [
+                `rollout ${SELF}: already cordoned, not by a rollout: it stays cordoned after this one`,
+                `rollout ${SELF}: drained`,
+                `rollout ${SELF}: left cordoned: it was cordoned before its rollout, not by it (kubectl uncordon ${SELF} to schedule on it again)`,
+                "",
+            ].join("\n"),
+            stderr: "",
+        });
+        expect(selfNode()).toEqual({ unschedulable: true, annotation: undefined });
     });
 });
