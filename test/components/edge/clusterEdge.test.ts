@@ -47,7 +47,7 @@ describe("ClusterEdge under strict mocks", () => {
         expect(kubeconfig.inputs.connection).toMatchObject({ host: "10.67.1.1" });
         expect(kubeconfig.inputs.triggers).toEqual(["10.67.1.1", "https://100.67.0.1:6443"]);
         expect(kubeconfig.additionalSecretOutputs).toContain("stdout");
-        expect(kubeconfig.dependsOn).toEqual(["k3s-toa-fwd-gpu-01-uncordon"]);
+        expect(kubeconfig.dependsOn).toEqual(["k3s-toa-fwd-gpu-01-apply"]);
         expect(JSON.stringify(kubeconfig.inputs)).not.toContain("config.yaml");
     });
 
