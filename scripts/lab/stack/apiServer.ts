@@ -79,13 +79,13 @@ function signCertificate(dir: string, name: string, subject: string, ext: string
 function makePki(dir: string, address: string): void {
     openssl(dir, ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
     openssl(dir, ["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=shortcircuit-e2e-kube-ca", "-days", "2", "-out", "ca.crt"]);
-    const sign = (name: string, subject: string, ext: string): void => signCertificate(dir, name, subject, ext);
-    sign(
+    signCertificate(
+        dir,
         "apiserver",
         "/CN=kube-apiserver",
         `subjectAltName=IP:${address},IP:127.0.0.1,IP:10.43.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n`,
     );
-    sign("admin", "/O=system:masters/CN=shortcircuit-e2e-admin", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n");
+    signCertificate(dir, "admin", "/O=system:masters/CN=shortcircuit-e2e-admin", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n");
     openssl(dir, ["genrsa", "-out", "sa.key", "2048"]);
     openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
