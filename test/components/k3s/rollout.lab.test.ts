@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { CONFIG_ANNOTATION, ROLLOUT_CORDON_ANNOTATION, SAN_DROPIN_PATH, nodeRolloutPayloads, type NodeRolloutPayloads } from "../../../components/k3s/rollout";
 import type { K3sNodeConfig } from "../../../stacks/fleet";
 import { parseFleet } from "../../../stacks/validate";
-import { checkLabPrerequisites, startLabFleet, type LabFleet } from "../../../scripts/lab";
+import { checkLabPrerequisites, startLabFleet, type K3sBehaviour, type LabFleet } from "../../../scripts/lab";
 import { EngineEmulator, orderedCommands, type UpResult } from "../../support/rolloutDriver";
 import { runProgramUnderMocks } from "../../support/pulumiMocks";
 import { labStackOnBridge } from "../../support/labStack";
@@ -76,6 +76,37 @@ function expectRolloutStoppedAtAgent1(result: UpResult, agent2: { config: string
     expect(ranNames(result).filter((name) => name.startsWith(`k3s-${AGENT_2}`) && name !== `k3s-${AGENT_2}-prepare`)).toEqual([]);
     expect(onDisk(AGENT_2)).toBe(agent2.config);
     expect(restarts(AGENT_2)).toBe(agent2.restarts);
+}
+
+/**
+ * A drain AGENT_1 cannot finish while `cue` holds: with both agents' configs changed, the run fails
+ * at AGENT_1's apply (`expectFailure` checks its words) with nothing written or restarted there and
+ * the rollout stopped; once the cue is lifted, the next up rolls both and lifts the rollout's cordon.
+ */
+async function expectDrainStopsAtAgent1(cue: K3sBehaviour, zone: string, expectFailure: (result: UpResult) => void | Promise<void>): Promise<void> {
+    await fleet.setK3sBehaviour(AGENT_1, cue);
+    const previous = onDisk(AGENT_1);
+    const agent1Restarts = restarts(AGENT_1);
+    const agent2 = { config: onDisk(AGENT_2), restarts: restarts(AGENT_2) };
+    config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": zone };
+    config.nodes[2].labels = { "example.com/role": `after-zone-${zone}` };
+    try {
+        const result = await up();
+        expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+        await expectFailure(result);
+        expect(onDisk(AGENT_1)).toBe(previous);
+        expect(restarts(AGENT_1)).toBe(agent1Restarts);
+        expectRolloutStoppedAtAgent1(result, agent2);
+    } finally {
+        await fleet.setK3sBehaviour(AGENT_1, Object.fromEntries(Object.keys(cue).map((key) => [key, false])));
+    }
+    const retry = await up();
+    expect(retry.failed?.result.stderr).toBeUndefined();
+    expect(onDisk(AGENT_1)).toContain(`example.com/zone=${zone}`);
+    expect(restarts(AGENT_1)).toBe(agent1Restarts + 1);
+    expect(onDisk(AGENT_2)).toContain(`example.com/role=after-zone-${zone}`);
+    // The cordon the failed drain made is the rollout's (its annotation), so it is lifted now.
+    expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
 }
 
 beforeAll(async () => {
@@ -325,64 +356,24 @@ describe("K3s rollout on the lab fleet", () => {
     });
 
     it("stops at a node whose drain a disruption budget blocks: nothing written or restarted, the node left cordoned; the next up finishes it", async () => {
-        await fleet.setK3sBehaviour(AGENT_1, { evictionBlocked: true });
-        const previous = onDisk(AGENT_1);
-        const agent1Restarts = restarts(AGENT_1);
-        const agent2 = onDisk(AGENT_2);
-        const agent2Restarts = restarts(AGENT_2);
-        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": "b" };
-        config.nodes[2].labels = { "example.com/role": "drained-after" };
-        try {
-            const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+        await expectDrainStopsAtAgent1({ evictionBlocked: true }, "b", (result) => {
             // The eviction was retried every 5 s until the drain timeout, then the step gave up.
             const budget = "Cannot evict pod as it would violate the pod's disruption budget.";
             expect(result.failed?.result.stdout).toContain(`rollout ${AGENT_1}: pod lab-apps/guarded may not be evicted now (${budget}); retrying in 5s\n`);
             expect(result.failed?.result.stderr).toContain(
                 `rollout ${AGENT_1} failed: the drain timed out after ${READY_TIMEOUT_SECONDS}s: pod lab-apps/guarded may not be evicted now (${budget}). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.`,
             );
-            expect(onDisk(AGENT_1)).toBe(previous);
-            expect(restarts(AGENT_1)).toBe(agent1Restarts);
-            expectRolloutStoppedAtAgent1(result, { config: agent2, restarts: agent2Restarts });
-        } finally {
-            await fleet.setK3sBehaviour(AGENT_1, { evictionBlocked: false });
-        }
-        const retry = await up();
-        expect(retry.failed?.result.stderr).toBeUndefined();
-        expect(onDisk(AGENT_1)).toContain("example.com/zone=b");
-        expect(restarts(AGENT_1)).toBe(agent1Restarts + 1);
-        expect(onDisk(AGENT_2)).toContain("example.com/role=drained-after");
-        // The cordon the failed drain made is the rollout's (its annotation), so it is lifted now.
-        expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
+        });
     });
 
     it("refuses to drain a node running a pod no controller would recreate: nothing written, left cordoned; the next up finishes once it is gone", async () => {
-        await fleet.setK3sBehaviour(AGENT_1, { unmanagedPod: true });
-        const previous = onDisk(AGENT_1);
-        const agent1Restarts = restarts(AGENT_1);
-        const agent2 = onDisk(AGENT_2);
-        const agent2Restarts = restarts(AGENT_2);
-        config.nodes[1].labels = { ...config.nodes[1].labels, "example.com/zone": "c" };
-        config.nodes[2].labels = { "example.com/role": "after-bare" };
-        try {
-            const result = await up();
-            expect(result.failed?.name).toBe(`k3s-${AGENT_1}-apply`);
+        await expectDrainStopsAtAgent1({ unmanagedPod: true }, "c", async (result) => {
             expect(result.failed?.result.stderr).toContain(
                 `rollout ${AGENT_1} failed: pods no controller would recreate run on it: lab-apps/bare-${AGENT_1}; move or delete them (kubectl drain would need --force).`,
             );
             // Refused before any eviction: the pod is still there.
             expect(await podsOn(AGENT_1)).toContain(`pod/bare-${AGENT_1}`);
-            expect(onDisk(AGENT_1)).toBe(previous);
-            expect(restarts(AGENT_1)).toBe(agent1Restarts);
-            expectRolloutStoppedAtAgent1(result, { config: agent2, restarts: agent2Restarts });
-        } finally {
-            await fleet.setK3sBehaviour(AGENT_1, { unmanagedPod: false });
-        }
-        const retry = await up();
-        expect(retry.failed?.result.stderr).toBeUndefined();
-        expect(onDisk(AGENT_1)).toContain("example.com/zone=c");
-        expect(onDisk(AGENT_2)).toContain("example.com/role=after-bare");
-        expect(cordonedByRollout(AGENT_1)).toEqual({ unschedulable: false, annotation: undefined });
+        });
     });
 
     it("rolls an agent whose k3s is stopped without a drain (nothing runs there), and starts a stopped one whose file is unchanged", async () => {
