@@ -1,5 +1,5 @@
 import { plannedSsh, type PlannedSsh, type Values } from "../hostPlan";
-import { type K3sNodeConfig } from "../../stacks/fleet";
+import type { K3sNodeConfig } from "../../stacks/fleet";
 import type { Fleet } from "../../stacks/schema";
 import { rolloutOrder } from "./order";
 import { nodeRolloutPayloads, type K3sNodePaths } from "./rollout";

@@ -7,10 +7,10 @@ import { K3S_CONFIG_PATH, K3S_TOKEN_FILE, renderK3sConfigYaml, renderedConfigSha
 /*
  * What a K3s node's rollout steps read on stdin (the scripts are prepare.sh and apply.sh beside
  * this file; apply.sh drains and uncordons the node itself with self-drain.sh's functions). Every
- * path the scripts touch and the unit they restart are plan facts (K3sNodePaths, unitFor) that reach them as parameters; no script spells one
- * (test/components/k3s/plan.test.ts). Every step carries the config's hash or the config
- * itself, so each re-runs exactly when the node's config changed; apply's payload shows the new
- * config.yaml as text in a preview diff.
+ * path the scripts touch and the unit they restart are plan facts (K3sNodePaths, unitFor) that
+ * reach them as parameters; no script spells one (test/components/k3s/plan.test.ts). Every step
+ * carries the config's hash or the config itself, so each re-runs exactly when the node's config
+ * changed; apply's payload shows the new config.yaml as text in a preview diff.
  */
 
 export const K3S_DIR = "/etc/rancher/k3s";
