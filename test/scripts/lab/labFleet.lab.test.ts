@@ -334,7 +334,7 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
                 expect({ selector, code: refused.code, stderr: refused.stderr }).toEqual({
                     selector,
                     code: 1,
-                    stderr: expect.stringContaining("can only list/watch pods with spec.nodeName field selector") as unknown,
+                    stderr: `Error from server (Forbidden): pods is forbidden: User "system:node:${WORKER_1}" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector\n`,
                 });
             }
             const blocked = await f.ssh(WORKER_1, evict("lab-apps", "guarded"));
@@ -343,7 +343,10 @@ describe("lab fleet harness (root, network namespaces, openssh-server)", () => {
                 "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.\n",
             ]);
             const other = await f.ssh(WORKER_1, evict("kube-system", `svclb-traefik-${WORKER_2}`));
-            expect([other.code, other.stderr]).toEqual([1, expect.stringContaining(`node ${WORKER_1} can only evict pods with spec.nodeName set to itself`)]);
+            expect([other.code, other.stderr]).toEqual([
+                1,
+                `Error from server (Forbidden): pods "svclb-traefik-${WORKER_2}" is forbidden: node ${WORKER_1} can only evict pods with spec.nodeName set to itself\n`,
+            ]);
             const gone = await f.ssh(WORKER_1, evict("lab-apps", "no-such-pod"));
             expect([gone.code, gone.stderr]).toEqual([1, 'Error from server (NotFound): pods "no-such-pod" not found\n']);
 

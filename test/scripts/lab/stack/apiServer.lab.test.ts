@@ -155,6 +155,13 @@ describe("a K3s node's own kubelet credentials on the lab's API server", () => {
         const listed = asNode(["get", "pods", "-A", "--field-selector", `spec.nodeName=${OWN}`, "-o", "name"]);
         expect(listed.code).toBe(0);
         expect(listed.stdout.trim().split("\n").sort()).toEqual(["pod/guarded-own", "pod/svclb-own", "pod/web-own"]);
+        // Only by its own spec.nodeName (the k3s double refuses the others in these words).
+        for (const selector of [[], ["--field-selector", `spec.nodeName=${OTHER}`]]) {
+            expect(failure(asNode(["get", "pods", "-A", ...selector, "-o", "name"]))).toEqual({
+                code: 1,
+                stderr: `Error from server (Forbidden): pods is forbidden: User "system:node:${OWN}" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector\n`,
+            });
+        }
 
         expect(evict("web-own")).toMatchObject({ code: 0 });
         // No kubelet confirms the deletion here, so the evicted pod stays, terminating.
@@ -162,7 +169,7 @@ describe("a K3s node's own kubelet credentials on the lab's API server", () => {
 
         expect(failure(evict("web-other"))).toEqual({
             code: 1,
-            stderr: expect.stringContaining(`node ${OWN} can only evict pods with spec.nodeName set to itself`) as unknown,
+            stderr: `Error from server (Forbidden): pods "web-other" is forbidden: node ${OWN} can only evict pods with spec.nodeName set to itself\n`,
         });
         expect(admin(["get", "pod", "-n", NS, "web-other", "-o", "jsonpath={.metadata.deletionTimestamp}"]).stdout).toBe("");
     });
