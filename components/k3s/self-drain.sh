@@ -43,7 +43,7 @@ read_node() {
 }
 
 drain_failed() {
-  echo "rollout $node failed: $1. Nothing was written; it stays cordoned and on its previous config; the rollout stops here." >&2
+  echo "rollout $node failed: $1. This run wrote and restarted nothing; the node stays cordoned, and the rollout stops here." >&2
   exit 1
 }
 
@@ -74,8 +74,6 @@ evict_pod() {
   drain_failed "gave up evicting pod $namespace/$name"
 }
 
-# Cordons and drains the node before its restart. A node whose k3s is not running has nothing
-# running to drain (and, on an agent, no way to the API); neither has a node not registered yet.
 # The pods bound to the node, one a line: namespace|name|phase|controller kind|mirror annotation.
 list_pods() {
   kube get pods --all-namespaces --field-selector "spec.nodeName=$node" \
@@ -85,7 +83,7 @@ list_pods() {
 # Cordons and drains the node before its restart. A node whose k3s is not running has nothing
 # running to drain (and, on an agent, no way to the API); neither has a node not registered yet.
 drain_self() {
-  local deadline=$((SECONDS + drain_timeout)) pods namespace name phase controller mirror i tries=0 still
+  local deadline=$((SECONDS + drain_timeout)) out pods namespace name phase controller mirror i tries=0 still
   local evict=() unmanaged=()
   if ! systemctl is-active --quiet "$unit"; then
     log "$unit is not running: nothing runs on the node to drain"
@@ -98,8 +96,8 @@ drain_self() {
   fi
   if [ "$node_cordoned" = true ] && [ -z "$node_cordoned_by_rollout" ]; then
     log "already cordoned, not by a rollout: it stays cordoned after this one"
-  elif [ "$node_cordoned" != true ] || [ -z "$node_cordoned_by_rollout" ]; then
-    kube patch node "$node" --type merge -p "$cordon_patch" >/dev/null
+  elif [ "$node_cordoned" != true ]; then
+    out="$(kube patch node "$node" --type merge -p "$cordon_patch" 2>&1)" || drain_failed "cannot cordon it: $out"
     node_cordoned=true node_cordoned_by_rollout=true
     log "cordoned"
   fi
@@ -142,19 +140,21 @@ drain_self() {
 # stale public-ip-overwrite, and make it schedulable again only when the rollout cordoned it, in
 # one merge patch (one API write: the node is never schedulable without its new annotations).
 finish_node() {
+  local patch="$keep_cordon_patch" out
   [ "${node_known:-}" = 1 ] || read_node
   if [ "$node_known" = 0 ]; then
     echo "rollout $node failed: healthy, yet the API does not know the node" >&2
     exit 1
   fi
+  [ -z "$node_cordoned_by_rollout" ] || patch="$uncordon_patch"
+  if ! out="$(kube patch node "$node" --type merge -p "$patch" 2>&1)"; then
+    echo "rollout $node failed: healthy on its config, but its Node object could not be patched: $out. The next up finishes it." >&2
+    exit 1
+  fi
   if [ -n "$node_cordoned_by_rollout" ]; then
-    kube patch node "$node" --type merge -p "$uncordon_patch" >/dev/null
     log "uncordoned"
-  else
-    kube patch node "$node" --type merge -p "$keep_cordon_patch" >/dev/null
-    if [ "$node_cordoned" = true ]; then
-      log "left cordoned: it was cordoned before its rollout, not by it (kubectl uncordon $node to schedule on it again)"
-    fi
+  elif [ "$node_cordoned" = true ]; then
+    log "left cordoned: it was cordoned before its rollout, not by it (kubectl uncordon $node to schedule on it again)"
   fi
   if [ -n "$node_overwrite" ]; then
     log "removed stale public-ip-overwrite $node_overwrite"

@@ -361,7 +361,7 @@ describe("K3s rollout on the lab fleet", () => {
             const budget = "Cannot evict pod as it would violate the pod's disruption budget.";
             expect(result.failed?.result.stdout).toContain(`rollout ${AGENT_1}: pod lab-apps/guarded may not be evicted now (${budget}); retrying in 5s\n`);
             expect(result.failed?.result.stderr).toContain(
-                `rollout ${AGENT_1} failed: the drain timed out after ${READY_TIMEOUT_SECONDS}s: pod lab-apps/guarded may not be evicted now (${budget}). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.`,
+                `rollout ${AGENT_1} failed: the drain timed out after ${READY_TIMEOUT_SECONDS}s: pod lab-apps/guarded may not be evicted now (${budget}). This run wrote and restarted nothing; the node stays cordoned, and the rollout stops here.`,
             );
         });
     });

@@ -283,7 +283,7 @@ describe("self-drain.sh's functions under a node's own credentials on the real A
         const refused = await run("drain_self", 20);
         expect({ code: refused.code, stdout: refused.stdout }).toEqual({ code: 1, stdout: `rollout ${SELF}: cordoned\n` });
         expect(refused.stderr).toBe(
-            `rollout ${SELF} failed: pods no controller would recreate run on it: ${NS}/bare-self; move or delete them (kubectl drain would need --force). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.\n`,
+            `rollout ${SELF} failed: pods no controller would recreate run on it: ${NS}/bare-self; move or delete them (kubectl drain would need --force). This run wrote and restarted nothing; the node stays cordoned, and the rollout stops here.\n`,
         );
         expect(selfNode()).toEqual({ unschedulable: true, annotation: "true" });
         expect(terminating("web-self")).toBe(false);
@@ -303,7 +303,7 @@ describe("self-drain.sh's functions under a node's own credentials on the real A
         expect(blocked.stdout.replaceAll(retry, "")).toBe("");
         expect(blocked.stdout.length).toBeGreaterThanOrEqual(retry.length);
         expect(blocked.stderr).toBe(
-            `rollout ${SELF} failed: the drain timed out after 6s: pod ${NS}/guarded-self may not be evicted now (${budget}). Nothing was written; it stays cordoned and on its previous config; the rollout stops here.\n`,
+            `rollout ${SELF} failed: the drain timed out after 6s: pod ${NS}/guarded-self may not be evicted now (${budget}). This run wrote and restarted nothing; the node stays cordoned, and the rollout stops here.\n`,
         );
         expect(terminating("guarded-self")).toBe(false);
         admin(["delete", "pod", "guarded-self", "-n", NS, "--grace-period=0", "--force"]);
