@@ -175,6 +175,42 @@ describe("the collector and the comparison", () => {
         ]);
     });
 
+    it("reads every node's annotation and cordon even where a field is empty, and tells the rollout's cordon from an operator's", () => {
+        // A stand-in `k3s` that answers the collector's node list as kubectl would: an empty
+        // annotation is an empty field between two separators.
+        const bin = path.join(dir, "bin");
+        fs.mkdirSync(bin);
+        const answer = ["never-rolled||true|", "rolled|abc|true|true", "operator|abc|true|", "clean|abc||", ""].join("\n");
+        fs.writeFileSync(path.join(bin, "k3s"), `#!/bin/sh\nprintf '%s' '${answer}'\n`, { mode: 0o755 });
+        const expected: ExpectedHost = { ...host([]), kubectl: true };
+        const result = spawnSync("bash", ["-c", collectorScript()], {
+            input: collectorPayload(expected, { diff: false }),
+            env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ""}` },
+            timeout: 30_000,
+        });
+        expect(result.status).toBe(0);
+        const seen = parseCollectorOutput(result.stdout);
+        expect(Object.fromEntries(seen.knodes)).toEqual({
+            "never-rolled": { annotation: undefined, unschedulable: true, cordonedByRollout: false },
+            rolled: { annotation: "abc", unschedulable: true, cordonedByRollout: true },
+            operator: { annotation: "abc", unschedulable: true, cordonedByRollout: false },
+            clean: { annotation: "abc", unschedulable: false, cordonedByRollout: false },
+        });
+        const k3sFindings = (name: string): string[] =>
+            compareHost({}, { ...host([]), name, k3s: { unit: "k3s-agent", configSha256: "abc", configPath: path.join(dir, "none") } }, seen, {
+                now: new Date(),
+                diff: false,
+                cluster: { nodes: seen.knodes },
+            })
+                .filter((finding) => finding.area === "k3s")
+                .map((finding) => `${finding.severity} ${finding.message}`);
+        expect(k3sFindings("rolled")).toEqual([
+            "drift cordoned by a rollout that did not finish: the next up drains it again and lifts the cordon once it is healthy",
+        ]);
+        expect(k3sFindings("operator")).toEqual(["warning cordoned, not by a rollout: it stays so through rollouts (kubectl uncordon operator lifts it)"]);
+        expect(k3sFindings("clean")).toEqual([]);
+    });
+
     it("dates a service's start from its monotonic timestamp and the host's clock", () => {
         const clock = { realtime: 1_000_000, monotonicNs: 500 * 1e9, source: "timer_list" };
         expect(serviceStart({ ActiveEnterTimestampMonotonic: String(400 * 1e6) }, clock)).toEqual({ at: 1_000_000 - 100, tolerance: 0.05 });
