@@ -380,7 +380,9 @@ const ClusterSchema = z.strictObject({
         .min(5)
         .max(3600)
         .default(300)
-        .describe("Seconds a restarted node has to become Ready (servers: and etcd healthy) before it is rolled back."),
+        .describe(
+            "Seconds a restarted node has to become Ready (servers: and etcd healthy) before it is rolled back; also the most its drain may take before the rollout stops there.",
+        ),
     bootstrap: z
         .boolean()
         .default(false)
