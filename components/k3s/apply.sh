@@ -21,7 +21,6 @@ cfg="$(param CONFIG_PATH)"; rec="$(param RECORD_PATH)"; dropin="$(param SAN_DROP
 pending="$(param PENDING_PATH)"; kubeconfig="$(param KUBECONFIG)"; drain_timeout="$(param DRAIN_TIMEOUT)"
 node_state_jsonpath="$(param NODE_STATE_JSONPATH)"; cordon_patch="$(param CORDON_PATCH)"
 uncordon_patch="$(param UNCORDON_PATCH)"; keep_cordon_patch="$(param KEEP_CORDON_PATCH)"
-node_known=''
 dir="$(dirname "$cfg")"
 log() { echo "rollout $node: $*"; }
 mkdir -p "$dir" "$(dirname "$rec")" "$(dirname "$dropin")" "$(dirname "$pending")"
@@ -77,18 +76,23 @@ rollback() {
   echo "rollout $node failed: $1. It is on its previous config and stays cordoned; the rollout stops here." >&2
   exit 1
 }
+# The file in place is the wanted one: restart onto it, gate on health (rolling back if not),
+# record it, end the pending apply, and uncordon.
+restart_onto_config() {
+  restart_unit || rollback "k3s did not restart with the new config"
+  wait_healthy || rollback "not healthy within ${timeout}s"
+  install_file "$new_rec" "$rec"
+  rm -f "$pending"
+  finish_node
+  log "restarted $unit and healthy"
+}
 if [ -f "$cfg" ] && cmp -s "$new_cfg" "$cfg" && [ ! -e "$dropin" ]; then
   if [ -e "$pending" ]; then
     # This file went in, but no run saw the node healthy on it: finish that apply now.
     fresh=0; [ -f "$cfg.previous" ] || fresh=1
     log "an earlier run wrote this config.yaml but did not see the node healthy on it; restarting onto it"
     drain_self
-    restart_unit || rollback "k3s did not restart with the new config"
-    wait_healthy || rollback "not healthy within ${timeout}s"
-    install_file "$new_rec" "$rec"
-    rm -f "$pending"
-    finish_node
-    log "restarted $unit and healthy"
+    restart_onto_config
     exit 0
   fi
   done_what="config.yaml unchanged; nothing written, nothing restarted"
@@ -136,9 +140,4 @@ fi
 install_file "$new_cfg" "$cfg"
 rm -f "$dropin"
 log "wrote $cfg"
-restart_unit || rollback "k3s did not restart with the new config"
-wait_healthy || rollback "not healthy within ${timeout}s"
-install_file "$new_rec" "$rec"
-rm -f "$pending"
-finish_node
-log "restarted $unit and healthy"
+restart_onto_config

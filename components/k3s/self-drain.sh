@@ -52,7 +52,7 @@ drain_failed() {
 # (TooManyRequests): …"), the API's own constant, not its message: 429 is a disruption budget
 # that allows no eviction now (retried, as drain does), NotFound a pod already gone.
 evict_pod() {
-  local namespace="$1" name="$2" deadline="$3" out tries=0
+  local namespace="$1" name="$2" deadline="$3" out reason tries=0
   while [ "$tries" -lt 10000 ]; do
     tries=$((tries + 1))
     if out="$(kube create --raw "/api/v1/namespaces/$namespace/pods/$name/eviction" -f - 2>&1 <<<"{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"$name\",\"namespace\":\"$namespace\"}}")"; then
@@ -62,10 +62,9 @@ evict_pod() {
     case "$out" in
       *"(NotFound)"*) return 0 ;;
       *"(TooManyRequests)"*)
-        if [ "$SECONDS" -ge "$deadline" ]; then
-          drain_failed "the drain timed out after ${drain_timeout}s: pod $namespace/$name may not be evicted now (${out#Error from server (TooManyRequests): })"
-        fi
-        log "pod $namespace/$name may not be evicted now (${out#Error from server (TooManyRequests): }); retrying in 5s"
+        reason="pod $namespace/$name may not be evicted now (${out#Error from server (TooManyRequests): })"
+        [ "$SECONDS" -lt "$deadline" ] || drain_failed "the drain timed out after ${drain_timeout}s: $reason"
+        log "$reason; retrying in 5s"
         sleep 5
         ;;
       *) drain_failed "the eviction of pod $namespace/$name failed: $out" ;;
@@ -74,10 +73,12 @@ evict_pod() {
   drain_failed "gave up evicting pod $namespace/$name"
 }
 
-# The pods bound to the node, one a line: namespace|name|phase|controller kind|mirror annotation.
+# The pods bound to the node into pods, one a line: namespace|name|phase|controller kind|mirror
+# annotation.
 list_pods() {
-  kube get pods --all-namespaces --field-selector "spec.nodeName=$node" \
-    -o 'jsonpath={range .items[*]}{.metadata.namespace}{"|"}{.metadata.name}{"|"}{.status.phase}{"|"}{.metadata.ownerReferences[?(@.controller==true)].kind}{"|"}{.metadata.annotations.kubernetes\.io/config\.mirror}{"\n"}{end}'
+  pods="$(kube get pods --all-namespaces --field-selector "spec.nodeName=$node" \
+    -o 'jsonpath={range .items[*]}{.metadata.namespace}{"|"}{.metadata.name}{"|"}{.status.phase}{"|"}{.metadata.ownerReferences[?(@.controller==true)].kind}{"|"}{.metadata.annotations.kubernetes\.io/config\.mirror}{"\n"}{end}' 2>&1)" ||
+    drain_failed "cannot list its pods: $pods"
 }
 
 # Cordons and drains the node before its restart. A node whose k3s is not running has nothing
@@ -101,7 +102,7 @@ drain_self() {
     node_cordoned=true node_cordoned_by_rollout=true
     log "cordoned"
   fi
-  pods="$(list_pods 2>&1)" || drain_failed "cannot list its pods: $pods"
+  list_pods
   while IFS='|' read -r namespace name phase controller mirror; do
     [ -n "$name" ] || continue
     case "$phase" in Succeeded | Failed) continue ;; esac
@@ -122,7 +123,7 @@ drain_self() {
   # (a node may list its own pods; the list is all this waits on).
   while [ "${#evict[@]}" -gt 0 ] && [ "$tries" -lt 100000 ]; do
     tries=$((tries + 1))
-    pods="$(list_pods 2>&1)" || drain_failed "cannot list its pods: $pods"
+    list_pods
     still=''
     for ((i = 0; i < ${#evict[@]}; i += 2)); do
       case $'\n'"$pods" in *$'\n'"${evict[i]}|${evict[i + 1]}|"*) still="${evict[i]}/${evict[i + 1]}" ;; esac

@@ -45,12 +45,6 @@ export const SCRIPT_LIBRARIES: Partial<Record<RemoteScriptPath, readonly string[
 /** Every library file, for shellcheck and tests. */
 export const REMOTE_LIBRARIES = [...new Set(Object.values(SCRIPT_LIBRARIES).flat())];
 
-/** A library as written, for tests that run its functions alone. */
-export function remoteLibrarySource(relativePath: string): string {
-    if (!REMOTE_LIBRARIES.includes(relativePath)) throw new Error(`${relativePath} is not a step library`);
-    return read(relativePath);
-}
-
 /**
  * A step's script as written: the prelude, its libraries, then `components/<relativePath>` (what
  * shellcheck reads, directives and all).
@@ -90,7 +84,7 @@ export function remoteScript(relativePath: string): string {
     return script;
 }
 
-/** A script file as it is, for scripts that run without the payload reader (cloud-init). */
+/** A script file as it is: for scripts that run without the payload reader (cloud-init), and a step library a test runs alone. */
 export function scriptFile(relativePath: string): string {
     return read(relativePath);
 }

@@ -25,17 +25,13 @@ export interface LabPod {
 /** The pod the evictionBlocked cue guards with a disruption budget. */
 export const BUDGET_GUARDED_POD = { namespace: "lab-apps", name: "guarded" } as const;
 
-export function workloadPodName(node: string): string {
-    return `web-${node}`;
-}
-
 export function podsOn(rec: NodeRecord): LabPod[] {
     const cue = loadCue(rec.hostSideStateDir);
     const pods: LabPod[] = [
         { namespace: "kube-system", name: `svclb-traefik-${rec.name}`, nodeName: rec.name, controllerKind: "DaemonSet", budgetBlocked: false },
     ];
     if (cue.workloadPod) {
-        pods.push({ namespace: "lab-apps", name: workloadPodName(rec.name), nodeName: rec.name, controllerKind: "ReplicaSet", budgetBlocked: false });
+        pods.push({ namespace: "lab-apps", name: `web-${rec.name}`, nodeName: rec.name, controllerKind: "ReplicaSet", budgetBlocked: false });
     }
     if (cue.evictionBlocked) {
         pods.push({ ...BUDGET_GUARDED_POD, nodeName: rec.name, controllerKind: "ReplicaSet", budgetBlocked: true });

@@ -25,7 +25,7 @@ import {
     ROLLOUT_CORDON_ANNOTATION,
     uncordonPatch,
 } from "../../../../components/k3s/rollout";
-import { remoteLibrarySource } from "../../../../components/remote/scripts";
+import { scriptFile } from "../../../../components/remote/scripts";
 import { startApiServer, type ApiServer } from "../../../../scripts/lab/stack/apiServer";
 import { loadEngine } from "../../../../scripts/lab/stack/engine";
 
@@ -233,7 +233,7 @@ describe("self-drain.sh's functions under a node's own credentials on the real A
             "systemctl() { return 0; }",
             // `k3s kubectl …` is the real kubectl here.
             'k3s() { shift; "$KUBECTL" "$@"; }',
-            remoteLibrarySource("k3s/self-drain.sh"),
+            scriptFile("k3s/self-drain.sh"),
             body,
         ].join("\n");
         const env = {
